@@ -1,0 +1,69 @@
+"""Load a function's ``app.py`` as a uniquely named module (dev only).
+
+Both handlers live in a file called ``app.py``, so importing them by file path under
+distinct module names is the only way to hold both in one process. Load them *after*
+the environment is set: the handlers configure themselves at import (cold start).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+_counter = itertools.count(1)
+
+
+def add_code_paths(repo_root: Path = REPO_ROOT) -> None:
+    """Put every ``layers/<dir>`` and the repo root on ``sys.path`` (as Lambda's /opt/python)."""
+    paths = [str(repo_root)]
+    layers = repo_root / "layers"
+    if layers.is_dir():
+        paths = [str(p) for p in sorted(layers.iterdir()) if p.is_dir()] + paths
+    for path in reversed(paths):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def load_function_module(name: str, *, repo_root: Path = REPO_ROOT, fresh: bool = True) -> ModuleType:
+    """Import ``functions/<name>/app.py`` as ``_lambda_<name>_app[_<n>]``.
+
+    ``fresh=True`` (default) executes the file again under a new module name, i.e. a new
+    cold start that re-reads the environment. ``fresh=False`` reuses an earlier load.
+    """
+    add_code_paths(repo_root)
+    path = repo_root / "functions" / name / "app.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"no handler at {path}")
+    base = f"_lambda_{name.replace('-', '_')}_app"
+    if not fresh and base in sys.modules:
+        return sys.modules[base]
+    module_name = base if base not in sys.modules else f"{base}_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # before exec: dataclasses/pydantic look the module up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def load_handler(
+    name: str, *, attr: str = "lambda_handler", repo_root: Path = REPO_ROOT, fresh: bool = True
+) -> Handler:
+    """The handler callable of ``functions/<name>/app.py``."""
+    module = load_function_module(name, repo_root=repo_root, fresh=fresh)
+    handler: Handler = getattr(module, attr)
+    return handler
