@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from moto.server import ThreadedMotoServer
@@ -34,7 +34,9 @@ DUMMY_SECRET_KEY = "testing"  # noqa: S105
 DEFAULT_POWERLEADS_API_BASE_URL = "https://services.leadconnectorhq.com"
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - the sandbox API's default accepted token
 SERVICE_NAME = "appointment-enricher"
-METRICS_NAMESPACE = "PowerLeadsAppointmentEnricher"
+
+OutputMode = Literal["topic", "queue", "both"]
+METRICS_NAMESPACE = "PowerLeadsEnricher"  # as template.yaml Globals
 
 
 def aws_base_env(endpoint_url: str, region: str = REGION) -> dict[str, str]:
@@ -101,14 +103,27 @@ class LocalStack:
             aws_secret_access_key=DUMMY_SECRET_KEY,
         )
 
-    def env(self, powerleads_api_base_url: str | None = None, **extra: str) -> dict[str, str]:
-        """The runtime-contract env vars (DESIGN.md) for both handlers, plus ``extra``."""
+    def env(
+        self,
+        powerleads_api_base_url: str | None = None,
+        *,
+        output_mode: OutputMode = "topic",
+        **extra: str,
+    ) -> dict[str, str]:
+        """The runtime-contract env vars (DESIGN.md) for both handlers, plus ``extra``.
+
+        ``output_mode`` mirrors the template's OutputMode: ``topic`` (default) sets only
+        OUTPUT_TOPIC_ARN and records reach EnrichedQueue through the subscription; ``queue``
+        sets only OUTPUT_QUEUE_URL; ``both`` sets both, so EnrichedQueue gets every record twice.
+        """
         env = aws_base_env(self.endpoint_url, self.region)
+        if output_mode in ("topic", "both"):
+            env["OUTPUT_TOPIC_ARN"] = self.topic_arn
+        if output_mode in ("queue", "both"):
+            env["OUTPUT_QUEUE_URL"] = self.enriched_queue_url
         env.update(
             {
                 "INGEST_QUEUE_URL": self.ingest_queue_url,
-                "OUTPUT_TOPIC_ARN": self.topic_arn,
-                "OUTPUT_QUEUE_URL": self.enriched_queue_url,
                 "DEAD_LETTER_QUEUE_URL": self.quarantine_queue_url,
                 "IDEMPOTENCY_TABLE_NAME": self.table_name,
                 "POWERLEADS_API_BASE_URL": powerleads_api_base_url or self.powerleads_api_base_url,
@@ -122,9 +137,15 @@ class LocalStack:
         env.update(extra)
         return env
 
-    def apply_env(self, powerleads_api_base_url: str | None = None, **extra: str) -> dict[str, str]:
+    def apply_env(
+        self,
+        powerleads_api_base_url: str | None = None,
+        *,
+        output_mode: OutputMode = "topic",
+        **extra: str,
+    ) -> dict[str, str]:
         """Write :meth:`env` into ``os.environ`` (for a whole process, e.g. ``dev.run``)."""
-        env = self.env(powerleads_api_base_url, **extra)
+        env = self.env(powerleads_api_base_url, output_mode=output_mode, **extra)
         os.environ.update(env)
         return env
 
