@@ -1,0 +1,89 @@
+"""EnricherFunction: SQS batch from the ingest queue -> enriched records on SNS/SQS.
+
+Thin by design: collaborators are built once per container and shared by every invocation;
+the batch rules live in ``appointment_enricher.enricher``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from appointment_enricher.config import EnricherSettings
+from appointment_enricher.enricher import EnricherService, Stats
+from appointment_enricher.idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
+from appointment_enricher.powerleads import PowerLeadsClient
+from appointment_enricher.publisher import Destination, Publisher, SnsDestination, SqsDestination
+from appointment_enricher.queues import Quarantine, sqs_client
+from appointment_enricher.tokens import SecretTokens, StaticTokens, powertools_secret_fetcher
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+settings = EnricherSettings.from_env()
+
+
+def _build() -> tuple[EnricherService, Stats]:
+    import boto3  # noqa: PLC0415 - one place that creates every AWS client
+
+    sqs = sqs_client()
+    destinations: list[Destination] = []
+    if settings.OUTPUT_TOPIC_ARN:
+        destinations.append(SnsDestination(boto3.client("sns"), settings.OUTPUT_TOPIC_ARN))
+    if settings.OUTPUT_QUEUE_URL:
+        destinations.append(SqsDestination(sqs, settings.OUTPUT_QUEUE_URL))
+    tokens = (
+        SecretTokens(settings.POWERLEADS_TOKEN_SECRET_ID, powertools_secret_fetcher())
+        if settings.POWERLEADS_TOKEN_SECRET_ID
+        else StaticTokens(settings.POWERLEADS_TOKEN or "")
+    )
+    idempotency: Idempotency = (
+        PowertoolsIdempotency(settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds)
+        if settings.IDEMPOTENCY_TABLE_NAME
+        else NoIdempotency()
+    )
+    stats = Stats()
+    client = PowerLeadsClient(
+        settings.POWERLEADS_API_BASE_URL,
+        tokens,
+        api_version=settings.POWERLEADS_API_VERSION,
+        timeout=(settings.POWERLEADS_CONNECT_TIMEOUT_SECONDS, settings.POWERLEADS_READ_TIMEOUT_SECONDS),
+        observe=stats.upstream,
+        pool_size=settings.ENRICHER_MAX_WORKERS,
+    )
+    service = EnricherService(
+        client,
+        Publisher(destinations),
+        Quarantine(sqs, settings.DEAD_LETTER_QUEUE_URL),
+        idempotency,
+        max_workers=settings.ENRICHER_MAX_WORKERS,
+        log=_log,
+    )
+    return service, stats
+
+
+def _log(level: str, message: str, **fields: Any) -> None:
+    getattr(logger, level)(message, extra={k: v for k, v in fields.items() if v is not None})
+
+
+service, stats = _build()
+
+
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    records = event.get("Records") or []
+    items = service.process(records, context.get_remaining_time_in_millis, stats)
+    for name, value in stats.drain().items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    for latency in stats.drain_latencies():
+        metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=latency)
+    for appointment_id, location_id in {(i.group, i.webhook.locationId) for i in items if i.webhook}:
+        with tracer.provider.in_subsegment("## appointment") as subsegment:
+            subsegment.put_annotation("appointmentId", appointment_id)
+            subsegment.put_annotation("locationId", location_id)
+    return {"batchItemFailures": service.failures(items)}

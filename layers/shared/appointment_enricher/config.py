@@ -1,0 +1,72 @@
+"""Environment variables as pydantic models: one place that says what each function reads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_API_BASE_URL = "https://services.leadconnectorhq.com"
+DEFAULT_API_VERSION = "2021-04-15"
+
+
+class ConfigError(RuntimeError):
+    """The function is misconfigured: fail the cold start with a message naming the variable."""
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if environ is None else environ
+        data = {name: value for name, value in env.items() if name in cls.model_fields and value != ""}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+class ReceiverSettings(_Settings):
+    """WebhookFunction."""
+
+    INGEST_QUEUE_URL: str
+    WEBHOOK_ED25519_PUBLIC_KEY: str | None = None
+    WEBHOOK_RSA_PUBLIC_KEY: str | None = None
+    WEBHOOK_SIGNATURE_REQUIRED: bool = True
+    WEBHOOK_MAX_AGE_SECONDS: int = Field(default=86400, gt=0)
+
+
+class EnricherSettings(_Settings):
+    """EnricherFunction."""
+
+    OUTPUT_TOPIC_ARN: str | None = None
+    OUTPUT_QUEUE_URL: str | None = None
+    DEAD_LETTER_QUEUE_URL: str
+    IDEMPOTENCY_TABLE_NAME: str | None = None
+    POWERLEADS_API_BASE_URL: str = DEFAULT_API_BASE_URL
+    POWERLEADS_API_VERSION: str = DEFAULT_API_VERSION
+    POWERLEADS_TOKEN_SECRET_ID: str | None = None
+    POWERLEADS_TOKEN: str | None = Field(default=None, repr=False)
+    WEBHOOK_MAX_AGE_SECONDS: int = Field(default=86400, gt=0)
+    ENRICHER_MAX_WORKERS: int = Field(default=8, ge=1, le=64)
+    POWERLEADS_CONNECT_TIMEOUT_SECONDS: float = Field(default=3.05, gt=0)
+    POWERLEADS_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_output_and_token(self) -> EnricherSettings:
+        if not self.OUTPUT_TOPIC_ARN and not self.OUTPUT_QUEUE_URL:
+            raise ValueError("set OUTPUT_TOPIC_ARN, OUTPUT_QUEUE_URL or both")
+        if not self.POWERLEADS_TOKEN_SECRET_ID and not self.POWERLEADS_TOKEN:
+            raise ValueError("set POWERLEADS_TOKEN_SECRET_ID (or POWERLEADS_TOKEN for local runs)")
+        return self
+
+    @property
+    def idempotency_ttl_seconds(self) -> int:
+        """At least twice the webhook max age, so a redelivery inside the accepted window is caught."""
+        return 2 * self.WEBHOOK_MAX_AGE_SECONDS

@@ -1,0 +1,382 @@
+"""The enricher's batch logic: one effect per webhook, in order per appointment.
+
+For one SQS batch:
+1. parse each ingest message (unparseable -> quarantine);
+2. group by appointment (the FIFO ``MessageGroupId``), keeping batch order inside a group;
+3. per group, on a bounded thread pool sharing one HTTP session: claim each message
+   (idempotency), fetch the appointment once for the whole group (coalescing), validate, enrich;
+4. publish in rounds (the n-th record of every group in round n), so a failed publish never lets a
+   later record of the same appointment overtake it;
+5. a failed record fails every later record of its group, which returns to the queue with it;
+   other groups carry on. Permanent failures go to quarantine and are acknowledged.
+
+Why not Powertools' ``SqsFifoPartialProcessor``: it processes records one at a time and stops the
+whole batch at the first failure. We keep its ordering guarantee per group but let groups run in
+parallel and share one fetch per appointment, which is what keeps a burst of updates cheap.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from .enrichment import build_record
+from .idempotency import Claim, Idempotency, NoIdempotency
+from .models import AppointmentWebhook, EnrichedRecord, GetAppointmentResponse, IngestMessage
+from .publisher import MAX_MESSAGE_BYTES, OutboundMessage
+
+DEADLINE_MARGIN_SECONDS = 5.0
+
+
+class AppointmentSource(Protocol):
+    def get_appointment(self, event_id: str, location_id: str, *, deadline: float) -> dict[str, Any]: ...
+
+
+class RecordPublisher(Protocol):
+    def publish(self, messages: Sequence[OutboundMessage]) -> dict[str, str]: ...
+
+
+class QuarantineSink(Protocol):
+    def send(
+        self,
+        original_body: str,
+        *,
+        error_type: str,
+        error_message: str,
+        source_message_id: str,
+        extra: Mapping[str, str | None] | None = None,
+        now: datetime | None = None,
+    ) -> None: ...
+
+
+class Outcome(enum.Enum):
+    PENDING = "pending"
+    PUBLISHED = "published"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+    RETRY = "retry"
+
+
+class Permanent(Exception):
+    """A failure no retry can fix: the message goes to quarantine with ``error_type``."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+@dataclass
+class Item:
+    """One SQS record through the pipeline."""
+
+    message_id: str
+    raw: str
+    group: str
+    ingest: IngestMessage | None = None
+    webhook: AppointmentWebhook | None = None
+    claimed: bool = False
+    record: EnrichedRecord | None = None
+    body: str | None = None
+    outcome: Outcome = Outcome.PENDING
+    error_type: str | None = None
+    error_message: str | None = None
+
+    def fail(self, outcome: Outcome, error_type: str, message: str) -> None:
+        self.outcome, self.error_type, self.error_message = outcome, error_type, message[:500]
+
+
+@dataclass
+class Stats:
+    """Thread-safe tallies the handler turns into metrics after the batch."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, value: int = 1) -> None:
+        with self._lock:
+            self.counts[name] += value
+
+    def upstream(self, status: int | None, elapsed_ms: float) -> None:
+        with self._lock:
+            self.latencies_ms.append(elapsed_ms)
+            self.counts["UpstreamCalls"] += 1
+            if status == 429:
+                self.counts["Upstream429"] += 1
+            if status in (401, 403):
+                self.counts["UpstreamAuthFailure"] += 1
+
+    def drain(self) -> dict[str, int]:
+        """Counts since the last drain (one invocation's worth)."""
+        with self._lock:
+            counts, self.counts = dict(self.counts), Counter()
+        return counts
+
+    def drain_latencies(self) -> list[float]:
+        with self._lock:
+            latencies, self.latencies_ms = self.latencies_ms, []
+        return latencies
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return bool(getattr(exc, "retryable", True))
+
+
+class EnricherService:
+    """Turns an SQS batch into published records, quarantined messages and batch item failures."""
+
+    def __init__(
+        self,
+        source: AppointmentSource,
+        publisher: RecordPublisher,
+        quarantine: QuarantineSink,
+        idempotency: Idempotency | None = None,
+        *,
+        max_workers: int = 8,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+        log: Callable[..., None] | None = None,
+    ) -> None:
+        self.source = source
+        self.publisher = publisher
+        self.quarantine = quarantine
+        self.idempotency = idempotency or NoIdempotency()
+        self.clock = clock
+        self.monotonic = monotonic
+        self.log = log or (lambda *args, **kwargs: None)
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="enrich")
+        self.max_workers = max_workers
+
+    # -- the batch ---------------------------------------------------------------------------
+
+    def process(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        remaining_ms: Callable[[], int],
+        stats: Stats | None = None,
+    ) -> list[Item]:
+        """Process one SQS batch; every item ends PUBLISHED, DUPLICATE, QUARANTINED or RETRY."""
+        stats = stats or Stats()
+        deadline = self.monotonic() + remaining_ms() / 1000 - DEADLINE_MARGIN_SECONDS
+        items = [self._parse(record) for record in records]
+        stats.add("RecordsReceived", len(items))
+        groups: dict[str, list[Item]] = {}
+        for item in items:
+            if item.outcome is Outcome.PENDING:
+                groups.setdefault(item.group, []).append(item)
+
+        futures = [
+            self._pool.submit(self._prepare_group, group, remaining_ms, deadline) for group in groups.values()
+        ]
+        for future in futures:
+            future.result()
+        self._publish_in_rounds(list(groups.values()))
+        self._settle(items, stats)
+        return items
+
+    def failures(self, items: Iterable[Item]) -> list[dict[str, str]]:
+        return [{"itemIdentifier": item.message_id} for item in items if item.outcome is Outcome.RETRY]
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _parse(self, record: Mapping[str, Any]) -> Item:
+        message_id = str(record.get("messageId", ""))
+        raw = record.get("body")
+        attributes = record.get("attributes") or {}
+        item = Item(message_id=message_id, raw=raw if isinstance(raw, str) else "", group=message_id)
+        try:
+            if not isinstance(raw, str):
+                raise Permanent("InvalidIngestMessage", "SQS record has no string body")
+            item.ingest = IngestMessage.model_validate_json(raw)
+            item.webhook = AppointmentWebhook.model_validate_json(item.ingest.body)
+        except ValidationError as exc:
+            item.fail(Outcome.QUARANTINED, "InvalidIngestMessage", _summary(exc))
+            return item
+        except Permanent as exc:
+            item.fail(Outcome.QUARANTINED, exc.error_type, str(exc))
+            return item
+        item.group = str(attributes.get("MessageGroupId") or item.webhook.appointment.id)
+        return item
+
+    def _prepare_group(self, group: list[Item], remaining_ms: Callable[[], int], deadline: float) -> None:
+        """Claim, fetch once, validate and build records for one appointment's messages, in order."""
+        pending: list[Item] = []
+        for index, item in enumerate(group):
+            assert item.ingest is not None
+            try:
+                claim = self.idempotency.claim(item.ingest.dedupeId, remaining_ms())
+            except Exception as exc:  # noqa: BLE001 - the table is unreachable: retry later
+                _retry_rest(group[index:], "IdempotencyUnavailable", f"{type(exc).__name__}: {exc}")
+                break
+            if claim is Claim.DONE:
+                item.outcome = Outcome.DUPLICATE
+                continue
+            if claim is Claim.BUSY:
+                _retry_rest(group[index:], "InProgressElsewhere", "another invocation holds this webhook")
+                break
+            item.claimed = True
+            pending.append(item)
+
+        if not pending:
+            return
+        first = pending[0].webhook
+        assert first is not None
+        appointment = None
+        needs_fetch = any(i.webhook is not None and i.webhook.type != "AppointmentDelete" for i in pending)
+        if needs_fetch:
+            try:
+                payload = self.source.get_appointment(
+                    first.appointment.id, first.locationId, deadline=deadline
+                )
+                appointment = GetAppointmentResponse.model_validate(payload).event
+            except ValidationError as exc:
+                for item in pending:
+                    item.fail(Outcome.QUARANTINED, "InvalidAppointment", _summary(exc))
+                return
+            except Exception as exc:  # noqa: BLE001 - classified below
+                error_type = getattr(exc, "error_type", type(exc).__name__)
+                if error_type == "AppointmentNotFound":
+                    appointment = None  # gone upstream: deleted records from the snapshots
+                elif _is_retryable(exc):
+                    _retry_rest(pending, error_type, str(exc))
+                    return
+                else:
+                    for item in pending:
+                        item.fail(Outcome.QUARANTINED, error_type, str(exc))
+                    return
+            else:
+                if appointment.id != first.appointment.id:
+                    for item in pending:
+                        item.fail(Outcome.QUARANTINED, "InvalidAppointment", "upstream returned another id")
+                    return
+
+        now = self.clock()
+        for item in pending:
+            assert item.webhook is not None and item.ingest is not None
+            record = build_record(item.webhook, appointment, received_at=item.ingest.receivedAt, now=now)
+            body = record.model_dump_json(exclude_unset=True)
+            if len(body.encode()) > MAX_MESSAGE_BYTES - 4096:
+                item.fail(Outcome.QUARANTINED, "RecordTooLarge", f"record is {len(body)} bytes")
+                continue
+            item.record, item.body = record, body
+
+    def _publish_in_rounds(self, groups: list[list[Item]]) -> None:
+        """Round n publishes the n-th ready record of every group still in good standing."""
+        queues = [[i for i in group if i.outcome is Outcome.PENDING] for group in groups]
+        while True:
+            heads = [(queue, queue.pop(0)) for queue in queues if queue]
+            if not heads:
+                return
+            failed = self.publisher.publish([_outbound(item) for _, item in heads])
+            for queue, item in heads:
+                if item.message_id in failed:
+                    item.fail(Outcome.RETRY, "PublishFailed", failed[item.message_id])
+                    _retry_rest(queue, "EarlierRecordFailed", "an earlier record of this appointment failed")
+                    queue.clear()
+                else:
+                    item.outcome = Outcome.PUBLISHED
+
+    def _settle(self, items: list[Item], stats: Stats) -> None:
+        """Quarantine, complete or release claims, count outcomes, log one line per item."""
+        for item in items:
+            if item.outcome is Outcome.QUARANTINED:
+                try:
+                    self._quarantine(item)
+                except Exception as exc:  # noqa: BLE001 - could not park it: keep it on the queue
+                    item.fail(Outcome.RETRY, "QuarantineFailed", f"{type(exc).__name__}: {exc}")
+            dedupe = item.ingest.dedupeId if item.ingest else None
+            if item.claimed and dedupe:
+                try:
+                    if item.outcome is Outcome.PUBLISHED:
+                        deleted = bool(item.record and item.record.deleted)
+                        self.idempotency.complete(dedupe, {"published": True, "deleted": deleted})
+                    else:
+                        self.idempotency.release(dedupe, RuntimeError(item.error_type or "failed"))
+                except Exception as exc:  # noqa: BLE001 - the outcome stands; the claim expires on its own
+                    self.log(
+                        "warning", "idempotency update failed", error=type(exc).__name__, dedupeId=dedupe
+                    )
+            metric = {
+                Outcome.PUBLISHED: "RecordsDeleted"
+                if item.record and item.record.deleted
+                else "RecordsEnriched",
+                Outcome.DUPLICATE: "DuplicatesSkipped",
+                Outcome.QUARANTINED: "RecordsQuarantined",
+                Outcome.RETRY: "RecordsRetried",
+            }.get(item.outcome)
+            if metric:
+                stats.add(metric)
+            self.log(
+                "warning" if item.outcome in (Outcome.RETRY, Outcome.QUARANTINED) else "info",
+                f"record {item.outcome.value}",
+                messageId=item.message_id,
+                correlation_id=dedupe,
+                appointmentId=item.webhook.appointment.id if item.webhook else None,
+                locationId=item.webhook.locationId if item.webhook else None,
+                errorType=item.error_type,
+                errorMessage=item.error_message,
+            )
+
+    def _quarantine(self, item: Item) -> None:
+        webhook = item.webhook
+        self.quarantine.send(
+            item.raw,
+            error_type=item.error_type or "Unknown",
+            error_message=item.error_message or "",
+            source_message_id=item.message_id,
+            extra={
+                "dedupeId": item.ingest.dedupeId if item.ingest else None,
+                "appointmentId": webhook.appointment.id if webhook else None,
+                "locationId": webhook.locationId if webhook else None,
+                "eventType": webhook.type if webhook else None,
+            },
+            now=self.clock(),
+        )
+
+
+def _retry_rest(items: Iterable[Item], error_type: str, message: str) -> None:
+    for item in items:
+        if item.outcome is Outcome.PENDING:
+            item.fail(Outcome.RETRY, error_type, message)
+
+
+def _summary(exc: ValidationError) -> str:
+    """Field paths and messages only: never the input values (they may hold personal data)."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors(include_input=False)[:5]
+    )[:500]
+
+
+def _outbound(item: Item) -> OutboundMessage:
+    record = item.record
+    assert record is not None and item.body is not None and item.ingest is not None
+    appointment = record.appointment
+    return OutboundMessage(
+        entry_id=item.message_id,
+        body=item.body,
+        attributes={
+            "eventType": record.eventType,
+            "locationId": record.locationId,
+            "calendarId": appointment.calendarId or "",
+            "appointmentStatus": appointment.appointmentStatus or "",
+            "schemaVersion": record.schemaVersion,
+        },
+        group_id=record.appointmentId,
+        dedupe_id=item.ingest.dedupeId,
+    )
+
+
+def record_json(record: EnrichedRecord) -> dict[str, Any]:
+    """The record as consumers read it (a dict), for tests and tools."""
+    parsed: dict[str, Any] = json.loads(record.model_dump_json())
+    return parsed

@@ -1,0 +1,156 @@
+"""Typed shapes of what comes in (webhooks, Get Appointment) and what goes out (the enriched record).
+
+Pure domain: no boto3, no requests. Upstream quirks handled here, once:
+time fields are typed ``object`` upstream and come as ISO 8601 with an offset or as
+``YYYY-MM-DD HH:MM:SS``; ``isRecurring`` may be the string ``"true"``; unknown fields are kept.
+Time fields keep the exact string that was sent (consumers see the upstream value unchanged);
+parsed values are exposed through ``parse_upstream_time`` and land in ``derived``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from .formats import ID_PATTERN, parse_upstream_time
+
+EventType = Literal["AppointmentCreate", "AppointmentUpdate", "AppointmentDelete"]
+
+
+def _check_time(value: str) -> str:
+    parse_upstream_time(value)
+    return value
+
+
+UpstreamTime = Annotated[str, AfterValidator(_check_time)]
+ResourceId = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class CreatedBy(BaseModel):
+    """``CreatedOrUpdatedBy``: who booked the appointment."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: str
+    userId: str | None = None
+
+
+class Appointment(BaseModel):
+    """``CalendarEventDTO``, the ``event`` of Get Appointment, required/optional as documented."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: ResourceId = Field(description="Event id or recurring instance id")
+    title: str
+    calendarId: str
+    locationId: str
+    contactId: str
+    groupId: str
+    appointmentStatus: str = Field(description="Open set: new, confirmed, cancelled, showed, noshow, ...")
+    assignedUserId: str
+    users: list[str]
+    startTime: UpstreamTime
+    endTime: UpstreamTime
+    dateAdded: UpstreamTime
+    dateUpdated: UpstreamTime
+    address: str | None = None
+    notes: str | None = None
+    isRecurring: bool | None = None
+    rrule: str | None = None
+    assignedResources: list[str] | None = None
+    createdBy: CreatedBy | None = None
+    masterEventId: str | None = None
+
+
+class GetAppointmentResponse(BaseModel):
+    """``GetCalendarEventSuccessfulResponseDTO``: ``{"event": {...}}``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event: Appointment
+
+
+class AppointmentSnapshot(BaseModel):
+    """The appointment as the webhook carries it: only the id is guaranteed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: ResourceId
+    calendarId: str | None = None
+    contactId: str | None = None
+    title: str | None = None
+    appointmentStatus: str | None = None
+    startTime: UpstreamTime | None = None
+    endTime: UpstreamTime | None = None
+    dateAdded: UpstreamTime | None = None
+    dateUpdated: UpstreamTime | None = None
+    isRecurring: bool | None = None
+    masterEventId: str | None = None
+
+
+class AppointmentWebhook(BaseModel):
+    """An appointment webhook delivery (AppointmentCreate/Update/Delete)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: EventType
+    locationId: ResourceId
+    appointment: AppointmentSnapshot
+    webhookId: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")] | None = None
+    timestamp: UpstreamTime | None = None
+    appId: str | None = None
+    versionId: str | None = None
+
+
+class IngestMessage(BaseModel):
+    """What the receiver puts on the ingest queue: the raw body as received, for re-verification."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    body: str = Field(description="The webhook body exactly as received (UTF-8)")
+    receivedAt: str
+    dedupeId: Annotated[str, Field(min_length=1, max_length=128)]
+    signatures: dict[str, str] = Field(default_factory=dict)
+
+
+class Derived(BaseModel):
+    """Values computed from the appointment so consumers need not parse upstream quirks."""
+
+    startTimeUtc: str | None = Field(description="RFC 3339 UTC")
+    endTimeUtc: str | None = Field(description="RFC 3339 UTC")
+    durationMinutes: float | None
+    timezoneOffset: str | None = Field(description="Offset of startTime as sent, e.g. +05:30; null if none")
+    masterEventId: str | None
+    instanceStartUtc: str | None = Field(description="Start parsed from an instance id, RFC 3339 UTC")
+    instanceDurationSeconds: int | None
+    isRecurring: bool
+    appointmentStatus: str | None
+
+
+class EnrichedRecord(BaseModel):
+    """Schema version 1 of what consumers receive: one record per webhook event."""
+
+    model_config = ConfigDict(
+        title="EnrichedAppointmentRecord",
+        json_schema_extra={"$id": "https://powerleads-enricher/schemas/enriched-record-v1.json"},
+    )
+
+    schemaVersion: Literal["1"] = "1"
+    eventType: EventType
+    webhookId: str | None
+    locationId: str
+    appointmentId: str
+    receivedAt: str = Field(description="When the receiver accepted the webhook, RFC 3339 UTC")
+    enrichedAt: str = Field(description="When this record was built, RFC 3339 UTC")
+    deleted: bool
+    appointment: Appointment | AppointmentSnapshot = Field(
+        description="Get Appointment's event (API field names, unknown fields kept); "
+        "the webhook snapshot when deleted"
+    )
+    derived: Derived
+
+
+def enriched_record_json_schema() -> dict[str, Any]:
+    """The JSON Schema exported under ``schemas/`` (serialization mode: what consumers read)."""
+    return EnrichedRecord.model_json_schema(mode="serialization")

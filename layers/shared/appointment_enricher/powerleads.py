@@ -1,0 +1,275 @@
+"""HTTP adapter for the PowerLeads (HighLevel) API: Get Appointment, with the retries it needs.
+
+One pooled ``requests.Session`` per container, shared by the enricher's worker threads.
+Retries with exponential backoff and full jitter on 429, 5xx, connection errors and timeouts;
+``Retry-After`` and the ``X-RateLimit-*`` headers are honoured; the whole retry budget is bounded
+by a deadline (the Lambda's remaining time minus a margin), after which the caller gets a
+retryable error and the message returns to the queue.
+
+Hand-written retry loop (not urllib3 ``Retry``): urllib3 cannot bound total time by a deadline,
+does not read ``X-RateLimit-Remaining``/``Interval-Milliseconds``, and hides per-attempt latency
+from our metrics.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import requests
+
+from .formats import is_valid_id
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class TokenSource(Protocol):
+    def token_for(self, location_id: str) -> str: ...
+    def invalidate(self, location_id: str) -> None: ...
+
+
+class PowerLeadsError(Exception):
+    """Base of upstream failures. ``retryable`` decides batch item failure vs quarantine."""
+
+    retryable = True
+    error_type = "UpstreamError"
+
+    def __init__(self, message: str, *, status: int | None = None, trace_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.trace_id = trace_id
+
+
+class UpstreamUnavailable(PowerLeadsError):
+    """429, 5xx, timeouts, connection errors: try again later."""
+
+    error_type = "UpstreamUnavailable"
+    retry_after: float | None = None
+
+
+class UpstreamAuthError(PowerLeadsError):
+    """401/403: the token is wrong or lacks scope. Retryable (a fixed token heals it) and alarmed."""
+
+    error_type = "UpstreamAuthError"
+
+
+class UpstreamRejected(PowerLeadsError):
+    """400/422 and other 4xx: the request itself is wrong; retrying cannot help."""
+
+    retryable = False
+    error_type = "UpstreamRejected"
+
+
+class InvalidUpstreamBody(PowerLeadsError):
+    """A 2xx whose body is not JSON: permanent for this message."""
+
+    retryable = False
+    error_type = "InvalidUpstreamBody"
+
+
+class AppointmentNotFound(PowerLeadsError):
+    """404: the appointment is gone; the enricher publishes a ``deleted`` record."""
+
+    retryable = False
+    error_type = "AppointmentNotFound"
+
+
+def error_message(response: requests.Response) -> tuple[str, str | None]:
+    """``{statusCode, message, error?, traceId?}``; ``message`` may be a string or a list."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}", None
+    if not isinstance(payload, dict):
+        return f"HTTP {response.status_code}", None
+    message = payload.get("message")
+    if isinstance(message, list):
+        message = "; ".join(str(part) for part in message)
+    parts = [str(p) for p in (payload.get("error"), message) if p]
+    trace = payload.get("traceId")
+    return f"HTTP {response.status_code}: {': '.join(parts) or 'no message'}"[:500], (
+        str(trace) if trace else None
+    )
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+@dataclass
+class RateLimitGate:
+    """Per-location pause when the upstream says ``X-RateLimit-Remaining: 0``.
+
+    Shared by all worker threads, so one exhausted window stops every request for that location
+    until ``X-RateLimit-Interval-Milliseconds`` has passed.
+    """
+
+    clock: Callable[[], float] = time.monotonic
+    _resume_at: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_needed(self, location_id: str) -> float:
+        with self._lock:
+            return max(0.0, self._resume_at.get(location_id, 0.0) - self.clock())
+
+    def observe(self, location_id: str, headers: Any) -> None:
+        remaining = headers.get("X-RateLimit-Remaining")
+        interval_ms = headers.get("X-RateLimit-Interval-Milliseconds")
+        if remaining is None or interval_ms is None:
+            return
+        try:
+            exhausted = int(remaining) <= 0
+            interval = min(int(interval_ms), 60_000) / 1000
+        except ValueError:
+            return
+        if exhausted:
+            with self._lock:
+                self._resume_at[location_id] = max(
+                    self._resume_at.get(location_id, 0.0), self.clock() + interval
+                )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+    max_attempts: int = 6
+
+    def backoff(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**attempt)]."""
+        return rng() * min(self.max_delay, self.base_delay * (1 << attempt))
+
+
+ResponseObserver = Callable[[int | None, float], None]
+
+
+class PowerLeadsClient:
+    """Get Appointment over one pooled session."""
+
+    def __init__(
+        self,
+        base_url: str,
+        tokens: TokenSource,
+        *,
+        api_version: str = "2021-04-15",
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (3.05, 10.0),
+        retry: RetryPolicy | None = None,
+        gate: RateLimitGate | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        observe: ResponseObserver | None = None,
+        pool_size: int = 16,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        self.api_version = api_version
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.gate = gate or RateLimitGate(clock=clock)
+        self.sleep = sleep
+        self.clock = clock
+        self.observe = observe
+        if session is None:
+            session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self.session = session
+
+    def get_appointment(self, event_id: str, location_id: str, *, deadline: float) -> dict[str, Any]:
+        """``GET /calendars/events/appointments/{eventId}``; returns the parsed JSON body.
+
+        ``deadline`` is a ``clock()`` value; no attempt or wait starts past it.
+        """
+        if not is_valid_id(event_id):
+            raise UpstreamRejected("refusing to request an appointment id outside [A-Za-z0-9_-]{1,128}")
+        url = f"{self.base_url}/calendars/events/appointments/{quote(event_id, safe='')}"
+        attempt = 0
+        while True:
+            pause = self.gate.wait_needed(location_id)
+            if pause:
+                self._wait(pause, deadline, "rate limit window exhausted")
+            try:
+                return self._attempt(url, location_id)
+            except PowerLeadsError as exc:
+                attempt += 1
+                if not exc.retryable or attempt >= self.retry.max_attempts:
+                    raise
+                if isinstance(exc, UpstreamAuthError):
+                    if attempt > 1:
+                        raise
+                    continue  # once, with the token re-read (it may have been rotated)
+                delay = exc.retry_after if isinstance(exc, UpstreamUnavailable) else None
+                if delay is None:
+                    delay = self.retry.backoff(attempt)
+                self._wait(delay, deadline, str(exc), cause=exc)
+
+    def _wait(self, delay: float, deadline: float, why: str, cause: PowerLeadsError | None = None) -> None:
+        if self.clock() + delay > deadline:
+            raise UpstreamUnavailable(
+                f"retry budget exhausted ({why})", status=cause.status if cause else None
+            ) from cause
+        self.sleep(delay)
+
+    def _attempt(self, url: str, location_id: str) -> dict[str, Any]:
+        headers = {
+            "Authorization": f"Bearer {self.tokens.token_for(location_id)}",
+            "Version": self.api_version,
+            "Accept": "application/json",
+        }
+        started = self.clock()
+        try:
+            response = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False)
+        except requests.Timeout as exc:
+            self._observed(None, started)
+            raise UpstreamUnavailable(f"timeout: {type(exc).__name__}") from None
+        except requests.RequestException as exc:
+            self._observed(None, started)
+            raise UpstreamUnavailable(f"connection error: {type(exc).__name__}") from None
+        self._observed(response.status_code, started)
+        self.gate.observe(location_id, response.headers)
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                payload = response.json()
+            except ValueError:
+                raise InvalidUpstreamBody(
+                    f"HTTP {status} with a body that is not JSON", status=status
+                ) from None
+            if not isinstance(payload, dict):
+                raise InvalidUpstreamBody(
+                    f"HTTP {status} with a JSON body that is not an object", status=status
+                )
+            return payload
+        message, trace_id = error_message(response)
+        if status in (401, 403):
+            self.tokens.invalidate(location_id)
+            raise UpstreamAuthError(message, status=status, trace_id=trace_id)
+        if status == 404:
+            raise AppointmentNotFound(message, status=status, trace_id=trace_id)
+        if status in RETRYABLE_STATUS or status >= 500:
+            error = UpstreamUnavailable(message, status=status, trace_id=trace_id)
+            error.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            raise error
+        raise UpstreamRejected(message, status=status, trace_id=trace_id)
+
+    def _observed(self, status: int | None, started: float) -> None:
+        if self.observe is not None:
+            self.observe(status, (self.clock() - started) * 1000)

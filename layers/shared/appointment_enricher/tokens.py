@@ -1,0 +1,90 @@
+"""Where PowerLeads access tokens come from.
+
+- ``POWERLEADS_TOKEN``: one plain token (local runs).
+- ``POWERLEADS_TOKEN_SECRET_ID``: a Secrets Manager secret read through Powertools parameters
+  (cached for ``max_age`` seconds, re-read at once after a 401/403). Its value is a token, or
+  JSON ``{"default": "...", "locations": {"<locationId>": "<token>"}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+SecretFetcher = Callable[[str, bool], str]
+
+
+class TokenUnavailable(RuntimeError):
+    """No token for this location: retryable (someone may add it), and alarmed."""
+
+
+class StaticTokens:
+    """A single token for every location."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def token_for(self, location_id: str) -> str:
+        return self._token
+
+    def invalidate(self, location_id: str) -> None:
+        """A static token cannot be re-read."""
+
+    def __repr__(self) -> str:
+        return "StaticTokens(***)"
+
+
+def powertools_secret_fetcher(max_age: int = 300) -> SecretFetcher:
+    """Read a secret string through Powertools parameters (cached per container)."""
+
+    def fetch(secret_id: str, force: bool) -> str:
+        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - keeps cold start lean
+
+        value = parameters.get_secret(secret_id, max_age=max_age, force_fetch=force)
+        return value if isinstance(value, str) else value.decode()
+
+    return fetch
+
+
+class SecretTokens:
+    """Tokens held in one Secrets Manager secret: a plain token or a per-location map."""
+
+    def __init__(self, secret_id: str, fetch: SecretFetcher) -> None:
+        self._secret_id = secret_id
+        self._fetch = fetch
+        self._force = False
+        self._lock = threading.Lock()
+
+    def _document(self) -> Any:
+        with self._lock:
+            force, self._force = self._force, False
+        raw = self._fetch(self._secret_id, force)
+        text = raw.strip()
+        if text.startswith("{"):
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise TokenUnavailable(f"secret {self._secret_id} holds invalid JSON") from exc
+        return text
+
+    def token_for(self, location_id: str) -> str:
+        document = self._document()
+        if isinstance(document, str):
+            if document:
+                return document
+            raise TokenUnavailable(f"secret {self._secret_id} is empty")
+        locations = document.get("locations") or {}
+        token = locations.get(location_id) if isinstance(locations, dict) else None
+        token = token or document.get("default")
+        if not isinstance(token, str) or not token:
+            raise TokenUnavailable(f"no token for location {location_id} in secret {self._secret_id}")
+        return token
+
+    def invalidate(self, location_id: str) -> None:
+        with self._lock:
+            self._force = True
+
+    def __repr__(self) -> str:
+        return f"SecretTokens({self._secret_id!r})"
