@@ -244,8 +244,9 @@ class SandboxServer:
         self._stopping.clear()
         self._httpd = _HTTPServer((self.host, self.port), _Handler, self)
         self.port = self._httpd.server_address[1]
+        # A short poll interval keeps stop() (which waits up to one poll) cheap in test teardown.
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="powerleads-sandbox", daemon=True
+            target=self._httpd.serve_forever, args=(0.02,), name="powerleads-sandbox", daemon=True
         )
         self._thread.start()
         return self
@@ -415,7 +416,8 @@ class SandboxServer:
             return False, None, None
         return True, grant.location_id, grant.user_type
 
-    def _get_appointment(self, event_id: str, headers: Mapping[str, str]) -> _Reply:  # noqa: PLR0911
+    def _get_appointment(self, event_id: str, headers: Mapping[str, str]) -> _Reply:
+        """Latency, then a queued fault, then HighLevel's checks in the order the real API applies."""
         if self._latency_ms:
             self._stopping.wait(self._latency_ms / 1000)
         fault = self._next_fault(event_id)
@@ -443,18 +445,20 @@ class SandboxServer:
                 rate["X-RateLimit-Remaining"] = "0"
             body = fault.body if fault.body is not None else _error_body(fault.status)
             return _Reply(fault.status, body, {**rate, **fault.headers})
-        if not valid:
-            return _Reply(401, UNAUTHORIZED, rate)
-        if headers.get("version") != API_VERSION:
-            return _Reply(400, BAD_VERSION, rate)
-        if not allowed:
-            return _Reply(429, TOO_MANY, rate)
-        if event is None:
-            return _Reply(404, NOT_FOUND, rate)
-        if user_type != "Location" or (
-            bound_location is not None and bound_location != event.get("locationId")
-        ):
-            return _Reply(403, FORBIDDEN, rate)
+        forbidden = event is not None and (
+            user_type != "Location"  # agency tokens cannot read sub-account data
+            or (bound_location is not None and bound_location != event.get("locationId"))
+        )
+        checks: list[tuple[bool, int, dict[str, Any]]] = [
+            (not valid, 401, UNAUTHORIZED),
+            (headers.get("version") != API_VERSION, 400, BAD_VERSION),
+            (not allowed, 429, TOO_MANY),
+            (event is None, 404, NOT_FOUND),
+            (forbidden, 403, FORBIDDEN),
+        ]
+        for failed, status, error in checks:
+            if failed:
+                return _Reply(status, error, rate)
         return _Reply(200, {"event": event}, rate)
 
     def _oauth_token(self, form: Mapping[str, str]) -> _Reply:
@@ -539,34 +543,35 @@ class SandboxServer:
         self._grants[access] = _Grant(user_type, location_id, company_id, expires_at)
         return access
 
-    def _control(self, method: str, path: str, payload: Any) -> _Reply:  # noqa: PLR0911 - a route table
+    def _control(self, method: str, path: str, payload: Any) -> _Reply:
         """The ``/_sandbox/`` control plane: lets another process steer the sandbox."""
+        reply = _Reply(404, {"statusCode": 404, "message": f"Cannot {method} {path}", "error": "Not Found"})
         try:
             if method == "POST" and path == "/_sandbox/faults":
                 faults = [Fault.from_dict(f) for f in cast(list[dict[str, Any]], payload or [])]
                 self.queue_faults(faults)
-                return _Reply(200, {"queued": len(faults)})
-            if method == "POST" and path == "/_sandbox/latency":
+                reply = _Reply(200, {"queued": len(faults)})
+            elif method == "POST" and path == "/_sandbox/latency":
                 self.set_latency(int(payload["ms"]))
-                return _Reply(200, {"latencyMs": self._latency_ms})
-            if method == "POST" and path == "/_sandbox/rate-limit-zero":
-                payload = payload or {}
-                self.set_rate_limit_remaining_zero(payload.get("interval_ms"), int(payload.get("count", 1)))
-                return _Reply(200, {"ok": True})
-            if method == "POST" and path == "/_sandbox/reset":
+                reply = _Reply(200, {"latencyMs": self._latency_ms})
+            elif method == "POST" and path == "/_sandbox/rate-limit-zero":
+                options = payload or {}
+                self.set_rate_limit_remaining_zero(options.get("interval_ms"), int(options.get("count", 1)))
+                reply = _Reply(200, {"ok": True})
+            elif method == "POST" and path == "/_sandbox/reset":
                 self.reset()
-                return _Reply(200, {"ok": True})
-            if method == "GET" and path == "/_sandbox/requests":
-                return _Reply(200, self.requests_log())
-            if method == "POST" and path == "/_sandbox/appointments":
+                reply = _Reply(200, {"ok": True})
+            elif method == "GET" and path == "/_sandbox/requests":
+                reply = _Reply(200, self.requests_log())
+            elif method == "POST" and path == "/_sandbox/appointments":
                 self.put_appointment(payload)
-                return _Reply(201, {"id": payload["id"]})
-            if method == "DELETE" and path.startswith("/_sandbox/appointments/"):
+                reply = _Reply(201, {"id": payload["id"]})
+            elif method == "DELETE" and path.startswith("/_sandbox/appointments/"):
                 self.delete_appointment(unquote(path.removeprefix("/_sandbox/appointments/")))
-                return _Reply(204)
+                reply = _Reply(204)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            return _Reply(400, {"statusCode": 400, "message": str(exc), "error": "Bad Request"})
-        return _Reply(404, {"statusCode": 404, "message": f"Cannot {method} {path}", "error": "Not Found"})
+            reply = _Reply(400, {"statusCode": 400, "message": str(exc), "error": "Bad Request"})
+        return reply
 
     def _dispatch(
         self, method: str, raw_path: str, raw_headers: list[tuple[str, str]], body: bytes
