@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from appointment_enricher.enrichment import build_record, derive
 from appointment_enricher.models import AppointmentSnapshot, AppointmentWebhook, GetAppointmentResponse
 

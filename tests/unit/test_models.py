@@ -7,14 +7,14 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from pydantic import ValidationError
+
 from appointment_enricher.models import (
     AppointmentWebhook,
     EnrichedRecord,
     GetAppointmentResponse,
     IngestMessage,
 )
-from pydantic import ValidationError
-
 from dev.export_schema import SCHEMA_PATH, render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,7 +109,7 @@ def test_appointment_status_is_an_open_set() -> None:
     assert status == "rescheduled"
 
 
-@pytest.mark.parametrize("bad_id", ["../etc", "a/b", "a%2Fb", "a?b", "a#b", "", "x" * 129, "ａbc"])
+@pytest.mark.parametrize("bad_id", ["../etc", "a/b", "a%2Fb", "a?b", "a#b", "", "x" * 129, "\uff41bc"])
 def test_ids_outside_the_safe_alphabet_are_rejected(bad_id: str) -> None:
     with pytest.raises(ValidationError):
         AppointmentWebhook.model_validate(
