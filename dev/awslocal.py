@@ -146,6 +146,9 @@ class LocalStack:
     ) -> dict[str, str]:
         """Write :meth:`env` into ``os.environ`` (for a whole process, e.g. ``dev.run``)."""
         env = self.env(powerleads_api_base_url, output_mode=output_mode, **extra)
+        for name in ("OUTPUT_TOPIC_ARN", "OUTPUT_QUEUE_URL"):
+            if name not in env:
+                os.environ.pop(name, None)  # one left over from the shell would double-publish
         os.environ.update(env)
         return env
 

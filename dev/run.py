@@ -1,0 +1,529 @@
+"""The whole stack on one machine (dev only): ``make run`` / ``make demo``.
+
+    python -m dev.run            # serve: gateway on :3000, print records as they arrive, Ctrl-C stops
+    python -m dev.run --demo     # send the sample webhooks, check the records, exit 0 / non-zero
+
+Starts moto server with the template's resources, the sandbox PowerLeads API (or points at the
+real one with ``--powerleads-url`` and ``--token``), loads both handlers, serves the webhook
+handler behind a local HTTP API gateway and feeds the enricher from the ingest queue like
+Lambda's SQS event source mapping. Then it posts signed sample webhooks (plus one with a bad
+signature, which must get 401) and prints every enriched record read from EnrichedQueue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from dev.awslocal import LocalStack, start_local_stack
+from dev.gateway import ROUTE_PATH, Gateway
+from dev.lambda_loader import load_handler
+from dev.poller import SqsPoller
+from dev.signing import (
+    ED25519_HEADER,
+    EVENTS_DIR,
+    SAMPLES,
+    curl_command,
+    make_webhook,
+    restamp,
+    signed_headers,
+    webhook_snapshot,
+)
+
+LOG = logging.getLogger("dev.run")
+
+SEED_ID = "ocQHyuzHvysMo5N5VsXc"
+SEED_LOCATION = "0007BWpSzSwfiuSl0tR2"
+SEED_START_UTC = "2023-09-25T10:30:00Z"
+BAD_SIGNATURE_APPOINTMENT = "Bx7kQ2mN9pLr4TsVw1Yz"
+DEFAULT_PORT = 3000
+API_VERSION = "2021-04-15"
+
+
+# ---- output -------------------------------------------------------------------------------
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def format_record(record: dict[str, Any], attributes: dict[str, str] | None = None) -> str:
+    """One readable block per enriched record."""
+    derived = record.get("derived") or {}
+    appointment = record.get("appointment") or {}
+    header = f"=== {record.get('eventType', '?')}  {record.get('appointmentId', '?')} "
+    rows = [
+        ("location", record.get("locationId")),
+        ("webhookId", record.get("webhookId")),
+        ("status", appointment.get("appointmentStatus")),
+        ("title", appointment.get("title")),
+        ("start (UTC)", derived.get("startTimeUtc")),
+        ("end (UTC)", derived.get("endTimeUtc")),
+        ("duration", f"{derived.get('durationMinutes')} min"),
+        ("recurring", appointment.get("isRecurring")),
+        ("master", derived.get("masterEventId")),
+        ("instance (UTC)", derived.get("instanceStartUtc")),
+        ("deleted", record.get("deleted")),
+        ("receivedAt", record.get("receivedAt")),
+        ("enrichedAt", record.get("enrichedAt")),
+    ]
+    lines = [header.ljust(72, "=")]
+    lines += [f"  {name:<15} {value}" for name, value in rows if value not in (None, "", "None min")]
+    if attributes:
+        lines.append("  attributes      " + ", ".join(f"{k}={v}" for k, v in sorted(attributes.items())))
+    return "\n".join(lines)
+
+
+class _DropEmfLines:
+    """stdout wrapper that drops CloudWatch EMF lines (``{"_aws": ...}``).
+
+    Powertools prints the ColdStart metric through ``single_metric`` even with
+    POWERTOOLS_METRICS_DISABLED=true; without ``--verbose`` the output stays readable.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        while "\n" in self._pending:
+            line, self._pending = self._pending.split("\n", 1)
+            if not line.startswith('{"_aws":'):
+                self._stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending and not '{"_aws":'.startswith(self._pending[:8]):
+            self._stream.write(self._pending)
+            self._pending = ""
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+# ---- reading the output queues --------------------------------------------------------------
+
+
+@dataclass
+class QueueReader:
+    """Drains a queue in a thread, parsing each body as JSON and calling ``on_message``."""
+
+    stack: LocalStack
+    queue_url: str
+    on_message: Callable[[dict[str, Any], dict[str, str], str], None]
+    name: str = "reader"
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> QueueReader:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        sqs = self.stack.client("sqs")
+        while not self._stop.is_set():
+            try:
+                response = sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=1,
+                    MessageAttributeNames=["All"],
+                )
+            except Exception:
+                if not self._stop.is_set():
+                    LOG.exception("%s: receive failed", self.name)
+                    self._stop.wait(1)
+                continue
+            for message in response.get("Messages", []):
+                attributes = {
+                    k: str(v.get("StringValue", v.get("BinaryValue")))
+                    for k, v in (message.get("MessageAttributes") or {}).items()
+                }
+                try:
+                    body = json.loads(message["Body"])
+                except ValueError:
+                    body = {"_raw": message["Body"]}
+                self.on_message(
+                    body if isinstance(body, dict) else {"_raw": body}, attributes, message["Body"]
+                )
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@dataclass
+class Collector:
+    """Records and quarantined messages seen so far, with a condition to wait on."""
+
+    verbose: bool = False
+    records: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[tuple[dict[str, str], str]] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def on_record(self, record: dict[str, Any], attributes: dict[str, str], _raw: str) -> None:
+        with self.changed:
+            self.records.append(record)
+            self.changed.notify_all()
+        say(format_record(record, attributes if self.verbose else None))
+
+    def on_quarantine(self, _body: dict[str, Any], attributes: dict[str, str], raw: str) -> None:
+        with self.changed:
+            self.quarantined.append((attributes, raw))
+            self.changed.notify_all()
+        say(
+            f"!!! quarantined: {attributes.get('errorType', '?')}: {attributes.get('errorMessage', '?')}"
+            f"\n    {raw[:300]}"
+        )
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.changed.wait(min(remaining, 0.5))
+            return True
+
+
+# ---- sending webhooks -----------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    name: str
+    webhook_id: str
+    appointment_id: str
+    status: int
+    response: str
+
+
+def sample_bodies() -> Iterator[tuple[str, bytes]]:
+    """The sample webhooks of ``events/webhooks/`` with a fresh webhookId and timestamp."""
+    for name in SAMPLES:
+        yield name, restamp((EVENTS_DIR / "webhooks" / f"{name}.json").read_bytes())
+
+
+def bad_signature_body() -> tuple[bytes, dict[str, str]]:
+    """A well-formed webhook signed with a key the receiver does not trust."""
+    event = json.loads((EVENTS_DIR / "appointments" / f"{BAD_SIGNATURE_APPOINTMENT}.json").read_text())[
+        "event"
+    ]
+    body = make_webhook("AppointmentCreate", webhook_snapshot(event), event["locationId"])
+    headers = signed_headers(body)
+    headers[ED25519_HEADER] = base64.b64encode(Ed25519PrivateKey.generate().sign(body)).decode("ascii")
+    return body, headers
+
+
+def post(url: str, name: str, body: bytes, headers: dict[str, str]) -> Sent:
+    document = json.loads(body)
+    response = requests.post(url, data=body, headers=headers, timeout=15)
+    sent = Sent(
+        name=name,
+        webhook_id=document.get("webhookId", ""),
+        appointment_id=document["appointment"]["id"],
+        status=response.status_code,
+        response=response.text,
+    )
+    say(f">>> {name:<20} {document['type']:<18} {sent.appointment_id:<40} -> {sent.status} {response.text}")
+    return sent
+
+
+def send_samples(url: str) -> tuple[list[Sent], Sent]:
+    sent = [post(url, name, body, signed_headers(body)) for name, body in sample_bodies()]
+    bad_body, bad_headers = bad_signature_body()
+    return sent, post(url, "bad-signature", bad_body, bad_headers)
+
+
+# ---- demo checks --------------------------------------------------------------------------
+
+
+def fetch_event(base_url: str, token: str, event_id: str) -> dict[str, Any]:
+    response = requests.get(
+        f"{base_url}/calendars/events/appointments/{event_id}",
+        headers={"Authorization": f"Bearer {token}", "Version": API_VERSION, "Accept": "application/json"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    event: dict[str, Any] = response.json()["event"]
+    return event
+
+
+def check_demo(
+    collector: Collector,
+    sent: list[Sent],
+    bad: Sent,
+    *,
+    timeout: float,
+    expected_seed_event: dict[str, Any] | None,
+    settle: Callable[[], None],
+) -> list[str]:
+    """Problems found; empty means the demo passed."""
+    problems: list[str] = []
+    not_accepted = [s for s in sent if s.status != 202]
+    problems += [f"webhook {s.name} got {s.status}, expected 202: {s.response}" for s in not_accepted]
+    if bad.status != 401:
+        problems.append(f"bad-signature webhook got {bad.status}, expected 401: {bad.response}")
+    expected = {s.webhook_id for s in sent if s.status == 202}
+
+    def arrived() -> set[str]:
+        return {str(r.get("webhookId")) for r in collector.records} & expected
+
+    def done() -> bool:
+        quarantined = any(any(wid in raw for wid in expected) for _, raw in collector.quarantined)
+        return arrived() == expected or quarantined
+
+    collector.wait_for(done, timeout)
+    for attributes, raw in collector.quarantined:
+        problems.append(
+            f"quarantined ({attributes.get('errorType')}: {attributes.get('errorMessage')}): {raw[:200]}"
+        )
+    missing = sorted(s.name for s in sent if s.status == 202 and s.webhook_id not in arrived())
+    if missing:
+        problems.append(f"no enriched record within {timeout:.0f} s for: {', '.join(missing)}")
+
+    settle()  # let anything still in flight land before asserting absence
+    with collector.changed:
+        records = list(collector.records)
+    if any(
+        r.get("webhookId") == bad.webhook_id or r.get("appointmentId") == bad.appointment_id for r in records
+    ):
+        problems.append("the bad-signature webhook produced a record")
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[str(r.get("webhookId"))] = counts.get(str(r.get("webhookId")), 0) + 1
+    problems += [f"{n} records for webhookId {w}" for w, n in counts.items() if n > 1]
+
+    seed_webhook = next((s.webhook_id for s in sent if s.appointment_id == SEED_ID), None)
+    seed = next((r for r in records if r.get("webhookId") == seed_webhook), None)
+    if seed is not None:
+        derived = seed.get("derived") or {}
+        if derived.get("startTimeUtc") != SEED_START_UTC:
+            problems.append(
+                f"seed record derived.startTimeUtc is {derived.get('startTimeUtc')!r}, "
+                f"expected {SEED_START_UTC!r}"
+            )
+        appointment = seed.get("appointment")
+        if not isinstance(appointment, dict) or appointment.get("isRecurring") is not True:
+            problems.append("seed record appointment.isRecurring is not the boolean true")
+        if expected_seed_event is not None:
+            want = {**expected_seed_event, "isRecurring": True}
+            if appointment != want:
+                diff = sorted(
+                    k
+                    for k in set(want) | set(appointment or {})
+                    if (appointment or {}).get(k, "<absent>") != want.get(k, "<absent>")
+                )
+                problems.append(
+                    f"seed record appointment differs from the sandbox's event in: {', '.join(diff)}"
+                )
+    return problems
+
+
+# ---- main ---------------------------------------------------------------------------------
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def _configure_logging(verbose: bool) -> str:
+    level = "INFO" if verbose else "WARNING"
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return level
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m dev.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--demo", action="store_true", help="check the sample records arrive, then exit")
+    parser.add_argument("--port", type=int, default=None, help=f"gateway port (default {DEFAULT_PORT})")
+    parser.add_argument("--powerleads-url", help="use this PowerLeads API instead of the sandbox")
+    parser.add_argument(
+        "--token", help="PowerLeads token (default: env POWERLEADS_TOKEN, else sandbox-token)"
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="demo: seconds to wait for records")
+    parser.add_argument("--visibility-timeout", type=int, default=30, help="ingest queue visibility timeout")
+    parser.add_argument("--no-samples", action="store_true", help="run mode: don't send the sample webhooks")
+    parser.add_argument("--verbose", action="store_true", help="handler logs at INFO, metrics on")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    level = _configure_logging(args.verbose)
+    token = args.token or os.environ.get("POWERLEADS_TOKEN")
+    if args.powerleads_url and not token:
+        say("--powerleads-url needs --token or POWERLEADS_TOKEN")
+        return 2
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # Installed for SIGINT too: a shell's background job inherits SIGINT ignored.
+        stopping.set()
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    try:
+        return _main(args, level, token, stopping)
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+
+
+def _main(args: argparse.Namespace, level: str, token: str | None, stopping: threading.Event) -> int:
+    with contextlib.ExitStack() as cleanup:
+        if not args.verbose:
+            original_stdout = sys.stdout
+            sys.stdout = _DropEmfLines(original_stdout)
+            cleanup.callback(setattr, sys, "stdout", original_stdout)
+        started = time.monotonic()
+        stack = start_local_stack(visibility_timeout=args.visibility_timeout, token=token or "sandbox-token")
+        cleanup.callback(stack.stop)
+        if args.powerleads_url:
+            base_url = args.powerleads_url.rstrip("/")
+            sandbox_token: str | None = None
+        else:
+            from dev.sandbox import SandboxServer  # noqa: PLC0415 - only when the sandbox is used
+
+            sandbox_token = token or "sandbox-token"
+            sandbox = SandboxServer(tokens={sandbox_token: None}).start()
+            cleanup.callback(sandbox.stop)
+            base_url = sandbox.url
+        stack.apply_env(
+            base_url,
+            POWERTOOLS_LOG_LEVEL=level,
+            POWERTOOLS_METRICS_DISABLED="false" if args.verbose else "true",
+        )
+
+        webhook = load_handler("webhook")
+        enricher = load_handler("enricher")
+
+        port = args.port if args.port is not None else DEFAULT_PORT
+        if args.port is None and not _port_free(port):
+            say(f"port {port} is busy; using a free port (pass --port to choose)")
+            port = 0
+        gateway = Gateway(webhook, port=port).start()
+        cleanup.callback(gateway.stop)
+        poller = SqsPoller(enricher, stack.ingest_queue_url, endpoint_url=stack.endpoint_url).start()
+        cleanup.callback(poller.stop)
+
+        collector = Collector(verbose=args.verbose)
+        for reader in (
+            QueueReader(stack, stack.enriched_queue_url, collector.on_record, name="enriched-reader"),
+            QueueReader(stack, stack.quarantine_queue_url, collector.on_quarantine, name="quarantine-reader"),
+        ):
+            cleanup.callback(reader.start().stop)
+
+        say(f"local stack up in {time.monotonic() - started:.1f} s")
+        say(f"  gateway      {gateway.webhook_url}")
+        say(f"  PowerLeads   {base_url}{'' if args.powerleads_url else ' (sandbox)'}")
+        say(f"  moto server  {stack.endpoint_url}")
+        say()
+
+        if args.demo:
+            return run_demo(
+                args,
+                gateway=gateway,
+                poller=poller,
+                collector=collector,
+                base_url=base_url,
+                sandbox_token=sandbox_token,
+            )
+        return serve(args, gateway, stopping)
+
+
+def run_demo(
+    args: argparse.Namespace,
+    *,
+    gateway: Gateway,
+    poller: SqsPoller,
+    collector: Collector,
+    base_url: str,
+    sandbox_token: str | None,
+) -> int:
+    expected_seed = fetch_event(base_url, sandbox_token, SEED_ID) if sandbox_token else None
+    sent, bad = send_samples(gateway.webhook_url)
+    say()
+
+    def settle() -> None:
+        poller.wait_idle(timeout=5)
+        time.sleep(0.5)
+
+    problems = check_demo(
+        collector, sent, bad, timeout=args.timeout, expected_seed_event=expected_seed, settle=settle
+    )
+    say()
+    if problems:
+        say("DEMO FAILED:")
+        for problem in problems:
+            say(f"  - {problem}")
+        return 1
+    say(
+        f"DEMO OK: {len(sent)} webhooks accepted, {len(sent)} enriched records, "
+        f"the bad signature got 401 and produced no record "
+        f"({poller.invocations} enricher invocations, {gateway.invocations} webhook invocations)"
+    )
+    return 0
+
+
+def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event) -> int:
+    if not args.no_samples:
+        send_samples(gateway.webhook_url)
+        say()
+    body = restamp((EVENTS_DIR / "webhooks" / "create.json").read_bytes(), webhook_id=str(uuid.uuid4()))
+    say("Send your own (body signed just now with dev/keys/ed25519-private.pem):")
+    say()
+    say(curl_command(gateway.webhook_url, body))
+    say()
+    say(
+        f"Gateway: {gateway.url}  (POST {ROUTE_PATH}); re-sign any body: python -m dev.signing FILE --restamp"
+    )
+    say("Serving; records print as they arrive. Ctrl-C to stop.")
+    try:
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    say("stopping...")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
