@@ -1,0 +1,808 @@
+"""Contract and least-privilege checks for template.yaml (no AWS, no SAM CLI needed).
+
+Each check is a plain function over the parsed template so that ``test_check_catches_mutation``
+can delete the property a check guards and prove the check then fails.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+
+Template = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# YAML loading with CloudFormation short-form tags
+# --------------------------------------------------------------------------------------------
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader that turns ``!Ref x`` into ``{"Ref": x}`` and ``!Foo y`` into ``{"Fn::Foo": y}``."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{tag_suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> Template:
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.load(fh, Loader=CfnLoader)
+    assert isinstance(data, dict), f"{path} is not a mapping"
+    return data
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return load_template()
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def resources(t: Template) -> dict[str, Any]:
+    return t.get("Resources") or {}
+
+
+def props(t: Template, logical_id: str) -> dict[str, Any]:
+    res = resources(t).get(logical_id)
+    assert res is not None, f"resource {logical_id} missing"
+    return res.get("Properties") or {}
+
+
+def of_type(t: Template, type_: str) -> dict[str, Any]:
+    return {k: v for k, v in resources(t).items() if v.get("Type") == type_}
+
+
+def is_ref(value: Any, name: str) -> bool:
+    return bool(value == {"Ref": name})
+
+
+def is_getatt(value: Any, name: str, attr: str) -> bool:
+    return bool(value == {"Fn::GetAtt": [name, attr]})
+
+
+def param_default(t: Template, value: Any) -> Any:
+    """Resolve a literal or a ``Ref`` to a parameter to its default."""
+    if isinstance(value, dict) and "Ref" in value:
+        param = (t.get("Parameters") or {}).get(value["Ref"])
+        assert param is not None, f"{value} is not a parameter"
+        return param.get("Default")
+    return value
+
+
+def function_env(t: Template, fn: str) -> dict[str, Any]:
+    fn_env = (props(t, fn).get("Environment") or {}).get("Variables") or {}
+    global_env = (((t.get("Globals") or {}).get("Function") or {}).get("Environment") or {}).get(
+        "Variables"
+    ) or {}
+    return {**global_env, **fn_env}
+
+
+def function_setting(t: Template, fn: str, key: str) -> Any:
+    p = props(t, fn)
+    if key in p:
+        return p[key]
+    return ((t.get("Globals") or {}).get("Function") or {}).get(key)
+
+
+def unwrap_if(item: Any) -> list[Any]:
+    """Branches of an ``Fn::If`` (dropping ``AWS::NoValue``), or the item itself."""
+    if isinstance(item, dict) and "Fn::If" in item:
+        _cond, yes, no = item["Fn::If"]
+        return [b for branch in (yes, no) for b in unwrap_if(branch) if b != {"Ref": "AWS::NoValue"}]
+    return [item]
+
+
+def walk(node: Any) -> Iterator[Any]:
+    yield node
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from walk(v)
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# --------------------------------------------------------------------------------------------
+# contract checks
+# --------------------------------------------------------------------------------------------
+FUNCTIONS = {"WebhookFunction": "functions/webhook", "EnricherFunction": "functions/enricher"}
+
+RECEIVER_ENV = {
+    "INGEST_QUEUE_URL",
+    "WEBHOOK_SIGNATURE_REQUIRED",
+    "WEBHOOK_MAX_AGE_SECONDS",
+    "WEBHOOK_ED25519_PUBLIC_KEY",
+    "WEBHOOK_RSA_PUBLIC_KEY",
+}
+ENRICHER_ENV = {
+    "OUTPUT_TOPIC_ARN",
+    "OUTPUT_QUEUE_URL",
+    "DEAD_LETTER_QUEUE_URL",
+    "IDEMPOTENCY_TABLE_NAME",
+    "POWERLEADS_API_BASE_URL",
+    "POWERLEADS_API_VERSION",
+    "POWERLEADS_TOKEN_SECRET_ID",
+}
+POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+
+
+def check_sam_transform(t: Template) -> None:
+    assert t.get("AWSTemplateFormatVersion") == "2010-09-09"
+    assert t.get("Transform") == "AWS::Serverless-2016-10-31"
+
+
+def check_handlers(t: Template) -> None:
+    for fn, code_uri in FUNCTIONS.items():
+        assert resources(t)[fn]["Type"] == "AWS::Serverless::Function"
+        p = props(t, fn)
+        assert p.get("CodeUri") == code_uri, fn
+        assert p.get("Handler") == "app.lambda_handler", fn
+        assert (ROOT / code_uri).is_dir(), f"{code_uri} missing"
+
+
+def check_runtime_and_arch(t: Template) -> None:
+    for fn in FUNCTIONS:
+        assert function_setting(t, fn, "Runtime") == "python3.13", fn
+        assert function_setting(t, fn, "Architectures") == ["arm64"], fn
+        assert function_setting(t, fn, "Tracing") == "Active", fn
+        assert {"Ref": "SharedLayer"} in (function_setting(t, fn, "Layers") or []), fn
+
+
+def check_layer(t: Template) -> None:
+    layer = resources(t).get("SharedLayer") or {}
+    assert layer.get("Type") == "AWS::Serverless::LayerVersion"
+    meta = layer.get("Metadata") or {}
+    assert meta.get("BuildMethod") == "python3.13"
+    assert meta.get("BuildArchitecture") == "arm64"
+    p = layer.get("Properties") or {}
+    assert p.get("ContentUri") == "layers/shared"
+    assert (ROOT / "layers/shared/requirements.txt").is_file()
+    assert p.get("CompatibleRuntimes") == ["python3.13"]
+    assert p.get("CompatibleArchitectures") == ["arm64"]
+
+
+def check_http_api_route(t: Template) -> None:
+    assert resources(t)["WebhookApi"]["Type"] == "AWS::Serverless::HttpApi"
+    events = props(t, "WebhookFunction").get("Events") or {}
+    routes = [
+        e["Properties"]
+        for e in events.values()
+        if e.get("Type") == "HttpApi"
+        and is_ref(e["Properties"].get("ApiId"), "WebhookApi")
+        and e["Properties"].get("Method") == "POST"
+        and e["Properties"].get("Path") == "/webhooks/appointments"
+    ]
+    assert len(routes) == 1, events
+    assert props(t, "WebhookFunction").get("Timeout", 3) <= 29  # HTTP API integration limit
+
+
+def check_ingest_queue(t: Template) -> None:
+    q = props(t, "IngestQueue")
+    assert q.get("FifoQueue") is True
+    assert q.get("ContentBasedDeduplication") is False
+    redrive = q.get("RedrivePolicy") or {}
+    assert is_getatt(redrive.get("deadLetterTargetArn"), "IngestDLQ", "Arn")
+    assert param_default(t, redrive.get("maxReceiveCount")) == 5
+    assert props(t, "IngestDLQ").get("FifoQueue") is True
+    enricher_timeout = props(t, "EnricherFunction").get("Timeout")
+    assert enricher_timeout == 60
+    assert q.get("VisibilityTimeout", 30) >= 6 * enricher_timeout
+    assert param_default(t, q.get("MessageRetentionPeriod")) == 4 * 86400
+    for dlq in ("IngestDLQ", "QuarantineQueue", "EnrichedDLQ"):
+        assert param_default(t, props(t, dlq).get("MessageRetentionPeriod")) == 14 * 86400, dlq
+
+
+def check_enricher_event_source(t: Template) -> None:
+    events = props(t, "EnricherFunction").get("Events") or {}
+    sqs = [e["Properties"] for e in events.values() if e.get("Type") == "SQS"]
+    assert len(sqs) == 1, events
+    src = sqs[0]
+    assert is_getatt(src.get("Queue"), "IngestQueue", "Arn")
+    assert src.get("FunctionResponseTypes") == ["ReportBatchItemFailures"]
+    assert param_default(t, src.get("BatchSize")) == 10
+    max_conc = (src.get("ScalingConfig") or {}).get("MaximumConcurrency")
+    assert max_conc is not None
+    assert param_default(t, max_conc) == 5
+    if isinstance(max_conc, dict):
+        assert t["Parameters"][max_conc["Ref"]].get("MinValue") == 2  # Lambda's minimum
+
+
+def check_environment(t: Template) -> None:
+    for fn in FUNCTIONS:
+        env = function_env(t, fn)
+        assert set(env) >= POWERTOOLS_ENV, fn
+        assert env["POWERTOOLS_SERVICE_NAME"] == "appointment-enricher"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "PowerLeadsEnricher"
+    assert set(function_env(t, "WebhookFunction")) >= RECEIVER_ENV
+    assert set(function_env(t, "EnricherFunction")) >= ENRICHER_ENV
+    webhook = function_env(t, "WebhookFunction")
+    assert is_ref(webhook["INGEST_QUEUE_URL"], "IngestQueue")
+    assert param_default(t, webhook["WEBHOOK_SIGNATURE_REQUIRED"]) == "true"
+    assert param_default(t, webhook["WEBHOOK_MAX_AGE_SECONDS"]) == 86400
+    enricher = function_env(t, "EnricherFunction")
+    assert is_ref(enricher["DEAD_LETTER_QUEUE_URL"], "QuarantineQueue")
+    assert is_ref(enricher["IDEMPOTENCY_TABLE_NAME"], "IdempotencyTable")
+    assert param_default(t, enricher["POWERLEADS_API_BASE_URL"]) == "https://services.leadconnectorhq.com"
+    assert param_default(t, enricher["POWERLEADS_API_VERSION"]) == "2021-04-15"
+    # The output targets are mutually exclusive so EnrichedQueue never receives a record twice.
+    assert {"Ref": "EnrichedTopic"} in unwrap_if(enricher["OUTPUT_TOPIC_ARN"])
+    assert {"Ref": "EnrichedQueue"} in unwrap_if(enricher["OUTPUT_QUEUE_URL"])
+    assert (
+        resources(t)["EnrichedQueueSubscription"].get("Condition")
+        == enricher["OUTPUT_TOPIC_ARN"]["Fn::If"][0]
+    )
+
+
+def check_idempotency_table(t: Template) -> None:
+    p = props(t, "IdempotencyTable")
+    assert p.get("BillingMode") == "PAY_PER_REQUEST"
+    assert p.get("KeySchema") == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert {"AttributeName": "id", "AttributeType": "S"} in (p.get("AttributeDefinitions") or [])
+    assert p.get("TimeToLiveSpecification") == {"AttributeName": "expiration", "Enabled": True}
+    assert (p.get("SSESpecification") or {}).get("SSEEnabled") is True
+
+
+def check_output_fanout(t: Template) -> None:
+    sub = props(t, "EnrichedQueueSubscription")
+    assert is_ref(sub.get("TopicArn"), "EnrichedTopic")
+    assert sub.get("Protocol") == "sqs"
+    assert is_getatt(sub.get("Endpoint"), "EnrichedQueue", "Arn")
+    assert sub.get("RawMessageDelivery") is True
+    assert is_getatt(
+        (props(t, "EnrichedQueue").get("RedrivePolicy") or {}).get("deadLetterTargetArn"),
+        "EnrichedDLQ",
+        "Arn",
+    )
+    policy = props(t, "EnrichedQueuePolicy")
+    assert policy.get("Queues") == [{"Ref": "EnrichedQueue"}]
+    statements = (policy.get("PolicyDocument") or {}).get("Statement") or []
+    assert len(statements) == 1
+    st = statements[0]
+    assert st.get("Principal") == {"Service": "sns.amazonaws.com"}
+    assert st.get("Action") == "sqs:SendMessage"
+    assert (st.get("Condition") or {}).get("ArnEquals") == {"aws:SourceArn": {"Ref": "EnrichedTopic"}}
+
+
+def check_log_groups(t: Template) -> None:
+    groups = of_type(t, "AWS::Logs::LogGroup")
+    for fn in FUNCTIONS:
+        matching = [
+            g["Properties"]
+            for g in groups.values()
+            if (g.get("Properties") or {}).get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{fn}}}"}
+        ]
+        assert len(matching) == 1, fn
+        assert is_ref(matching[0].get("RetentionInDays"), "LogRetentionDays"), fn
+
+
+def check_outputs(t: Template) -> None:
+    outputs = t.get("Outputs") or {}
+    for name in (
+        "WebhookUrl",
+        "EnrichedTopicArn",
+        "EnrichedQueueUrl",
+        "IngestQueueUrl",
+        "IngestDLQUrl",
+        "QuarantineQueueUrl",
+        "IdempotencyTableName",
+        "DashboardUrl",
+    ):
+        assert name in outputs, name
+    assert outputs["WebhookUrl"]["Value"] == {
+        "Fn::Sub": "https://${WebhookApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/webhooks/appointments"
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# operations: alarms and dashboard
+# --------------------------------------------------------------------------------------------
+NAMESPACE = "PowerLeadsEnricher"
+SERVICE_DIMENSION = [{"Name": "service", "Value": "appointment-enricher"}]
+
+
+def _alarms(t: Template) -> list[dict[str, Any]]:
+    return [r.get("Properties") or {} for r in of_type(t, "AWS::CloudWatch::Alarm").values()]
+
+
+def _find_alarm(t: Template, namespace: str, metric: str, **dims: Any) -> dict[str, Any]:
+    for a in _alarms(t):
+        if a.get("Namespace") == namespace and a.get("MetricName") == metric:
+            have = {d["Name"]: d["Value"] for d in a.get("Dimensions") or []}
+            if all(have.get(k) == v for k, v in dims.items()):
+                return a
+    raise AssertionError(f"no alarm on {namespace}/{metric} {dims}")
+
+
+def check_alarms(t: Template) -> None:
+    for queue in ("QuarantineQueue", "IngestDLQ"):
+        a = _find_alarm(
+            t, "AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName={"Fn::GetAtt": [queue, "QueueName"]}
+        )
+        assert a["Threshold"] == 0 and a["ComparisonOperator"] == "GreaterThanThreshold", queue
+    a = _find_alarm(t, "AWS/Lambda", "Errors", FunctionName={"Ref": "EnricherFunction"})
+    assert a["Threshold"] == 0 and a["ComparisonOperator"] == "GreaterThanThreshold"
+    a = _find_alarm(
+        t, "AWS/SQS", "ApproximateAgeOfOldestMessage", QueueName={"Fn::GetAtt": ["IngestQueue", "QueueName"]}
+    )
+    assert param_default(t, a["Threshold"]) == 300
+    a = _find_alarm(t, NAMESPACE, "Upstream429", service="appointment-enricher")
+    assert a["Statistic"] == "Sum" and a["Period"] == 300 and isinstance(a["Threshold"], dict)
+    a = _find_alarm(t, NAMESPACE, "UpstreamAuthFailure", service="appointment-enricher")
+    assert a["Statistic"] == "Sum" and a["Threshold"] == 0
+    a = _find_alarm(t, "AWS/ApiGateway", "5xx", ApiId={"Ref": "WebhookApi"}, Stage="$default")
+    assert a["Threshold"] == 0
+    for alarm in _alarms(t):
+        assert alarm.get("TreatMissingData") == "notBreaching", alarm.get("MetricName")
+        assert "AlarmActions" in alarm, alarm.get("MetricName")
+
+
+def check_alarm_topic_conditions(t: Template) -> None:
+    assert resources(t)["AlarmTopic"].get("Condition") == "CreateAlarmTopic"
+    for name in ("AlarmEmail", "AlarmTopicArn"):
+        assert t["Parameters"][name].get("Default") == "", name
+
+
+def _sub_to_json(body: Any) -> Any:
+    assert isinstance(body, dict) and isinstance(body.get("Fn::Sub"), str)
+    text = re.sub(r"\$\{[^}]+\}", "0", body["Fn::Sub"])
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"DashboardBody is not valid JSON: {exc}") from exc
+
+
+def check_dashboard(t: Template) -> None:
+    dashboards = of_type(t, "AWS::CloudWatch::Dashboard")
+    assert len(dashboards) == 1
+    (dash,) = dashboards.values()
+    body = _sub_to_json(dash["Properties"]["DashboardBody"])
+    metrics = {
+        (m[0], m[1])
+        for w in body["widgets"]
+        for m in (w.get("properties") or {}).get("metrics") or []
+        if len(m) >= 2 and isinstance(m[0], str)
+    }
+    for name in (
+        "WebhookAccepted",
+        "WebhookIgnored",
+        "WebhookRejected",
+        "RecordsEnriched",
+        "RecordsDeleted",
+        "RecordsQuarantined",
+        "RecordsRetried",
+        "DuplicatesSkipped",
+        "UpstreamLatency",
+        "Upstream429",
+    ):
+        assert (NAMESPACE, name) in metrics, name
+    for metric in ("Duration", "Errors", "Throttles", "ConcurrentExecutions"):
+        assert ("AWS/Lambda", metric) in metrics, metric
+    for metric in ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"):
+        assert ("AWS/SQS", metric) in metrics, metric
+    stats = {
+        opt.get("stat")
+        for w in body["widgets"]
+        for m in (w.get("properties") or {}).get("metrics") or []
+        if m[1] == "UpstreamLatency"
+        for opt in m
+        if isinstance(opt, dict)
+    }
+    assert {"p50", "p99"} <= stats
+
+
+# --------------------------------------------------------------------------------------------
+# least privilege
+# --------------------------------------------------------------------------------------------
+ALLOWED_POLICY_TEMPLATES = {
+    "WebhookFunction": {"SQSSendMessagePolicy"},
+    "EnricherFunction": {
+        "SNSPublishMessagePolicy",
+        "SQSSendMessagePolicy",
+        "DynamoDBCrudPolicy",
+        "AWSSecretsManagerGetSecretValuePolicy",
+    },
+}
+# The one inline statement allowed (see the comment in template.yaml): write back a rotated token.
+INLINE_ALLOWED = {"EnricherFunction": {"secretsmanager:PutSecretValue"}}
+TOKEN_SECRET_PARAMS = {"PowerLeadsTokenSecretArn", "PowerLeadsTokenSecretName"}
+
+
+def _secret_arn_ok(resource: Any) -> bool:
+    """A single token-secret ARN, possibly chosen by Fn::If, with no '*' anywhere."""
+    if "*" in json.dumps(resource):
+        return False
+    branches = unwrap_if(resource)
+    if not branches:
+        return False
+    for b in branches:
+        if b == {"Ref": "PowerLeadsTokenSecretArn"}:
+            continue
+        sub = b.get("Fn::Sub") if isinstance(b, dict) else None
+        if not (isinstance(sub, str) and sub.endswith(":secret:${PowerLeadsTokenSecretName}-??????")):
+            return False
+    return True
+
+
+def check_function_policies(t: Template) -> None:
+    for fn in of_type(t, "AWS::Serverless::Function"):
+        p = props(t, fn)
+        assert "Role" not in p, f"{fn} must use SAM Policies, not a custom role"
+        assert fn in ALLOWED_POLICY_TEMPLATES, f"unexpected function {fn}"
+        policies = p.get("Policies")
+        assert isinstance(policies, list) and policies, fn
+        inline_actions: list[str] = []
+        for raw in policies:
+            for item in unwrap_if(raw):
+                assert isinstance(item, dict), f"{fn}: managed policy/ARN {item!r} not allowed"
+                if "Statement" in item:
+                    for st in as_list(item["Statement"]):
+                        assert st.get("Effect") == "Allow"
+                        actions = as_list(st.get("Action"))
+                        assert len(actions) == 1, st
+                        assert actions[0] in INLINE_ALLOWED.get(fn, set()), f"{fn}: inline {actions}"
+                        assert "NotAction" not in st and "NotResource" not in st
+                        assert _secret_arn_ok(st.get("Resource")), (
+                            f"{fn}: inline resource {st.get('Resource')}"
+                        )
+                        inline_actions += actions
+                    continue
+                assert len(item) == 1, item
+                (name, args) = next(iter(item.items()))
+                assert name in ALLOWED_POLICY_TEMPLATES[fn], f"{fn}: policy {name} not in allowlist"
+                assert "*" not in json.dumps(args), f"{fn}: wildcard in {name} arguments"
+                if name == "AWSSecretsManagerGetSecretValuePolicy":
+                    assert _secret_arn_ok(args.get("SecretArn")), args
+        assert len(inline_actions) <= 1, f"{fn}: more than one inline statement"
+
+
+def check_enricher_grants(t: Template) -> None:
+    """Each allowed template is bound to the resource it is meant for."""
+    grants: dict[str, list[Any]] = {}
+    for raw in props(t, "EnricherFunction").get("Policies") or []:
+        for item in unwrap_if(raw):
+            if isinstance(item, dict) and "Statement" not in item:
+                (name, args) = next(iter(item.items()))
+                grants.setdefault(name, []).append(args)
+    assert grants.get("SNSPublishMessagePolicy") == [
+        {"TopicName": {"Fn::GetAtt": ["EnrichedTopic", "TopicName"]}}
+    ]
+    queues = {a["QueueName"]["Fn::GetAtt"][0] for a in grants.get("SQSSendMessagePolicy", [])}
+    assert queues == {"EnrichedQueue", "QuarantineQueue"}
+    assert grants.get("DynamoDBCrudPolicy") == [{"TableName": {"Ref": "IdempotencyTable"}}]
+    assert len(grants.get("AWSSecretsManagerGetSecretValuePolicy", [])) == 1
+    webhook = props(t, "WebhookFunction").get("Policies")
+    assert webhook == [{"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["IngestQueue", "QueueName"]}}}]
+
+
+def _statements(t: Template) -> Iterator[dict[str, Any]]:
+    for node in walk(resources(t)):
+        if isinstance(node, dict) and "Statement" in node:
+            for st in as_list(node["Statement"]):
+                if isinstance(st, dict):
+                    yield st
+
+
+def check_no_wildcards_anywhere(t: Template) -> None:
+    statements = list(_statements(t))
+    assert statements, "no IAM statements found at all"
+    for st in statements:
+        for key in ("Action", "NotAction", "Resource", "NotResource"):
+            for value in as_list(st.get(key, [])):
+                text = value if isinstance(value, str) else json.dumps(value)
+                assert "*" not in text, f"wildcard in {key}: {st}"
+        principal = st.get("Principal")
+        assert principal != "*" and principal != {"AWS": "*"}, f"public principal: {st}"
+    # No raw IAM resources or managed-policy ARNs smuggled in beside the SAM policies.
+    for type_ in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        assert not of_type(t, type_), type_
+
+
+def check_token_secret_not_created(t: Template) -> None:
+    assert not of_type(t, "AWS::SecretsManager::Secret")
+    params = t.get("Parameters") or {}
+    assert set(params) >= TOKEN_SECRET_PARAMS
+    assert params["PowerLeadsTokenSecretArn"].get("Default") == ""
+
+
+CHECKS: dict[str, Callable[[Template], None]] = {
+    f.__name__: f
+    for f in (
+        check_sam_transform,
+        check_handlers,
+        check_runtime_and_arch,
+        check_layer,
+        check_http_api_route,
+        check_ingest_queue,
+        check_enricher_event_source,
+        check_environment,
+        check_idempotency_table,
+        check_output_fanout,
+        check_log_groups,
+        check_outputs,
+        check_alarms,
+        check_alarm_topic_conditions,
+        check_dashboard,
+        check_function_policies,
+        check_enricher_grants,
+        check_no_wildcards_anywhere,
+        check_token_secret_not_created,
+    )
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_template_contract(template: Template, name: str) -> None:
+    CHECKS[name](template)
+
+
+# --------------------------------------------------------------------------------------------
+# mutation self-test: removing (or loosening) what a check guards must make it fail
+# --------------------------------------------------------------------------------------------
+def _delete(*path: Any) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        node: Any = t
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+
+    return mutate
+
+
+def _set(value: Any, *path: Any) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        node: Any = t
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return mutate
+
+
+def _append_policy(fn: str, policy: Any) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        t["Resources"][fn]["Properties"]["Policies"].append(policy)
+
+    return mutate
+
+
+R = "Resources"
+P = "Properties"
+GF = ("Globals", "Function")
+ENR_ENV = (R, "EnricherFunction", P, "Environment", "Variables")
+WH_ENV = (R, "WebhookFunction", P, "Environment", "Variables")
+SQS_EVENT = (R, "EnricherFunction", P, "Events", "Ingest", P)
+
+MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
+    ("transform", "check_sam_transform", _delete("Transform")),
+    ("webhook handler", "check_handlers", _delete(R, "WebhookFunction", P, "Handler")),
+    ("enricher codeuri", "check_handlers", _set("functions/other", R, "EnricherFunction", P, "CodeUri")),
+    ("runtime", "check_runtime_and_arch", _delete(*GF, "Runtime")),
+    ("arch", "check_runtime_and_arch", _set(["x86_64"], *GF, "Architectures")),
+    ("tracing", "check_runtime_and_arch", _delete(*GF, "Tracing")),
+    ("layers", "check_runtime_and_arch", _delete(*GF, "Layers")),
+    ("layer build method", "check_layer", _delete(R, "SharedLayer", "Metadata", "BuildMethod")),
+    ("layer build arch", "check_layer", _delete(R, "SharedLayer", "Metadata", "BuildArchitecture")),
+    ("layer content", "check_layer", _delete(R, "SharedLayer", P, "ContentUri")),
+    (
+        "route",
+        "check_http_api_route",
+        _set("GET", R, "WebhookFunction", P, "Events", "AppointmentWebhook", P, "Method"),
+    ),
+    ("fifo", "check_ingest_queue", _delete(R, "IngestQueue", P, "FifoQueue")),
+    ("content dedup", "check_ingest_queue", _delete(R, "IngestQueue", P, "ContentBasedDeduplication")),
+    ("redrive", "check_ingest_queue", _delete(R, "IngestQueue", P, "RedrivePolicy")),
+    ("dlq fifo", "check_ingest_queue", _delete(R, "IngestDLQ", P, "FifoQueue")),
+    ("visibility", "check_ingest_queue", _delete(R, "IngestQueue", P, "VisibilityTimeout")),
+    (
+        "quarantine retention",
+        "check_ingest_queue",
+        _delete(R, "QuarantineQueue", P, "MessageRetentionPeriod"),
+    ),
+    ("partial batch", "check_enricher_event_source", _delete(*SQS_EVENT, "FunctionResponseTypes")),
+    ("scaling", "check_enricher_event_source", _delete(*SQS_EVENT, "ScalingConfig")),
+    (
+        "scaling min",
+        "check_enricher_event_source",
+        _delete("Parameters", "EnricherMaximumConcurrency", "MinValue"),
+    ),
+    ("batch size", "check_enricher_event_source", _delete(*SQS_EVENT, "BatchSize")),
+    ("ingest env", "check_environment", _delete(*WH_ENV, "INGEST_QUEUE_URL")),
+    ("rsa key env", "check_environment", _delete(*WH_ENV, "WEBHOOK_RSA_PUBLIC_KEY")),
+    ("dlq env", "check_environment", _delete(*ENR_ENV, "DEAD_LETTER_QUEUE_URL")),
+    ("token env", "check_environment", _delete(*ENR_ENV, "POWERLEADS_TOKEN_SECRET_ID")),
+    ("output queue env", "check_environment", _delete(*ENR_ENV, "OUTPUT_QUEUE_URL")),
+    (
+        "powertools env",
+        "check_environment",
+        _delete(*GF, "Environment", "Variables", "POWERTOOLS_SERVICE_NAME"),
+    ),
+    ("double delivery", "check_environment", _delete(R, "EnrichedQueueSubscription", "Condition")),
+    (
+        "table key",
+        "check_idempotency_table",
+        _set([{"AttributeName": "pk", "KeyType": "HASH"}], R, "IdempotencyTable", P, "KeySchema"),
+    ),
+    ("table ttl", "check_idempotency_table", _delete(R, "IdempotencyTable", P, "TimeToLiveSpecification")),
+    ("table sse", "check_idempotency_table", _delete(R, "IdempotencyTable", P, "SSESpecification")),
+    ("raw delivery", "check_output_fanout", _delete(R, "EnrichedQueueSubscription", P, "RawMessageDelivery")),
+    (
+        "source arn",
+        "check_output_fanout",
+        _delete(R, "EnrichedQueuePolicy", P, "PolicyDocument", "Statement", 0, "Condition"),
+    ),
+    ("enriched dlq", "check_output_fanout", _delete(R, "EnrichedQueue", P, "RedrivePolicy")),
+    ("log retention", "check_log_groups", _delete(R, "EnricherLogGroup", P, "RetentionInDays")),
+    ("log group", "check_log_groups", _delete(R, "WebhookLogGroup")),
+    ("output", "check_outputs", _delete("Outputs", "DashboardUrl")),
+    ("429 alarm", "check_alarms", _delete(R, "Upstream429Alarm")),
+    ("auth alarm", "check_alarms", _delete(R, "UpstreamAuthFailureAlarm")),
+    ("5xx alarm", "check_alarms", _delete(R, "WebhookApi5xxAlarm")),
+    ("age alarm", "check_alarms", _delete(R, "IngestOldestMessageAgeAlarm")),
+    ("quarantine alarm", "check_alarms", _delete(R, "QuarantineDepthAlarm")),
+    ("dlq alarm", "check_alarms", _delete(R, "IngestDLQDepthAlarm")),
+    ("errors alarm", "check_alarms", _delete(R, "EnricherErrorsAlarm")),
+    ("missing data", "check_alarms", _delete(R, "EnricherErrorsAlarm", P, "TreatMissingData")),
+    ("alarm topic", "check_alarm_topic_conditions", _delete(R, "AlarmTopic", "Condition")),
+    ("dashboard", "check_dashboard", _delete(R, "Dashboard")),
+    ("dashboard json", "check_dashboard", _set({"Fn::Sub": "{not json"}, R, "Dashboard", P, "DashboardBody")),
+    ("managed policy", "check_function_policies", _append_policy("WebhookFunction", "AdministratorAccess")),
+    (
+        "not allowlisted",
+        "check_function_policies",
+        _append_policy("EnricherFunction", {"S3CrudPolicy": {"BucketName": "b"}}),
+    ),
+    (
+        "webhook extra",
+        "check_function_policies",
+        _append_policy("WebhookFunction", {"DynamoDBCrudPolicy": {"TableName": "t"}}),
+    ),
+    (
+        "inline wildcard action",
+        "check_function_policies",
+        _append_policy(
+            "EnricherFunction",
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "secretsmanager:*",
+                        "Resource": {"Ref": "PowerLeadsTokenSecretArn"},
+                    }
+                ]
+            },
+        ),
+    ),
+    (
+        "inline wildcard resource",
+        "check_function_policies",
+        _set(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:*",
+            R,
+            "EnricherFunction",
+            P,
+            "Policies",
+            5,
+            "Statement",
+            0,
+            "Resource",
+        ),
+    ),
+    (
+        "inline second statement",
+        "check_function_policies",
+        _append_policy(
+            "EnricherFunction",
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "secretsmanager:PutSecretValue",
+                        "Resource": {"Ref": "PowerLeadsTokenSecretArn"},
+                    }
+                ]
+            },
+        ),
+    ),
+    (
+        "role override",
+        "check_function_policies",
+        _set("arn:aws:iam::123456789012:role/x", R, "WebhookFunction", P, "Role"),
+    ),
+    (
+        "wrong queue",
+        "check_enricher_grants",
+        _set(
+            {"QueueName": {"Fn::GetAtt": ["IngestQueue", "QueueName"]}},
+            R,
+            "EnricherFunction",
+            P,
+            "Policies",
+            2,
+            "SQSSendMessagePolicy",
+        ),
+    ),
+    (
+        "wrong table",
+        "check_enricher_grants",
+        _set({"TableName": "*"}, R, "EnricherFunction", P, "Policies", 3, "DynamoDBCrudPolicy"),
+    ),
+    (
+        "queue policy wildcard",
+        "check_no_wildcards_anywhere",
+        _set("sqs:*", R, "EnrichedQueuePolicy", P, "PolicyDocument", "Statement", 0, "Action"),
+    ),
+    (
+        "public principal",
+        "check_no_wildcards_anywhere",
+        _set("*", R, "EnrichedQueuePolicy", P, "PolicyDocument", "Statement", 0, "Principal"),
+    ),
+    (
+        "raw role",
+        "check_no_wildcards_anywhere",
+        _set(
+            {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "Policies": [
+                        {
+                            "PolicyDocument": {
+                                "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]
+                            }
+                        }
+                    ]
+                },
+            },
+            R,
+            "Sneaky",
+        ),
+    ),
+    (
+        "secret created",
+        "check_token_secret_not_created",
+        _set({"Type": "AWS::SecretsManager::Secret", "Properties": {}}, R, "TokenSecret"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "check", "mutate"), MUTATIONS, ids=[m[0] for m in MUTATIONS])
+def test_check_catches_mutation(
+    template: Template, label: str, check: str, mutate: Callable[[Template], None]
+) -> None:
+    mutated = copy.deepcopy(template)
+    mutate(mutated)
+    with pytest.raises(AssertionError):
+        CHECKS[check](mutated)
+
+
+def test_every_check_has_a_mutation() -> None:
+    assert {m[1] for m in MUTATIONS} == set(CHECKS)
