@@ -14,10 +14,10 @@ $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	@touch $@
 
 run: $(STAMP)          ## the local stack: moto server, sandbox PowerLeads, gateway, poller; keeps serving
-	$(BIN)/python -m dev.run
+	$(BIN)/python -m dev.run $(ARGS)
 
 demo: $(STAMP)         ## like run, but exits 0 once the demo records have arrived
-	$(BIN)/python -m dev.run --demo
+	$(BIN)/python -m dev.run --demo $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
