@@ -252,6 +252,8 @@ def check_environment(t: Template) -> None:
     enricher = function_env(t, "EnricherFunction")
     assert is_ref(enricher["DEAD_LETTER_QUEUE_URL"], "QuarantineQueue")
     assert is_ref(enricher["IDEMPOTENCY_TABLE_NAME"], "IdempotencyTable")
+    # The enricher sizes the idempotency TTL from the same max age the receiver enforces.
+    assert enricher.get("WEBHOOK_MAX_AGE_SECONDS") == webhook["WEBHOOK_MAX_AGE_SECONDS"]
     assert param_default(t, enricher["POWERLEADS_API_BASE_URL"]) == "https://services.leadconnectorhq.com"
     assert param_default(t, enricher["POWERLEADS_API_VERSION"]) == "2021-04-15"
     # The output targets are mutually exclusive so EnrichedQueue never receives a record twice.
@@ -639,6 +641,7 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ("ingest env", "check_environment", _delete(*WH_ENV, "INGEST_QUEUE_URL")),
     ("rsa key env", "check_environment", _delete(*WH_ENV, "WEBHOOK_RSA_PUBLIC_KEY")),
     ("dlq env", "check_environment", _delete(*ENR_ENV, "DEAD_LETTER_QUEUE_URL")),
+    ("enricher max age", "check_environment", _delete(*ENR_ENV, "WEBHOOK_MAX_AGE_SECONDS")),
     ("token env", "check_environment", _delete(*ENR_ENV, "POWERLEADS_TOKEN_SECRET_ID")),
     ("output queue env", "check_environment", _delete(*ENR_ENV, "OUTPUT_QUEUE_URL")),
     (
