@@ -41,7 +41,7 @@ soak: $(STAMP)         ## 10,000 webhooks with faults through the local stack
 	$(BIN)/python -m dev.soak --events 10000
 
 clean:
-	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-sam .aws-sam .mypy_cache .ruff_cache .pytest_cache
 
 # SAM CLI lives in its own venv (.venv-sam, Python 3.13) pinned by requirements-sam.txt: `sam build`
 # needs a python3.13 on PATH for the python3.13 BuildMethod, and the venv's bin/ provides it.
