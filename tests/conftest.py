@@ -1,0 +1,157 @@
+"""Shared fixtures: embedded AWS (moto server over HTTP), the sandbox PowerLeads API, the env.
+
+Scopes (everything is lazy; unit tests that use none of these start nothing):
+
+* ``moto_server`` (session): endpoint URL of one in-process moto server.
+* ``local_stack`` (function): the template's resources created *fresh for each test* on that
+  server under a unique name suffix, so tests never see each other's messages.
+* ``sandbox_server`` (session) / ``sandbox`` (function): one sandbox PowerLeads API; ``sandbox``
+  resets its faults, latency, request log and rate limiter before each test.
+* ``stack_env`` (function): the runtime-contract env (DESIGN.md) for ``local_stack`` + ``sandbox``
+  applied with monkeypatch (restored after the test); returns the dict.
+* ``webhook_handler`` / ``enricher_handler`` (function): ``functions/<name>/app.py`` loaded
+  afresh *after* ``stack_env`` (a cold start reading this test's env).
+* ``gateway`` (function): the local HTTP API in front of ``webhook_handler``, started.
+* ``poller`` (function): an ``SqsPoller`` for ``enricher_handler`` on the ingest queue, *not*
+  started: call ``poller.poll_once()`` for deterministic steps, or ``poller.start()``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from dev.awslocal import LocalStack
+    from dev.gateway import Gateway
+    from dev.lambda_loader import Handler
+    from dev.poller import SqsPoller
+    from dev.sandbox import SandboxServer
+
+# Contract variables a developer's shell might carry into the tests; stack_env clears them.
+CONTRACT_VARS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "INGEST_QUEUE_URL",
+    "OUTPUT_TOPIC_ARN",
+    "OUTPUT_QUEUE_URL",
+    "DEAD_LETTER_QUEUE_URL",
+    "IDEMPOTENCY_TABLE_NAME",
+    "POWERLEADS_API_BASE_URL",
+    "POWERLEADS_API_VERSION",
+    "POWERLEADS_TOKEN_SECRET_ID",
+    "POWERLEADS_TOKEN",
+    "WEBHOOK_ED25519_PUBLIC_KEY",
+    "WEBHOOK_RSA_PUBLIC_KEY",
+    "WEBHOOK_SIGNATURE_REQUIRED",
+    "WEBHOOK_MAX_AGE_SECONDS",
+)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    from dev.awslocal import start_moto_server  # noqa: PLC0415 - only tests that need it pay
+
+    server, endpoint_url = start_moto_server()
+    yield endpoint_url
+    server.stop()
+
+
+@pytest.fixture
+def local_stack(moto_server: str) -> LocalStack:
+    from dev.awslocal import create_resources  # noqa: PLC0415
+
+    return create_resources(moto_server, suffix=uuid.uuid4().hex[:10])
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    from dev.sandbox import SandboxServer  # noqa: PLC0415
+
+    server = SandboxServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> SandboxServer:
+    sandbox_server.reset()
+    return sandbox_server
+
+
+@pytest.fixture
+def stack_env(
+    local_stack: LocalStack, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    for name in CONTRACT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    env = local_stack.env(
+        sandbox.url,
+        POWERTOOLS_METRICS_DISABLED="true",
+        POWERTOOLS_LOG_LEVEL="WARNING",
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def webhook_handler(stack_env: dict[str, str]) -> Handler:
+    from dev.lambda_loader import load_handler  # noqa: PLC0415
+
+    return load_handler("webhook")
+
+
+@pytest.fixture
+def enricher_handler(stack_env: dict[str, str]) -> Handler:
+    from dev.lambda_loader import load_handler  # noqa: PLC0415
+
+    return load_handler("enricher")
+
+
+@pytest.fixture
+def gateway(webhook_handler: Handler) -> Iterator[Gateway]:
+    from dev.gateway import Gateway  # noqa: PLC0415
+
+    with Gateway(webhook_handler) as gw:
+        yield gw
+
+
+@pytest.fixture
+def poller(enricher_handler: Handler, local_stack: LocalStack) -> Iterator[SqsPoller]:
+    from dev.poller import SqsPoller  # noqa: PLC0415
+
+    p = SqsPoller(
+        enricher_handler,
+        local_stack.ingest_queue_url,
+        sqs_client=local_stack.client("sqs"),
+        wait_time_seconds=1,
+    )
+    yield p
+    p.stop()
+
+
+def drain(local_stack: LocalStack, queue_url: str, wait_seconds: int = 1) -> list[dict[str, Any]]:
+    """Receive and delete everything currently visible on ``queue_url`` (raw SQS messages)."""
+    sqs = local_stack.client("sqs")
+    out: list[dict[str, Any]] = []
+    while True:
+        response = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=wait_seconds,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return out
+        out.extend(messages)
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+        wait_seconds = 0
