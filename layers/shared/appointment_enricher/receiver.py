@@ -14,17 +14,64 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from .formats import APPOINTMENT_EVENT_TYPES, is_valid_id, parse_upstream_time, rfc3339
-from .signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier, Verdict
+from .signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier, Verdict, header_value
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 32
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 _WEBHOOK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+DEFAULT_MAX_AGE_SECONDS = 86400
+
+
+class ReceiverConfigError(RuntimeError):
+    """WebhookFunction is misconfigured: the cold start fails with a message naming the variable."""
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """The environment WebhookFunction reads (DESIGN.md), parsed without pydantic (cold start)."""
+
+    ingest_queue_url: str
+    ed25519_public_key: str | None = None
+    rsa_public_key: str | None = None
+    signature_required: bool = True
+    max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ReceiverConfig:
+        def text(name: str) -> str | None:
+            value = environ.get(name, "").strip()
+            return value or None
+
+        queue_url = text("INGEST_QUEUE_URL")
+        if not queue_url:
+            raise ReceiverConfigError("INGEST_QUEUE_URL is required (the FIFO ingest queue URL)")
+        required = (text("WEBHOOK_SIGNATURE_REQUIRED") or "true").lower()
+        if required not in _TRUE | _FALSE:
+            raise ReceiverConfigError("WEBHOOK_SIGNATURE_REQUIRED must be true or false")
+        max_age_text = text("WEBHOOK_MAX_AGE_SECONDS") or str(DEFAULT_MAX_AGE_SECONDS)
+        try:
+            max_age = int(max_age_text)
+        except ValueError:
+            max_age = 0
+        if max_age <= 0:
+            raise ReceiverConfigError("WEBHOOK_MAX_AGE_SECONDS must be a positive whole number of seconds")
+        return cls(
+            ingest_queue_url=queue_url,
+            ed25519_public_key=text("WEBHOOK_ED25519_PUBLIC_KEY"),
+            rsa_public_key=text("WEBHOOK_RSA_PUBLIC_KEY"),
+            signature_required=required in _TRUE,
+            max_age_seconds=max_age,
+        )
 
 
 class Sink(Protocol):
@@ -39,6 +86,8 @@ class Reply:
     body: dict[str, Any]
     outcome: str = "rejected"  # accepted | ignored | rejected | failed
     dedupe_id: str | None = None
+    verdict: str | None = None  # which signature verified (ed25519 | rsa), or missing | invalid
+    cause: str | None = None  # why a queue write failed (exception class / AWS error code)
 
 
 def _error(status: int, error: str, message: str, outcome: str = "rejected") -> Reply:
@@ -109,6 +158,21 @@ def _require_id(container: Mapping[str, Any], name: str, path: str) -> str:
     return str(value)
 
 
+def _dedupe_id(document: Mapping[str, Any], raw: bytes) -> str:
+    """``webhookId`` when it is a usable FIFO deduplication id, else sha256 of the raw body."""
+    webhook_id = document.get("webhookId")
+    if isinstance(webhook_id, str) and _WEBHOOK_ID.match(webhook_id):
+        return webhook_id
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _failure_cause(exc: BaseException) -> str:
+    """Exception class and, for botocore errors, the AWS error code: enough to act on, no payload."""
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return f"{type(exc).__name__}: {code}" if code else type(exc).__name__
+
+
 @dataclass
 class WebhookReceiver:
     """Intake logic, independent of API Gateway and of boto3 (the sink is injected)."""
@@ -120,47 +184,64 @@ class WebhookReceiver:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def receive(self, raw: bytes, headers: Mapping[str, str]) -> Reply:
-        """``headers`` with lower-case names (API Gateway v2 lower-cases them)."""
+        """Answer one delivery. ``headers`` names are matched regardless of case."""
         if len(raw) > MAX_BODY_BYTES:
             return _error(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
         verdict = self.verifier.verify(raw, headers)
-        if verdict is Verdict.INVALID or (verdict is Verdict.MISSING and self.signature_required):
-            return _error(
-                401,
-                "invalid_signature" if verdict is Verdict.INVALID else "missing_signature",
-                "signature verification failed"
-                if verdict is Verdict.INVALID
-                else f"{ED25519_HEADER} or {RSA_HEADER} is required",
+        if verdict is Verdict.INVALID:
+            return replace(
+                _error(401, "invalid_signature", "signature verification failed"), verdict=verdict.value
+            )
+        if verdict is Verdict.MISSING and self.signature_required:
+            return replace(
+                _error(401, "missing_signature", f"{ED25519_HEADER} or {RSA_HEADER} is required"),
+                verdict=verdict.value,
             )
         try:
             document = parse_body(raw)
+        except BadRequest as exc:
+            return replace(_error(400, exc.error, str(exc)), verdict=verdict.value)
+        dedupe_id = _dedupe_id(document, raw)
+        try:
             stale = self._stale(document.get("timestamp"))
             if stale:
-                return _error(401, "stale", stale)
+                return replace(_error(401, "stale", stale), verdict=verdict.value, dedupe_id=dedupe_id)
             event_type = document.get("type")
-            if not isinstance(event_type, str) or not event_type:
+            if event_type is None or event_type == "":
                 raise BadRequest("missing_field", "type is required")
+            if not isinstance(event_type, str):
+                raise BadRequest("invalid_field", "type must be a string")
             if event_type not in APPOINTMENT_EVENT_TYPES:
-                return Reply(200, {"status": "ignored", "type": event_type[:64]}, "ignored")
+                return Reply(
+                    200,
+                    {"status": "ignored", "type": event_type[:64]},
+                    "ignored",
+                    dedupe_id,
+                    verdict=verdict.value,
+                )
             location_id = _require_id(document, "locationId", "locationId")
             appointment = document.get("appointment")
+            if appointment is None:
+                raise BadRequest("missing_field", "appointment.id is required")
             if not isinstance(appointment, dict):
-                raise BadRequest("missing_field", "appointment is required and must be an object")
+                raise BadRequest("invalid_field", "appointment must be an object")
             appointment_id = _require_id(appointment, "id", "appointment.id")
             webhook_id = document.get("webhookId")
-            if webhook_id is not None and (
+            if webhook_id not in (None, "") and (
                 not isinstance(webhook_id, str) or not _WEBHOOK_ID.match(webhook_id)
             ):
                 raise BadRequest("invalid_field", "webhookId must match [A-Za-z0-9_.:-]{1,128}")
         except BadRequest as exc:
-            return _error(400, exc.error, str(exc))
+            return replace(_error(400, exc.error, str(exc)), verdict=verdict.value, dedupe_id=dedupe_id)
 
-        dedupe_id = webhook_id or hashlib.sha256(raw).hexdigest()
+        signatures = {
+            name: value for name in (ED25519_HEADER, RSA_HEADER) if (value := header_value(headers, name))
+        }
         message = {
             "body": raw.decode("utf-8"),
             "receivedAt": rfc3339(self.clock()),
             "dedupeId": dedupe_id,
-            "signatures": {h: headers[h] for h in (ED25519_HEADER, RSA_HEADER) if headers.get(h)},
+            "signatures": signatures,
         }
         try:
             self.sink.send(
@@ -169,18 +250,21 @@ class WebhookReceiver:
                 dedupe_id=dedupe_id,
                 attributes={"eventType": event_type, "locationId": location_id},
             )
-        except Exception:  # noqa: BLE001 - any queue failure means: not accepted, sender retries
+        except Exception as exc:  # noqa: BLE001 - any queue failure means: not accepted, sender retries
             return Reply(
                 503,
                 {"error": "unavailable", "message": "could not queue the webhook; retry"},
                 "failed",
                 dedupe_id,
+                verdict=verdict.value,
+                cause=_failure_cause(exc),
             )
         return Reply(
             202,
             {"status": "accepted", "dedupeId": dedupe_id, "appointmentId": appointment_id},
             "accepted",
             dedupe_id,
+            verdict=verdict.value,
         )
 
     def _stale(self, timestamp: Any) -> str | None:

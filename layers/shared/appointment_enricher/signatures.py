@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
@@ -57,21 +59,68 @@ class Verdict(enum.Enum):
         return self in (Verdict.ED25519, Verdict.RSA)
 
 
-def _load_ed25519(pem: bytes, variable: str) -> ed25519.Ed25519PublicKey:
+ED25519_VARIABLE = "WEBHOOK_ED25519_PUBLIC_KEY"
+RSA_VARIABLE = "WEBHOOK_RSA_PUBLIC_KEY"
+_PEM_ARMOUR = re.compile(r"-----(BEGIN|END) PUBLIC KEY-----")
+
+
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers[name]`` with the name matched regardless of case (``name`` given in lower case)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, candidate in headers.items():
+        if key.lower() == name:
+            return candidate
+    return None
+
+
+def _normalise_pem(pem: bytes, variable: str) -> bytes:
+    """Accept what fits in an environment variable or a CloudFormation parameter.
+
+    A PEM with real newlines, with literal ``\\n`` escapes, squeezed onto one line, or the bare
+    base64 of the DER SubjectPublicKeyInfo; re-armoured as a canonical PEM.
+    """
     try:
-        key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError) as exc:
-        raise KeyConfigError(f"{variable} is not a PEM public key: {exc}") from exc
+        text = pem.decode("ascii")
+    except UnicodeDecodeError:
+        raise KeyConfigError(f"{variable} is not a PEM public key: not ASCII text") from None
+    text = text.replace("\\n", "\n")
+    armour = _PEM_ARMOUR.findall(text)
+    if armour:
+        if armour != ["BEGIN", "END"]:
+            raise KeyConfigError(f"{variable} must hold exactly one PEM 'PUBLIC KEY' block")
+        text = text.split("-----BEGIN PUBLIC KEY-----", 1)[1].split("-----END PUBLIC KEY-----", 1)[0]
+    elif "-----BEGIN" in text:
+        raise KeyConfigError(f"{variable} must be a PEM 'PUBLIC KEY' (SubjectPublicKeyInfo) block")
+    payload = "".join(text.split())
+    lines = [payload[i : i + 64] for i in range(0, len(payload), 64)]
+    return ("-----BEGIN PUBLIC KEY-----\n" + "\n".join(lines) + "\n-----END PUBLIC KEY-----\n").encode()
+
+
+def _load_public_key(pem: bytes, variable: str) -> object:
+    canonical = _normalise_pem(pem, variable)
+    try:
+        return serialization.load_pem_public_key(canonical)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyConfigError(f"{variable} is not a usable PEM public key: {exc}") from exc
+
+
+def spki_sha256(key: ed25519.Ed25519PublicKey | rsa.RSAPublicKey) -> str:
+    """Hex sha256 of the DER SubjectPublicKeyInfo: the key's fingerprint, safe to log."""
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def _load_ed25519(pem: bytes, variable: str) -> ed25519.Ed25519PublicKey:
+    key = _load_public_key(pem, variable)
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise KeyConfigError(f"{variable} must be an Ed25519 public key, got {type(key).__name__}")
     return key
 
 
 def _load_rsa(pem: bytes, variable: str) -> rsa.RSAPublicKey:
-    try:
-        key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError) as exc:
-        raise KeyConfigError(f"{variable} is not a PEM public key: {exc}") from exc
+    key = _load_public_key(pem, variable)
     if not isinstance(key, rsa.RSAPublicKey):
         raise KeyConfigError(f"{variable} must be an RSA public key, got {type(key).__name__}")
     if key.key_size < 2048:
@@ -112,16 +161,23 @@ class SignatureVerifier:
             return value.encode() if isinstance(value, str) else value
 
         return cls(
-            ed25519_key=_load_ed25519(
-                as_bytes(ed25519_pem, PUBLISHED_ED25519_PUBLIC_KEY), "WEBHOOK_ED25519_PUBLIC_KEY"
-            ),
-            rsa_key=_load_rsa(as_bytes(rsa_pem, PUBLISHED_RSA_PUBLIC_KEY), "WEBHOOK_RSA_PUBLIC_KEY"),
+            ed25519_key=_load_ed25519(as_bytes(ed25519_pem, PUBLISHED_ED25519_PUBLIC_KEY), ED25519_VARIABLE),
+            rsa_key=_load_rsa(as_bytes(rsa_pem, PUBLISHED_RSA_PUBLIC_KEY), RSA_VARIABLE),
         )
 
+    def fingerprints(self) -> dict[str, str]:
+        """SPKI sha256 of the keys in use (public; logged at cold start)."""
+        return {"ed25519": spki_sha256(self.ed25519_key), "rsa": spki_sha256(self.rsa_key)}
+
     def verify(self, body: bytes, headers: Mapping[str, str]) -> Verdict:
-        """Ed25519 first, RSA as fallback. ``headers`` must have lower-case names."""
-        ghl = headers.get(ED25519_HEADER)
-        legacy = headers.get(RSA_HEADER)
+        """Ed25519 first, RSA as fallback; header names matched regardless of case.
+
+        An empty header counts as absent; any other value that is not a valid signature of
+        ``body`` under the configured key (``N/A``, bad base64, wrong length, another body,
+        a signature made by the other algorithm) is INVALID unless the other header verifies.
+        """
+        ghl = header_value(headers, ED25519_HEADER)
+        legacy = header_value(headers, RSA_HEADER)
         if not ghl and not legacy:
             return Verdict.MISSING
         if ghl and self._verify_ed25519(body, ghl):
