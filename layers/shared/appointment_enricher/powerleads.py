@@ -13,6 +13,7 @@ from our metrics.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -103,8 +104,12 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if 0 <= seconds < math.inf else None  # NaN, inf and negatives: unreadable
     try:
         when = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError):
@@ -203,11 +208,12 @@ class PowerLeadsClient:
         url = f"{self.base_url}/calendars/events/appointments/{quote(event_id, safe='')}"
         attempt = 0
         while True:
+            # Another worker may have seen ``X-RateLimit-Remaining: 0`` for this location.
             pause = self.gate.wait_needed(location_id)
             if pause:
                 self._wait(pause, deadline, "rate limit window exhausted")
             try:
-                return self._attempt(url, location_id)
+                return self._attempt(url, location_id, deadline)
             except PowerLeadsError as exc:
                 attempt += 1
                 if not exc.retryable or attempt >= self.retry.max_attempts:
@@ -215,20 +221,29 @@ class PowerLeadsClient:
                 if isinstance(exc, UpstreamAuthError):
                     if attempt > 1:
                         raise
-                    continue  # once, with the token re-read (it may have been rotated)
-                delay = exc.retry_after if isinstance(exc, UpstreamUnavailable) else None
-                if delay is None:
-                    delay = self.retry.backoff(attempt)
+                    continue  # once, at once, with the token re-read (it may have been rotated)
+                retry_after = exc.retry_after if isinstance(exc, UpstreamUnavailable) else None
+                # Retry-After wins over our own backoff; an exhausted rate-limit window is waited
+                # out in full either way (max, not sum: the gate check above is then a no-op).
+                delay = retry_after if retry_after is not None else self.retry.backoff(attempt)
+                delay = max(delay, self.gate.wait_needed(location_id))
                 self._wait(delay, deadline, str(exc), cause=exc)
 
     def _wait(self, delay: float, deadline: float, why: str, cause: PowerLeadsError | None = None) -> None:
+        """Sleep ``delay`` unless that runs past ``deadline``: then give up (retryable) at once."""
         if self.clock() + delay > deadline:
             raise UpstreamUnavailable(
-                f"retry budget exhausted ({why})", status=cause.status if cause else None
+                f"retry budget exhausted after: {why}", status=cause.status if cause else None
             ) from cause
-        self.sleep(delay)
+        if delay > 0:
+            self.sleep(delay)
 
-    def _attempt(self, url: str, location_id: str) -> dict[str, Any]:
+    def _attempt(self, url: str, location_id: str, deadline: float) -> dict[str, Any]:
+        left = deadline - self.clock()
+        if left <= 0:
+            raise UpstreamUnavailable("retry budget exhausted before the request could start")
+        # No single attempt may outlive the budget: cap both timeouts by what is left.
+        timeout = (min(self.timeout[0], left), min(self.timeout[1], left))
         headers = {
             "Authorization": f"Bearer {self.tokens.token_for(location_id)}",
             "Version": self.api_version,
@@ -236,7 +251,7 @@ class PowerLeadsClient:
         }
         started = self.clock()
         try:
-            response = self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False)
+            response = self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False)
         except requests.Timeout as exc:
             self._observed(None, started)
             raise UpstreamUnavailable(f"timeout: {type(exc).__name__}") from None
