@@ -6,7 +6,9 @@ reported to the caller, which turns it into batch item failures.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -62,6 +64,53 @@ def chunks(messages: Iterable[OutboundMessage]) -> Iterator[list[OutboundMessage
         yield batch
 
 
+class PermanentEntryError(str):
+    """An entry error AWS blames on the request (``SenderFault``): resending it cannot help."""
+
+    __slots__ = ()
+
+
+def _entries_and_failures(
+    messages: Sequence[OutboundMessage], fifo: bool, body_key: str
+) -> tuple[list[Any], Callable[[Mapping[str, Any]], dict[str, str]]]:
+    """Batch entries with positional ids (``m0``..``m9``: always valid, unique per call).
+
+    Returns the entries and a function mapping the response's ``Failed`` list back to
+    ``{entry_id: reason}``; sender faults come back as :class:`PermanentEntryError`.
+    """
+    entries: list[Any] = []
+    by_position: dict[str, str] = {}
+    for position, message in enumerate(messages):
+        wire_id = f"m{position}"
+        by_position[wire_id] = message.entry_id
+        entry: dict[str, Any] = {
+            "Id": wire_id,
+            body_key: message.body,
+            "MessageAttributes": string_attributes(message.attributes),
+        }
+        if fifo:
+            entry["MessageGroupId"] = message.group_id
+            entry["MessageDeduplicationId"] = message.dedupe_id
+        entries.append(entry)
+
+    def failures(response: Mapping[str, Any]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for failure in response.get("Failed", []):
+            entry_id = by_position.get(str(failure.get("Id")))
+            if entry_id is None:
+                continue
+            reason = f"{failure.get('Code', '')}: {failure.get('Message', '')}"[:300]
+            out[entry_id] = PermanentEntryError(reason) if failure.get("SenderFault") else reason
+        # An entry the response names neither Successful nor Failed did not demonstrably arrive.
+        succeeded = {by_position.get(str(s.get("Id"))) for s in response.get("Successful", [])}
+        for entry_id in by_position.values():
+            if entry_id not in succeeded and entry_id not in out:
+                out[entry_id] = "missing from the batch response"
+        return out
+
+    return entries, failures
+
+
 class SnsDestination:
     def __init__(self, client: SNSClient, topic_arn: str) -> None:
         self.client = client
@@ -70,19 +119,9 @@ class SnsDestination:
         self.name = "sns"
 
     def send_batch(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
-        entries: list[Any] = []
-        for message in messages:
-            entry: dict[str, Any] = {
-                "Id": message.entry_id,
-                "Message": message.body,
-                "MessageAttributes": string_attributes(message.attributes),
-            }
-            if self.fifo:
-                entry["MessageGroupId"] = message.group_id
-                entry["MessageDeduplicationId"] = message.dedupe_id
-            entries.append(entry)
+        entries, failures = _entries_and_failures(messages, self.fifo, "Message")
         response = self.client.publish_batch(TopicArn=self.topic_arn, PublishBatchRequestEntries=entries)
-        return {f["Id"]: f"{f.get('Code', '')}: {f.get('Message', '')}" for f in response.get("Failed", [])}
+        return failures(response)
 
 
 class SqsDestination:
@@ -93,29 +132,34 @@ class SqsDestination:
         self.name = "sqs"
 
     def send_batch(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
-        entries: list[Any] = []
-        for message in messages:
-            entry: dict[str, Any] = {
-                "Id": message.entry_id,
-                "MessageBody": message.body,
-                "MessageAttributes": string_attributes(message.attributes),
-            }
-            if self.fifo:
-                entry["MessageGroupId"] = message.group_id
-                entry["MessageDeduplicationId"] = message.dedupe_id
-            entries.append(entry)
+        entries, failures = _entries_and_failures(messages, self.fifo, "MessageBody")
         response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-        return {f["Id"]: f"{f.get('Code', '')}: {f.get('Message', '')}" for f in response.get("Failed", [])}
+        return failures(response)
 
 
 class Publisher:
-    """Fan a list of records out to every configured destination."""
+    """Fan a list of records out to every configured destination.
 
-    def __init__(self, destinations: Sequence[Destination], attempts: int = 3) -> None:
+    Each destination gets the records in calls of at most ten entries / 256 KiB. When a call
+    fails in part, only its failed entries are sent again (``attempts`` in all, with a short
+    jittered pause); entries AWS rejects as the sender's fault are not resent. A record that
+    failed one destination is not sent to the next, so the retry of the message redoes it whole.
+    """
+
+    def __init__(
+        self,
+        destinations: Sequence[Destination],
+        attempts: int = 3,
+        *,
+        base_delay: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if not destinations:
             raise ValueError("at least one destination is required")
         self.destinations = list(destinations)
         self.attempts = attempts
+        self.base_delay = base_delay
+        self.sleep = sleep
 
     def publish(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
         """Publish all; return {entry_id: reason} for those that did not reach every destination."""
@@ -123,15 +167,19 @@ class Publisher:
         for destination in self.destinations:
             pending = [m for m in messages if m.entry_id not in failed]
             for attempt in range(self.attempts):
-                if not pending:
-                    break
+                if attempt:
+                    self.sleep(random.random() * self.base_delay * (1 << attempt))  # noqa: S311 - jitter
                 errors: dict[str, str] = {}
                 for batch in chunks(pending):
                     try:
                         errors.update(destination.send_batch(batch))
                     except Exception as exc:  # noqa: BLE001 - any client error fails that batch only
                         errors.update({m.entry_id: f"{type(exc).__name__}: {exc}"[:300] for m in batch})
-                pending = [m for m in pending if m.entry_id in errors]
+                final = {k: v for k, v in errors.items() if isinstance(v, PermanentEntryError)}
+                failed.update({k: f"{destination.name} {v}" for k, v in final.items()})
+                pending = [m for m in pending if m.entry_id in errors and m.entry_id not in final]
+                if not pending:
+                    break
                 if attempt == self.attempts - 1:
                     failed.update({m.entry_id: f"{destination.name} {errors[m.entry_id]}" for m in pending})
         return failed
