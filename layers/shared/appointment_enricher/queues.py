@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -12,6 +14,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 MAX_ATTRIBUTE_TEXT = 1024
+# Characters SQS/SNS accept in message bodies and attribute values (XML 1.0 minus surrogates).
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def sqs_client() -> SQSClient:
@@ -22,9 +26,12 @@ def sqs_client() -> SQSClient:
 
 
 def string_attributes(values: Mapping[str, str | None]) -> dict[str, Any]:
-    """SQS/SNS message attributes from plain strings; empty values are left out (AWS rejects them)."""
+    """SQS/SNS message attributes from plain strings; empty values are left out (AWS rejects them).
+
+    Characters AWS refuses are replaced, so an odd upstream error text cannot fail the send.
+    """
     return {
-        name: {"DataType": "String", "StringValue": value[:MAX_ATTRIBUTE_TEXT]}
+        name: {"DataType": "String", "StringValue": _NOT_XML.sub("\ufffd", value[:MAX_ATTRIBUTE_TEXT])}
         for name, value in values.items()
         if value
     }
@@ -50,11 +57,18 @@ class IngestQueue:
 
 
 class Quarantine:
-    """Where permanent failures go, with their reason, so nothing accepted is dropped silently."""
+    """Where permanent failures go, with their reason, so nothing accepted is dropped silently.
+
+    The message body is the original ingest message, unchanged, so it can be redriven; the reason
+    travels in the attributes ``errorType``, ``errorMessage``, ``failedAt`` (plus the source
+    message id and, when known, dedupe/appointment/location ids and the event type).
+    A FIFO quarantine queue gets a group (the appointment) and a deduplication id.
+    """
 
     def __init__(self, client: SQSClient, url: str) -> None:
         self.client = client
         self.url = url
+        self.fifo = url.endswith(".fifo")
 
     def send(
         self,
@@ -73,8 +87,15 @@ class Quarantine:
             "sourceMessageId": source_message_id,
             **(extra or {}),
         }
+        body = original_body or "(empty message body)"
+        fifo: dict[str, str] = {}
+        if self.fifo:
+            group = (extra or {}).get("appointmentId") or "quarantine"
+            digest = hashlib.sha256(f"{source_message_id}:{error_type}".encode()).hexdigest()
+            fifo = {"MessageGroupId": group, "MessageDeduplicationId": digest}
         self.client.send_message(
             QueueUrl=self.url,
-            MessageBody=original_body,
+            MessageBody=_NOT_XML.sub("\ufffd", body),
             MessageAttributes=string_attributes(attributes),
+            **fifo,  # type: ignore[arg-type]
         )
