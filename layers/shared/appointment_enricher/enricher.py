@@ -32,10 +32,16 @@ from pydantic import ValidationError
 
 from .enrichment import build_record
 from .idempotency import Claim, Idempotency, NoIdempotency
-from .models import AppointmentWebhook, EnrichedRecord, GetAppointmentResponse, IngestMessage
+from .models import (
+    Appointment,
+    AppointmentWebhook,
+    EnrichedRecord,
+    GetAppointmentResponse,
+    IngestMessage,
+)
 from .publisher import MAX_MESSAGE_BYTES, OutboundMessage
 
-DEADLINE_MARGIN_SECONDS = 5.0
+DEADLINE_MARGIN_SECONDS = 5.0  # of a 60 s function timeout (template.yaml)
 
 
 class AppointmentSource(Protocol):
@@ -128,6 +134,13 @@ class Stats:
         return latencies
 
 
+@dataclass(frozen=True)
+class _FetchFailure:
+    error_type: str
+    message: str
+    retryable: bool
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return bool(getattr(exc, "retryable", True))
 
@@ -143,6 +156,7 @@ class EnricherService:
         idempotency: Idempotency | None = None,
         *,
         max_workers: int = 8,
+        deadline_margin_seconds: float = DEADLINE_MARGIN_SECONDS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         log: Callable[..., None] | None = None,
@@ -156,6 +170,7 @@ class EnricherService:
         self.log = log or (lambda *args, **kwargs: None)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="enrich")
         self.max_workers = max_workers
+        self.deadline_margin_seconds = deadline_margin_seconds
 
     # -- the batch ---------------------------------------------------------------------------
 
@@ -167,7 +182,9 @@ class EnricherService:
     ) -> list[Item]:
         """Process one SQS batch; every item ends PUBLISHED, DUPLICATE, QUARANTINED or RETRY."""
         stats = stats or Stats()
-        deadline = self.monotonic() + remaining_ms() / 1000 - DEADLINE_MARGIN_SECONDS
+        # Upstream retries stop this long before the Lambda would be killed, leaving time to
+        # publish, quarantine, settle idempotency and report batch item failures.
+        deadline = self.monotonic() + remaining_ms() / 1000 - self.deadline_margin_seconds
         items = [self._parse(record) for record in records]
         stats.add("RecordsReceived", len(items))
         groups: dict[str, list[Item]] = {}
@@ -209,12 +226,28 @@ class EnricherService:
         return item
 
     def _prepare_group(self, group: list[Item], remaining_ms: Callable[[], int], deadline: float) -> None:
-        """Claim, fetch once, validate and build records for one appointment's messages, in order."""
+        """One group on a worker thread; an unexpected error retries what is left, in order."""
+        try:
+            self._prepare_group_items(group, remaining_ms, deadline)
+        except Exception as exc:  # noqa: BLE001 - a bug must not lose messages or break the order
+            self.log("exception", "group failed unexpectedly", error=type(exc).__name__, group=group[0].group)
+            _retry_rest(group, "UnexpectedError", f"{type(exc).__name__}: {exc}")
+
+    def _prepare_group_items(
+        self, group: list[Item], remaining_ms: Callable[[], int], deadline: float
+    ) -> None:
+        """Claim, fetch once per appointment, validate and build records for one group, in order."""
         pending: list[Item] = []
+        seen: set[str] = set()
         for index, item in enumerate(group):
             assert item.ingest is not None
+            dedupe = item.ingest.dedupeId
+            if dedupe in seen:  # the same webhook twice in one batch: the first one carries it
+                item.fail(Outcome.DUPLICATE, "DuplicateInBatch", "same dedupe id earlier in this batch")
+                continue
+            seen.add(dedupe)
             try:
-                claim = self.idempotency.claim(item.ingest.dedupeId, remaining_ms())
+                claim = self.idempotency.claim(dedupe, remaining_ms())
             except Exception as exc:  # noqa: BLE001 - the table is unreachable: retry later
                 _retry_rest(group[index:], "IdempotencyUnavailable", f"{type(exc).__name__}: {exc}")
                 break
@@ -227,48 +260,68 @@ class EnricherService:
             item.claimed = True
             pending.append(item)
 
-        if not pending:
-            return
-        first = pending[0].webhook
-        assert first is not None
-        appointment = None
-        needs_fetch = any(i.webhook is not None and i.webhook.type != "AppointmentDelete" for i in pending)
-        if needs_fetch:
-            try:
-                payload = self.source.get_appointment(
-                    first.appointment.id, first.locationId, deadline=deadline
-                )
-                appointment = GetAppointmentResponse.model_validate(payload).event
-            except ValidationError as exc:
-                for item in pending:
-                    item.fail(Outcome.QUARANTINED, "InvalidAppointment", _summary(exc))
-                return
-            except Exception as exc:  # noqa: BLE001 - classified below
-                error_type = getattr(exc, "error_type", type(exc).__name__)
-                if error_type == "AppointmentNotFound":
-                    appointment = None  # gone upstream: deleted records from the snapshots
-                elif _is_retryable(exc):
-                    _retry_rest(pending, error_type, str(exc))
-                    return
-                else:
-                    for item in pending:
-                        item.fail(Outcome.QUARANTINED, error_type, str(exc))
-                    return
-            else:
-                if appointment.id != first.appointment.id:
-                    for item in pending:
-                        item.fail(Outcome.QUARANTINED, "InvalidAppointment", "upstream returned another id")
-                    return
-
+        # Coalescing: one fetch per appointment for the whole group, made when the first record
+        # that needs it comes up (deletes need none). A retryable failure fails that record and
+        # every later one of the group; earlier records (e.g. a delete) still go out.
+        fetched: dict[tuple[str, str], Appointment | _FetchFailure | None] = {}
         now = self.clock()
-        for item in pending:
-            assert item.webhook is not None and item.ingest is not None
+        for index, item in enumerate(pending):
+            webhook = item.webhook
+            assert webhook is not None and item.ingest is not None
+            appointment: Appointment | None = None
+            if webhook.type != "AppointmentDelete":
+                key = (webhook.appointment.id, webhook.locationId)
+                if key not in fetched:
+                    fetched[key] = self._fetch(*key, deadline=deadline)
+                result = fetched[key]
+                if isinstance(result, _FetchFailure):
+                    if result.retryable:
+                        _retry_rest(pending[index:], result.error_type, result.message)
+                        return
+                    item.fail(Outcome.QUARANTINED, result.error_type, result.message)
+                    continue
+                appointment = result
+            self._build(item, appointment, now)
+
+    def _fetch(
+        self, appointment_id: str, location_id: str, *, deadline: float
+    ) -> Appointment | _FetchFailure | None:
+        """The appointment, None when it is gone upstream (404), or why it could not be had."""
+        try:
+            payload = self.source.get_appointment(appointment_id, location_id, deadline=deadline)
+        except Exception as exc:  # noqa: BLE001 - classified by the adapter's error_type/retryable
+            error_type = str(getattr(exc, "error_type", type(exc).__name__))
+            if error_type == "AppointmentNotFound":
+                return None  # deleted records from the webhook snapshots
+            return _FetchFailure(error_type, str(exc)[:500] or error_type, _is_retryable(exc))
+        try:
+            appointment = GetAppointmentResponse.model_validate(payload).event
+        except ValidationError as exc:
+            return _FetchFailure("InvalidAppointment", _summary(exc), retryable=False)
+        if appointment.id != appointment_id:
+            return _FetchFailure("InvalidAppointment", "upstream returned another appointment id", False)
+        return appointment
+
+    def _build(self, item: Item, appointment: Appointment | None, now: datetime) -> None:
+        assert item.webhook is not None and item.ingest is not None
+        try:
             record = build_record(item.webhook, appointment, received_at=item.ingest.receivedAt, now=now)
             body = record.model_dump_json(exclude_unset=True)
-            if len(body.encode()) > MAX_MESSAGE_BYTES - 4096:
-                item.fail(Outcome.QUARANTINED, "RecordTooLarge", f"record is {len(body)} bytes")
-                continue
-            item.record, item.body = record, body
+        except ValidationError as exc:
+            item.fail(Outcome.QUARANTINED, "InvalidRecord", _summary(exc))
+            return
+        except ValueError as exc:
+            item.fail(Outcome.QUARANTINED, "InvalidRecord", f"{type(exc).__name__}: {exc}")
+            return
+        item.record, item.body = record, body
+        size = _outbound(item).payload_bytes
+        if size > MAX_MESSAGE_BYTES:
+            item.record = item.body = None
+            item.fail(
+                Outcome.QUARANTINED,
+                "RecordTooLarge",
+                f"record is {size} bytes with its attributes; SNS/SQS accept {MAX_MESSAGE_BYTES}",
+            )
 
     def _publish_in_rounds(self, groups: list[list[Item]]) -> None:
         """Round n publishes the n-th ready record of every group still in good standing."""
@@ -277,7 +330,10 @@ class EnricherService:
             heads = [(queue, queue.pop(0)) for queue in queues if queue]
             if not heads:
                 return
-            failed = self.publisher.publish([_outbound(item) for _, item in heads])
+            try:
+                failed = self.publisher.publish([_outbound(item) for _, item in heads])
+            except Exception as exc:  # noqa: BLE001 - nothing known to be out: all of them again
+                failed = {item.message_id: f"{type(exc).__name__}: {exc}"[:300] for _, item in heads}
             for queue, item in heads:
                 if item.message_id in failed:
                     item.fail(Outcome.RETRY, "PublishFailed", failed[item.message_id])
