@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from appointment_enricher.config import EnricherSettings
-from appointment_enricher.enricher import EnricherService, Stats
+from appointment_enricher.enricher import EnricherService, Item, Stats
 from appointment_enricher.idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
 from appointment_enricher.powerleads import PowerLeadsClient
 from appointment_enricher.publisher import Destination, Publisher, SnsDestination, SqsDestination
@@ -52,7 +52,8 @@ def _build() -> tuple[EnricherService, Stats]:
         api_version=settings.POWERLEADS_API_VERSION,
         timeout=(settings.POWERLEADS_CONNECT_TIMEOUT_SECONDS, settings.POWERLEADS_READ_TIMEOUT_SECONDS),
         observe=stats.upstream,
-        pool_size=settings.ENRICHER_MAX_WORKERS,
+        # One pooled Session shared by every worker thread: at least one connection per worker.
+        pool_size=max(settings.ENRICHER_MAX_WORKERS, 10),
     )
     service = EnricherService(
         client,
@@ -66,7 +67,16 @@ def _build() -> tuple[EnricherService, Stats]:
 
 
 def _log(level: str, message: str, **fields: Any) -> None:
-    getattr(logger, level)(message, extra={k: v for k, v in fields.items() if v is not None})
+    """One structured line; ``correlation_id`` (the dedupe id) goes to Powertools' own key.
+
+    Fields never carry the PowerLeads token: errors are built from status codes and upstream
+    error bodies, and the token sources hide themselves in ``repr``.
+    """
+    correlation_id = fields.pop("correlation_id", None)
+    extra = {k: v for k, v in fields.items() if v is not None}
+    if correlation_id is not None:
+        extra["correlation_id"] = correlation_id
+    getattr(logger, level)(message, extra=extra)
 
 
 service, stats = _build()
@@ -80,10 +90,25 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     items = service.process(records, context.get_remaining_time_in_millis, stats)
     for name, value in stats.drain().items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    for latency in stats.drain_latencies():
+    # EMF allows 100 values per metric per document; more than that is noise, not signal.
+    for latency in stats.drain_latencies()[:100]:
         metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=latency)
-    for appointment_id, location_id in {(i.group, i.webhook.locationId) for i in items if i.webhook}:
+    _annotate(items)
+    return {"batchItemFailures": service.failures(items)}
+
+
+def _annotate(items: list[Item]) -> None:
+    """X-Ray annotations ``appointmentId``/``locationId``: on the handler segment when the batch
+    is about one appointment, and on one subsegment per appointment (searchable either way)."""
+    appointments = sorted(
+        {(i.webhook.appointment.id, i.webhook.locationId) for i in items if i.webhook is not None}
+    )
+    if len(appointments) == 1:
+        tracer.put_annotation("appointmentId", appointments[0][0])
+        tracer.put_annotation("locationId", appointments[0][1])
+    for appointment_id, location_id in appointments:
+        outcomes = ",".join(sorted({i.outcome.value for i in items if i.group == appointment_id}))
         with tracer.provider.in_subsegment("## appointment") as subsegment:
             subsegment.put_annotation("appointmentId", appointment_id)
             subsegment.put_annotation("locationId", location_id)
-    return {"batchItemFailures": service.failures(items)}
+            subsegment.put_metadata("outcomes", outcomes)
