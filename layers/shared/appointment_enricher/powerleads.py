@@ -133,7 +133,9 @@ class RateLimitGate:
         with self._lock:
             return max(0.0, self._resume_at.get(location_id, 0.0) - self.clock())
 
-    def observe(self, location_id: str, headers: Any) -> None:
+    def observe(self, location_id: str, headers: Any, retry_after: float | None = None) -> None:
+        """Read one response's headers. An explicit ``Retry-After`` is the more precise signal
+        and replaces the window length for that response."""
         remaining = headers.get("X-RateLimit-Remaining")
         interval_ms = headers.get("X-RateLimit-Interval-Milliseconds")
         if remaining is None or interval_ms is None:
@@ -144,10 +146,9 @@ class RateLimitGate:
         except ValueError:
             return
         if exhausted:
+            pause = interval if retry_after is None else retry_after
             with self._lock:
-                self._resume_at[location_id] = max(
-                    self._resume_at.get(location_id, 0.0), self.clock() + interval
-                )
+                self._resume_at[location_id] = self.clock() + pause
 
 
 @dataclass(frozen=True)
@@ -259,8 +260,9 @@ class PowerLeadsClient:
             self._observed(None, started)
             raise UpstreamUnavailable(f"connection error: {type(exc).__name__}") from None
         self._observed(response.status_code, started)
-        self.gate.observe(location_id, response.headers)
         status = response.status_code
+        retry_after = retry_after_seconds(response.headers.get("Retry-After")) if status >= 400 else None
+        self.gate.observe(location_id, response.headers, retry_after)
         if 200 <= status < 300:
             try:
                 payload = response.json()
@@ -281,7 +283,7 @@ class PowerLeadsClient:
             raise AppointmentNotFound(message, status=status, trace_id=trace_id)
         if status in RETRYABLE_STATUS or status >= 500:
             error = UpstreamUnavailable(message, status=status, trace_id=trace_id)
-            error.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            error.retry_after = retry_after
             raise error
         raise UpstreamRejected(message, status=status, trace_id=trace_id)
 
