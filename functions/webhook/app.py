@@ -105,8 +105,8 @@ def _respond(reply: Reply) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     raw = _raw_body(event)
     reply = raw if isinstance(raw, Reply) else receiver.receive(raw, event.get("headers") or {})
-    if reply.dedupe_id:
-        logger.set_correlation_id(reply.dedupe_id)
+    # Always set (None removes it): Powertools' clear_state does not drop a previous correlation id.
+    logger.set_correlation_id(reply.dedupe_id)
     metrics.add_metric(name=_METRIC_BY_OUTCOME[reply.outcome], unit=MetricUnit.Count, value=1)
     details = {
         "status": reply.status,
