@@ -1,0 +1,434 @@
+"""EnricherService with fakes: idempotency, order per group, coalescing, quarantine, publishing."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from appointment_enricher import enricher as enricher_module
+from appointment_enricher.config import EnricherSettings
+from appointment_enricher.enricher import EnricherService, Outcome, Stats
+from appointment_enricher.idempotency import Claim
+from appointment_enricher.powerleads import (
+    AppointmentNotFound,
+    InvalidUpstreamBody,
+    UpstreamAuthError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from appointment_enricher.publisher import OutboundMessage
+
+LOC = "loc1"
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def event(appointment_id: str, **over: Any) -> dict[str, Any]:
+    return {
+        "id": appointment_id,
+        "title": "Call",
+        "calendarId": "cal1",
+        "locationId": LOC,
+        "contactId": "c1",
+        "groupId": "g1",
+        "appointmentStatus": "confirmed",
+        "assignedUserId": "u1",
+        "users": ["u1"],
+        "startTime": "2026-01-05T10:00:00+05:30",
+        "endTime": "2026-01-05T10:30:00+05:30",
+        "dateAdded": "2026-01-01T00:00:00Z",
+        "dateUpdated": "2026-01-01T00:00:00Z",
+        **over,
+    }
+
+
+def sqs(
+    n: int, appointment_id: str, kind: str = "AppointmentUpdate", dedupe: str | None = None, body: Any = None
+) -> dict[str, Any]:
+    webhook = {
+        "type": kind,
+        "locationId": LOC,
+        "webhookId": dedupe or f"wh-{n}",
+        "appointment": {"id": appointment_id, "calendarId": "cal1", "appointmentStatus": "booked"},
+    }
+    ingest = {
+        "body": json.dumps(webhook),
+        "receivedAt": "2026-01-02T03:04:00Z",
+        "dedupeId": dedupe or f"wh-{n}",
+    }
+    return {
+        "messageId": f"msg-{n}",
+        "body": json.dumps(ingest) if body is None else body,
+        "attributes": {"MessageGroupId": appointment_id},
+    }
+
+
+class Source:
+    """Fake PowerLeads: ``results[id]`` is a payload, an exception, or a list of those (in turn)."""
+
+    def __init__(self, results: dict[str, Any] | None = None, barrier: threading.Barrier | None = None):
+        self.results = results or {}
+        self.calls: list[tuple[str, str, float]] = []
+        self.barrier = barrier
+        self._lock = threading.Lock()
+
+    def get_appointment(self, event_id: str, location_id: str, *, deadline: float) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append((event_id, location_id, deadline))
+            result = self.results.get(event_id, {"event": event(event_id)})
+            if isinstance(result, list):
+                result = result.pop(0) if len(result) > 1 else result[0]
+        if self.barrier is not None:
+            self.barrier.wait()
+        if isinstance(result, BaseException):
+            raise result
+        return result  # type: ignore[no-any-return]
+
+
+class Sink:
+    """Fake publisher: ``fail_once`` entry ids fail their first publish; ``delivered`` is what got out."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[OutboundMessage]] = []
+        self.delivered: list[OutboundMessage] = []
+        self.fail_once: set[str] = set()
+
+    def publish(self, messages: Any) -> dict[str, str]:
+        self.calls.append(list(messages))
+        failed = {}
+        for m in messages:
+            if m.entry_id in self.fail_once:
+                self.fail_once.discard(m.entry_id)
+                failed[m.entry_id] = "InternalError"
+        self.delivered.extend(m for m in messages if m.entry_id not in failed)
+        return failed
+
+
+class Parked:
+    def __init__(self, broken: bool = False) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.broken = broken
+
+    def send(self, original_body: str, **kwargs: Any) -> None:
+        if self.broken:
+            raise RuntimeError("sqs down")
+        self.sent.append({"body": original_body, **kwargs})
+
+
+class Memory:
+    """In-memory idempotency store with the Powertools semantics we rely on."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, str] = {}
+        self.busy: set[str] = set()
+        self.broken = False
+
+    def claim(self, dedupe_id: str, remaining_ms: int) -> Claim:
+        if self.broken:
+            raise RuntimeError("dynamodb down")
+        if dedupe_id in self.busy or self.state.get(dedupe_id) == "INPROGRESS":
+            return Claim.BUSY
+        if self.state.get(dedupe_id) == "COMPLETED":
+            return Claim.DONE
+        self.state[dedupe_id] = "INPROGRESS"
+        return Claim.NEW
+
+    def complete(self, dedupe_id: str, result: dict[str, Any]) -> None:
+        self.state[dedupe_id] = "COMPLETED"
+
+    def release(self, dedupe_id: str, reason: Exception) -> None:
+        self.state.pop(dedupe_id, None)
+
+
+@pytest.fixture
+def parts() -> tuple[Source, Sink, Parked, Memory]:
+    return Source(), Sink(), Parked(), Memory()
+
+
+def service(source: Source, sink: Sink, parked: Parked, memory: Memory | None, **kw: Any) -> EnricherService:
+    return EnricherService(source, sink, parked, memory, clock=lambda: NOW, **kw)
+
+
+def run(svc: EnricherService, records: list[dict[str, Any]], remaining: int = 60_000):
+    stats = Stats()
+    items = svc.process(records, lambda: remaining, stats)
+    return items, svc.failures(items), stats.drain()
+
+
+def bodies(messages: list[OutboundMessage]) -> list[dict[str, Any]]:
+    return [json.loads(m.body) for m in messages]
+
+
+# ----- idempotency -------------------------------------------------------------------------
+
+
+def test_a_new_webhook_is_published_once_with_contract_attributes(parts) -> None:
+    source, sink, parked, memory = parts
+    items, failures, counts = run(service(*parts), [sqs(1, "A")])
+    assert failures == [] and items[0].outcome is Outcome.PUBLISHED
+    (out,) = sink.delivered
+    assert out.attributes == {
+        "eventType": "AppointmentUpdate",
+        "locationId": LOC,
+        "calendarId": "cal1",
+        "appointmentStatus": "confirmed",
+        "schemaVersion": "1",
+    }
+    assert (out.group_id, out.dedupe_id) == ("A", "wh-1")
+    record = json.loads(out.body)
+    assert record["deleted"] is False and record["appointmentId"] == "A" and record["webhookId"] == "wh-1"
+    assert record["derived"]["startTimeUtc"] == "2026-01-05T04:30:00Z"
+    assert memory.state == {"wh-1": "COMPLETED"}
+    assert counts == {"RecordsReceived": 1, "RecordsEnriched": 1}
+
+
+def test_redelivery_publishes_nothing_new_and_makes_no_upstream_call(parts) -> None:
+    source, sink, _, _ = parts
+    svc = service(*parts)
+    run(svc, [sqs(1, "A")])
+    items, failures, counts = run(svc, [sqs(1, "A") | {"messageId": "redelivered"}])
+    assert failures == [] and items[0].outcome is Outcome.DUPLICATE
+    assert len(sink.delivered) == 1 and len(source.calls) == 1
+    assert counts["DuplicatesSkipped"] == 1
+
+
+def test_a_record_whose_publish_failed_is_completed_by_the_retry(parts) -> None:
+    source, sink, _, memory = parts
+    sink.fail_once = {"msg-1"}
+    svc = service(*parts)
+    _, failures, counts = run(svc, [sqs(1, "A")])
+    assert failures == [{"itemIdentifier": "msg-1"}] and counts["RecordsRetried"] == 1
+    assert memory.state == {}  # claim released, not left COMPLETED nor stuck INPROGRESS
+    _, failures, _ = run(svc, [sqs(1, "A")])
+    assert failures == [] and [m.dedupe_id for m in sink.delivered] == ["wh-1"]
+    assert memory.state == {"wh-1": "COMPLETED"}
+
+
+def test_a_webhook_held_by_another_invocation_is_retried_with_the_rest_of_its_group(parts) -> None:
+    source, sink, _, memory = parts
+    memory.busy = {"wh-2"}
+    _, failures, _ = run(service(*parts), [sqs(1, "A"), sqs(2, "A"), sqs(3, "A"), sqs(4, "B")])
+    assert failures == [{"itemIdentifier": "msg-2"}, {"itemIdentifier": "msg-3"}]
+    assert [m.dedupe_id for m in sink.delivered] == ["wh-1", "wh-4"]
+
+
+def test_idempotency_store_down_retries_everything_and_publishes_nothing(parts) -> None:
+    source, sink, _, memory = parts
+    memory.broken = True
+    _, failures, _ = run(service(*parts), [sqs(1, "A"), sqs(2, "B")])
+    assert len(failures) == 2 and sink.delivered == [] and source.calls == []
+
+
+def test_the_same_webhook_twice_in_one_batch_is_published_once(parts) -> None:
+    source, sink, _, _ = parts
+    items, failures, _ = run(service(*parts), [sqs(1, "A", dedupe="w"), sqs(2, "A", dedupe="w")])
+    assert failures == [] and [i.outcome for i in items] == [Outcome.PUBLISHED, Outcome.DUPLICATE]
+    assert len(sink.delivered) == 1
+
+
+def test_without_a_table_every_message_is_processed(parts) -> None:
+    source, sink, parked, _ = parts
+    svc = service(source, sink, parked, None)
+    run(svc, [sqs(1, "A")])
+    run(svc, [sqs(1, "A")])
+    assert len(sink.delivered) == 2
+
+
+def test_idempotency_ttl_is_at_least_twice_the_webhook_max_age() -> None:
+    env = {"DEAD_LETTER_QUEUE_URL": "q", "OUTPUT_QUEUE_URL": "o", "POWERLEADS_TOKEN": "t"}
+    for max_age in ("60", "86400", "604800"):
+        settings = EnricherSettings.from_env(env | {"WEBHOOK_MAX_AGE_SECONDS": max_age})
+        assert settings.idempotency_ttl_seconds >= 2 * int(max_age)
+
+
+# ----- order with concurrency --------------------------------------------------------------
+
+
+def test_a_failed_publish_fails_the_later_records_of_its_group_only(parts) -> None:
+    source, sink, _, memory = parts
+    sink.fail_once = {"msg-2"}
+    records = [sqs(1, "A"), sqs(2, "A"), sqs(3, "A"), sqs(4, "B"), sqs(5, "B")]
+    _, failures, _ = run(service(*parts), records)
+    assert failures == [{"itemIdentifier": "msg-2"}, {"itemIdentifier": "msg-3"}]
+    assert [m.dedupe_id for m in sink.delivered] == ["wh-1", "wh-4", "wh-5"]
+    assert "wh-3" not in memory.state  # released: the retry may do it
+
+
+def test_records_of_one_group_are_never_in_the_same_publish_call(parts) -> None:
+    source, sink, _, _ = parts
+    run(service(*parts), [sqs(1, "A"), sqs(2, "A"), sqs(3, "B")])
+    assert [[m.dedupe_id for m in call] for call in sink.calls] == [["wh-1", "wh-3"], ["wh-2"]]
+
+
+def test_a_retryable_fetch_failure_fails_its_group_and_other_groups_carry_on(parts) -> None:
+    source, sink, _, _ = parts
+    source.results["A"] = UpstreamUnavailable("HTTP 503")
+    _, failures, counts = run(service(*parts), [sqs(1, "A"), sqs(2, "B"), sqs(3, "A")])
+    assert failures == [{"itemIdentifier": "msg-1"}, {"itemIdentifier": "msg-3"}]
+    assert [m.dedupe_id for m in sink.delivered] == ["wh-2"]
+    assert counts["RecordsRetried"] == 2
+
+
+def test_records_before_the_failing_fetch_still_go_out_in_order(parts) -> None:
+    source, sink, _, _ = parts
+    source.results["A"] = UpstreamUnavailable("HTTP 503")
+    records = [sqs(1, "A", "AppointmentDelete"), sqs(2, "A"), sqs(3, "A", "AppointmentDelete")]
+    _, failures, _ = run(service(*parts), records)
+    assert failures == [{"itemIdentifier": "msg-2"}, {"itemIdentifier": "msg-3"}]
+    assert [m.dedupe_id for m in sink.delivered] == ["wh-1"]
+
+
+def test_groups_are_fetched_concurrently(parts) -> None:
+    _, sink, parked, memory = parts
+    source = Source(barrier=threading.Barrier(3, timeout=5))  # all three must be in flight at once
+    _, failures, _ = run(service(source, sink, parked, memory), [sqs(1, "A"), sqs(2, "B"), sqs(3, "C")])
+    assert failures == [] and len(sink.delivered) == 3
+
+
+def test_an_unexpected_error_retries_the_rest_of_the_group(parts, monkeypatch) -> None:
+    source, sink, _, memory = parts
+    real = enricher_module.build_record
+
+    def build(webhook: Any, *args: Any, **kwargs: Any) -> Any:
+        if webhook.webhookId == "wh-2":
+            raise RuntimeError("bug")
+        return real(webhook, *args, **kwargs)
+
+    monkeypatch.setattr(enricher_module, "build_record", build)
+    items, failures, _ = run(service(*parts), [sqs(1, "A"), sqs(2, "A"), sqs(3, "A"), sqs(4, "B")])
+    assert failures == [{"itemIdentifier": f"msg-{n}"} for n in (1, 2, 3)]
+    assert [m.dedupe_id for m in sink.delivered] == ["wh-4"]
+    assert items[1].error_type == "UnexpectedError"
+    assert memory.state == {"wh-4": "COMPLETED"}
+
+
+# ----- coalescing ---------------------------------------------------------------------------
+
+
+def test_n_updates_to_one_appointment_make_one_fetch_and_n_records_in_order(parts) -> None:
+    source, sink, _, _ = parts
+    records = [sqs(n, "A") for n in range(1, 8)]
+    _, failures, _ = run(service(*parts), records)
+    assert failures == [] and len(source.calls) == 1
+    assert [m.dedupe_id for m in sink.delivered] == [f"wh-{n}" for n in range(1, 8)]
+
+
+def test_deletes_need_no_fetch(parts) -> None:
+    source, sink, _, _ = parts
+    _, failures, counts = run(service(*parts), [sqs(1, "A", "AppointmentDelete")])
+    assert failures == [] and source.calls == []
+    (record,) = bodies(sink.delivered)
+    assert record["deleted"] is True and record["appointment"] == {
+        "id": "A",
+        "calendarId": "cal1",
+        "appointmentStatus": "booked",
+    }
+    assert counts["RecordsDeleted"] == 1
+
+
+def test_404_publishes_deleted_records_from_the_snapshots(parts) -> None:
+    source, sink, _, _ = parts
+    source.results["A"] = AppointmentNotFound("HTTP 404", status=404)
+    _, failures, counts = run(service(*parts), [sqs(1, "A"), sqs(2, "A")])
+    assert failures == [] and len(source.calls) == 1
+    assert [r["deleted"] for r in bodies(sink.delivered)] == [True, True]
+    assert counts["RecordsDeleted"] == 2
+
+
+# ----- upstream resilience at the batch level -----------------------------------------------
+
+
+def test_the_fetch_deadline_is_remaining_time_minus_the_margin(parts) -> None:
+    source, sink, parked, memory = parts
+    svc = service(source, sink, parked, memory, deadline_margin_seconds=2.5, monotonic=lambda: 100.0)
+    run(svc, [sqs(1, "A")], remaining=10_000)
+    assert source.calls[0][2] == pytest.approx(107.5)
+
+
+@pytest.mark.parametrize(
+    ("error", "error_type"),
+    [
+        (UpstreamAuthError("HTTP 401", status=401), "UpstreamAuthError"),
+        (UpstreamUnavailable("retry budget exhausted after: HTTP 429"), "UpstreamUnavailable"),
+        (TimeoutError("token secret"), "TimeoutError"),
+    ],
+)
+def test_retryable_upstream_errors_become_batch_item_failures(parts, error, error_type) -> None:
+    source, sink, parked, _ = parts
+    source.results["A"] = error
+    items, failures, _ = run(service(*parts), [sqs(1, "A")])
+    assert failures == [{"itemIdentifier": "msg-1"}] and items[0].error_type == error_type
+    assert parked.sent == [] and sink.delivered == []
+
+
+# ----- quarantine ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("result", "error_type"),
+    [
+        (UpstreamRejected("HTTP 400: bad", status=400), "UpstreamRejected"),
+        (UpstreamRejected("HTTP 422: Unprocessable Entity", status=422), "UpstreamRejected"),
+        (InvalidUpstreamBody("HTTP 200 with a body that is not JSON", status=200), "InvalidUpstreamBody"),
+        ({"event": {"id": "A"}}, "InvalidAppointment"),
+        ({"event": event("OTHER")}, "InvalidAppointment"),
+        ({"event": event("A", startTime="next tuesday")}, "InvalidAppointment"),
+    ],
+    ids=["400", "422", "not-json", "schema", "other-id", "bad-time"],
+)
+def test_permanent_upstream_failures_are_quarantined_and_acknowledged(parts, result, error_type) -> None:
+    source, sink, parked, memory = parts
+    source.results["A"] = result
+    records = [sqs(1, "A"), sqs(2, "B")]
+    items, failures, counts = run(service(*parts), records)
+    assert failures == []
+    (parked_item,) = parked.sent
+    assert parked_item["body"] == records[0]["body"]
+    assert parked_item["error_type"] == error_type and parked_item["error_message"]
+    assert parked_item["source_message_id"] == "msg-1" and parked_item["now"] == NOW
+    assert parked_item["extra"]["appointmentId"] == "A" and parked_item["extra"]["dedupeId"] == "wh-1"
+    assert [m.dedupe_id for m in sink.delivered] == ["wh-2"]
+    assert counts["RecordsQuarantined"] == 1
+    assert "wh-1" not in memory.state  # released so an operator's redrive is processed again
+    assert "next tuesday" not in parked_item["error_message"]  # no input values (personal data)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["not json", json.dumps({"body": "{}", "receivedAt": "x", "dedupeId": "d"}), json.dumps({"x": 1})],
+    ids=["not-json", "bad-webhook", "bad-envelope"],
+)
+def test_unparseable_ingest_messages_are_quarantined(parts, body) -> None:
+    source, sink, parked, _ = parts
+    _, failures, counts = run(service(*parts), [sqs(1, "A", body=body), sqs(2, "A")])
+    assert failures == []
+    assert [(p["body"], p["error_type"]) for p in parked.sent] == [(body, "InvalidIngestMessage")]
+    assert len(sink.delivered) == 1 and counts["RecordsReceived"] == 2
+
+
+def test_a_record_over_256_kib_is_quarantined(parts) -> None:
+    source, sink, parked, _ = parts
+    source.results["A"] = {"event": event("A", notes="x" * (256 * 1024))}
+    _, failures, _ = run(service(*parts), [sqs(1, "A"), sqs(2, "A", "AppointmentDelete")])
+    assert failures == []
+    assert [p["error_type"] for p in parked.sent] == ["RecordTooLarge"]
+    assert [m.dedupe_id for m in sink.delivered] == ["wh-2"]
+
+
+def test_a_record_just_under_the_limit_is_published(parts) -> None:
+    source, sink, parked, _ = parts
+    source.results["A"] = {"event": event("A", notes="x" * (250 * 1024))}
+    _, failures, _ = run(service(*parts), [sqs(1, "A")])
+    assert failures == [] and parked.sent == [] and len(sink.delivered) == 1
+
+
+def test_when_quarantine_is_unreachable_the_message_is_retried_not_dropped(parts) -> None:
+    source, sink, _, memory = parts
+    source.results["A"] = UpstreamRejected("HTTP 422", status=422)
+    svc = service(source, sink, Parked(broken=True), memory)
+    items, failures, _ = run(svc, [sqs(1, "A")])
+    assert failures == [{"itemIdentifier": "msg-1"}] and items[0].error_type == "QuarantineFailed"
+    assert memory.state == {}
