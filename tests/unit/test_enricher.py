@@ -166,7 +166,7 @@ def bodies(messages: list[OutboundMessage]) -> list[dict[str, Any]]:
 
 
 def test_a_new_webhook_is_published_once_with_contract_attributes(parts) -> None:
-    source, sink, parked, memory = parts
+    _source, sink, _parked, memory = parts
     items, failures, counts = run(service(*parts), [sqs(1, "A")])
     assert failures == [] and items[0].outcome is Outcome.PUBLISHED
     (out,) = sink.delivered
@@ -196,7 +196,7 @@ def test_redelivery_publishes_nothing_new_and_makes_no_upstream_call(parts) -> N
 
 
 def test_a_record_whose_publish_failed_is_completed_by_the_retry(parts) -> None:
-    source, sink, _, memory = parts
+    _source, sink, _, memory = parts
     sink.fail_once = {"msg-1"}
     svc = service(*parts)
     _, failures, counts = run(svc, [sqs(1, "A")])
@@ -208,7 +208,7 @@ def test_a_record_whose_publish_failed_is_completed_by_the_retry(parts) -> None:
 
 
 def test_a_webhook_held_by_another_invocation_is_retried_with_the_rest_of_its_group(parts) -> None:
-    source, sink, _, memory = parts
+    _source, sink, _, memory = parts
     memory.busy = {"wh-2"}
     _, failures, _ = run(service(*parts), [sqs(1, "A"), sqs(2, "A"), sqs(3, "A"), sqs(4, "B")])
     assert failures == [{"itemIdentifier": "msg-2"}, {"itemIdentifier": "msg-3"}]
@@ -223,7 +223,7 @@ def test_idempotency_store_down_retries_everything_and_publishes_nothing(parts) 
 
 
 def test_the_same_webhook_twice_in_one_batch_is_published_once(parts) -> None:
-    source, sink, _, _ = parts
+    _source, sink, _, _ = parts
     items, failures, _ = run(service(*parts), [sqs(1, "A", dedupe="w"), sqs(2, "A", dedupe="w")])
     assert failures == [] and [i.outcome for i in items] == [Outcome.PUBLISHED, Outcome.DUPLICATE]
     assert len(sink.delivered) == 1
@@ -248,7 +248,7 @@ def test_idempotency_ttl_is_at_least_twice_the_webhook_max_age() -> None:
 
 
 def test_a_failed_publish_fails_the_later_records_of_its_group_only(parts) -> None:
-    source, sink, _, memory = parts
+    _source, sink, _, memory = parts
     sink.fail_once = {"msg-2"}
     records = [sqs(1, "A"), sqs(2, "A"), sqs(3, "A"), sqs(4, "B"), sqs(5, "B")]
     _, failures, _ = run(service(*parts), records)
@@ -258,7 +258,7 @@ def test_a_failed_publish_fails_the_later_records_of_its_group_only(parts) -> No
 
 
 def test_records_of_one_group_are_never_in_the_same_publish_call(parts) -> None:
-    source, sink, _, _ = parts
+    _source, sink, _, _ = parts
     run(service(*parts), [sqs(1, "A"), sqs(2, "A"), sqs(3, "B")])
     assert [[m.dedupe_id for m in call] for call in sink.calls] == [["wh-1", "wh-3"], ["wh-2"]]
 
@@ -289,7 +289,7 @@ def test_groups_are_fetched_concurrently(parts) -> None:
 
 
 def test_an_unexpected_error_retries_the_rest_of_the_group(parts, monkeypatch) -> None:
-    source, sink, _, memory = parts
+    _source, sink, _, memory = parts
     real = enricher_module.build_record
 
     def build(webhook: Any, *args: Any, **kwargs: Any) -> Any:
@@ -383,7 +383,7 @@ def test_permanent_upstream_failures_are_quarantined_and_acknowledged(parts, res
     source, sink, parked, memory = parts
     source.results["A"] = result
     records = [sqs(1, "A"), sqs(2, "B")]
-    items, failures, counts = run(service(*parts), records)
+    _items, failures, counts = run(service(*parts), records)
     assert failures == []
     (parked_item,) = parked.sent
     assert parked_item["body"] == records[0]["body"]
@@ -402,7 +402,7 @@ def test_permanent_upstream_failures_are_quarantined_and_acknowledged(parts, res
     ids=["not-json", "bad-webhook", "bad-envelope"],
 )
 def test_unparseable_ingest_messages_are_quarantined(parts, body) -> None:
-    source, sink, parked, _ = parts
+    _source, sink, parked, _ = parts
     _, failures, counts = run(service(*parts), [sqs(1, "A", body=body), sqs(2, "A")])
     assert failures == []
     assert [(p["body"], p["error_type"]) for p in parked.sent] == [(body, "InvalidIngestMessage")]
