@@ -365,3 +365,35 @@ def test_replay_to_a_closed_port_is_a_partial_failure() -> None:
         str(EVENTS_DIR / "webhooks" / "create.json"),
     )
     assert run.code == 1 and "create.json: error" in run.out
+
+
+# ----- redrive end to end -------------------------------------------------------------------------
+
+
+def test_a_redriven_message_is_enriched_again(
+    stack_env: dict[str, str], local_stack: LocalStack, sandbox: Any, poller: Any
+) -> None:
+    """Quarantined by the real enricher (upstream 422), redriven, then published: the
+    idempotency claim was released, and FIFO dedupe did not swallow the redrive."""
+    from dev.sandbox import Fault  # noqa: PLC0415
+
+    raw = sample_webhook("update", webhook_id="wh-e2e-redrive")
+    webhook = json.loads(raw)
+    appointment_id = webhook["appointment"]["id"]
+    IngestQueue(local_stack.client("sqs"), local_stack.ingest_queue_url).send(
+        ingest_message(raw, "2026-01-01T00:00:00Z", "wh-e2e-redrive", {}),
+        group_id=appointment_id,
+        dedupe_id="wh-e2e-redrive",
+        attributes={"eventType": webhook["type"], "locationId": webhook["locationId"]},
+    )
+    sandbox.queue_faults([Fault.error(422)], event_id=appointment_id)
+    assert poller.poll_once() == 1
+    assert visible(local_stack, local_stack.quarantine_queue_url) == 1
+
+    run = cli("redrive", "--wait", "0", "--error-type", "UpstreamRejected")
+    assert run.code == 0, run.err
+    assert "moved 1," in run.out
+    assert poller.poll_once() == 1
+    records = [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url)]
+    assert [(r["appointmentId"], r["webhookId"]) for r in records] == [(appointment_id, "wh-e2e-redrive")]
+    assert visible(local_stack, local_stack.quarantine_queue_url) == 0
