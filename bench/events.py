@@ -1,0 +1,83 @@
+"""Inputs for the measured processes, built in the parent so no probe pays for signing them.
+
+* API Gateway HTTP API v2 events carrying a webhook signed with the dev Ed25519 key;
+* Lambda SQS event records carrying the receiver's ingest message for a webhook.
+
+Every webhook gets a fresh ``webhookId`` so FIFO deduplication and the idempotency table never
+turn a measured record into a cheap duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.services import sample_event
+from dev.gateway import build_http_api_event
+from dev.signing import ingest_message, iso_timestamp, make_webhook, signed_headers, webhook_snapshot
+
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:IngestQueue.fifo"
+
+
+def webhook_body(appointment_id: str, location_id: str, kind: str = "AppointmentUpdate") -> bytes:
+    snapshot = webhook_snapshot(sample_event(), id=appointment_id)
+    return make_webhook(kind, snapshot, location_id, webhook_id=str(uuid.uuid4()))
+
+
+def api_event(appointment_id: str, location_id: str) -> dict[str, Any]:
+    """A signed ``POST /webhooks/appointments`` as API Gateway hands it to the receiver."""
+    body = webhook_body(appointment_id, location_id)
+    return build_http_api_event(body=body, headers=signed_headers(body))
+
+
+def sqs_record(appointment_id: str, location_id: str, kind: str = "AppointmentUpdate") -> dict[str, Any]:
+    """One ``Records[]`` entry as the ingest queue's event source mapping delivers it."""
+    body = webhook_body(appointment_id, location_id, kind)
+    dedupe_id = json.loads(body)["webhookId"]
+    message = ingest_message(body, iso_timestamp(), dedupe_id, signed_headers(body))
+    now_ms = str(int(time.time() * 1000))
+    return {
+        "messageId": str(uuid.uuid4()),
+        "receiptHandle": uuid.uuid4().hex,
+        "body": message,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": now_ms,
+            "SenderId": "AIDAEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": now_ms,
+            "SequenceNumber": str(uuid.uuid4().int)[:20],
+            "MessageGroupId": appointment_id,
+            "MessageDeduplicationId": dedupe_id,
+        },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": QUEUE_ARN,
+        "awsRegion": "us-east-1",
+    }
+
+
+def sqs_event(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {"Records": list(records)}
+
+
+def distinct_batch(appointment_ids: Sequence[str], location_id: str) -> dict[str, Any]:
+    """One record per appointment (10 appointments -> 10 fetches)."""
+    return sqs_event([sqs_record(a, location_id) for a in appointment_ids])
+
+
+def same_appointment_batch(appointment_id: str, location_id: str, size: int = 10) -> dict[str, Any]:
+    """``size`` updates of one appointment in one batch (one FIFO group)."""
+    return sqs_event([sqs_record(appointment_id, location_id) for _ in range(size)])
+
+
+def write_jsonl(path: Path, items: Iterator[dict[str, Any]]) -> Path:
+    with path.open("w") as out:
+        for item in items:
+            out.write(json.dumps(item, separators=(",", ":")))
+            out.write("\n")
+    return path

@@ -1,0 +1,389 @@
+"""One measured process: ``python -m bench.probe <spec.json> <result.json>``.
+
+Every cold-start figure is taken in a fresh interpreter running this module. Before the clock
+starts, each kind imports the same harness (stdlib + ``dev.lambda_loader`` + ``dev.lambda_context``,
+both stdlib-only) and reads its inputs, so the floor and the handlers pay identical overheads and
+the clock covers exactly: imports + init + the first request handled.
+
+Kinds (``spec["kind"]``):
+
+* ``floor``: ``import boto3`` + one SQS client (the issue's floor), then one ``SendMessage``
+  (reported apart), then ``records`` more sends timed one by one (the warm floor);
+* ``receiver``: load ``functions/webhook/app.py`` + handle the first signed webhook, then
+  ``records`` more webhooks timed one by one; peak RSS at the end;
+* ``enricher``: load ``functions/enricher/app.py`` (or ``bench.naive``) + handle a batch of one,
+  then ``records`` more records in batches of ten; peak RSS at the end;
+* ``batch``: a warm enricher (product or naive) timed on batches of ten distinct appointments and
+  of ten updates to one appointment at the sandbox latency given, against one warm round trip;
+  AWS calls per record are counted by operation and payload size (for the cost model);
+* ``cpu``: warm CPU per record of validate + enrich + serialize, in-process, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dev.lambda_context import make_context
+from dev.lambda_loader import add_code_paths, load_handler
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def read_jsonl(path: str | None) -> Iterator[dict[str, Any]]:
+    """One item at a time, so held inputs do not inflate the peak RSS being measured."""
+    if not path:
+        return
+    with open(path) as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+# ---- AWS call accounting ------------------------------------------------------------------------
+
+
+class CallCounter:
+    """Counts botocore API calls by ``service:Operation`` with billable 64 KiB chunks.
+
+    Installed after the cold start (installing it imports botocore, which must not happen before
+    the clock). SQS and SNS bill every 64 KiB of payload as one request.
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.chunks: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def install(self) -> CallCounter:
+        import botocore.client  # noqa: PLC0415 - after the cold start on purpose
+
+        original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
+        counter = self
+
+        def counted(client: Any, operation: str, params: dict[str, Any]) -> Any:
+            counter.add(f"{client.meta.service_model.service_name}:{operation}", _payload_bytes(params))
+            return original(client, operation, params)
+
+        botocore.client.BaseClient._make_api_call = counted  # type: ignore[attr-defined]
+        return self
+
+    def add(self, name: str, payload: int) -> None:
+        with self._lock:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            self.chunks[name] = self.chunks.get(name, 0) + max(1, -(-payload // 65536))
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {"calls": dict(self.calls), "chunks": dict(self.chunks)}
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.chunks.clear()
+
+
+def _payload_bytes(params: dict[str, Any]) -> int:
+    def one(entry: dict[str, Any]) -> int:
+        body = entry.get("MessageBody") or entry.get("Message") or ""
+        attrs = entry.get("MessageAttributes") or {}
+        size = len(str(body).encode())
+        for name, value in attrs.items():
+            size += len(name) + len(str(value.get("StringValue", ""))) + len(str(value.get("DataType", "")))
+        return size
+
+    entries = params.get("Entries") or params.get("PublishBatchRequestEntries")
+    if isinstance(entries, list):
+        return sum(one(e) for e in entries)
+    return one(params)
+
+
+# ---- kinds --------------------------------------------------------------------------------------
+
+
+def _load(impl: str) -> Handler:
+    if impl == "naive":
+        add_code_paths()
+        import bench.naive  # noqa: PLC0415 - module-level init is the naive cold start
+
+        return bench.naive.lambda_handler
+    return load_handler(impl)
+
+
+def run_floor(spec: dict[str, Any]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    import boto3  # noqa: PLC0415 - inside the clock: that is the floor
+
+    client = boto3.client("sqs")
+    cold = time.perf_counter() - t0
+    url = spec["queue_url"]
+
+    def send(i: int) -> None:
+        client.send_message(
+            QueueUrl=url,
+            MessageBody=spec["body"],
+            MessageGroupId=f"floor-{i % 10}",
+            MessageDeduplicationId=f"{spec['nonce']}-{i}",
+        )
+
+    t1 = time.perf_counter()
+    send(-1)
+    first_send = time.perf_counter() - t1
+    warm = []
+    for i in range(int(spec.get("records", 0))):
+        t = time.perf_counter()
+        send(i)
+        warm.append(ms(time.perf_counter() - t))
+    return {
+        "cold_ms": ms(cold),
+        "first_send_ms": ms(first_send),
+        "cold_plus_send_ms": ms(cold + first_send),
+        "warm_ms": warm,
+        "rss_mb": peak_rss_mb(),
+    }
+
+
+def run_receiver(spec: dict[str, Any]) -> dict[str, Any]:
+    first = spec["first"]
+    context = make_context("WebhookFunction", memory_limit_in_mb=128)
+    add_code_paths()
+    t0 = time.perf_counter()
+    for module in spec.get("preimport", []):  # the "eager imports" variant
+        __import__(module)
+    handler = load_handler("webhook")
+    t_init = time.perf_counter()
+    reply = handler(first, context)
+    cold = time.perf_counter() - t0
+    if reply.get("statusCode") != 202:
+        raise SystemExit(f"receiver answered {reply} to the first webhook")
+    rss_first = peak_rss_mb()
+    counter = CallCounter().install()
+    warm = []
+    for event in read_jsonl(spec.get("rest")):
+        context = make_context("WebhookFunction", memory_limit_in_mb=128)
+        t = time.perf_counter()
+        reply = handler(event, context)
+        warm.append(ms(time.perf_counter() - t))
+        if reply.get("statusCode") != 202:
+            raise SystemExit(f"receiver answered {reply}")
+    return {
+        "cold_ms": ms(cold),
+        "init_ms": ms(t_init - t0),
+        "warm_ms": warm,
+        "rss_first_mb": rss_first,
+        "rss_mb": peak_rss_mb(),
+        "aws": counter.snapshot(),
+        "records": len(warm) + 1,
+    }
+
+
+def run_enricher(spec: dict[str, Any]) -> dict[str, Any]:
+    first = spec["first"]
+    context = make_context("EnricherFunction", timeout_seconds=60, memory_limit_in_mb=256)
+    add_code_paths()
+    t0 = time.perf_counter()
+    handler = _load(spec.get("impl", "enricher"))
+    t_init = time.perf_counter()
+    result = handler(first, context)
+    cold = time.perf_counter() - t0
+    if result.get("batchItemFailures"):
+        raise SystemExit(f"enricher failed the first batch: {result}")
+    rss_first = peak_rss_mb()
+    records = 1
+    durations = []
+    for batch in read_jsonl(spec.get("rest")):
+        context = make_context("EnricherFunction", timeout_seconds=60, memory_limit_in_mb=256)
+        t = time.perf_counter()
+        result = handler(batch, context)
+        durations.append(ms(time.perf_counter() - t))
+        if result.get("batchItemFailures"):
+            raise SystemExit(f"enricher failed records: {result}")
+        records += len(batch["Records"])
+    return {
+        "cold_ms": ms(cold),
+        "init_ms": ms(t_init - t0),
+        "rss_first_mb": rss_first,
+        "rss_mb": peak_rss_mb(),
+        "records": records,
+        "batch_ms": durations,
+    }
+
+
+def _sandbox(base_url: str, method: str, path: str, payload: Any = None) -> Any:
+    import urllib.request  # noqa: PLC0415
+
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(
+        f"{base_url}{path}", data=data, method=method, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def _upstream_calls(base_url: str) -> int:
+    log = _sandbox(base_url, "GET", "/_sandbox/requests")
+    return sum(1 for entry in log if str(entry.get("path", "")).startswith("/calendars/events/appointments/"))
+
+
+def run_batch(spec: dict[str, Any]) -> dict[str, Any]:
+    """Warm batches at a sandbox latency; every timed batch starts from a cleared request log."""
+    import requests  # noqa: PLC0415 - the floor's client: one warm keep-alive connection
+
+    sandbox = spec["sandbox_url"]
+    latency = int(spec["latency_ms"])
+    handler = _load(spec.get("impl", "enricher"))
+    batches = read_jsonl(spec["batches"])
+    for _ in range(int(spec.get("warmup", 2))):  # cold start, token, connections: out of the way
+        handler(next(batches)["distinct"], make_context("EnricherFunction", timeout_seconds=60))
+    counter = CallCounter().install()
+    session = requests.Session()
+    probe_url = f"{sandbox}/calendars/events/appointments/{spec['floor_id']}"
+    probe_headers = {"Authorization": f"Bearer {spec['token']}", "Version": "2021-04-15"}
+    session.get(probe_url, headers=probe_headers, timeout=10).raise_for_status()
+
+    out: dict[str, list[Any]] = {
+        "distinct_ms": [],
+        "distinct_upstream": [],
+        "same_ms": [],
+        "same_upstream": [],
+        "floor_ms": [],
+        "distinct_aws": [],
+        "same_aws": [],
+    }
+    for pair in batches:
+        for name in ("distinct", "same"):
+            event = pair[name]
+            _sandbox(sandbox, "POST", "/_sandbox/reset")
+            _sandbox(sandbox, "POST", "/_sandbox/latency", {"ms": latency})
+            counter.reset()
+            context = make_context("EnricherFunction", timeout_seconds=60, memory_limit_in_mb=256)
+            t = time.perf_counter()
+            result = handler(event, context)
+            out[f"{name}_ms"].append(ms(time.perf_counter() - t))
+            if result.get("batchItemFailures"):
+                raise SystemExit(f"{spec.get('impl')} failed records: {result}")
+            out[f"{name}_upstream"].append(_upstream_calls(sandbox))
+            out[f"{name}_aws"].append(counter.snapshot())
+        t = time.perf_counter()
+        session.get(probe_url, headers=probe_headers, timeout=10).raise_for_status()
+        out["floor_ms"].append(ms(time.perf_counter() - t))
+    _sandbox(sandbox, "POST", "/_sandbox/reset")
+    if spec.get("impl", "enricher") == "enricher" and int(spec.get("micro", 0)):
+        out.update(_micro(spec, session, probe_url, probe_headers, pair["distinct"]))
+    return {**out, "records_per_batch": 10}
+
+
+def _micro(
+    spec: dict[str, Any], session: Any, url: str, headers: dict[str, str], batch: dict[str, Any]
+) -> dict[str, list[Any]]:
+    """Session reuse vs a new connection per GET; 10 publishes vs one batch publish (0 ms latency)."""
+    import boto3  # noqa: PLC0415
+    import requests  # noqa: PLC0415
+
+    samples = int(spec["micro"])
+    out: dict[str, list[Any]] = {k: [] for k in ("session_ms", "new_conn_ms")}
+    out.update({"publish_batch_ms": [], "publish_single_ms": []})
+    for _ in range(samples):
+        t = time.perf_counter()
+        session.get(url, headers=headers, timeout=10).raise_for_status()
+        out["session_ms"].append(ms(time.perf_counter() - t))
+        t = time.perf_counter()
+        requests.get(url, headers=headers, timeout=10).raise_for_status()
+        out["new_conn_ms"].append(ms(time.perf_counter() - t))
+    sns = boto3.client("sns")
+    topic = spec["topic_arn"]
+    bodies = [record["body"] for record in batch["Records"]]
+    for _ in range(max(1, samples // 4)):
+        t = time.perf_counter()
+        for body in bodies:
+            sns.publish(TopicArn=topic, Message=body)
+        out["publish_single_ms"].append(ms(time.perf_counter() - t))
+        t = time.perf_counter()
+        sns.publish_batch(
+            TopicArn=topic,
+            PublishBatchRequestEntries=[{"Id": f"m{i}", "Message": b} for i, b in enumerate(bodies)],
+        )
+        out["publish_batch_ms"].append(ms(time.perf_counter() - t))
+    return out
+
+
+def run_cpu(spec: dict[str, Any]) -> dict[str, Any]:
+    """validate (ingest message, webhook, Get Appointment JSON) + enrich + serialize, per record."""
+    add_code_paths()
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from appointment_enricher.enricher import Item, _outbound  # noqa: PLC0415
+    from appointment_enricher.enrichment import build_record  # noqa: PLC0415
+    from appointment_enricher.models import (  # noqa: PLC0415
+        AppointmentWebhook,
+        GetAppointmentResponse,
+        IngestMessage,
+    )
+
+    raw = spec["record"]["body"]
+    upstream = spec["upstream_body"]
+    iterations = int(spec.get("iterations", 2000))
+
+    def once() -> int:
+        ingest = IngestMessage.model_validate_json(raw)
+        webhook = AppointmentWebhook.model_validate_json(ingest.body)
+        appointment = GetAppointmentResponse.model_validate(json.loads(upstream)).event
+        record = build_record(webhook, appointment, received_at=ingest.receivedAt, now=datetime.now(UTC))
+        item = Item(message_id="m", raw=raw, group=webhook.appointment.id, ingest=ingest, webhook=webhook)
+        item.record, item.body = record, record.model_dump_json(exclude_unset=True)
+        return _outbound(item).payload_bytes
+
+    for _ in range(200):
+        once()
+    samples = []
+    for _ in range(int(spec.get("repeats", 5))):
+        c = time.process_time()
+        w = time.perf_counter()
+        for _ in range(iterations):
+            once()
+        samples.append(
+            {
+                "cpu_us": round((time.process_time() - c) / iterations * 1e6, 2),
+                "wall_us": round((time.perf_counter() - w) / iterations * 1e6, 2),
+            }
+        )
+    return {"samples": samples, "iterations": iterations}
+
+
+KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "floor": run_floor,
+    "receiver": run_receiver,
+    "enricher": run_enricher,
+    "batch": run_batch,
+    "cpu": run_cpu,
+}
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = argv
+    spec: dict[str, Any] = json.loads(Path(spec_path).read_text())
+    result = KINDS[spec["kind"]](spec)
+    result["pid"] = os.getpid()
+    Path(result_path).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,66 @@
+"""The bench's backing services in their own process: moto server + resources + sandbox API.
+
+Run as ``python -m bench.services``: prints one JSON line (the runtime-contract env, the sandbox
+URL, queue ARNs, the appointment ids it serves) and serves until stdin closes. Keeping them out of
+the measured processes means a handler never shares a GIL with the servers it talks to.
+
+The sandbox's rate limiter is lifted (the bench sends thousands of fetches for one location);
+everything else is the stock ``dev.sandbox`` behaviour, steered over its ``/_sandbox/`` control plane.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_APPOINTMENT = REPO_ROOT / "events" / "appointments" / "Hc3Jd8Fe2Gh5Ki9Lm0Np.json"
+DISTINCT_APPOINTMENTS = 10
+
+
+def appointment_ids(count: int = DISTINCT_APPOINTMENTS) -> list[str]:
+    return [f"benchAppt{i:02d}" for i in range(count)]
+
+
+def sample_event() -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(SAMPLE_APPOINTMENT.read_text())["event"]
+    return event
+
+
+def main() -> int:
+    from dev.awslocal import create_resources, start_moto_server  # noqa: PLC0415
+    from dev.sandbox import SandboxServer  # noqa: PLC0415
+
+    server, endpoint = start_moto_server()
+    sandbox = SandboxServer(rate_limit_burst=10**9, daily_limit=10**9).start()
+    try:
+        stack = create_resources(endpoint, powerleads_api_base_url=sandbox.url)
+        base = sample_event()
+        ids = appointment_ids()
+        for appointment_id in ids:
+            event = copy.deepcopy(base)
+            event["id"] = appointment_id
+            sandbox.put_appointment(event)
+        env = stack.env(sandbox.url)
+        info = {
+            "env": env,
+            "sandbox_url": sandbox.url,
+            "endpoint_url": endpoint,
+            "ingest_queue_url": stack.ingest_queue_url,
+            "ingest_queue_arn": stack.ingest_queue_arn,
+            "location_id": base["locationId"],
+            "appointment_ids": ids,
+        }
+        print(json.dumps(info), flush=True)
+        sys.stdin.read()  # until the parent closes our stdin (or dies)
+    finally:
+        sandbox.stop()
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

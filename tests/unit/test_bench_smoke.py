@@ -1,0 +1,43 @@
+"""Smoke of ``make bench`` (issue 6): one tiny run of every row, no timing assertions.
+
+Keeps the bench working inside ``make test``; the peer SDK (its own venv) is skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.run import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_writes_every_row(tmp_path: Path) -> None:
+    output = tmp_path / "BENCHMARKS.md"
+    argv = ["--runs", "1", "--records", "3", "--batches", "1", "--cpu-iterations", "20"]
+    assert main([*argv, "--micro", "2", "--no-peer", "--output", str(output)]) == 0
+    text = output.read_text()
+    for heading in (
+        "## Machine and versions",
+        "## Results",
+        "## Cost per million webhook events",
+        "## What each optimisation bought",
+        "## Method",
+    ):
+        assert heading in text
+    for row in (
+        "| receiver cold start (import + init + first webhook, 202) |",
+        "| enricher cold start (import + init + first batch of 1) |",
+        "| enricher cold start vs peer SDK",
+        "| enricher batch of 10 distinct appointments, upstream 100 ms |",
+        "| 10 updates to one appointment in one batch: upstream calls | 1.00 calls |",
+        "| warm CPU per record: validate + enrich + serialize |",
+        "| receiver peak RSS after 3 webhooks |",
+        "| enricher peak RSS after 3 records |",
+        "| receiver warm latency p99 |",
+        "| cost per million webhook events (breakdown below) |",
+        "| **Total** |",
+    ):
+        assert row in text, row
