@@ -4,15 +4,20 @@ For one SQS batch:
 1. parse each ingest message (unparseable -> quarantine);
 2. group by appointment (the FIFO ``MessageGroupId``), keeping batch order inside a group;
 3. per group, on a bounded thread pool sharing one HTTP session: claim each message
-   (idempotency), fetch the appointment once for the whole group (coalescing), validate, enrich;
-4. publish in rounds (the n-th record of every group in round n), so a failed publish never lets a
-   later record of the same appointment overtake it;
-5. a failed record fails every later record of its group, which returns to the queue with it;
-   other groups carry on. Permanent failures go to quarantine and are acknowledged.
+   (idempotency; a COMPLETED claim means already published: skip), fetch each appointment once
+   for the whole group (coalescing; deletes need no fetch), validate, enrich;
+4. publish in rounds (the n-th record of every group in round n, ten per call), so a failed
+   publish never lets a later record of the same appointment overtake it;
+5. a record that fails retryably fails every later record of its group, which return to the
+   queue with it; earlier records and other groups carry on. Permanent failures go to quarantine
+   and are acknowledged. Claims are completed after publishing and released otherwise, so a
+   retry (or an operator's redrive from quarantine) can finish what failed part-way.
 
-Why not Powertools' ``SqsFifoPartialProcessor``: it processes records one at a time and stops the
-whole batch at the first failure. We keep its ordering guarantee per group but let groups run in
-parallel and share one fetch per appointment, which is what keeps a burst of updates cheap.
+Why not Powertools' ``SqsFifoPartialProcessor``: it handles records strictly one at a time (even
+with ``skip_group_on_error``, which gives the per-group failure rule we follow), so every record
+costs its own upstream call and a slow or rate-limited appointment stalls the whole batch. We keep
+its ordering guarantee per group but run groups in parallel and share one fetch per appointment,
+which is what keeps a burst of updates to one appointment at one upstream call per batch.
 """
 
 from __future__ import annotations
