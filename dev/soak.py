@@ -1,0 +1,1009 @@
+"""Soak: N signed webhooks with faults through the whole local stack, then prove the counts balance.
+
+    python -m dev.soak --events 10000          # make soak
+    python -m dev.soak --events 500 --quick    # the version `make test` runs (tests/integration)
+
+Path: sender threads -> local gateway (real HTTP) -> WebhookFunction -> IngestQueue.fifo (moto
+server, its own process) -> SqsPoller + EnricherFunction in ``--workers`` processes (one Lambda
+container each, FIFO group semantics from the queue) -> sandbox PowerLeads API -> EnrichedTopic
+(SNS) -> EnrichedQueue (standard SQS, raw delivery) and QuarantineQueue.
+
+Traffic and faults (all seeded, so a run can be repeated):
+* every appointment gets a sequence of webhooks (Create, Updates, for some a final Delete); the
+  sequence number is in the ``webhookId`` (``soak-<appointment>-<seq>-<nonce>``), which every
+  record and every quarantined message carries;
+* ``--duplicates`` (10 %) of the webhooks are delivered twice with the same bytes: half promptly
+  (FIFO deduplication at intake, or the enricher's in-flight claim), half after the original
+  settled (moto forgets a FIFO deduplication id once the message is deleted, like AWS after its
+  5 minute window: the DynamoDB idempotency table must catch these);
+* bursts of upstream 429 (``Retry-After`` 0.2 s) and 500, hung (slow) responses, dropped
+  connections and changing latency;
+* ``--invalid`` (1 %) of the appointments are permanently invalid: half are served without
+  required fields (``InvalidAppointment``), half answer 422 (``UpstreamRejected``).
+
+Checks, each a non-zero exit with the reason when it fails:
+* every webhook was accepted (202) by the receiver;
+* every accepted webhook produced exactly one record on EnrichedQueue, or exactly one quarantine
+  message with the expected ``errorType`` (never both, never neither); nothing reached
+  IngestDLQ; no record or quarantine message for a webhook that was never sent;
+* every record validates against ``schemas/enriched-record-v1.json``;
+* per-appointment order. EnrichedQueue is a standard queue fed by a standard topic: AWS gives no
+  order there, so order is checked where the enricher *publishes*: the enricher also writes
+  every record to a FIFO mirror queue (``OUTPUT_QUEUE_URL``, group = appointment id), and the
+  sequence numbers of each appointment read back from it must be strictly increasing. The order
+  seen on EnrichedQueue is printed for information only.
+
+Internal sub-commands: ``python -m dev.soak moto`` (a moto server; prints its URL) and
+``python -m dev.soak worker`` (an SqsPoller + EnricherFunction on ``INGEST_QUEUE_URL`` from the
+environment; prints one JSON line per invocation start, used by the crash-safety test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from dev.poller import SqsPoller
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = REPO_ROOT / "schemas" / "enriched-record-v1.json"
+
+EXIT_OK = 0
+EXIT_UNBALANCED = 1
+EXIT_INFRA = 2
+
+
+# ---- sub-processes ---------------------------------------------------------------------------
+
+
+def moto_main() -> int:
+    """A moto server on a free loopback port; prints ``http://127.0.0.1:<port>`` and serves until
+    SIGTERM or until its stdin closes (the parent died)."""
+    from dev.awslocal import start_moto_server  # noqa: PLC0415
+
+    server, url = start_moto_server()
+    print(url, flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+
+    def watch_stdin() -> None:
+        sys.stdin.read()
+        stopped.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    stopped.wait()
+    server.stop()
+    return 0
+
+
+def worker_main(argv: list[str]) -> int:
+    """One enricher "container": SqsPoller + EnricherFunction until SIGTERM (or SIGKILL)."""
+    parser = argparse.ArgumentParser(prog="python -m dev.soak worker")
+    parser.add_argument("--timeout-seconds", type=float, default=10.0, help="Lambda timeout")
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--wait-seconds", type=int, default=1)
+    parser.add_argument(
+        "--pause-after-invoke", type=float, default=0.0, help="sleep after each invocation, before the delete"
+    )
+    args = parser.parse_args(argv)
+
+    from dev.lambda_loader import load_handler  # noqa: PLC0415
+
+    handler = load_handler("enricher")
+    invocations = 0
+
+    def traced(event: dict[str, Any], context: Any) -> Any:
+        nonlocal invocations
+        invocations += 1
+        ids = [r["messageId"] for r in event.get("Records", [])]
+        print(json.dumps({"event": "invoke", "n": invocations, "messageIds": ids}), flush=True)
+        result = handler(event, context)
+        print(json.dumps({"event": "done", "n": invocations, "result": result}), flush=True)
+        if args.pause_after_invoke:  # crash tests: a window between the handler's return and the ack
+            time.sleep(args.pause_after_invoke)
+        return result
+
+    lock_path = os.environ.get("SOAK_RECEIVE_LOCK")
+    poller_class = SerialReceivePoller if lock_path else SqsPoller
+    poller = poller_class(
+        traced,
+        os.environ["INGEST_QUEUE_URL"],
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
+        batch_size=args.batch_size,
+        wait_time_seconds=0 if lock_path else args.wait_seconds,
+        timeout_seconds=args.timeout_seconds,
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    poller.start()
+    print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
+    stopped.wait()
+    poller.stop()
+    print(
+        json.dumps(
+            {
+                "event": "stopped",
+                "invocations": poller.invocations,
+                "failedInvocations": poller.failed_invocations,
+                "received": poller.messages_received,
+                "deleted": poller.messages_deleted,
+                "failed": poller.messages_failed,
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+class SerialReceivePoller(SqsPoller):
+    """An SqsPoller whose ReceiveMessage calls are serialised across processes by a file lock.
+
+    Why: moto's ReceiveMessage is not atomic. Two consumers receiving at once (or one long poll
+    working from the in-flight groups it saw when it started) can both be handed messages of
+    the same FIFO message group, which real SQS never does. Lambda's event source mapping does
+    not do that either. Serialising the receive (short polls, under ``flock``) restores the
+    guarantee; the batches themselves are still processed in parallel by several processes.
+    """
+
+    def receive(self) -> list[dict[str, Any]]:
+        import fcntl  # noqa: PLC0415 - POSIX only, like the rest of the dev stack
+
+        with open(os.environ["SOAK_RECEIVE_LOCK"], "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                messages = super().receive()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        if not messages:
+            time.sleep(0.1)  # short polls: do not spin on an empty queue
+        return messages
+
+
+def start_moto_process() -> tuple[subprocess.Popen[str], str]:
+    """``python -m dev.soak moto`` as a child; returns it and the endpoint URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dev.soak", "moto"],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("http://127.0.0.1:"):
+        stop_process(proc)
+        raise RuntimeError(f"moto server did not start (said {line!r})")
+    return proc, line
+
+
+def start_worker_process(
+    env: dict[str, str],
+    *,
+    timeout_seconds: float,
+    log: IO[str] | int | None = None,
+    pause_after_invoke: float = 0.0,
+) -> subprocess.Popen[str]:
+    """``python -m dev.soak worker`` with ``env`` (the runtime contract) on top of ours."""
+    command = [sys.executable, "-m", "dev.soak", "worker", "--timeout-seconds", str(timeout_seconds)]
+    if pause_after_invoke:
+        command += ["--pause-after-invoke", str(pause_after_invoke)]
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+        command,
+        cwd=REPO_ROOT,
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=log if log is not None else subprocess.PIPE,
+        stderr=subprocess.STDOUT if log is not None else None,
+        text=True,
+    )
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
+    """SIGTERM this child, then SIGKILL it if it lingers (never anything but this pid)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+
+
+# ---- the plan --------------------------------------------------------------------------------
+
+
+@dataclass
+class Webhook:
+    webhook_id: str
+    appointment_id: str
+    location_id: str
+    seq: int
+    type: str
+    body: bytes
+    headers: dict[str, str]
+    expect: str  # "record" | "quarantine"
+    expect_error: str | None = None
+
+
+@dataclass
+class Plan:
+    webhooks: list[Webhook]
+    by_id: dict[str, Webhook]
+    appointments: dict[str, dict[str, Any] | None]  # id -> served event (None: served as 422)
+    invalid_missing: set[str]
+    invalid_422: set[str]
+    prompt_duplicates: list[Webhook]
+    late_duplicates: list[Webhook]
+    sender_lanes: list[list[Webhook]]  # each lane keeps its appointments' webhook order
+
+
+def appointment_event(appointment_id: str, location_id: str, index: int) -> dict[str, Any]:
+    """A Get Appointment ``event`` the sandbox serves (every documented required field)."""
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC) + timedelta(minutes=30 * index)
+
+    def ts(moment: datetime) -> str:
+        # The upstream's time shapes: offset, Z, and the bare "YYYY-MM-DD HH:MM:SS".
+        style = index % 4
+        if style == 0:
+            return moment.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()
+        if style == 1:
+            return moment.astimezone(timezone(timedelta(hours=-4))).isoformat()
+        if style == 2:
+            return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+    return {
+        "id": appointment_id,
+        "title": f"Soak appointment {index}",
+        "calendarId": f"SoakCal{index % 17:03d}",
+        "locationId": location_id,
+        "contactId": f"SoakContact{index:06d}",
+        "groupId": "SoakGroup001",
+        "appointmentStatus": ("confirmed", "new", "showed", "cancelled")[index % 4],
+        "assignedUserId": "SoakUser001",
+        "users": ["SoakUser001"],
+        "notes": "soak test",
+        "isRecurring": "true" if index % 5 == 0 else False,
+        "startTime": ts(start),
+        "endTime": ts(start + timedelta(minutes=30)),
+        "dateAdded": "2026-01-05T10:00:00.000Z",
+        "dateUpdated": "2026-01-06T11:00:00.000Z",
+        "soakExtraField": {"kept": True},
+    }
+
+
+def build_plan(
+    events: int,
+    *,
+    seed: int,
+    duplicate_ratio: float,
+    invalid_ratio: float,
+    senders: int,
+    per_appointment: int = 5,
+) -> Plan:
+    """Deterministic traffic for ``seed``: appointments, their webhook sequences, duplicates."""
+    from dev.signing import make_webhook, signed_headers, webhook_snapshot  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    n_appointments = max(1, events // per_appointment)
+    n_locations = max(1, n_appointments // 10)  # ~50 fetches per location: far below 100 / 10 s
+    run = uuid.uuid4().hex[:6]
+    ids = [f"Soak{run}A{i:06d}" for i in range(n_appointments)]
+    locations = {a: f"Soak{run}L{i % n_locations:05d}" for i, a in enumerate(ids)}
+    # Events per appointment: every appointment gets one, the rest land at random.
+    counts = Counter(ids)
+    for _ in range(events - n_appointments):
+        counts[rng.choice(ids)] += 1
+    n_invalid = round(n_appointments * invalid_ratio) if invalid_ratio > 0 else 0
+    if invalid_ratio > 0:
+        n_invalid = max(1, n_invalid)
+    invalid = rng.sample(ids, n_invalid)
+    invalid_missing = set(invalid[::2])
+    invalid_422 = set(invalid[1::2])
+    deletes = {a for a in ids if counts[a] > 1 and rng.random() < 0.03}
+
+    appointments: dict[str, dict[str, Any] | None] = {}
+    sequences: dict[str, list[Webhook]] = {}
+    for index, appointment_id in enumerate(ids):
+        event = appointment_event(appointment_id, locations[appointment_id], index)
+        if appointment_id in invalid_missing:
+            served: dict[str, Any] | None = {
+                k: v for k, v in event.items() if k not in ("calendarId", "startTime")
+            }
+        elif appointment_id in invalid_422:
+            served = None
+        else:
+            served = event
+        appointments[appointment_id] = served
+        sequence: list[Webhook] = []
+        for seq in range(counts[appointment_id]):
+            last = seq == counts[appointment_id] - 1
+            kind = (
+                "AppointmentCreate"
+                if seq == 0
+                else "AppointmentDelete"
+                if last and appointment_id in deletes
+                else "AppointmentUpdate"
+            )
+            webhook_id = f"soak-{index:06d}-{seq:04d}-{rng.getrandbits(32):08x}"
+            snapshot = webhook_snapshot(event, title=f"seq {seq}")
+            body = make_webhook(kind, snapshot, locations[appointment_id], webhook_id=webhook_id)
+            expect, error = "record", None
+            if kind != "AppointmentDelete" and appointment_id in invalid_missing:
+                expect, error = "quarantine", "InvalidAppointment"
+            elif kind != "AppointmentDelete" and appointment_id in invalid_422:
+                expect, error = "quarantine", "UpstreamRejected"
+            sequence.append(
+                Webhook(
+                    webhook_id,
+                    appointment_id,
+                    locations[appointment_id],
+                    seq,
+                    kind,
+                    body,
+                    signed_headers(body, "ed25519" if seq % 7 else "rsa"),
+                    expect,
+                    error,
+                )
+            )
+        sequences[appointment_id] = sequence
+
+    # Interleave appointments at random, keeping each appointment's own order, per sender lane.
+    lanes: list[list[Webhook]] = [[] for _ in range(max(1, senders))]
+    for lane_index, lane in enumerate(lanes):
+        mine = [list(sequences[a]) for i, a in enumerate(ids) if i % len(lanes) == lane_index]
+        cursors = [s for s in mine if s]
+        while cursors:
+            pick = rng.randrange(len(cursors))
+            lane.append(cursors[pick].pop(0))
+            if not cursors[pick]:
+                cursors.pop(pick)
+    all_webhooks = [w for a in ids for w in sequences[a]]
+    n_dupes = round(len(all_webhooks) * duplicate_ratio)
+    duplicated = rng.sample(all_webhooks, n_dupes)
+    prompt = duplicated[: n_dupes // 2]
+    late = duplicated[n_dupes // 2 :]
+    # A prompt duplicate goes out a few positions after its original in the same lane.
+    lane_of = {w.webhook_id: i for i, lane in enumerate(lanes) for w in lane}
+    for webhook in prompt:
+        lane = lanes[lane_of[webhook.webhook_id]]
+        position = next(i for i, w in enumerate(lane) if w is webhook)
+        lane.insert(min(len(lane), position + 1 + rng.randrange(20)), webhook)
+    return Plan(
+        webhooks=all_webhooks,
+        by_id={w.webhook_id: w for w in all_webhooks},
+        appointments=appointments,
+        invalid_missing=invalid_missing,
+        invalid_422=invalid_422,
+        prompt_duplicates=prompt,
+        late_duplicates=late,
+        sender_lanes=lanes,
+    )
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Collected:
+    """Everything drained from the output queues, kept in arrival order."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)  # EnrichedQueue bodies
+    ordered: list[dict[str, Any]] = field(default_factory=list)  # FIFO mirror bodies
+    quarantine: list[tuple[dict[str, Any], dict[str, str]]] = field(default_factory=list)
+    ingest_dlq: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def outcomes(self) -> int:
+        with self.lock:
+            return len(self.records) + len(self.quarantine) + len(self.ingest_dlq)
+
+
+def _attributes(message: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v.get("StringValue", "")) for k, v in (message.get("MessageAttributes") or {}).items()}
+
+
+class Collector:
+    """Drains EnrichedQueue, the FIFO mirror, QuarantineQueue and IngestDLQ while the run goes."""
+
+    def __init__(self, sqs: Any, queues: dict[str, str]) -> None:
+        self.sqs = sqs
+        self.queues = queues
+        self.data = Collected()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._drain, args=(name,), name=f"collect-{name}", daemon=True)
+            for name in queues
+        ]
+
+    def start(self) -> Collector:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _drain(self, name: str) -> None:
+        url = self.queues[name]
+        while not self._stop.is_set():
+            try:
+                response = self.sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=1,
+                    MessageAttributeNames=["All"],
+                    AttributeNames=["All"],
+                )
+                messages = response.get("Messages", [])
+                if not messages:
+                    continue
+                self._keep(name, messages)
+                self.sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+                    ],
+                )
+            except Exception as exc:  # noqa: BLE001 - reported at the end, the loop goes on
+                self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                self._stop.wait(0.5)
+
+    def _keep(self, name: str, messages: list[dict[str, Any]]) -> None:
+        with self.data.lock:
+            for message in messages:
+                if name == "records":
+                    self.data.records.append(json.loads(message["Body"]))
+                elif name == "ordered":
+                    self.data.ordered.append(json.loads(message["Body"]))
+                elif name == "quarantine":
+                    self.data.quarantine.append((json.loads(message["Body"]), _attributes(message)))
+                else:
+                    self.data.ingest_dlq.append(message["Body"])
+
+
+@dataclass
+class SendStats:
+    deliveries: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    retries: int = 0
+    accepted: set[str] = field(default_factory=set)
+    not_accepted: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def send_lane(url: str, lane: list[Webhook], stats: SendStats, stop: threading.Event) -> None:
+    """POST each webhook in order; like HighLevel, retry a non-2xx (here: a few times, briefly)."""
+    import requests  # noqa: PLC0415
+
+    session = requests.Session()
+    for webhook in lane:
+        if stop.is_set():
+            return
+        status = 0
+        for attempt in range(5):
+            try:
+                status = session.post(url, data=webhook.body, headers=webhook.headers, timeout=30).status_code
+            except requests.RequestException:
+                status = 0
+            with stats.lock:
+                stats.deliveries += 1
+                stats.statuses[status] += 1
+                stats.retries += 1 if attempt else 0
+            if 200 <= status < 300 or status in (400, 401, 413):
+                break
+            stop.wait(0.2 * (attempt + 1))
+        with stats.lock:
+            if status == 202:
+                stats.accepted.add(webhook.webhook_id)
+            else:
+                stats.not_accepted[webhook.webhook_id] = status
+    session.close()
+
+
+@dataclass
+class FaultStats:
+    bursts_429: int = 0
+    bursts_500: int = 0
+    hangs: int = 0
+    drops: int = 0
+    latency_changes: int = 0
+
+
+def inject_faults(sandbox: Any, rng: random.Random, stop: threading.Event, stats: FaultStats) -> None:
+    """Every ~1.5 s: a burst of 429s or 500s, sometimes a hang or a dropped connection, and a new
+    base latency. Unscoped faults hit whichever appointment asks next."""
+    from dev.sandbox import Fault  # noqa: PLC0415
+
+    while not stop.wait(1.5):
+        roll = rng.random()
+        if roll < 0.45:
+            sandbox.queue_faults([Fault.error(429, headers={"Retry-After": "0.2"})] * rng.randint(3, 8))
+            stats.bursts_429 += 1
+        elif roll < 0.85:
+            sandbox.queue_faults([Fault.error(500)] * rng.randint(2, 5))
+            stats.bursts_500 += 1
+        if rng.random() < 0.3:
+            sandbox.queue_faults([Fault.hang(rng.choice((0.3, 0.8)))])
+            stats.hangs += 1
+        if rng.random() < 0.15:
+            sandbox.queue_faults([Fault.drop()])
+            stats.drops += 1
+        sandbox.set_latency(rng.choice((0, 5, 20, 60)))
+        stats.latency_changes += 1
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
+        attrs.get("ApproximateNumberOfMessagesNotVisible", 0)
+    )
+
+
+def wait_until(condition: Callable[[], bool], deadline: float, step: float = 0.5) -> bool:
+    """Poll ``condition`` until true or ``deadline`` (monotonic): a bounded loop."""
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+
+# ---- the checks ------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    problems: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def fail(self, message: str) -> None:
+        self.problems.append(message)
+
+
+def _examples(items: Any, limit: int = 5) -> str:
+    values = sorted(items)[:limit]
+    return ", ".join(map(str, values)) + (" ..." if len(items) > limit else "")
+
+
+def check(plan: Plan, sent: SendStats, data: Collected) -> Verdict:
+    """Exactly one outcome per accepted webhook, the right one, in order, schema-valid."""
+    # No type stubs for jsonschema in the dev requirements: used untyped on purpose.
+    jsonschema: Any = importlib.import_module("jsonschema")
+
+    verdict = Verdict()
+    expected_ids = set(plan.by_id)
+    if sent.not_accepted:
+        verdict.fail(
+            f"{len(sent.not_accepted)} webhooks not accepted (status: "
+            f"{dict(Counter(sent.not_accepted.values()))}): {_examples(sent.not_accepted)}"
+        )
+    accepted = sent.accepted & expected_ids
+
+    record_counts = Counter(str(r.get("webhookId")) for r in data.records)
+    quarantine_counts: Counter[str] = Counter()
+    quarantine_errors: dict[str, set[str]] = defaultdict(set)
+    unparsed_quarantine = 0
+    for body, attributes in data.quarantine:
+        try:
+            webhook_id = str(json.loads(body["body"])["webhookId"])
+        except (KeyError, TypeError, ValueError):
+            unparsed_quarantine += 1
+            continue
+        quarantine_counts[webhook_id] += 1
+        quarantine_errors[webhook_id].add(attributes.get("errorType", ""))
+        if not attributes.get("errorMessage") or not attributes.get("failedAt"):
+            verdict.fail(f"quarantine message for {webhook_id} lacks errorMessage/failedAt")
+    if unparsed_quarantine:
+        verdict.fail(f"{unparsed_quarantine} quarantine messages whose body is not an ingest message")
+
+    strangers = (set(record_counts) | set(quarantine_counts)) - expected_ids
+    if strangers:
+        verdict.fail(f"{len(strangers)} outcomes for webhooks never sent: {_examples(strangers)}")
+    duplicates = {w for w, n in record_counts.items() if n > 1}
+    if duplicates:
+        verdict.fail(f"{len(duplicates)} webhooks published more than once: {_examples(duplicates)}")
+    requarantined = {w for w, n in quarantine_counts.items() if n > 1}
+    if requarantined:
+        verdict.fail(f"{len(requarantined)} webhooks quarantined more than once: {_examples(requarantined)}")
+    both = set(record_counts) & set(quarantine_counts)
+    if both:
+        verdict.fail(f"{len(both)} webhooks both published and quarantined: {_examples(both)}")
+    lost = {w for w in accepted if w not in record_counts and w not in quarantine_counts}
+    if lost:
+        verdict.fail(f"{len(lost)} accepted webhooks with no record and no quarantine: {_examples(lost)}")
+    wrong_kind = {
+        w
+        for w in accepted
+        if (plan.by_id[w].expect == "record" and w in quarantine_counts)
+        or (plan.by_id[w].expect == "quarantine" and w in record_counts)
+    }
+    if wrong_kind:
+        detail = [f"{w}:{sorted(quarantine_errors.get(w, {'record'}))}" for w in sorted(wrong_kind)[:5]]
+        verdict.fail(f"{len(wrong_kind)} webhooks with the wrong outcome: {', '.join(detail)}")
+    wrong_reason = {
+        w
+        for w in accepted
+        if plan.by_id[w].expect == "quarantine"
+        and w in quarantine_counts
+        and quarantine_errors[w] != {plan.by_id[w].expect_error}
+    }
+    if wrong_reason:
+        verdict.fail(
+            f"{len(wrong_reason)} quarantined with an unexpected errorType: {_examples(wrong_reason)}"
+        )
+    if data.ingest_dlq:
+        verdict.fail(f"{len(data.ingest_dlq)} messages reached IngestDLQ (retries exhausted)")
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    invalid_records = 0
+    for record in data.records:
+        if not validator.is_valid(record):
+            invalid_records += 1
+        webhook = plan.by_id.get(str(record.get("webhookId")))
+        if webhook is not None and record.get("deleted") != (webhook.type == "AppointmentDelete"):
+            verdict.fail(f"record {webhook.webhook_id} has deleted={record.get('deleted')}")
+    if invalid_records:
+        verdict.fail(f"{invalid_records} records do not validate against {SCHEMA_PATH.name}")
+
+    # Order at publish time: the FIFO mirror, per appointment.
+    per_appointment: dict[str, list[int]] = defaultdict(list)
+    for record in data.ordered:
+        webhook = plan.by_id.get(str(record.get("webhookId")))
+        if webhook is not None:
+            per_appointment[webhook.appointment_id].append(webhook.seq)
+    out_of_order = {a for a, seqs in per_appointment.items() if any(x >= y for x, y in pairs(seqs))}
+    if out_of_order:
+        verdict.fail(
+            f"{len(out_of_order)} appointments published out of order: "
+            + "; ".join(f"{a}: {per_appointment[a]}" for a in sorted(out_of_order)[:3])
+        )
+    mirrored = {str(r.get("webhookId")) for r in data.ordered}
+    if mirrored != set(record_counts):
+        verdict.fail(
+            f"FIFO mirror and EnrichedQueue disagree: {len(mirrored ^ set(record_counts))} webhook ids differ"
+        )
+    standard_order: dict[str, list[int]] = defaultdict(list)
+    for record in data.records:
+        webhook = plan.by_id.get(str(record.get("webhookId")))
+        if webhook is not None:
+            standard_order[webhook.appointment_id].append(webhook.seq)
+    inversions = sum(1 for seqs in standard_order.values() for x, y in pairs(seqs) if x >= y)
+
+    verdict.figures.update(
+        {
+            "webhooks": len(plan.webhooks),
+            "appointments": len(plan.appointments),
+            "accepted": len(accepted),
+            "expectedRecords": sum(1 for w in plan.webhooks if w.expect == "record"),
+            "expectedQuarantine": sum(1 for w in plan.webhooks if w.expect == "quarantine"),
+            "records": sum(record_counts.values()),
+            "uniqueRecords": len(record_counts),
+            "quarantined": sum(quarantine_counts.values()),
+            "quarantineReasons": dict(Counter(a.get("errorType", "") for _, a in data.quarantine)),
+            "ingestDlq": len(data.ingest_dlq),
+            "deletedRecords": sum(1 for r in data.records if r.get("deleted")),
+            "orderedAppointmentsChecked": len(per_appointment),
+            "standardQueueOrderInversions(info)": inversions,
+        }
+    )
+    return verdict
+
+
+def pairs(values: list[int]) -> Iterator[tuple[int, int]]:
+    return itertools.pairwise(values)
+
+
+# ---- orchestration ---------------------------------------------------------------------------
+
+
+@dataclass
+class SoakConfig:
+    events: int = 10_000
+    workers: int = 3
+    senders: int = 4
+    seed: int = 7
+    duplicates: float = 0.10
+    invalid: float = 0.01
+    timeout: float = 1800.0
+    visibility_timeout: int = 8
+    function_timeout: float = 7.0
+    max_receive_count: int = 5
+    faults: bool = True
+    verbose: bool = True
+
+
+@dataclass
+class SoakResult:
+    verdict: Verdict
+    elapsed: float
+    log_path: Path
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.verdict.ok else EXIT_UNBALANCED
+
+
+@contextmanager
+def _saved_environ() -> Iterator[None]:
+    """Restore ``os.environ`` afterwards (the soak also runs inside pytest)."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
+def _children() -> Iterator[list[subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        yield procs
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc)
+
+
+def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> SoakResult:
+    out = sys.stdout
+    if say is None:
+
+        def say(text: str) -> None:
+            print(text, file=out, flush=True)
+
+    from dev.awslocal import create_resources  # noqa: PLC0415
+    from dev.gateway import Gateway  # noqa: PLC0415
+    from dev.lambda_loader import load_handler  # noqa: PLC0415
+    from dev.sandbox import Fault, SandboxServer  # noqa: PLC0415
+
+    started = time.monotonic()
+    deadline = started + config.timeout
+    rng = random.Random(config.seed)
+    plan = build_plan(
+        config.events,
+        seed=config.seed,
+        duplicate_ratio=config.duplicates,
+        invalid_ratio=config.invalid,
+        senders=config.senders,
+    )
+    say(
+        f"soak: {len(plan.webhooks)} webhooks over {len(plan.appointments)} appointments, "
+        f"{len(plan.prompt_duplicates) + len(plan.late_duplicates)} duplicate deliveries, "
+        f"{len(plan.invalid_missing) + len(plan.invalid_422)} invalid appointments, "
+        f"{config.workers} enricher processes"
+    )
+    log_dir = Path(tempfile.mkdtemp(prefix="soak-"))
+    log_path = log_dir / "workers.log"
+    sandbox = SandboxServer(rate_limit_burst=100, rate_limit_interval_ms=10_000).start()
+    sent = SendStats()
+    faults = FaultStats()
+    stop_faults = threading.Event()
+    stop_senders = threading.Event()
+    verdict = Verdict()
+    with (
+        _children() as procs,
+        log_path.open("w") as worker_log,
+        _saved_environ(),
+        open(os.devnull, "w") as devnull,
+        redirect_stdout(devnull),  # the in-process webhook handler's EMF lines; `say` keeps its own
+    ):
+        moto, endpoint = start_moto_process()
+        procs.append(moto)
+        stack = create_resources(
+            endpoint,
+            suffix=f"soak{uuid.uuid4().hex[:6]}",
+            visibility_timeout=config.visibility_timeout,
+            max_receive_count=config.max_receive_count,
+        )
+        sqs = stack.client("sqs")
+        mirror_url = sqs.create_queue(
+            QueueName=f"EnrichedOrder-{stack.suffix}.fifo",
+            Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
+        )["QueueUrl"]
+        for appointment_id, event in plan.appointments.items():
+            if event is not None:
+                sandbox.put_appointment(event)
+            else:
+                count = sum(1 for w in plan.webhooks if w.appointment_id == appointment_id)
+                sandbox.queue_faults([Fault.error(422)] * (count + 2), event_id=appointment_id)
+        env = stack.env(
+            sandbox.url,
+            output_mode="both",
+            OUTPUT_QUEUE_URL=mirror_url,
+            POWERTOOLS_METRICS_DISABLED="true",
+            POWERTOOLS_LOG_LEVEL="ERROR",
+            POWERTOOLS_TRACE_DISABLED="true",
+            POWERTOOLS_IDEMPOTENCY_DISABLED="false",
+            ENRICHER_MAX_WORKERS="4",
+            POWERLEADS_READ_TIMEOUT_SECONDS="3",
+            SOAK_RECEIVE_LOCK=str(log_dir / "receive.lock"),
+        )
+        os.environ.update(env)  # the webhook handler reads its cold-start config from here
+        collector = Collector(
+            sqs,
+            {
+                "records": stack.enriched_queue_url,
+                "ordered": mirror_url,
+                "quarantine": stack.quarantine_queue_url,
+                "dlq": stack.ingest_dlq_url,
+            },
+        ).start()
+        for _ in range(config.workers):
+            procs.append(start_worker_process(env, timeout_seconds=config.function_timeout, log=worker_log))
+        gateway = Gateway(load_handler("webhook")).start()
+        fault_thread = threading.Thread(
+            target=inject_faults, args=(sandbox, rng, stop_faults, faults), daemon=True
+        )
+        if config.faults:
+            fault_thread.start()
+        try:
+            t_send = time.monotonic()
+            senders = [
+                threading.Thread(
+                    target=send_lane, args=(gateway.webhook_url, lane, sent, stop_senders), daemon=True
+                )
+                for lane in plan.sender_lanes
+            ]
+            for thread in senders:
+                thread.start()
+            for thread in senders:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            stop_senders.set()
+            send_seconds = time.monotonic() - t_send
+            say(
+                f"sent {sent.deliveries} deliveries in {send_seconds:.1f} s "
+                f"({sent.deliveries / max(send_seconds, 1e-9):.0f}/s), statuses {dict(sent.statuses)}"
+            )
+            settled_originals = wait_until(
+                lambda: collector.data.outcomes() >= len(sent.accepted & set(plan.by_id)), deadline
+            )
+            t_first_settled = time.monotonic()
+            if not settled_originals:
+                verdict.fail(
+                    f"timed out after {config.timeout:.0f} s waiting for outcomes "
+                    f"({collector.data.outcomes()} of {len(sent.accepted)})"
+                )
+            stop_faults.set()
+            # Late duplicates: the originals are settled and deleted, so intake lets them through.
+            late_stats = SendStats()
+            send_lane(gateway.webhook_url, plan.late_duplicates, late_stats, threading.Event())
+            sent.deliveries += late_stats.deliveries
+            sent.statuses.update(late_stats.statuses)
+            for webhook_id, status in late_stats.not_accepted.items():
+                sent.not_accepted[f"{webhook_id}(late duplicate)"] = status
+            # Settle: the ingest queue empty and no new outcome for a while (bounded by deadline).
+            last = [collector.data.outcomes(), time.monotonic()]
+
+            def quiet() -> bool:
+                now_outcomes = collector.data.outcomes()
+                if now_outcomes != last[0]:
+                    last[:] = [now_outcomes, time.monotonic()]
+                    return False
+                return queue_depth(sqs, stack.ingest_queue_url) == 0 and time.monotonic() - last[1] > 3
+
+            if not wait_until(quiet, max(deadline, time.monotonic() + 30), step=0.5):
+                verdict.fail(
+                    f"ingest queue did not drain: {queue_depth(sqs, stack.ingest_queue_url)} messages left"
+                )
+            elapsed_pipeline = t_first_settled - t_send
+        finally:
+            stop_senders.set()
+            stop_faults.set()
+            gateway.stop()
+            collector.stop()
+            sandbox.stop()
+    verdict_checks = check(plan, sent, collector.data)
+    verdict.problems.extend(verdict_checks.problems)
+    verdict.figures.update(verdict_checks.figures)
+    if collector.errors:
+        verdict.fail(f"collector errors: {collector.errors[:3]}")
+    accepted = verdict.figures.get("accepted", 0)
+    verdict.figures.update(
+        {
+            "deliveries": sent.deliveries,
+            "deliveryStatuses": dict(sent.statuses),
+            "senderRetries": sent.retries,
+            "duplicateDeliveries": len(plan.prompt_duplicates) + len(plan.late_duplicates),
+            "upstreamRequests": sandbox.count("/calendars/events/appointments/"),
+            "upstreamStatuses": dict(Counter(r["status"] for r in sandbox.requests_log())),
+            "faults": vars(faults),
+            "pipelineSeconds": round(elapsed_pipeline, 1),
+            "throughputWebhooksPerSecond": round(accepted / max(elapsed_pipeline, 1e-9), 1),
+            "totalSeconds": round(time.monotonic() - started, 1),
+        }
+    )
+    return SoakResult(verdict, time.monotonic() - started, log_path)
+
+
+def report(result: SoakResult, say: Callable[[str], None] = print) -> None:
+    figures = result.verdict.figures
+    width = max(len(k) for k in figures) if figures else 0
+    for key, value in figures.items():
+        say(f"  {key:<{width}}  {value}")
+    if result.verdict.ok:
+        say(
+            f"BALANCED: {figures.get('accepted')} accepted = {figures.get('uniqueRecords')} records "
+            f"+ {figures.get('quarantined')} quarantined; no duplicates, order kept "
+            f"({figures.get('throughputWebhooksPerSecond')} webhooks/s)"
+        )
+    else:
+        say(f"NOT BALANCED ({len(result.verdict.problems)} problems; worker log {result.log_path}):")
+        for problem in result.verdict.problems:
+            say(f"  - {problem}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["moto"]:
+        return moto_main()
+    if argv[:1] == ["worker"]:
+        return worker_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="python -m dev.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    defaults = SoakConfig()
+    parser.add_argument("--events", type=int, default=defaults.events, help="distinct webhooks to send")
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="enricher processes")
+    parser.add_argument("--senders", type=int, default=defaults.senders, help="sender threads")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--duplicates", type=float, default=defaults.duplicates)
+    parser.add_argument("--invalid", type=float, default=defaults.invalid)
+    parser.add_argument("--timeout", type=float, default=defaults.timeout, help="give up after (s)")
+    parser.add_argument("--no-faults", action="store_true", help="no upstream 429/500/hang/drop bursts")
+    args = parser.parse_args(argv)
+    if args.events < 1:
+        parser.error("--events must be at least 1")
+    config = SoakConfig(
+        events=args.events,
+        workers=args.workers,
+        senders=args.senders,
+        seed=args.seed,
+        duplicates=args.duplicates,
+        invalid=args.invalid,
+        timeout=args.timeout,
+        faults=not args.no_faults,
+    )
+    try:
+        result = run_soak(config)
+    except Exception as exc:  # noqa: BLE001 - the stack could not be brought up: say so and exit 2
+        print(f"soak could not run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INFRA
+    report(result)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""The soak (``make soak``) at 500 webhooks inside ``make test``, plus a self-test of its checker.
+
+The run: 500 signed webhooks, 10 % duplicate deliveries, upstream 429/500 bursts, hangs, dropped
+connections, changing latency and 1 % permanently invalid appointments through gateway ->
+receiver -> FIFO ingest (moto server process) -> enricher processes -> SNS -> EnrichedQueue.
+See ``dev/soak.py`` for what is checked and why order is checked on a FIFO mirror.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from dev.soak import Collected, SendStats, SoakConfig, build_plan, check, report, run_soak
+
+pytestmark = pytest.mark.integration
+
+
+def test_soak_500_webhooks_with_faults_balances() -> None:
+    lines: list[str] = []
+    result = run_soak(
+        SoakConfig(events=500, workers=3, senders=4, seed=11, timeout=50, verbose=False), say=lines.append
+    )
+    report(result, say=lines.append)
+    assert result.verdict.ok, "\n".join(lines)
+    figures = result.verdict.figures
+    assert figures["accepted"] == 500
+    assert figures["uniqueRecords"] + figures["quarantined"] == 500
+    assert figures["duplicateDeliveries"] == 50
+    assert figures["quarantined"] >= 1  # the invalid appointment really was exercised
+    statuses = figures["upstreamStatuses"]
+    assert statuses.get(429) and statuses.get(500), statuses  # and the fault bursts really hit
+
+
+# ---- the checker itself: each guard must fire on the failure it exists for ------------------
+
+
+def _balanced():
+    plan = build_plan(40, seed=3, duplicate_ratio=0.1, invalid_ratio=0.1, senders=2)
+    sent = SendStats(accepted={w.webhook_id for w in plan.webhooks})
+    data = Collected()
+    for webhook in plan.webhooks:
+        if webhook.expect == "record":
+            record = {
+                "schemaVersion": "1",
+                "webhookId": webhook.webhook_id,
+                "deleted": webhook.type == "AppointmentDelete",
+            }
+            data.records.append(record)
+            data.ordered.append(record)
+        else:
+            body = {"body": webhook.body.decode(), "receivedAt": "x", "dedupeId": webhook.webhook_id}
+            attributes = {"errorType": webhook.expect_error or "", "errorMessage": "m", "failedAt": "t"}
+            data.quarantine.append((body, attributes))
+    return plan, sent, data
+
+
+def _problems(plan, sent, data) -> str:
+    verdict = check(plan, sent, data)
+    return "\n".join(verdict.problems)
+
+
+def test_checker_accepts_a_balanced_run_apart_from_the_fake_records_schema() -> None:
+    plan, sent, data = _balanced()
+    problems = _problems(plan, sent, data)
+    # The synthetic records are deliberately minimal: only the schema check may complain.
+    assert all("validate against" in line for line in problems.splitlines()), problems
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda p, s, d: d.records.append(copy.deepcopy(d.records[0])), "published more than once"),
+        (lambda p, s, d: d.records.pop(), "no record and no quarantine"),
+        (lambda p, s, d: d.quarantine.append(copy.deepcopy(d.quarantine[0])), "quarantined more than once"),
+        (lambda p, s, d: d.ingest_dlq.append("{}"), "IngestDLQ"),
+        (lambda p, s, d: d.records.append({"webhookId": "soak-stranger"}), "never sent"),
+        (lambda p, s, d: d.ordered.reverse(), "out of order"),
+        (lambda p, s, d: s.not_accepted.update({"x": 503}), "not accepted"),
+        (
+            lambda p, s, d: d.quarantine.__setitem__(0, (d.quarantine[0][0], {"errorType": "Other"})),
+            "unexpected errorType",
+        ),
+    ],
+    ids=["duplicate", "lost", "requarantined", "dlq", "stranger", "order", "not-accepted", "reason"],
+)
+def test_checker_reports_each_kind_of_imbalance(mutate, expected) -> None:
+    plan, sent, data = _balanced()
+    mutate(plan, sent, data)
+    assert expected in _problems(plan, sent, data)
