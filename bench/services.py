@@ -51,6 +51,7 @@ def main() -> int:
             "endpoint_url": endpoint,
             "ingest_queue_url": stack.ingest_queue_url,
             "ingest_queue_arn": stack.ingest_queue_arn,
+            "purge_queue_urls": [stack.ingest_queue_url, stack.enriched_queue_url],
             "location_id": base["locationId"],
             "appointment_ids": ids,
         }
