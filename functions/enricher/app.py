@@ -15,7 +15,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from appointment_enricher.config import EnricherSettings
 from appointment_enricher.enricher import EnricherService, Item, Stats
 from appointment_enricher.idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
-from appointment_enricher.powerleads import PowerLeadsClient
+from appointment_enricher.oauth import OAuthTokens
+from appointment_enricher.powerleads import PowerLeadsClient, pooled_session
 from appointment_enricher.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from appointment_enricher.queues import Quarantine, sqs_client
 from appointment_enricher.tokens import SecretTokens, StaticTokens, powertools_secret_fetcher
@@ -35,9 +36,17 @@ def _build() -> tuple[EnricherService, Stats]:
         destinations.append(SnsDestination(boto3.client("sns"), settings.OUTPUT_TOPIC_ARN))
     if settings.OUTPUT_QUEUE_URL:
         destinations.append(SqsDestination(sqs, settings.OUTPUT_QUEUE_URL))
+    session = pooled_session(pool_size=max(settings.ENRICHER_MAX_WORKERS, 10))
+    secret_id = settings.POWERLEADS_TOKEN_SECRET_ID
     tokens = (
-        SecretTokens(settings.POWERLEADS_TOKEN_SECRET_ID, powertools_secret_fetcher())
-        if settings.POWERLEADS_TOKEN_SECRET_ID
+        SecretTokens(
+            secret_id,
+            powertools_secret_fetcher(),
+            oauth_factory=lambda: OAuthTokens.from_secret_id(
+                secret_id, settings.POWERLEADS_API_BASE_URL, session=session
+            ),
+        )
+        if secret_id
         else StaticTokens(settings.POWERLEADS_TOKEN or "")
     )
     idempotency: Idempotency = (
@@ -51,9 +60,8 @@ def _build() -> tuple[EnricherService, Stats]:
         tokens,
         api_version=settings.POWERLEADS_API_VERSION,
         timeout=(settings.POWERLEADS_CONNECT_TIMEOUT_SECONDS, settings.POWERLEADS_READ_TIMEOUT_SECONDS),
+        session=session,  # one pooled Session shared by every worker thread (and OAuth refreshes)
         observe=stats.upstream,
-        # One pooled Session shared by every worker thread: at least one connection per worker.
-        pool_size=max(settings.ENRICHER_MAX_WORKERS, 10),
     )
     service = EnricherService(
         client,

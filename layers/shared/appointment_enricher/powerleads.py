@@ -165,6 +165,15 @@ class RetryPolicy:
 ResponseObserver = Callable[[int | None, float], None]
 
 
+def pooled_session(pool_size: int = 16) -> requests.Session:
+    """One keep-alive pool for the container; retries are ours (see the module docstring)."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
 class PowerLeadsClient:
     """Get Appointment over one pooled session."""
 
@@ -192,12 +201,7 @@ class PowerLeadsClient:
         self.sleep = sleep
         self.clock = clock
         self.observe = observe
-        if session is None:
-            session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-        self.session = session
+        self.session = session or pooled_session(pool_size)
 
     def get_appointment(self, event_id: str, location_id: str, *, deadline: float) -> dict[str, Any]:
         """``GET /calendars/events/appointments/{eventId}``; returns the parsed JSON body.

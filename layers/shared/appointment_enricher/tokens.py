@@ -11,9 +11,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 SecretFetcher = Callable[[str, bool], str]
+
+
+class TokenSource(Protocol):
+    def token_for(self, location_id: str) -> str: ...
+    def invalidate(self, location_id: str) -> None: ...
 
 
 class TokenUnavailable(RuntimeError):
@@ -49,13 +54,24 @@ def powertools_secret_fetcher(max_age: int = 300) -> SecretFetcher:
 
 
 class SecretTokens:
-    """Tokens held in one Secrets Manager secret: a plain token or a per-location map."""
+    """Tokens held in one Secrets Manager secret: a plain token, a per-location map, or an OAuth app.
 
-    def __init__(self, secret_id: str, fetch: SecretFetcher) -> None:
+    An OAuth document (``{"oauth": {...}}``) is handed to the source ``oauth_factory`` builds
+    (``oauth.OAuthTokens``), which refreshes access tokens and writes rotated refresh tokens back.
+    """
+
+    def __init__(
+        self,
+        secret_id: str,
+        fetch: SecretFetcher,
+        oauth_factory: Callable[[], TokenSource] | None = None,
+    ) -> None:
         self._secret_id = secret_id
         self._fetch = fetch
         self._force = False
         self._lock = threading.Lock()
+        self._oauth_factory = oauth_factory
+        self._oauth: TokenSource | None = None
 
     def _document(self) -> Any:
         with self._lock:
@@ -70,7 +86,11 @@ class SecretTokens:
         return text
 
     def token_for(self, location_id: str) -> str:
+        if self._oauth is not None:
+            return self._oauth.token_for(location_id)
         document = self._document()
+        if isinstance(document, dict) and "oauth" in document:
+            return self._oauth_source(document).token_for(location_id)
         if isinstance(document, str):
             if document:
                 return document
@@ -83,8 +103,24 @@ class SecretTokens:
         return token
 
     def invalidate(self, location_id: str) -> None:
+        if self._oauth is not None:
+            self._oauth.invalidate(location_id)
+            return
         with self._lock:
             self._force = True
+
+    def _oauth_source(self, document: dict[str, Any]) -> TokenSource:
+        from .oauth import is_oauth_document  # noqa: PLC0415 - only OAuth secrets need it
+
+        if not is_oauth_document(document) or self._oauth_factory is None:
+            raise TokenUnavailable(
+                f"secret {self._secret_id} holds an incomplete OAuth app"
+                " (clientId, clientSecret, refreshToken are required)"
+            )
+        with self._lock:
+            if self._oauth is None:
+                self._oauth = self._oauth_factory()
+            return self._oauth
 
     def __repr__(self) -> str:
         return f"SecretTokens({self._secret_id!r})"

@@ -1,0 +1,95 @@
+"""Where tokens come from: plain secret, per-location map, OAuth delegation, re-read after 401."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from appointment_enricher.tokens import SecretTokens, StaticTokens, TokenUnavailable
+
+
+class Fetcher:
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.calls: list[bool] = []
+
+    def __call__(self, secret_id: str, force: bool) -> str:
+        self.calls.append(force)
+        return self.value
+
+
+def test_plain_secret_is_the_token_for_every_location() -> None:
+    tokens = SecretTokens("s", Fetcher("  tok-1 \n"))
+    assert tokens.token_for("loc-a") == "tok-1"
+    assert tokens.token_for("loc-b") == "tok-1"
+
+
+def test_per_location_map_with_default() -> None:
+    doc = {"default": "tok-default", "locations": {"loc-a": "tok-a"}}
+    tokens = SecretTokens("s", Fetcher(json.dumps(doc)))
+    assert tokens.token_for("loc-a") == "tok-a"
+    assert tokens.token_for("loc-b") == "tok-default"
+
+
+def test_map_without_a_match_or_default_is_unavailable_and_names_no_token() -> None:
+    tokens = SecretTokens("s", Fetcher(json.dumps({"locations": {"loc-a": "tok-a"}})))
+    with pytest.raises(TokenUnavailable, match="loc-b") as info:
+        tokens.token_for("loc-b")
+    assert "tok-a" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["", "{not json"])
+def test_empty_or_broken_secret_is_unavailable(value: str) -> None:
+    with pytest.raises(TokenUnavailable):
+        SecretTokens("s", Fetcher(value)).token_for("loc")
+
+
+def test_invalidate_forces_the_next_read_past_the_cache() -> None:
+    fetch = Fetcher("tok")
+    tokens = SecretTokens("s", fetch)
+    tokens.token_for("loc")
+    tokens.invalidate("loc")
+    tokens.token_for("loc")
+    tokens.token_for("loc")
+    assert fetch.calls == [False, True, False]
+
+
+class FakeOAuth:
+    def __init__(self) -> None:
+        self.invalidated: list[str] = []
+
+    def token_for(self, location_id: str) -> str:
+        return f"oauth-{location_id}"
+
+    def invalidate(self, location_id: str) -> None:
+        self.invalidated.append(location_id)
+
+
+def test_oauth_documents_are_delegated_once_and_invalidation_follows() -> None:
+    doc = {"oauth": {"clientId": "c", "clientSecret": "s", "refreshToken": "r"}}
+    built: list[FakeOAuth] = []
+
+    def factory() -> FakeOAuth:
+        built.append(FakeOAuth())
+        return built[-1]
+
+    fetch = Fetcher(json.dumps(doc))
+    tokens = SecretTokens("s", fetch, oauth_factory=factory)
+    assert tokens.token_for("loc-a") == "oauth-loc-a"
+    assert tokens.token_for("loc-b") == "oauth-loc-b"
+    tokens.invalidate("loc-a")
+    assert len(built) == 1
+    assert built[0].invalidated == ["loc-a"]
+    assert len(fetch.calls) == 1  # the OAuth source reads the secret itself from then on
+
+
+def test_incomplete_oauth_document_is_unavailable() -> None:
+    doc = {"oauth": {"clientId": "c"}}
+    tokens = SecretTokens("s", Fetcher(json.dumps(doc)), oauth_factory=FakeOAuth)
+    with pytest.raises(TokenUnavailable, match="incomplete OAuth"):
+        tokens.token_for("loc")
+
+
+def test_token_sources_hide_tokens_in_repr() -> None:
+    assert "secret-value" not in repr(StaticTokens("secret-value"))
