@@ -135,7 +135,10 @@ def worker_main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     poller.start()
     print(json.dumps({"event": "ready", "pid": os.getpid()}), flush=True)
-    stopped.wait()
+    parent = os.getppid()
+    while not stopped.wait(1.0):
+        if os.getppid() != parent:  # the soak died without stopping us: do not linger
+            break
     poller.stop()
     print(
         json.dumps(
@@ -496,12 +499,27 @@ class SendStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def send_lane(url: str, lane: list[Webhook], stats: SendStats, stop: threading.Event) -> None:
-    """POST each webhook in order; like HighLevel, retry a non-2xx (here: a few times, briefly)."""
+def send_lane(
+    url: str,
+    lane: list[Webhook],
+    stats: SendStats,
+    stop: threading.Event,
+    *,
+    backlog: Callable[[], int] | None = None,
+    max_backlog: int = 0,
+) -> None:
+    """POST each webhook in order; like HighLevel, retry a non-2xx (here: a few times, briefly).
+
+    With ``max_backlog``, wait while more than that many accepted webhooks have no outcome yet:
+    moto's SQS gets slower with every queued message, and an unbounded backlog would measure moto
+    rather than the pipeline.
+    """
     import requests  # noqa: PLC0415
 
     session = requests.Session()
     for webhook in lane:
+        while backlog is not None and max_backlog and backlog() > max_backlog and not stop.is_set():
+            stop.wait(0.05)
         if stop.is_set():
             return
         status = 0
@@ -743,6 +761,11 @@ class SoakConfig:
     max_receive_count: int = 5
     faults: bool = True
     verbose: bool = True
+    max_backlog: int = 200
+
+
+class WorkerDied(RuntimeError):
+    """An enricher process exited during the run (e.g. the product failed to import)."""
 
 
 @dataclass
@@ -861,8 +884,15 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
                 "dlq": stack.ingest_dlq_url,
             },
         ).start()
-        for _ in range(config.workers):
-            procs.append(start_worker_process(env, timeout_seconds=config.function_timeout, log=worker_log))
+        workers = [
+            start_worker_process(env, timeout_seconds=config.function_timeout, log=worker_log)
+            for _ in range(config.workers)
+        ]
+        procs.extend(workers)
+
+        def dead_workers() -> list[int | None]:
+            return [w.returncode for w in workers if w.poll() is not None]
+
         gateway = Gateway(load_handler("webhook")).start()
         fault_thread = threading.Thread(
             target=inject_faults, args=(sandbox, rng, stop_faults, faults), daemon=True
@@ -871,16 +901,34 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
             fault_thread.start()
         try:
             t_send = time.monotonic()
+
+            def backlog() -> int:
+                with sent.lock:
+                    accepted = len(sent.accepted)
+                return accepted - collector.data.outcomes()
+
             senders = [
                 threading.Thread(
-                    target=send_lane, args=(gateway.webhook_url, lane, sent, stop_senders), daemon=True
+                    target=send_lane,
+                    args=(gateway.webhook_url, lane, sent, stop_senders),
+                    kwargs={"backlog": backlog, "max_backlog": config.max_backlog},
+                    daemon=True,
                 )
                 for lane in plan.sender_lanes
             ]
             for thread in senders:
                 thread.start()
-            for thread in senders:
-                thread.join(max(0.0, deadline - time.monotonic()))
+            next_progress = time.monotonic() + 15
+            while any(t.is_alive() for t in senders) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                if dead_workers():
+                    break
+                if time.monotonic() >= next_progress:
+                    next_progress += 15
+                    say(
+                        f"  ... {len(sent.accepted)} accepted, {collector.data.outcomes()} outcomes, "
+                        f"{time.monotonic() - t_send:.0f} s"
+                    )
             stop_senders.set()
             send_seconds = time.monotonic() - t_send
             say(
@@ -888,8 +936,14 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
                 f"({sent.deliveries / max(send_seconds, 1e-9):.0f}/s), statuses {dict(sent.statuses)}"
             )
             settled_originals = wait_until(
-                lambda: collector.data.outcomes() >= len(sent.accepted & set(plan.by_id)), deadline
+                lambda: (
+                    bool(dead_workers()) or collector.data.outcomes() >= len(sent.accepted & set(plan.by_id))
+                ),
+                deadline,
             )
+            if dead_workers():
+                stop_senders.set()
+                raise WorkerDied(f"enricher process(es) exited with {dead_workers()}; see {log_path}")
             t_first_settled = time.monotonic()
             if not settled_originals:
                 verdict.fail(
@@ -965,6 +1019,10 @@ def report(result: SoakResult, say: Callable[[str], None] = print) -> None:
             say(f"  - {problem}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["moto"]:
@@ -996,6 +1054,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         faults=not args.no_faults,
     )
+    # SIGTERM unwinds like Ctrl-C, so the child processes are stopped on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = run_soak(config)
     except Exception as exc:  # noqa: BLE001 - the stack could not be brought up: say so and exit 2
