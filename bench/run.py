@@ -99,6 +99,8 @@ class Services:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.services"],
             cwd=REPO_ROOT,
+            # the probes purge queues every 100 records (untimed); moto allows one purge a minute
+            env={**os.environ, "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false"},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
