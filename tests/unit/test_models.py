@@ -161,3 +161,9 @@ def test_a_record_validates_against_the_exported_schema() -> None:
     broken = dict(document, deleted="no")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+05:30", "9999-12-31T23:59:59-05:00"])
+def test_times_that_overflow_in_utc_are_invalid(value: str) -> None:
+    with pytest.raises(ValidationError):
+        GetAppointmentResponse.model_validate(event(startTime=value))

@@ -40,6 +40,10 @@ def parse_upstream_time(value: str | datetime) -> datetime:
             ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC)  # year 1 with +offset / year 9999 with -offset overflow in UTC
+    except OverflowError:
+        raise ValueError("date-time out of range once converted to UTC") from None
     return parsed
 
 
