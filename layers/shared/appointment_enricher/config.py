@@ -1,4 +1,8 @@
-"""Environment variables as pydantic models: one place that says what each function reads."""
+"""The enricher's environment variables as a pydantic model.
+
+The receiver reads its few variables in ``receiver.ReceiverConfig`` without pydantic, to keep its
+cold start near ``import boto3``; both fail the cold start with a message naming the variable.
+"""
 
 from __future__ import annotations
 
@@ -30,16 +34,6 @@ class _Settings(BaseModel):
                 f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(f"invalid configuration: {problems}") from exc
-
-
-class ReceiverSettings(_Settings):
-    """WebhookFunction."""
-
-    INGEST_QUEUE_URL: str
-    WEBHOOK_ED25519_PUBLIC_KEY: str | None = None
-    WEBHOOK_RSA_PUBLIC_KEY: str | None = None
-    WEBHOOK_SIGNATURE_REQUIRED: bool = True
-    WEBHOOK_MAX_AGE_SECONDS: int = Field(default=86400, gt=0)
 
 
 class EnricherSettings(_Settings):
