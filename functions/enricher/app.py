@@ -16,7 +16,7 @@ from appointment_enricher.config import EnricherSettings
 from appointment_enricher.enricher import EnricherService, Item, Stats
 from appointment_enricher.idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
 from appointment_enricher.oauth import OAuthTokens
-from appointment_enricher.powerleads import PowerLeadsClient, pooled_session
+from appointment_enricher.powerleads import PowerLeadsClient, RetryPolicy, pooled_session
 from appointment_enricher.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from appointment_enricher.queues import Quarantine, sqs_client
 from appointment_enricher.tokens import SecretTokens, StaticTokens, powertools_secret_fetcher
@@ -60,6 +60,11 @@ def _build() -> tuple[EnricherService, Stats]:
         tokens,
         api_version=settings.POWERLEADS_API_VERSION,
         timeout=(settings.POWERLEADS_CONNECT_TIMEOUT_SECONDS, settings.POWERLEADS_READ_TIMEOUT_SECONDS),
+        retry=RetryPolicy(
+            base_delay=settings.POWERLEADS_RETRY_BASE_SECONDS,
+            max_delay=settings.POWERLEADS_RETRY_MAX_SECONDS,
+            max_attempts=settings.POWERLEADS_MAX_ATTEMPTS,
+        ),
         session=session,  # one pooled Session shared by every worker thread (and OAuth refreshes)
         observe=stats.upstream,
     )
@@ -69,6 +74,7 @@ def _build() -> tuple[EnricherService, Stats]:
         Quarantine(sqs, settings.DEAD_LETTER_QUEUE_URL),
         idempotency,
         max_workers=settings.ENRICHER_MAX_WORKERS,
+        deadline_margin_seconds=settings.ENRICHER_DEADLINE_MARGIN_SECONDS,
         log=_log,
     )
     return service, stats

@@ -51,6 +51,10 @@ class EnricherSettings(_Settings):
     ENRICHER_MAX_WORKERS: int = Field(default=8, ge=1, le=64)
     POWERLEADS_CONNECT_TIMEOUT_SECONDS: float = Field(default=3.05, gt=0)
     POWERLEADS_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    POWERLEADS_MAX_ATTEMPTS: int = Field(default=6, ge=1, le=20)
+    POWERLEADS_RETRY_BASE_SECONDS: float = Field(default=0.2, gt=0)
+    POWERLEADS_RETRY_MAX_SECONDS: float = Field(default=5.0, gt=0)
+    ENRICHER_DEADLINE_MARGIN_SECONDS: float = Field(default=5.0, ge=0)
 
     @model_validator(mode="after")
     def _needs_output_and_token(self) -> EnricherSettings:

@@ -1,0 +1,48 @@
+"""The enricher's environment: defaults, validation, and errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from appointment_enricher.config import ConfigError, EnricherSettings
+
+BASE = {"DEAD_LETTER_QUEUE_URL": "https://sqs/q", "OUTPUT_TOPIC_ARN": "arn:t", "POWERLEADS_TOKEN": "t"}
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = EnricherSettings.from_env(BASE)
+    assert settings.POWERLEADS_API_BASE_URL == "https://services.leadconnectorhq.com"
+    assert settings.POWERLEADS_API_VERSION == "2021-04-15"
+    assert settings.IDEMPOTENCY_TABLE_NAME is None
+    assert settings.idempotency_ttl_seconds == 2 * 86400
+
+
+def test_idempotency_ttl_is_twice_the_webhook_max_age() -> None:
+    assert (
+        EnricherSettings.from_env({**BASE, "WEBHOOK_MAX_AGE_SECONDS": "600"}).idempotency_ttl_seconds == 1200
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"DEAD_LETTER_QUEUE_URL": ""}, "DEAD_LETTER_QUEUE_URL"),
+        ({"OUTPUT_TOPIC_ARN": ""}, "OUTPUT_TOPIC_ARN"),
+        ({"POWERLEADS_TOKEN": ""}, "POWERLEADS_TOKEN_SECRET_ID"),
+        ({"ENRICHER_MAX_WORKERS": "0"}, "ENRICHER_MAX_WORKERS"),
+        ({"POWERLEADS_MAX_ATTEMPTS": "lots"}, "POWERLEADS_MAX_ATTEMPTS"),
+        ({"WEBHOOK_MAX_AGE_SECONDS": "-1"}, "WEBHOOK_MAX_AGE_SECONDS"),
+    ],
+)
+def test_bad_configuration_names_the_variable(changes: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        EnricherSettings.from_env({**BASE, **changes})
+
+
+def test_the_token_never_appears_in_repr() -> None:
+    assert (
+        "t'"
+            -1
+        ][:5]
+    )
+    assert "super-secret" not in repr(EnricherSettings.from_env({**BASE, "POWERLEADS_TOKEN": "super-secret"}))
