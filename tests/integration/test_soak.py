@@ -89,3 +89,38 @@ def test_checker_reports_each_kind_of_imbalance(mutate, expected) -> None:
     plan, sent, data = _balanced()
     mutate(plan, sent, data)
     assert expected in _problems(plan, sent, data)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: EnricherService._settle releases the idempotency claim of a quarantined webhook "
+    "(so a redrive can finish it), so a duplicate delivery arriving after the FIFO deduplication "
+    "window is processed again and quarantined a second time: two quarantine messages for one "
+    "webhook. Proposed fix: complete the claim with {'quarantined': errorType} and let the redrive "
+    "tool delete the claim of the messages it redrives.",
+)
+def test_late_duplicate_of_a_quarantined_webhook_is_not_quarantined_twice(
+    poller, sandbox, local_stack
+) -> None:
+    import uuid  # noqa: PLC0415
+
+    from dev.sandbox import Fault  # noqa: PLC0415
+    from dev.signing import ingest_message, make_webhook  # noqa: PLC0415
+    from tests.conftest import drain  # noqa: PLC0415
+
+    appointment_id = "Qa4Rb6Sc8Td0Ue2Vf4Wg"
+    sandbox.queue_faults([Fault.error(422)] * 2, event_id=appointment_id)
+    body = make_webhook("AppointmentUpdate", {"id": appointment_id}, "0007BWpSzSwfiuSl0tR2", "wh-late-dup-1")
+    message = ingest_message(body, "2026-05-01T12:00:00Z", "wh-late-dup-1")
+    sqs = local_stack.client("sqs")
+    quarantined = []
+    for _ in range(2):  # the original, then the same webhook after the deduplication window
+        sqs.send_message(
+            QueueUrl=local_stack.ingest_queue_url,
+            MessageBody=message,
+            MessageGroupId=appointment_id,
+            MessageDeduplicationId=uuid.uuid4().hex,
+        )
+        poller.poll_once()
+        quarantined += drain(local_stack, local_stack.quarantine_queue_url, wait_seconds=0)
+    assert len(quarantined) == 1
