@@ -463,7 +463,7 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
                 base_url=base_url,
                 sandbox_token=sandbox_token,
             )
-        return serve(args, gateway, stopping)
+        return serve(args, gateway, stopping, stack)
 
 
 def run_demo(
@@ -500,7 +500,7 @@ def run_demo(
     return 0
 
 
-def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event) -> int:
+def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event, stack: LocalStack) -> int:
     if not args.no_samples:
         send_samples(gateway.webhook_url)
         say()
@@ -511,6 +511,12 @@ def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event)
     say()
     say(
         f"Gateway: {gateway.url}  (POST {ROUTE_PATH}); re-sign any body: python -m dev.signing FILE --restamp"
+    )
+    say("Operate it from another shell (inspect/redrive/backfill quarantined messages):")
+    say(
+        f"  AWS_ENDPOINT_URL={stack.endpoint_url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+        f"AWS_DEFAULT_REGION={stack.region} INGEST_QUEUE_URL={stack.ingest_queue_url} "
+        f"DEAD_LETTER_QUEUE_URL={stack.quarantine_queue_url} .venv/bin/plenrich inspect"
     )
     say("Serving; records print as they arrive. Ctrl-C to stop.")
     try:
