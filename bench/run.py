@@ -255,6 +255,7 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
             floor_body = events.webhook_body(ids[0], location).decode()
             for run in range(args.runs):
                 log(f"run {run + 1}/{args.runs}: cold starts, warm receiver, RSS")
+                results.keep("load", os.getloadavg()[0])
                 nonce = f"{time.time_ns()}"
                 floor = run_probe(
                     {
@@ -721,6 +722,16 @@ def render(r: Results, args: argparse.Namespace, meta: dict[str, Any], elapsed: 
         f"{len(r.figures.get('product_distinct', Figure()).values)} timed batches per implementation, "
         f"{len(r.figures.get('cpu_us', Figure()).values)} CPU samples of {args.cpu_iterations} records.",
     ]
+    loads = r.raw.get("load") or []
+    cores = os.cpu_count() or 1
+    if loads and max(loads) > cores:
+        lines += [
+            "",
+            f"**This machine was busy during the run** (1-minute load average up to {max(loads):.1f} on "
+            f"{cores} cores, other work included): absolute cold-start times and their min/max spread "
+            "are noisy; the per-run ratios are the figures to read, and a cold-start ratio close to its "
+            "goal should be confirmed on a quiet machine.",
+        ]
     lines += ["", *_cost_section(r, costs), "", *_optimisations(r), "", *_method(args)]
     if r.notes:
         lines += ["", "## Notes from this run", "", *[f"- {n}" for n in r.notes]]
