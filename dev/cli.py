@@ -179,6 +179,19 @@ class DeadLetter:
             group_id=system.get("MessageGroupId"),
         )
 
+    def redriven_body(self, dedupe_id: str) -> str:
+        """The ingest message with ``dedupeId`` replaced: the enricher completed the original's
+        idempotency claim when it quarantined it (so late duplicates are not quarantined twice),
+        and the redriven copy must be claimable afresh. The raw webhook inside is untouched."""
+        try:
+            message = json.loads(self.body)
+        except ValueError:
+            return self.body
+        if not isinstance(message, dict) or "dedupeId" not in message:
+            return self.body
+        message["dedupeId"] = dedupe_id
+        return json.dumps(message, separators=(",", ":"))
+
     def redrive_ids(self) -> tuple[str, str]:
         """(MessageGroupId, MessageDeduplicationId) for the ingest queue.
 
@@ -325,7 +338,7 @@ def cmd_redrive(args: argparse.Namespace, env: Env) -> int:
                 continue
             send: dict[str, Any] = {
                 "QueueUrl": ingest,
-                "MessageBody": letter.body,
+                "MessageBody": letter.redriven_body(dedupe),
                 "MessageAttributes": {
                     name: {"DataType": "String", "StringValue": value}
                     for name, value in (("eventType", letter.event_type), ("locationId", letter.location_id))

@@ -179,13 +179,18 @@ def test_redrive_moves_only_the_filtered_error_type_with_fifo_ids(stack: LocalSt
     assert "redrive [" in run.err and "3/3 100%" in run.err
 
     moved = drain(stack, stack.ingest_queue_url)
-    assert sorted(m["Body"] for m in moved) == sorted([bodies["create"], bodies["delete"]])
+    originals = {IngestMessage.model_validate_json(bodies[n]).body: bodies[n] for n in ("create", "delete")}
+    assert len(moved) == 2
     for message in moved:
         ingest_body = IngestMessage.model_validate_json(message["Body"])
+        original = IngestMessage.model_validate_json(originals.pop(ingest_body.body))  # webhook unchanged
         webhook = AppointmentWebhook.model_validate_json(ingest_body.body)
         assert message["Attributes"]["MessageGroupId"] == webhook.appointment.id
         dedupe = message["Attributes"]["MessageDeduplicationId"]
-        assert dedupe.startswith(ingest_body.dedupeId + ".redrive-")
+        assert dedupe.startswith(original.dedupeId + ".redrive-")
+        # A fresh idempotency key: the enricher completed the original's claim when quarantining it.
+        assert ingest_body.dedupeId == dedupe
+        assert ingest_body.receivedAt == original.receivedAt
         assert message["MessageAttributes"]["eventType"]["StringValue"] == webhook.type
         assert message["MessageAttributes"]["locationId"]["StringValue"] == webhook.locationId
     left = drain(stack, stack.quarantine_queue_url)

@@ -91,14 +91,6 @@ def test_checker_reports_each_kind_of_imbalance(mutate, expected) -> None:
     assert expected in _problems(plan, sent, data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: EnricherService._settle releases the idempotency claim of a quarantined webhook "
-    "(so a redrive can finish it), so a duplicate delivery arriving after the FIFO deduplication "
-    "window is processed again and quarantined a second time: two quarantine messages for one "
-    "webhook. Proposed fix: complete the claim with {'quarantined': errorType} and let the redrive "
-    "tool delete the claim of the messages it redrives.",
-)
 def test_late_duplicate_of_a_quarantined_webhook_is_not_quarantined_twice(
     poller, sandbox, local_stack
 ) -> None:

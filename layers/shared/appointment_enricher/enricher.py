@@ -10,8 +10,9 @@ For one SQS batch:
    publish never lets a later record of the same appointment overtake it;
 5. a record that fails retryably fails every later record of its group, which return to the
    queue with it; earlier records and other groups carry on. Permanent failures go to quarantine
-   and are acknowledged. Claims are completed after publishing and released otherwise, so a
-   retry (or an operator's redrive from quarantine) can finish what failed part-way.
+   and are acknowledged. Claims are completed after publishing or quarantining (a late duplicate
+   of either does nothing) and released when the record will be retried, so the retry can finish
+   what failed part-way. ``plenrich redrive`` gives each redriven message a fresh dedupe id.
 
 Why not Powertools' ``SqsFifoPartialProcessor``: it handles records strictly one at a time (even
 with ``skip_group_on_error``, which gives the per-group failure rule we follow), so every record
@@ -361,6 +362,8 @@ class EnricherService:
                     if item.outcome is Outcome.PUBLISHED:
                         deleted = bool(item.record and item.record.deleted)
                         self.idempotency.complete(dedupe, {"published": True, "deleted": deleted})
+                    elif item.outcome is Outcome.QUARANTINED:
+                        self.idempotency.complete(dedupe, {"quarantined": True, "errorType": item.error_type})
                     else:
                         self.idempotency.release(dedupe, RuntimeError(item.error_type or "failed"))
                 except Exception as exc:  # noqa: BLE001 - the outcome stands; the claim expires on its own

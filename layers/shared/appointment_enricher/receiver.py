@@ -113,18 +113,35 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _encodable(text: str) -> bool:
+    """False for a lone UTF-16 surrogate (``"\\ud800"``): Python's json accepts it, but no strict
+    JSON parser downstream (pydantic's included) will, so it must be refused here, at intake."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _depth(value: Any) -> int:
-    """Nesting depth, iteratively (no recursion on hostile input)."""
+    """Nesting depth, iteratively (no recursion on hostile input); refuses lone surrogates."""
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict):
             deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in node.values())
+            for key, child in node.items():
+                if not _encodable(key):
+                    raise BadRequest("invalid_json", "lone UTF-16 surrogate escape in a key")
+                stack.append((child, depth + 1))
         elif isinstance(node, list):
             deepest = max(deepest, depth)
             stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, str) and not _encodable(node):
+            raise BadRequest("invalid_json", "lone UTF-16 surrogate escape in a string")
     return deepest
 
 
