@@ -130,7 +130,8 @@ class LocalStack:
                 "POWERLEADS_TOKEN_SECRET_ID": self.token_secret_id,
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here (template: EnableTracing)
+                "PYDANTIC_DISABLE_PLUGINS": "__all__",  # as the template's Globals set it
             }
         )
         env.update(dev_public_keys())

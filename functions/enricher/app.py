@@ -6,9 +6,10 @@ the batch rules live in ``appointment_enricher.enricher``.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -21,9 +22,23 @@ from appointment_enricher.publisher import Destination, Publisher, SnsDestinatio
 from appointment_enricher.queues import Quarantine, sqs_client
 from appointment_enricher.tokens import SecretTokens, StaticTokens, powertools_secret_fetcher
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
+
+def _tracer() -> Tracer | None:
+    """Powertools' Tracer imports the X-Ray SDK even when disabled (the largest single import of
+    this cold start, see BENCHMARKS.md); build it only when tracing is on."""
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in ("1", "true", "yes", "on"):
+        return None
+    from aws_lambda_powertools import Tracer  # noqa: PLC0415
+
+    return Tracer()
+
+
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = _tracer()
 settings = EnricherSettings.from_env()
 
 
@@ -96,10 +111,9 @@ def _log(level: str, message: str, **fields: Any) -> None:
 service, stats = _build()
 
 
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records") or []
     items = service.process(records, context.get_remaining_time_in_millis, stats)
     for name, value in stats.drain().items():
@@ -107,11 +121,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # EMF allows 100 values per metric per document; more than that is noise, not signal.
     for latency in stats.drain_latencies()[:100]:
         metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=latency)
-    _annotate(items)
+    if tracer is not None:
+        _annotate(tracer, items)
     return {"batchItemFailures": service.failures(items)}
 
 
-def _annotate(items: list[Item]) -> None:
+lambda_handler = _handle if tracer is None else tracer.capture_lambda_handler(capture_response=False)(_handle)
+
+
+def _annotate(tracer: Tracer, items: list[Item]) -> None:
     """X-Ray annotations ``appointmentId``/``locationId``: on the handler segment when the batch
     is about one appointment, and on one subsegment per appointment (searchable either way)."""
     appointments = sorted(

@@ -48,7 +48,7 @@ class EnricherSettings(_Settings):
     POWERLEADS_TOKEN_SECRET_ID: str | None = None
     POWERLEADS_TOKEN: str | None = Field(default=None, repr=False)
     WEBHOOK_MAX_AGE_SECONDS: int = Field(default=86400, gt=0)
-    ENRICHER_MAX_WORKERS: int = Field(default=8, ge=1, le=64)
+    ENRICHER_MAX_WORKERS: int = Field(default=10, ge=1, le=64)  # a full FIFO batch in one wave
     POWERLEADS_CONNECT_TIMEOUT_SECONDS: float = Field(default=3.05, gt=0)
     POWERLEADS_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     POWERLEADS_MAX_ATTEMPTS: int = Field(default=6, ge=1, le=20)

@@ -349,27 +349,21 @@ class EnricherService:
                     item.outcome = Outcome.PUBLISHED
 
     def _settle(self, items: list[Item], stats: Stats) -> None:
-        """Quarantine, complete or release claims, count outcomes, log one line per item."""
+        """Quarantine, complete or release claims, count outcomes, log one line per item.
+
+        Claims are settled on the pool (one DynamoDB write each, independent of one another), so a
+        batch of ten pays about one write round trip instead of ten in a row.
+        """
         for item in items:
             if item.outcome is Outcome.QUARANTINED:
                 try:
                     self._quarantine(item)
                 except Exception as exc:  # noqa: BLE001 - could not park it: keep it on the queue
                     item.fail(Outcome.RETRY, "QuarantineFailed", f"{type(exc).__name__}: {exc}")
+        for _ in self._pool.map(self._settle_claim, [i for i in items if i.claimed and i.ingest]):
+            pass
+        for item in items:
             dedupe = item.ingest.dedupeId if item.ingest else None
-            if item.claimed and dedupe:
-                try:
-                    if item.outcome is Outcome.PUBLISHED:
-                        deleted = bool(item.record and item.record.deleted)
-                        self.idempotency.complete(dedupe, {"published": True, "deleted": deleted})
-                    elif item.outcome is Outcome.QUARANTINED:
-                        self.idempotency.complete(dedupe, {"quarantined": True, "errorType": item.error_type})
-                    else:
-                        self.idempotency.release(dedupe, RuntimeError(item.error_type or "failed"))
-                except Exception as exc:  # noqa: BLE001 - the outcome stands; the claim expires on its own
-                    self.log(
-                        "warning", "idempotency update failed", error=type(exc).__name__, dedupeId=dedupe
-                    )
             metric = {
                 Outcome.PUBLISHED: "RecordsDeleted"
                 if item.record and item.record.deleted
@@ -390,6 +384,21 @@ class EnricherService:
                 errorType=item.error_type,
                 errorMessage=item.error_message,
             )
+
+    def _settle_claim(self, item: Item) -> None:
+        """Complete (published or quarantined) or release (to be retried) one claim; never raises."""
+        assert item.ingest is not None
+        dedupe = item.ingest.dedupeId
+        try:
+            if item.outcome is Outcome.PUBLISHED:
+                deleted = bool(item.record and item.record.deleted)
+                self.idempotency.complete(dedupe, {"published": True, "deleted": deleted})
+            elif item.outcome is Outcome.QUARANTINED:
+                self.idempotency.complete(dedupe, {"quarantined": True, "errorType": item.error_type})
+            else:
+                self.idempotency.release(dedupe, RuntimeError(item.error_type or "failed"))
+        except Exception as exc:  # noqa: BLE001 - the outcome stands; the claim expires on its own
+            self.log("warning", "idempotency update failed", error=type(exc).__name__, dedupeId=dedupe)
 
     def _quarantine(self, item: Item) -> None:
         webhook = item.webhook
