@@ -231,6 +231,9 @@ class Gateway:
 
         class RequestHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; with Nagle on, a kept-alive connection waits
+            # for the peer's delayed ACK (~40 ms) on every response.
+            disable_nagle_algorithm = True
             server_version = "local-apigw"
 
             def log_message(self, format: str, *args: Any) -> None:

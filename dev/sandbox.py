@@ -616,6 +616,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API, so client pools are exercised
+    # Headers and body go out in separate writes; with Nagle on, a kept-alive connection waits
+    # for the peer's delayed ACK (~40 ms) on every response.
+    disable_nagle_algorithm = True
     server_version = "powerleads-sandbox"
     timeout = 60  # idle keep-alive sockets must not pin handler threads forever
 
