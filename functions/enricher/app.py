@@ -16,13 +16,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from appointment_enricher.config import EnricherSettings
 from appointment_enricher.enricher import EnricherService, Item, Stats
 from appointment_enricher.idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
-from appointment_enricher.oauth import OAuthTokens
 from appointment_enricher.powerleads import PowerLeadsClient, RetryPolicy, pooled_session
 from appointment_enricher.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from appointment_enricher.queues import Quarantine, sqs_client
-from appointment_enricher.tokens import SecretTokens, StaticTokens, powertools_secret_fetcher
+from appointment_enricher.tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
 
 if TYPE_CHECKING:
+    import requests
     from aws_lambda_powertools import Tracer
 
 
@@ -57,9 +57,7 @@ def _build() -> tuple[EnricherService, Stats]:
         SecretTokens(
             secret_id,
             powertools_secret_fetcher(),
-            oauth_factory=lambda: OAuthTokens.from_secret_id(
-                secret_id, settings.POWERLEADS_API_BASE_URL, session=session
-            ),
+            oauth_factory=lambda: _oauth_tokens(secret_id, session),
         )
         if secret_id
         else StaticTokens(settings.POWERLEADS_TOKEN or "")
@@ -93,6 +91,13 @@ def _build() -> tuple[EnricherService, Stats]:
         log=_log,
     )
     return service, stats
+
+
+def _oauth_tokens(secret_id: str, session: requests.Session) -> TokenSource:
+    """Imported only when the secret turns out to hold an OAuth app (keeps the cold start lean)."""
+    from appointment_enricher.oauth import OAuthTokens  # noqa: PLC0415
+
+    return OAuthTokens.from_secret_id(secret_id, settings.POWERLEADS_API_BASE_URL, session=session)
 
 
 def _log(level: str, message: str, **fields: Any) -> None:
