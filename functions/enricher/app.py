@@ -22,8 +22,8 @@ from appointment_enricher.queues import Quarantine, sqs_client
 from appointment_enricher.tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
 
 if TYPE_CHECKING:
-    import requests
     from aws_lambda_powertools import Tracer
+    from requests import Session
 
 
 def _tracer() -> Tracer | None:
@@ -56,14 +56,16 @@ def _build() -> tuple[EnricherService, Stats]:
     tokens = (
         SecretTokens(
             secret_id,
-            powertools_secret_fetcher(),
+            powertools_secret_fetcher(client=boto3.client("secretsmanager")),
             oauth_factory=lambda: _oauth_tokens(secret_id, session),
         )
         if secret_id
         else StaticTokens(settings.POWERLEADS_TOKEN or "")
     )
     idempotency: Idempotency = (
-        PowertoolsIdempotency(settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds)
+        PowertoolsIdempotency(
+            settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds, client=boto3.client("dynamodb")
+        )
         if settings.IDEMPOTENCY_TABLE_NAME
         else NoIdempotency()
     )
@@ -93,7 +95,7 @@ def _build() -> tuple[EnricherService, Stats]:
     return service, stats
 
 
-def _oauth_tokens(secret_id: str, session: requests.Session) -> TokenSource:
+def _oauth_tokens(secret_id: str, session: Session) -> TokenSource:
     """Imported only when the secret turns out to hold an OAuth app (keeps the cold start lean)."""
     from appointment_enricher.oauth import OAuthTokens  # noqa: PLC0415
 

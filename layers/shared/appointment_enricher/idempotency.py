@@ -44,13 +44,17 @@ class NoIdempotency:
 class PowertoolsIdempotency:
     """DynamoDB table in Powertools' layout (key ``id``, TTL ``expiration``)."""
 
-    def __init__(self, table_name: str, ttl_seconds: int, function_name: str = "enricher") -> None:
+    def __init__(
+        self, table_name: str, ttl_seconds: int, function_name: str = "enricher", client: Any = None
+    ) -> None:
+        """``client``: the container's DynamoDB client. Without one Powertools builds a new boto3
+        Session, which re-reads botocore's data files (about 100 ms of cold start)."""
         from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415 - only when enabled
             DynamoDBPersistenceLayer,
             IdempotencyConfig,
         )
 
-        self._store = DynamoDBPersistenceLayer(table_name=table_name)
+        self._store = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
         self._store.configure(
             IdempotencyConfig(
                 event_key_jmespath="dedupeId",

@@ -41,14 +41,21 @@ class StaticTokens:
         return "StaticTokens(***)"
 
 
-def powertools_secret_fetcher(max_age: int = 300) -> SecretFetcher:
-    """Read a secret string through Powertools parameters (cached per container)."""
+def powertools_secret_fetcher(max_age: int = 300, client: Any = None) -> SecretFetcher:
+    """Read a secret string through a Powertools ``SecretsProvider`` (cached for ``max_age``).
+
+    Pass the container's boto3 client: without one Powertools builds a new boto3 Session, which
+    re-reads botocore's data files (about 100 ms of cold start, measured in BENCHMARKS.md).
+    """
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415
+
+    provider = SecretsProvider(boto3_client=client)
 
     def fetch(secret_id: str, force: bool) -> str:
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - keeps cold start lean
-
-        value = parameters.get_secret(secret_id, max_age=max_age, force_fetch=force)
-        return value if isinstance(value, str) else value.decode()
+        value = provider.get(secret_id, max_age=max_age, force_fetch=force)
+        if isinstance(value, bytes):
+            return value.decode()
+        return str(value)
 
     return fetch
 
