@@ -14,16 +14,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from appointment_enricher.config import EnricherSettings
-from appointment_enricher.enricher import EnricherService, Item, Stats
-from appointment_enricher.idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
-from appointment_enricher.powerleads import PowerLeadsClient, RetryPolicy, pooled_session
-from appointment_enricher.publisher import Destination, Publisher, SnsDestination, SqsDestination
-from appointment_enricher.queues import Quarantine, sqs_client
-from appointment_enricher.tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
+from appointment_enricher.enricher import Item
+from appointment_enricher.wiring import build_enricher
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
-    from requests import Session
 
 
 def _tracer() -> Tracer | None:
@@ -42,66 +37,6 @@ tracer = _tracer()
 settings = EnricherSettings.from_env()
 
 
-def _build() -> tuple[EnricherService, Stats]:
-    import boto3  # noqa: PLC0415 - one place that creates every AWS client
-
-    sqs = sqs_client()
-    destinations: list[Destination] = []
-    if settings.OUTPUT_TOPIC_ARN:
-        destinations.append(SnsDestination(boto3.client("sns"), settings.OUTPUT_TOPIC_ARN))
-    if settings.OUTPUT_QUEUE_URL:
-        destinations.append(SqsDestination(sqs, settings.OUTPUT_QUEUE_URL))
-    session = pooled_session(pool_size=max(settings.ENRICHER_MAX_WORKERS, 10))
-    secret_id = settings.POWERLEADS_TOKEN_SECRET_ID
-    tokens = (
-        SecretTokens(
-            secret_id,
-            powertools_secret_fetcher(client=boto3.client("secretsmanager")),
-            oauth_factory=lambda: _oauth_tokens(secret_id, session),
-        )
-        if secret_id
-        else StaticTokens(settings.POWERLEADS_TOKEN or "")
-    )
-    idempotency: Idempotency = (
-        PowertoolsIdempotency(
-            settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds, client=boto3.client("dynamodb")
-        )
-        if settings.IDEMPOTENCY_TABLE_NAME
-        else NoIdempotency()
-    )
-    stats = Stats()
-    client = PowerLeadsClient(
-        settings.POWERLEADS_API_BASE_URL,
-        tokens,
-        api_version=settings.POWERLEADS_API_VERSION,
-        timeout=(settings.POWERLEADS_CONNECT_TIMEOUT_SECONDS, settings.POWERLEADS_READ_TIMEOUT_SECONDS),
-        retry=RetryPolicy(
-            base_delay=settings.POWERLEADS_RETRY_BASE_SECONDS,
-            max_delay=settings.POWERLEADS_RETRY_MAX_SECONDS,
-            max_attempts=settings.POWERLEADS_MAX_ATTEMPTS,
-        ),
-        session=session,  # one pooled Session shared by every worker thread (and OAuth refreshes)
-        observe=stats.upstream,
-    )
-    service = EnricherService(
-        client,
-        Publisher(destinations),
-        Quarantine(sqs, settings.DEAD_LETTER_QUEUE_URL),
-        idempotency,
-        max_workers=settings.ENRICHER_MAX_WORKERS,
-        deadline_margin_seconds=settings.ENRICHER_DEADLINE_MARGIN_SECONDS,
-        log=_log,
-    )
-    return service, stats
-
-
-def _oauth_tokens(secret_id: str, session: Session) -> TokenSource:
-    """Imported only when the secret turns out to hold an OAuth app (keeps the cold start lean)."""
-    from appointment_enricher.oauth import OAuthTokens  # noqa: PLC0415
-
-    return OAuthTokens.from_secret_id(secret_id, settings.POWERLEADS_API_BASE_URL, session=session)
-
-
 def _log(level: str, message: str, **fields: Any) -> None:
     """One structured line; ``correlation_id`` (the dedupe id) goes to Powertools' own key.
 
@@ -115,7 +50,7 @@ def _log(level: str, message: str, **fields: Any) -> None:
     getattr(logger, level)(message, extra=extra)
 
 
-service, stats = _build()
+service, stats = build_enricher(settings, log=_log)
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)

@@ -1,0 +1,84 @@
+"""Composition root of the EnricherFunction: settings in, a ready ``EnricherService`` out.
+
+Every AWS client and the HTTP session are made here, once per container, from boto3's default
+session (a new boto3 Session re-reads botocore's data files: ~100 ms of cold start each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .config import EnricherSettings
+from .enricher import EnricherService, Stats
+from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
+from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
+from .publisher import Destination, Publisher, SnsDestination, SqsDestination
+from .queues import Quarantine, sqs_client
+from .tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
+
+if TYPE_CHECKING:
+    from requests import Session
+
+
+def build_enricher(
+    settings: EnricherSettings, log: Callable[..., None] | None = None
+) -> tuple[EnricherService, Stats]:
+    """The service and the per-invocation tallies its HTTP client reports into."""
+    import boto3  # noqa: PLC0415 - one place that creates every AWS client
+
+    sqs = sqs_client()
+    destinations: list[Destination] = []
+    if settings.OUTPUT_TOPIC_ARN:
+        destinations.append(SnsDestination(boto3.client("sns"), settings.OUTPUT_TOPIC_ARN))
+    if settings.OUTPUT_QUEUE_URL:
+        destinations.append(SqsDestination(sqs, settings.OUTPUT_QUEUE_URL))
+    session = pooled_session(pool_size=max(settings.ENRICHER_MAX_WORKERS, 10))
+    secret_id = settings.POWERLEADS_TOKEN_SECRET_ID
+    tokens = (
+        SecretTokens(
+            secret_id,
+            powertools_secret_fetcher(client=boto3.client("secretsmanager")),
+            oauth_factory=lambda: _oauth_tokens(secret_id, settings.POWERLEADS_API_BASE_URL, session),
+        )
+        if secret_id
+        else StaticTokens(settings.POWERLEADS_TOKEN or "")
+    )
+    idempotency: Idempotency = (
+        PowertoolsIdempotency(
+            settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds, client=boto3.client("dynamodb")
+        )
+        if settings.IDEMPOTENCY_TABLE_NAME
+        else NoIdempotency()
+    )
+    stats = Stats()
+    client = PowerLeadsClient(
+        settings.POWERLEADS_API_BASE_URL,
+        tokens,
+        api_version=settings.POWERLEADS_API_VERSION,
+        timeout=(settings.POWERLEADS_CONNECT_TIMEOUT_SECONDS, settings.POWERLEADS_READ_TIMEOUT_SECONDS),
+        retry=RetryPolicy(
+            base_delay=settings.POWERLEADS_RETRY_BASE_SECONDS,
+            max_delay=settings.POWERLEADS_RETRY_MAX_SECONDS,
+            max_attempts=settings.POWERLEADS_MAX_ATTEMPTS,
+        ),
+        session=session,  # one pooled Session shared by every worker thread (and OAuth refreshes)
+        observe=stats.upstream,
+    )
+    service = EnricherService(
+        client,
+        Publisher(destinations),
+        Quarantine(sqs, settings.DEAD_LETTER_QUEUE_URL),
+        idempotency,
+        max_workers=settings.ENRICHER_MAX_WORKERS,
+        deadline_margin_seconds=settings.ENRICHER_DEADLINE_MARGIN_SECONDS,
+        log=log,
+    )
+    return service, stats
+
+
+def _oauth_tokens(secret_id: str, base_url: str, session: Session) -> TokenSource:
+    """Imported only when the secret turns out to hold an OAuth app (keeps the cold start lean)."""
+    from .oauth import OAuthTokens  # noqa: PLC0415
+
+    return OAuthTokens.from_secret_id(secret_id, base_url, session=session)
