@@ -359,7 +359,7 @@ def run_cpu(spec: dict[str, Any]) -> dict[str, Any]:
     add_code_paths()
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from appointment_enricher.enricher import Item, _outbound  # noqa: PLC0415
+    from appointment_enricher.enricher import _outbound  # noqa: PLC0415
     from appointment_enricher.enrichment import build_record  # noqa: PLC0415
     from appointment_enricher.models import (  # noqa: PLC0415
         AppointmentWebhook,
@@ -376,9 +376,8 @@ def run_cpu(spec: dict[str, Any]) -> dict[str, Any]:
         webhook = AppointmentWebhook.model_validate_json(ingest.body)
         appointment = GetAppointmentResponse.model_validate(json.loads(upstream)).event
         record = build_record(webhook, appointment, received_at=ingest.receivedAt, now=datetime.now(UTC))
-        item = Item(message_id="m", raw=raw, group=webhook.appointment.id, ingest=ingest, webhook=webhook)
-        item.record, item.body = record, record.model_dump_json(exclude_unset=True)
-        return _outbound(item).payload_bytes
+        body = record.model_dump_json(exclude_unset=True)
+        return _outbound(record, body, "m", ingest.dedupeId).payload_bytes
 
     for _ in range(200):
         once()

@@ -13,5 +13,3 @@ Modules, one concept each:
 
 Domain modules (``models``, ``enrichment``) import neither boto3 nor requests.
 """
-
-SCHEMA_VERSION = "1"

@@ -24,7 +24,6 @@ which is what keeps a burst of updates to one appointment at one upstream call p
 from __future__ import annotations
 
 import enum
-import json
 import threading
 import time
 from collections import Counter
@@ -98,7 +97,7 @@ class Item:
     webhook: AppointmentWebhook | None = None
     claimed: bool = False
     record: EnrichedRecord | None = None
-    body: str | None = None
+    outbound: OutboundMessage | None = None  # the record as published: built and measured once
     outcome: Outcome = Outcome.PENDING
     error_type: str | None = None
     error_message: str | None = None
@@ -319,10 +318,11 @@ class EnricherService:
         except ValueError as exc:
             item.fail(Outcome.QUARANTINED, "InvalidRecord", f"{type(exc).__name__}: {exc}")
             return
-        item.record, item.body = record, body
-        size = _outbound(item).payload_bytes
-        if size > MAX_MESSAGE_BYTES:
-            item.record = item.body = None
+        outbound = _outbound(record, body, item.message_id, item.ingest.dedupeId)
+        size = outbound.payload_bytes
+        if size <= MAX_MESSAGE_BYTES:
+            item.record, item.outbound = record, outbound
+        else:
             item.fail(
                 Outcome.QUARANTINED,
                 "RecordTooLarge",
@@ -337,7 +337,7 @@ class EnricherService:
             if not heads:
                 return
             try:
-                failed = self.publisher.publish([_outbound(item) for _, item in heads])
+                failed = self.publisher.publish([item.outbound for _, item in heads if item.outbound])
             except Exception as exc:  # noqa: BLE001 - nothing known to be out: all of them again
                 failed = {item.message_id: f"{type(exc).__name__}: {exc}"[:300] for _, item in heads}
             for queue, item in heads:
@@ -430,13 +430,11 @@ def _summary(exc: ValidationError) -> str:
     )[:500]
 
 
-def _outbound(item: Item) -> OutboundMessage:
-    record = item.record
-    assert record is not None and item.body is not None and item.ingest is not None
+def _outbound(record: EnrichedRecord, body: str, message_id: str, dedupe_id: str) -> OutboundMessage:
     appointment = record.appointment
     return OutboundMessage(
-        entry_id=item.message_id,
-        body=item.body,
+        entry_id=message_id,
+        body=body,
         attributes={
             "eventType": record.eventType,
             "locationId": record.locationId,
@@ -445,11 +443,5 @@ def _outbound(item: Item) -> OutboundMessage:
             "schemaVersion": record.schemaVersion,
         },
         group_id=record.appointmentId,
-        dedupe_id=item.ingest.dedupeId,
+        dedupe_id=dedupe_id,
     )
-
-
-def record_json(record: EnrichedRecord) -> dict[str, Any]:
-    """The record as consumers read it (a dict), for tests and tools."""
-    parsed: dict[str, Any] = json.loads(record.model_dump_json())
-    return parsed

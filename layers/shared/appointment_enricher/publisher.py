@@ -9,7 +9,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .queues import string_attributes
@@ -32,12 +33,11 @@ class OutboundMessage:
     attributes: dict[str, str]
     group_id: str
     dedupe_id: str
-    size: int = field(default=0)
 
-    @property
+    @cached_property
     def payload_bytes(self) -> int:
-        """Body plus attribute names and values, as AWS counts message size."""
-        return self.size or len(self.body.encode()) + sum(
+        """Body plus attribute names and values, as AWS counts message size (computed once)."""
+        return len(self.body.encode()) + sum(
             len(k) + len(v) + len("String") for k, v in self.attributes.items()
         )
 
