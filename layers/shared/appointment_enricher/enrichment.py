@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from .formats import parse_upstream_time, rfc3339
 from .models import Appointment, AppointmentSnapshot, AppointmentWebhook, Derived, EnrichedRecord
+from .wire import parse_upstream_time, rfc3339
 
 # Recurring instance ids: <masterId>_<startEpochMs>_<durationSeconds>
 _INSTANCE_ID = re.compile(r"^(?P<master>[A-Za-z0-9-]+)_(?P<start>\d{10,16})_(?P<dur>\d{1,7})$")

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from .formats import ID_PATTERN, parse_upstream_time
+from .wire import ID_PATTERN, parse_upstream_time
 
 EventType = Literal["AppointmentCreate", "AppointmentUpdate", "AppointmentDelete"]
 

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import requests
 
-from .formats import is_valid_id
+from .wire import is_valid_id
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from .formats import APPOINTMENT_EVENT_TYPES, is_valid_id, parse_upstream_time, rfc3339
 from .signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier, Verdict, header_value
+from .wire import APPOINTMENT_EVENT_TYPES, is_valid_id, parse_upstream_time, rfc3339
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 32
