@@ -91,6 +91,7 @@ class LocalStack:
     table_name: str
     token_secret_id: str
     powerleads_api_base_url: str = DEFAULT_POWERLEADS_API_BASE_URL
+    ledger_table_name: str = ""
     server: ThreadedMotoServer | None = field(default=None, repr=False)
 
     def client(self, service: str) -> Any:
@@ -126,6 +127,7 @@ class LocalStack:
                 "INGEST_QUEUE_URL": self.ingest_queue_url,
                 "DEAD_LETTER_QUEUE_URL": self.quarantine_queue_url,
                 "IDEMPOTENCY_TABLE_NAME": self.table_name,
+                "LEDGER_TABLE_NAME": self.ledger_table_name,
                 "POWERLEADS_API_BASE_URL": powerleads_api_base_url or self.powerleads_api_base_url,
                 "POWERLEADS_TOKEN_SECRET_ID": self.token_secret_id,
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
@@ -234,17 +236,18 @@ def create_resources(
         ReturnSubscriptionArn=True,
     )["SubscriptionArn"]
 
-    table_name = f"IdempotencyTable{sfx}"
-    ddb.create_table(
-        TableName=table_name,
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    ddb.update_time_to_live(
-        TableName=table_name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
-    )
+    table_name, ledger_table_name = f"IdempotencyTable{sfx}", f"LedgerTable{sfx}"
+    for name in (table_name, ledger_table_name):  # template: IdempotencyTable, LedgerTable
+        ddb.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
+        )
 
     secret_arn = secrets.create_secret(Name=f"powerleads/api-token{sfx}", SecretString=token)["ARN"]
 
@@ -265,6 +268,7 @@ def create_resources(
         table_name=table_name,
         token_secret_id=secret_arn,
         powerleads_api_base_url=powerleads_api_base_url,
+        ledger_table_name=ledger_table_name,
     )
 
 

@@ -266,7 +266,12 @@ def check_environment(t: Template) -> None:
 
 
 def check_idempotency_table(t: Template) -> None:
-    p = props(t, "IdempotencyTable")
+    for table in ("IdempotencyTable", "LedgerTable"):
+        _check_table(props(t, table))
+    assert is_ref(function_env(t, "EnricherFunction").get("LEDGER_TABLE_NAME"), "LedgerTable")
+
+
+def _check_table(p: dict[str, Any]) -> None:
     assert p.get("BillingMode") == "PAY_PER_REQUEST"
     assert p.get("KeySchema") == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert {"AttributeName": "id", "AttributeType": "S"} in (p.get("AttributeDefinitions") or [])
@@ -317,6 +322,7 @@ def check_outputs(t: Template) -> None:
         "IngestDLQUrl",
         "QuarantineQueueUrl",
         "IdempotencyTableName",
+        "LedgerTableName",
         "DashboardUrl",
     ):
         assert name in outputs, name
@@ -434,9 +440,21 @@ ALLOWED_POLICY_TEMPLATES = {
         "AWSSecretsManagerGetSecretValuePolicy",
     },
 }
-# The one inline statement allowed (see the comment in template.yaml): write back a rotated token.
+# The inline statements allowed (see the comments in template.yaml), by Sid: write back a rotated
+# token; read and write the ledger (no Scan, Query or deletes).
 INLINE_ALLOWED = {
-    "EnricherFunction": {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}
+    "EnricherFunction": {
+        "WriteBackRotatedPowerLeadsToken": {
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:UpdateSecretVersionStage",
+        },
+        "LedgerReadWrite": {
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        },
+    }
 }
 TOKEN_SECRET_PARAMS = {"PowerLeadsTokenSecretArn", "PowerLeadsTokenSecretName"}
 
@@ -473,11 +491,15 @@ def check_function_policies(t: Template) -> None:
                         assert st.get("Effect") == "Allow"
                         actions = as_list(st.get("Action"))
                         assert actions, st
-                        assert set(actions) <= INLINE_ALLOWED.get(fn, set()), f"{fn}: inline {actions}"
+                        allowed = INLINE_ALLOWED.get(fn, {}).get(st.get("Sid", ""), set())
+                        assert set(actions) <= allowed, f"{fn}: inline {st.get('Sid')} {actions}"
                         assert "NotAction" not in st and "NotResource" not in st
-                        assert _secret_arn_ok(st.get("Resource")), (
-                            f"{fn}: inline resource {st.get('Resource')}"
+                        resource_ok = (
+                            is_getatt(st.get("Resource"), "LedgerTable", "Arn")
+                            if st.get("Sid") == "LedgerReadWrite"
+                            else _secret_arn_ok(st.get("Resource"))
                         )
+                        assert resource_ok, f"{fn}: inline resource {st.get('Resource')}"
                         inline_statements += 1
                     continue
                 assert len(item) == 1, item
@@ -486,7 +508,7 @@ def check_function_policies(t: Template) -> None:
                 assert "*" not in json.dumps(args), f"{fn}: wildcard in {name} arguments"
                 if name == "AWSSecretsManagerGetSecretValuePolicy":
                     assert _secret_arn_ok(args.get("SecretArn")), args
-        assert inline_statements <= 1, f"{fn}: more than one inline statement"
+        assert inline_statements <= len(INLINE_ALLOWED.get(fn, {})), f"{fn}: too many inline statements"
 
 
 def check_enricher_grants(t: Template) -> None:
@@ -659,6 +681,13 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ),
     ("table ttl", "check_idempotency_table", _delete(R, "IdempotencyTable", P, "TimeToLiveSpecification")),
     ("table sse", "check_idempotency_table", _delete(R, "IdempotencyTable", P, "SSESpecification")),
+    ("ledger ttl", "check_idempotency_table", _delete(R, "LedgerTable", P, "TimeToLiveSpecification")),
+    ("ledger env", "check_idempotency_table", _delete(*ENR_ENV, "LEDGER_TABLE_NAME")),
+    (
+        "ledger scan",
+        "check_function_policies",
+        _set(["dynamodb:Scan"], R, "EnricherFunction", P, "Policies", 6, "Statement", 0, "Action"),
+    ),
     ("raw delivery", "check_output_fanout", _delete(R, "EnrichedQueueSubscription", P, "RawMessageDelivery")),
     (
         "source arn",

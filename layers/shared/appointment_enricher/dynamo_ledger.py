@@ -1,0 +1,149 @@
+"""DynamoDB adapter of the ledger port (``ledger.py``): the item layout documented there.
+
+Low-level client (injected, one per container) and hand-written attribute conversion: the few
+attribute types are known, and boto3's TypeDeserializer would turn numbers into Decimals.
+Reads are strongly consistent: a write is conditional on the revision read, so a stale read
+would only cost a needless retry.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .ledger import (
+    APPOINTMENT_KEY_PREFIX,
+    DEFAULT_LEDGER_TTL_SECONDS,
+    LOCATIONS_KEY,
+    MAX_KEYS_PER_READ,
+    LedgerConflict,
+    LedgerEntry,
+    appointment_key,
+    ledger_time,
+    parse_ledger_time,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+UNPROCESSED_ATTEMPTS = 6
+
+
+def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _entry(item: Mapping[str, Any]) -> LedgerEntry:
+    date_updated = item.get("dateUpdated", {}).get("S")
+    recent = json.loads(item.get("recent", {}).get("S", "[]"))
+    return LedgerEntry(
+        appointment_id=item["id"]["S"].removeprefix(APPOINTMENT_KEY_PREFIX),
+        location_id=item.get("locationId", {}).get("S", ""),
+        date_updated=parse_ledger_time(date_updated) if date_updated else None,
+        deleted=bool(item.get("deleted", {}).get("BOOL", False)),
+        appointment=json.loads(item.get("appointment", {}).get("S", "{}")),
+        recent=tuple((str(dedupe), change) for dedupe, change in recent),
+        revision=int(item.get("revision", {}).get("N", "0")),
+    )
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class DynamoLedger:
+    """``Ledger`` on one DynamoDB table (which may also hold the idempotency records)."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        *,
+        ttl_seconds: int = DEFAULT_LEDGER_TTL_SECONDS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.table_name = table_name
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+        self.sleep = sleep
+        self._locations_added: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- reads (the reconciler's port) -------------------------------------------------------
+
+    def entries(self, appointment_ids: Sequence[str]) -> dict[str, LedgerEntry]:
+        """BatchGetItem, 100 keys a call; unprocessed keys are retried with jittered backoff."""
+        found: dict[str, LedgerEntry] = {}
+        unique = list(dict.fromkeys(appointment_ids))
+        for chunk in _chunks(unique, MAX_KEYS_PER_READ):
+            for item in self._batch_get([{"id": {"S": appointment_key(i)}} for i in chunk]):
+                entry = _entry(item)
+                found[entry.appointment_id] = entry
+        return found
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+        for attempt in range(UNPROCESSED_ATTEMPTS):
+            if attempt:
+                self.sleep(random.random() * min(1.0, 0.05 * (1 << attempt)))  # noqa: S311 - jitter
+            response = self.client.batch_get_item(RequestItems=request)
+            items.extend(response.get("Responses", {}).get(self.table_name, []))
+            request = dict(response.get("UnprocessedKeys") or {})
+            if not request:
+                return items
+        raise RuntimeError(f"ledger read left {len(request[self.table_name]['Keys'])} keys unprocessed")
+
+    def known_locations(self) -> list[str]:
+        response = self.client.get_item(
+            TableName=self.table_name, Key={"id": {"S": LOCATIONS_KEY}}, ConsistentRead=True
+        )
+        return sorted(response.get("Item", {}).get("locationIds", {}).get("SS", []))
+
+    # -- writes (the enricher) ---------------------------------------------------------------
+
+    def save(self, entry: LedgerEntry) -> None:
+        item: dict[str, Any] = {
+            "id": {"S": appointment_key(entry.appointment_id)},
+            "locationId": {"S": entry.location_id},
+            "deleted": {"BOOL": entry.deleted},
+            "appointment": {"S": _compact(dict(entry.appointment))},
+            "recent": {"S": _compact([[dedupe, change] for dedupe, change in entry.recent])},
+            "revision": {"N": str(entry.revision + 1)},
+            "expiration": {"N": str(int(self.clock().timestamp()) + self.ttl_seconds)},
+        }
+        if entry.date_updated is not None:
+            item["dateUpdated"] = {"S": ledger_time(entry.date_updated)}
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(id)"}
+            if entry.revision == 0
+            else {
+                "ConditionExpression": "revision = :expected",
+                "ExpressionAttributeValues": {":expected": {"N": str(entry.revision)}},
+            }
+        )
+        try:
+            self.client.put_item(TableName=self.table_name, Item=item, **condition)
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            raise LedgerConflict(f"ledger item of {entry.appointment_id} changed since it was read") from exc
+
+    def remember_location(self, location_id: str) -> None:
+        with self._lock:
+            if location_id in self._locations_added:
+                return
+        self.client.update_item(
+            TableName=self.table_name,
+            Key={"id": {"S": LOCATIONS_KEY}},
+            UpdateExpression="ADD locationIds :l",
+            ExpressionAttributeValues={":l": {"SS": [location_id]}},
+        )
+        with self._lock:
+            self._locations_added.add(location_id)
