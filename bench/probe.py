@@ -359,25 +359,29 @@ def run_cpu(spec: dict[str, Any]) -> dict[str, Any]:
     add_code_paths()
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from appointment_enricher.enricher import _outbound  # noqa: PLC0415
     from appointment_enricher.enrichment import build_record  # noqa: PLC0415
-    from appointment_enricher.models import (  # noqa: PLC0415
-        AppointmentWebhook,
-        GetAppointmentResponse,
-        IngestMessage,
-    )
+    from appointment_enricher.models import AppointmentWebhook, GetAppointmentResponse  # noqa: PLC0415
+    from appointment_enricher.outbound import outbound_message  # noqa: PLC0415
+    from appointment_enricher.wire import IngestMessage, parse_json_object, read_webhook  # noqa: PLC0415
 
     raw = spec["record"]["body"]
     upstream = spec["upstream_body"]
     iterations = int(spec.get("iterations", 2000))
 
     def once() -> int:
-        ingest = IngestMessage.model_validate_json(raw)
-        webhook = AppointmentWebhook.model_validate_json(ingest.body)
+        ingest = IngestMessage.decode(raw)
+        document = parse_json_object(ingest.body)
+        ref = read_webhook(document)
+        webhook = AppointmentWebhook.model_validate(document)
         appointment = GetAppointmentResponse.model_validate(json.loads(upstream)).event
-        record = build_record(webhook, appointment, received_at=ingest.receivedAt, now=datetime.now(UTC))
-        body = record.model_dump_json(exclude_unset=True)
-        return _outbound(record, body, "m", ingest.dedupeId).payload_bytes
+        record = build_record(
+            webhook,
+            appointment,
+            received_at=ingest.received_at,
+            now=datetime.now(UTC),
+            webhook_id=ref.webhook_id,
+        )
+        return outbound_message(record, "m", ingest.dedupe_id).payload_bytes
 
     for _ in range(200):
         once()

@@ -15,8 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from appointment_enricher.models import AppointmentWebhook, IngestMessage
+from appointment_enricher.models import AppointmentWebhook
 from appointment_enricher.queues import IngestQueue, Quarantine
+from appointment_enricher.wire import IngestMessage
 from dev.awslocal import REGION, LocalStack, aws_base_env, create_resources, start_moto_server, unique_suffix
 from dev.cli import Env, main
 from dev.signing import EVENTS_DIR, KEYS_DIR, ingest_message, sample_webhook
@@ -179,18 +180,18 @@ def test_redrive_moves_only_the_filtered_error_type_with_fifo_ids(stack: LocalSt
     assert "redrive [" in run.err and "3/3 100%" in run.err
 
     moved = drain(stack, stack.ingest_queue_url)
-    originals = {IngestMessage.model_validate_json(bodies[n]).body: bodies[n] for n in ("create", "delete")}
+    originals = {IngestMessage.decode(bodies[n]).body: bodies[n] for n in ("create", "delete")}
     assert len(moved) == 2
     for message in moved:
-        ingest_body = IngestMessage.model_validate_json(message["Body"])
-        original = IngestMessage.model_validate_json(originals.pop(ingest_body.body))  # webhook unchanged
+        ingest_body = IngestMessage.decode(message["Body"])
+        original = IngestMessage.decode(originals.pop(ingest_body.body))  # webhook unchanged
         webhook = AppointmentWebhook.model_validate_json(ingest_body.body)
         assert message["Attributes"]["MessageGroupId"] == webhook.appointment.id
         dedupe = message["Attributes"]["MessageDeduplicationId"]
-        assert dedupe.startswith(original.dedupeId + ".redrive-")
+        assert dedupe.startswith(original.dedupe_id + ".redrive-")
         # A fresh idempotency key: the enricher completed the original's claim when quarantining it.
-        assert ingest_body.dedupeId == dedupe
-        assert ingest_body.receivedAt == original.receivedAt
+        assert ingest_body.dedupe_id == dedupe
+        assert ingest_body.received_at == original.received_at
         assert message["MessageAttributes"]["eventType"]["StringValue"] == webhook.type
         assert message["MessageAttributes"]["locationId"]["StringValue"] == webhook.locationId
     left = drain(stack, stack.quarantine_queue_url)
@@ -250,11 +251,11 @@ def test_backfill_validates_paces_and_summarises(stack: LocalStack, tmp_path: Pa
     assert len(queued) == 3
     webhook_ids = set()
     for message in queued:
-        ingest = IngestMessage.model_validate_json(message["Body"])
+        ingest = IngestMessage.decode(message["Body"])
         webhook = AppointmentWebhook.model_validate_json(ingest.body)
         assert webhook.type == "AppointmentUpdate"
         assert webhook.webhookId is not None and webhook.webhookId.startswith("backfill-")
-        assert ingest.dedupeId == webhook.webhookId
+        assert ingest.dedupe_id == webhook.webhookId
         assert message["Attributes"]["MessageGroupId"] == webhook.appointment.id
         assert message["Attributes"]["MessageDeduplicationId"] == webhook.webhookId
         assert message["MessageAttributes"]["locationId"]["StringValue"] == webhook.locationId

@@ -176,6 +176,7 @@ def test_duplicates_publish_once_with_the_real_idempotency_table(
         "calendarId": SEED["calendarId"],
         "appointmentStatus": SEED["appointmentStatus"],
         "schemaVersion": "1",
+        "changeKind": "created",  # the local stack runs with the ledger on
     }
     (item,) = idempotency_items(local_stack)
     assert item["status"]["S"] == "COMPLETED"
@@ -289,7 +290,7 @@ def test_a_retry_budget_past_the_deadline_is_a_batch_item_failure(
 ) -> None:
     a, b = appointment_id(), appointment_id()
     put(sandbox, a)
-    put(sandbox, b)
+    put(sandbox, b, locationId="OtherLocation000001")
     sandbox.queue_faults([Fault.error(429, headers={"Retry-After": "120"})], event_id=a)
     enqueue(local_stack, a)
     enqueue(local_stack, b, location="OtherLocation000001")  # its own rate-limit window
@@ -432,8 +433,9 @@ def test_outcomes_are_emitted_as_emf_metrics_and_logged_with_the_dedupe_id(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ok, gone, rejected, limited = (appointment_id() for _ in range(4))
-    for event_id in (ok, rejected, limited):
+    for event_id in (ok, rejected):
         put(sandbox, event_id)
+    put(sandbox, limited, locationId="OtherLocation000002")
     sandbox.queue_faults([Fault.error(422)], event_id=rejected)
     sandbox.queue_faults(
         [Fault.error(429), Fault.error(429, headers={"Retry-After": "120"})], event_id=limited

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from appointment_enricher import enricher as enricher_module
+from appointment_enricher import groups as groups_module
 from appointment_enricher.config import EnricherSettings
 from appointment_enricher.enricher import EnricherService, Outcome, Stats
 from appointment_enricher.idempotency import Claim
@@ -290,14 +290,14 @@ def test_groups_are_fetched_concurrently(parts) -> None:
 
 def test_an_unexpected_error_retries_the_rest_of_the_group(parts, monkeypatch) -> None:
     _source, sink, _, memory = parts
-    real = enricher_module.build_record
+    real = groups_module.build_record
 
     def build(webhook: Any, *args: Any, **kwargs: Any) -> Any:
         if webhook.webhookId == "wh-2":
             raise RuntimeError("bug")
         return real(webhook, *args, **kwargs)
 
-    monkeypatch.setattr(enricher_module, "build_record", build)
+    monkeypatch.setattr(groups_module, "build_record", build)
     items, failures, _ = run(service(*parts), [sqs(1, "A"), sqs(2, "A"), sqs(3, "A"), sqs(4, "B")])
     assert failures == [{"itemIdentifier": f"msg-{n}"} for n in (1, 2, 3)]
     assert [m.dedupe_id for m in sink.delivered] == ["wh-4"]
@@ -329,13 +329,79 @@ def test_deletes_need_no_fetch(parts) -> None:
     assert counts["RecordsDeleted"] == 1
 
 
-def test_404_publishes_deleted_records_from_the_snapshots(parts) -> None:
-    source, sink, _, _ = parts
+def test_404_after_the_grace_publishes_deleted_records_from_the_snapshots(parts) -> None:
+    source, sink, parked, memory = parts
     source.results["A"] = AppointmentNotFound("HTTP 404", status=404)
-    _, failures, counts = run(service(*parts), [sqs(1, "A"), sqs(2, "A")])
+    svc = service(source, sink, parked, memory, not_found_grace_seconds=5)  # the events are 5 s old
+    _, failures, counts = run(svc, [sqs(1, "A"), sqs(2, "A")])
     assert failures == [] and len(source.calls) == 1
     assert [r["deleted"] for r in bodies(sink.delivered)] == [True, True]
     assert counts["RecordsDeleted"] == 2
+
+
+def test_404_within_the_grace_is_retried_not_published(parts) -> None:
+    source, sink, parked, memory = parts
+    source.results["A"] = AppointmentNotFound("HTTP 404", status=404)
+    svc = service(source, sink, parked, memory, not_found_grace_seconds=6)
+    items, failures, _ = run(svc, [sqs(1, "A"), sqs(2, "A", "AppointmentDelete"), sqs(3, "B")])
+    assert failures == [{"itemIdentifier": "msg-1"}, {"itemIdentifier": "msg-2"}]  # the delete waits its turn
+    assert items[0].error_type == "NotFoundWithinGrace"
+    assert [m.dedupe_id for m in sink.delivered] == ["wh-3"] and parked.sent == []
+    assert memory.state == {"wh-3": "COMPLETED"}  # released: the retry decides
+
+
+def test_an_unreadable_received_at_cannot_wait_for_the_grace(parts) -> None:
+    source, sink, _parked, _memory = parts
+    source.results["A"] = AppointmentNotFound("HTTP 404", status=404)
+    record = sqs(1, "A")
+    ingest = json.loads(record["body"]) | {"receivedAt": "yesterday"}
+    _, failures, _ = run(service(*parts), [record | {"body": json.dumps(ingest)}])
+    assert failures == [] and [r["deleted"] for r in bodies(sink.delivered)] == [True]
+
+
+def test_an_appointment_of_another_location_is_quarantined_never_published(parts) -> None:
+    source, sink, parked, memory = parts
+    source.results["A"] = {"event": event("A", locationId="someone-else")}
+    items, failures, counts = run(service(*parts), [sqs(1, "A"), sqs(2, "A")])
+    assert failures == [] and sink.delivered == []
+    assert [p["error_type"] for p in parked.sent] == ["LocationMismatch", "LocationMismatch"]
+    assert "another location" in (items[0].error_message or "")
+    assert counts["RecordsQuarantined"] == 2 and memory.state["wh-1"] == "COMPLETED"
+
+
+def test_every_record_says_what_produced_it(parts) -> None:
+    _source, sink, _, _ = parts
+    record = sqs(1, "A")
+    ingest = json.loads(record["body"]) | {"trigger": "reconcile"}
+    run(service(*parts), [record | {"body": json.dumps(ingest)}, sqs(2, "B")])
+    assert [r["trigger"] for r in bodies(sink.delivered)] == ["reconcile", "webhook"]
+    assert all("change" not in r for r in bodies(sink.delivered))  # no ledger, no change
+
+
+def test_snapshot_fields_of_any_shape_are_accepted_and_kept(parts) -> None:
+    _source, sink, parked, _ = parts
+    webhook = {
+        "type": "AppointmentDelete",
+        "locationId": LOC,
+        "webhookId": 12345,
+        "timestamp": {"odd": True},
+        "appId": ["x"],
+        "appointment": {
+            "id": "A",
+            "startTime": 17,
+            "endTime": "not a time",
+            "calendarId": None,
+            "isRecurring": "true",
+        },
+    }
+    ingest = {"body": json.dumps(webhook), "receivedAt": "2026-01-02T03:04:00Z", "dedupeId": "d1"}
+    record = {"messageId": "m1", "body": json.dumps(ingest), "attributes": {"MessageGroupId": "A"}}
+    _, failures, _ = run(service(*parts), [record])
+    assert failures == [] and parked.sent == []
+    (out,) = bodies(sink.delivered)
+    assert out["appointment"]["startTime"] == 17 and out["appointment"]["endTime"] == "not a time"
+    assert out["webhookId"] == "12345"
+    assert out["derived"]["startTimeUtc"] is None and out["derived"]["isRecurring"] is True
 
 
 # ----- upstream resilience at the batch level -----------------------------------------------

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .config import EnricherSettings
+from .dynamo_ledger import DynamoLedger
 from .enricher import EnricherService, Stats
 from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
 from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
@@ -44,12 +45,20 @@ def build_enricher(
         if secret_id
         else StaticTokens(settings.POWERLEADS_TOKEN or "")
     )
+    dynamodb = (
+        boto3.client("dynamodb") if settings.IDEMPOTENCY_TABLE_NAME or settings.LEDGER_TABLE_NAME else None
+    )
     idempotency: Idempotency = (
         PowertoolsIdempotency(
-            settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds, client=boto3.client("dynamodb")
+            settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds, client=dynamodb
         )
         if settings.IDEMPOTENCY_TABLE_NAME
         else NoIdempotency()
+    )
+    ledger = (
+        DynamoLedger(boto3.client("dynamodb"), settings.LEDGER_TABLE_NAME)
+        if settings.LEDGER_TABLE_NAME
+        else None
     )
     stats = Stats()
     client = PowerLeadsClient(
@@ -70,6 +79,9 @@ def build_enricher(
         Publisher(destinations),
         Quarantine(sqs, settings.DEAD_LETTER_QUEUE_URL),
         idempotency,
+        ledger=ledger,
+        not_found_grace_seconds=settings.NOT_FOUND_GRACE_SECONDS,
+        suppress_unchanged=settings.SUPPRESS_UNCHANGED_RECORDS,
         max_workers=settings.ENRICHER_MAX_WORKERS,
         deadline_margin_seconds=settings.ENRICHER_DEADLINE_MARGIN_SECONDS,
         log=log,
