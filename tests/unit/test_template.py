@@ -279,6 +279,20 @@ def _check_table(p: dict[str, Any]) -> None:
     assert (p.get("SSESpecification") or {}).get("SSEEnabled") is True
 
 
+def check_not_found_grace(t: Template) -> None:
+    """A 404 is retried until NOT_FOUND_GRACE_SECONDS; each retry waits the ingest visibility
+    timeout, so the receives left after the first must cover the largest grace allowed."""
+    env = function_env(t, "EnricherFunction")
+    assert is_ref(env.get("NOT_FOUND_GRACE_SECONDS"), "NotFoundGraceSeconds")
+    grace = (t.get("Parameters") or {}).get("NotFoundGraceSeconds") or {}
+    assert grace.get("Default") == 120
+    visibility = props(t, "IngestQueue").get("VisibilityTimeout")
+    receives = param_default(t, (props(t, "IngestQueue").get("RedrivePolicy") or {}).get("maxReceiveCount"))
+    assert isinstance(visibility, int) and isinstance(receives, int)
+    assert (receives - 1) * visibility >= grace.get("MaxValue", 10**9), (visibility, receives, grace)
+    assert param_default(t, env.get("SUPPRESS_UNCHANGED_RECORDS")) == "false"
+
+
 def check_output_fanout(t: Template) -> None:
     sub = props(t, "EnrichedQueueSubscription")
     assert is_ref(sub.get("TopicArn"), "EnrichedTopic")
@@ -572,6 +586,7 @@ CHECKS: dict[str, Callable[[Template], None]] = {
         check_enricher_event_source,
         check_environment,
         check_idempotency_table,
+        check_not_found_grace,
         check_output_fanout,
         check_log_groups,
         check_outputs,
@@ -681,6 +696,8 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ),
     ("table ttl", "check_idempotency_table", _delete(R, "IdempotencyTable", P, "TimeToLiveSpecification")),
     ("table sse", "check_idempotency_table", _delete(R, "IdempotencyTable", P, "SSESpecification")),
+    ("grace env", "check_not_found_grace", _delete(*ENR_ENV, "NOT_FOUND_GRACE_SECONDS")),
+    ("grace too long", "check_not_found_grace", _set(3600, "Parameters", "NotFoundGraceSeconds", "MaxValue")),
     ("ledger ttl", "check_idempotency_table", _delete(R, "LedgerTable", P, "TimeToLiveSpecification")),
     ("ledger env", "check_idempotency_table", _delete(*ENR_ENV, "LEDGER_TABLE_NAME")),
     (
