@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from appointment_enricher import groups as groups_module
 from appointment_enricher.config import EnricherSettings
 from appointment_enricher.enricher import EnricherService, Outcome, Stats
 from appointment_enricher.idempotency import Claim
+from appointment_enricher.ledger import LedgerConflict, LedgerEntry
 from appointment_enricher.powerleads import (
     AppointmentNotFound,
     InvalidUpstreamBody,
@@ -498,3 +500,77 @@ def test_when_quarantine_is_unreachable_the_message_is_retried_not_dropped(parts
     items, failures, _ = run(svc, [sqs(1, "A")])
     assert failures == [{"itemIdentifier": "msg-1"}] and items[0].error_type == "QuarantineFailed"
     assert memory.state == {}
+
+
+# ----- change tracking (in-memory ledger; the DynamoDB cases run over the wire) ----------------
+
+
+class MemoryLedger:
+    """The ``Ledger`` port in memory, with the revision condition of the real adapter."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, LedgerEntry] = {}
+        self.locations: set[str] = set()
+        self.conflict_once = False
+        self.broken = False
+        self.reads: list[list[str]] = []
+
+    def entries(self, appointment_ids: Any) -> dict[str, LedgerEntry]:
+        if self.broken:
+            raise RuntimeError("dynamodb down")
+        self.reads.append(list(appointment_ids))
+        return {i: self.items[i] for i in appointment_ids if i in self.items}
+
+    def known_locations(self) -> list[str]:
+        return sorted(self.locations)
+
+    def save(self, entry: LedgerEntry) -> None:
+        stored = self.items.get(entry.appointment_id)
+        if self.conflict_once or (stored.revision if stored else 0) != entry.revision:
+            self.conflict_once = False
+            raise LedgerConflict("changed")
+        self.items[entry.appointment_id] = replace(entry, revision=entry.revision + 1)
+
+    def remember_location(self, location_id: str) -> None:
+        self.locations.add(location_id)
+
+
+def test_one_ledger_read_per_batch_and_each_record_carries_its_change(parts) -> None:
+    source, sink, parked, memory = parts
+    book = MemoryLedger()
+    svc = service(source, sink, parked, memory, ledger=book)
+    _, failures, _ = run(svc, [sqs(1, "A"), sqs(2, "B"), sqs(3, "A")])
+    assert failures == [] and book.reads == [["A", "B"]]
+    assert [(r["appointmentId"], r["change"]["kind"]) for r in bodies(sink.delivered)] == [
+        ("A", "created"),
+        ("B", "created"),
+        ("A", "unchanged"),
+    ]
+    assert [m.attributes["changeKind"] for m in sink.delivered] == ["created", "created", "unchanged"]
+    assert book.items["A"].revision == 1 and book.locations == {LOC}
+
+
+def test_a_ledger_conflict_retries_the_appointment_and_publishes_nothing_of_it(parts) -> None:
+    source, sink, parked, memory = parts
+    book = MemoryLedger()
+    book.conflict_once = True
+    items, failures, _ = run(service(source, sink, parked, memory, ledger=book), [sqs(1, "A"), sqs(2, "A")])
+    assert failures == [{"itemIdentifier": "msg-1"}, {"itemIdentifier": "msg-2"}]
+    assert items[0].error_type == "LedgerConflict" and sink.delivered == [] and memory.state == {}
+
+
+def test_an_unreachable_ledger_retries_everything(parts) -> None:
+    source, sink, parked, memory = parts
+    book = MemoryLedger()
+    book.broken = True
+    items, failures, _ = run(service(source, sink, parked, memory, ledger=book), [sqs(1, "A"), sqs(2, "B")])
+    assert len(failures) == 2 and sink.delivered == [] and items[0].error_type == "LedgerUnavailable"
+
+
+def test_suppressed_records_complete_their_claims_and_are_counted(parts) -> None:
+    source, sink, parked, memory = parts
+    svc = service(source, sink, parked, memory, ledger=MemoryLedger(), suppress_unchanged=True)
+    items, failures, counts = run(svc, [sqs(1, "A"), sqs(2, "A")])
+    assert failures == [] and [i.outcome for i in items] == [Outcome.PUBLISHED, Outcome.SUPPRESSED]
+    assert len(sink.delivered) == 1 and counts["UnchangedSuppressed"] == 1
+    assert memory.state == {"wh-1": "COMPLETED", "wh-2": "COMPLETED"}
