@@ -132,6 +132,13 @@ def _assert_balanced(stack: Any, records: list[dict[str, Any]], webhook_ids: lis
     assert drain(stack, stack.ingest_dlq_url, wait_seconds=0) == []
     claims = stack.client("dynamodb").scan(TableName=stack.table_name)["Items"]
     assert len(claims) == len(webhook_ids) and all(c["status"]["S"] == "COMPLETED" for c in claims)
+    # The ledger is on: per appointment, in publish order, one "created" and then "unchanged"
+    # (the sandbox serves one state per appointment), whatever the crash cut.
+    kinds: dict[str, list[str]] = {}
+    for message in records:
+        record = json.loads(message["Body"])
+        kinds.setdefault(record["appointmentId"], []).append(record["change"]["kind"])
+    assert all(k == ["created"] + ["unchanged"] * (len(k) - 1) for k in kinds.values()), kinds
 
 
 def test_sigkill_mid_batch_then_fresh_enricher_balances(moto_server, sandbox) -> None:
@@ -190,3 +197,67 @@ def test_sigkill_after_publish_before_ack_publishes_nothing_twice(moto_server, s
         stop_process(first)
     later = _finish_with_fresh_enricher(stack, env, total - len(early))
     _assert_balanced(stack, early + later, webhook_ids)
+
+
+class Killed(BaseException):
+    """The container dying: raised where a crash would stop the process, caught by nothing."""
+
+
+def test_crash_between_ledger_write_and_publish_leaves_no_gap_and_no_contradiction(
+    stack_env: dict[str, str], local_stack: Any, sandbox: Any
+) -> None:
+    """The ledger is written ahead of the publish. The process dies in between: nothing is
+    published, nothing acknowledged, claims left INPROGRESS. After the claims expire, the retry
+    publishes every webhook once with the change the ledger recorded for it (not ``unchanged``),
+    and the appointment's next change is told against exactly that state."""
+    from appointment_enricher.dynamo_ledger import DynamoLedger  # noqa: PLC0415
+    from dev.lambda_loader import load_function_module  # noqa: PLC0415
+    from tests.integration.test_change_tracking import send  # noqa: PLC0415
+    from tests.integration.test_enricher_pipeline import Driver, put  # noqa: PLC0415
+
+    module = load_function_module("enricher")
+    module.service.deadline_margin_seconds = 0.5
+    driver = Driver(module, local_stack, timeout_seconds=2.0)  # claims expire 2 s after the crash
+    ids = [f"Crash{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    webhooks: dict[str, list[str]] = {}
+    for a in ids:
+        put(sandbox, a, dateUpdated="2026-11-30T10:00:00Z", appointmentStatus="confirmed")
+        webhooks[a] = [send(local_stack, a, "AppointmentCreate"), send(local_stack, a)]
+
+    def die(messages: Any) -> dict[str, str]:
+        raise Killed
+
+    real_publish = module.service.publisher.publish
+    module.service.publisher.publish = die
+    messages = driver.poller.receive()
+    assert len(messages) == 6
+    with pytest.raises(Killed):
+        driver.poller.process(messages)
+    module.service.publisher.publish = real_publish
+    sqs = local_stack.client("sqs")
+    for m in messages:
+        sqs.change_message_visibility(
+            QueueUrl=local_stack.ingest_queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+        )
+    assert drain(local_stack, local_stack.enriched_queue_url, wait_seconds=0) == []
+    ledger = DynamoLedger(local_stack.client("dynamodb"), local_stack.ledger_table_name)
+    held = ledger.entries(ids)
+    assert all(held[a].change_for(w) is not None for a in ids for w in webhooks[a])  # written ahead
+
+    put(sandbox, ids[0], dateUpdated="2026-11-30T10:01:00Z", appointmentStatus="cancelled")
+    time.sleep(2.2)
+    driver.run_until_empty()
+    records = [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url, 0)]
+    by_appointment: dict[str, list[tuple[str, str]]] = {}
+    for record in records:
+        by_appointment.setdefault(record["appointmentId"], []).append(
+            (record["webhookId"], record["change"]["kind"])
+        )
+    for a in ids:  # every webhook once, in order, with its recorded change
+        assert by_appointment[a] == [(webhooks[a][0], "created"), (webhooks[a][1], "unchanged")]
+
+    send(local_stack, ids[0])
+    driver.run_until_empty()
+    (next_record,) = [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url, 0)]
+    assert next_record["change"]["kind"] == "cancelled"
+    assert next_record["change"]["previous"] == {"appointmentStatus": "confirmed"}
