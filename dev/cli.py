@@ -4,10 +4,12 @@
     plenrich redrive  [--dlq-url URL] [--ingest-queue-url URL] [--error-type T ...] [--max N] [--dry-run]
     plenrich backfill [--ingest-queue-url URL] [--file F | stdin] [--location LOC] [--rate 8] [--dry-run]
     plenrich replay   [--url URL] [--keep-ids] [--scheme ed25519|rsa|both] [FILE ...]
+    plenrich show     APPOINTMENT_ID [--ledger-table NAME] [--json]
 
 AWS access is plain boto3, so ``AWS_ENDPOINT_URL`` (the local stack), ``AWS_PROFILE`` and
 ``AWS_REGION`` work as usual; queue URLs come from the flags or from the functions' variables
-``INGEST_QUEUE_URL`` and ``DEAD_LETTER_QUEUE_URL``. Progress goes to stderr, results to stdout.
+``INGEST_QUEUE_URL`` and ``DEAD_LETTER_QUEUE_URL`` (and ``LEDGER_TABLE_NAME`` for ``show``).
+Progress goes to stderr, results to stdout.
 Exit codes: 0 ok, 1 partial failure (some items failed or were invalid), 2 usage error.
 """
 
@@ -56,10 +58,17 @@ class Env:
     def sqs(self, args: argparse.Namespace) -> Any:
         if self.sqs_factory is not None:
             return self.sqs_factory(args)
-        import boto3  # noqa: PLC0415 - keeps `--help` fast
+        return _client("sqs", args)
 
-        options = {k: v for k, v in (("endpoint_url", args.endpoint_url), ("region_name", args.region)) if v}
-        return boto3.client("sqs", **options)
+    def dynamodb(self, args: argparse.Namespace) -> Any:
+        return _client("dynamodb", args)
+
+
+def _client(service: str, args: argparse.Namespace) -> Any:
+    import boto3  # noqa: PLC0415 - keeps `--help` fast
+
+    options = {k: v for k, v in (("endpoint_url", args.endpoint_url), ("region_name", args.region)) if v}
+    return boto3.client(service, **options)  # type: ignore[call-overload]
 
 
 # ----- output helpers ----------------------------------------------------------------------------
@@ -549,6 +558,58 @@ def cmd_replay(args: argparse.Namespace, env: Env) -> int:
 # ----- entry point --------------------------------------------------------------------------------
 
 
+# ----- show: what the ledger holds for one appointment -----------------------------------------
+
+SHOWN_FIELDS = ("appointmentStatus", "startTime", "endTime", "assignedUserId", "calendarId", "title")
+
+
+def ledger_view(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The ledger item (layout in appointment_enricher/ledger.py) as plain JSON."""
+    expiration = int(item.get("expiration", {}).get("N", "0"))
+    return {
+        "appointmentId": item["id"]["S"].removeprefix("appointment#"),
+        "locationId": item.get("locationId", {}).get("S"),
+        "dateUpdated": item.get("dateUpdated", {}).get("S"),
+        "deleted": item.get("deleted", {}).get("BOOL", False),
+        "revision": int(item.get("revision", {}).get("N", "0")),
+        "expiresAt": iso_timestamp(datetime.fromtimestamp(expiration, tz=UTC)) if expiration else None,
+        "appointment": json.loads(item.get("appointment", {}).get("S", "{}")),
+        "recent": [
+            {"dedupeId": dedupe, "change": change}
+            for dedupe, change in json.loads(item.get("recent", {}).get("S", "[]"))
+        ],
+    }
+
+
+def cmd_show(args: argparse.Namespace, env: Env) -> int:
+    table_name = _required(args.ledger_table, "--ledger-table", "LEDGER_TABLE_NAME")
+    if not ID_RE.fullmatch(args.appointment_id):
+        raise UsageError("APPOINTMENT_ID must match [A-Za-z0-9_-]{1,128}")
+    response = env.dynamodb(args).get_item(
+        TableName=table_name, Key={"id": {"S": f"appointment#{args.appointment_id}"}}, ConsistentRead=True
+    )
+    if "Item" not in response:
+        env.stderr.write(f"appointment {args.appointment_id} is not in the ledger\n")
+        return PARTIAL
+    view = ledger_view(response["Item"])
+    if args.json:
+        env.stdout.write(json.dumps(view) + "\n")
+        return OK
+    rows = [
+        (name, view[name]) for name in ("appointmentId", "locationId", "dateUpdated", "deleted", "revision")
+    ]
+    rows += [(name, view["appointment"].get(name)) for name in SHOWN_FIELDS if name in view["appointment"]]
+    rows.append(("expiresAt", view["expiresAt"]))
+    env.stdout.write(table(("field", "value"), rows) + "\n")
+    recent = [
+        (r["dedupeId"], r["change"]["kind"], ",".join(r["change"]["changedFields"])) for r in view["recent"]
+    ]
+    env.stdout.write(
+        "\nrecent deliveries (oldest first)\n" + table(("dedupeId", "change", "fields"), recent) + "\n"
+    )
+    return OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plenrich", description="Operate the PowerLeads appointment enricher (AWS or the local stack)."
@@ -592,6 +653,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--scheme", choices=("ed25519", "rsa", "both", "none"), default="ed25519")
     replay.add_argument("--timeout", type=float, default=10.0)
     replay.set_defaults(run=cmd_replay)
+
+    show = commands.add_parser("show", help="what the ledger holds for one appointment")
+    show.add_argument("appointment_id", metavar="APPOINTMENT_ID")
+    show.add_argument("--ledger-table", default=os.environ.get("LEDGER_TABLE_NAME"))
+    show.add_argument("--json", action="store_true", help="one JSON object")
+    show.set_defaults(run=cmd_show)
     return parser
 
 

@@ -64,6 +64,20 @@ def say(message: str = "") -> None:
     print(message, flush=True)
 
 
+def describe_change(change: dict[str, Any] | None) -> str | None:
+    """``rescheduled (+reassigned): assignedUserId, endTime, startTime``; None without a ledger."""
+    if not change:
+        return None
+    also = "".join(f" (+{kind})" for kind in change.get("kinds", [])[1:])
+    fields = ", ".join(change.get("changedFields") or [])
+    return f"{change.get('kind')}{also}" + (f": {fields}" if fields else "")
+
+
+def describe_previous(change: dict[str, Any] | None) -> str | None:
+    previous = (change or {}).get("previous") or {}
+    return ", ".join(f"{name}={value}" for name, value in sorted(previous.items())) or None
+
+
 def format_record(record: dict[str, Any], attributes: dict[str, str] | None = None) -> str:
     """One readable block per enriched record."""
     derived = record.get("derived") or {}
@@ -81,6 +95,9 @@ def format_record(record: dict[str, Any], attributes: dict[str, str] | None = No
         ("master", derived.get("masterEventId")),
         ("instance (UTC)", derived.get("instanceStartUtc")),
         ("deleted", record.get("deleted")),
+        ("trigger", record.get("trigger")),
+        ("change", describe_change(record.get("change"))),
+        ("previous", describe_previous(record.get("change"))),
         ("receivedAt", record.get("receivedAt")),
         ("enrichedAt", record.get("enrichedAt")),
     ]

@@ -403,3 +403,50 @@ def test_a_redriven_message_is_enriched_again(
     records = [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url)]
     assert [(r["appointmentId"], r["webhookId"]) for r in records] == [(appointment_id, "wh-e2e-redrive")]
     assert visible(local_stack, local_stack.quarantine_queue_url) == 0
+
+
+# ----- show ------------------------------------------------------------------------------------
+
+
+def test_show_prints_what_the_ledger_holds_for_one_appointment(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from appointment_enricher.dynamo_ledger import DynamoLedger  # noqa: PLC0415
+    from appointment_enricher.ledger import LedgerEntry  # noqa: PLC0415
+
+    monkeypatch.setenv("LEDGER_TABLE_NAME", stack.ledger_table_name)
+    change = {
+        "kind": "cancelled",
+        "kinds": ["cancelled"],
+        "changedFields": ["appointmentStatus"],
+        "previous": {},
+    }
+    DynamoLedger(stack.client("dynamodb"), stack.ledger_table_name).save(
+        LedgerEntry(
+            appointment_id="ShowMe1",
+            location_id="Loc1",
+            date_updated=datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+            deleted=False,
+            appointment={
+                "id": "ShowMe1",
+                "appointmentStatus": "cancelled",
+                "startTime": "2026-12-01T10:00:00Z",
+            },
+            recent=(("wh-1", change),),
+        )
+    )
+    run = cli("show", "ShowMe1")
+    assert run.code == 0, run.err
+    assert "2026-11-30T09:00:00.000Z" in run.out and "Loc1" in run.out
+    assert "appointmentStatus" in run.out and "cancelled" in run.out and "wh-1" in run.out
+
+    as_json = cli("show", "ShowMe1", "--json")
+    view = json.loads(as_json.out)
+    assert view["deleted"] is False and view["revision"] == 1 and view["locationId"] == "Loc1"
+    assert view["recent"] == [{"dedupeId": "wh-1", "change": change}]
+
+    missing = cli("show", "NotThere")
+    assert missing.code == 1 and "not in the ledger" in missing.err
+    assert cli("show", "bad id!").code == 2
