@@ -735,9 +735,22 @@ def check(plan: Plan, sent: SendStats, data: Collected) -> Verdict:
             "deletedRecords": sum(1 for r in data.records if r.get("deleted")),
             "orderedAppointmentsChecked": len(per_appointment),
             "standardQueueOrderInversions(info)": inversions,
+            # With the ledger on (the local stack's default) every record says what changed.
+            "changeKinds": dict(Counter(str((r.get("change") or {}).get("kind")) for r in data.records)),
+            "firstChangePerAppointment": dict(Counter(_first_kinds(data.ordered, plan))),
         }
     )
     return verdict
+
+
+def _first_kinds(ordered: list[dict[str, Any]], plan: Plan) -> Iterator[str]:
+    """The change kind of each appointment's first published record (FIFO mirror order)."""
+    seen: set[str] = set()
+    for record in ordered:
+        webhook = plan.by_id.get(str(record.get("webhookId")))
+        if webhook is not None and webhook.appointment_id not in seen:
+            seen.add(webhook.appointment_id)
+            yield str((record.get("change") or {}).get("kind"))
 
 
 def pairs(values: list[int]) -> Iterator[tuple[int, int]]:

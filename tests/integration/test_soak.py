@@ -31,6 +31,9 @@ def test_soak_500_webhooks_with_faults_balances() -> None:
     assert figures["quarantined"] >= 1  # the invalid appointment really was exercised
     statuses = figures["upstreamStatuses"]
     assert statuses.get(429) and statuses.get(500), statuses  # and the fault bursts really hit
+    kinds = figures["changeKinds"]  # the ledger is on: every record says what changed
+    assert "None" not in kinds and sum(kinds.values()) == figures["records"], kinds
+    assert set(figures["firstChangePerAppointment"]) <= {"created", "deleted"}, figures
 
 
 # ---- the checker itself: each guard must fire on the failure it exists for ------------------
