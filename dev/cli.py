@@ -23,6 +23,7 @@ import re
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -573,7 +574,7 @@ def ledger_view(item: Mapping[str, Any]) -> dict[str, Any]:
         "deleted": item.get("deleted", {}).get("BOOL", False),
         "revision": int(item.get("revision", {}).get("N", "0")),
         "expiresAt": iso_timestamp(datetime.fromtimestamp(expiration, tz=UTC)) if expiration else None,
-        "appointment": json.loads(item.get("appointment", {}).get("S", "{}")),
+        "appointment": json.loads(zlib.decompress(item["appointment"]["B"])) if "appointment" in item else {},
         "recent": [
             {"dedupeId": dedupe, "change": change}
             for dedupe, change in json.loads(item.get("recent", {}).get("S", "[]"))

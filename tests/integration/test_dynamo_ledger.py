@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from appointment_enricher.dynamo_ledger import DynamoLedger
-from appointment_enricher.ledger import RECENT_LIMIT, LedgerConflict, LedgerEntry, ledger_time
+from appointment_enricher.ledger import LedgerConflict, LedgerEntry, ledger_time
 from dev.awslocal import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -154,12 +154,15 @@ def test_known_locations_are_added_once_per_container(local_stack: LocalStack) -
     assert ledger.known_locations() == ["L1", "L2"]
 
 
-def test_recent_dedupe_ids_are_bounded_and_reordered() -> None:
-    entry = _entry("D1", recent=tuple((f"w{i}", {"kind": "updated"}) for i in range(RECENT_LIMIT)))
-    recent = entry.with_recent([("w0", {"kind": "unchanged"}), ("new", {"kind": "cancelled"})])
-    assert len(recent) == RECENT_LIMIT
-    assert recent[-2:] == (("w0", {"kind": "unchanged"}), ("new", {"kind": "cancelled"}))
-    assert "w1" not in {dedupe for dedupe, _ in recent}  # the oldest fell off
+def test_the_appointment_is_stored_compressed_and_read_back_whole(local_stack: LocalStack) -> None:
+    appointment = {"id": "D1", "notes": "x" * 2000, "startTime": "2026-12-01T10:00:00+05:30"}
+    ledger = _ledger(local_stack)
+    ledger.save(_entry("D1", appointment=appointment))
+    raw = local_stack.client("dynamodb").get_item(
+        TableName=local_stack.ledger_table_name, Key={"id": {"S": "appointment#D1"}}
+    )["Item"]
+    assert len(raw["appointment"]["B"]) < 200  # 2 KB of JSON, compressed
+    assert ledger.entries(["D1"])["D1"].appointment == appointment
 
 
 def test_ledger_time_sorts_as_instants() -> None:

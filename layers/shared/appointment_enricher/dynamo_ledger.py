@@ -12,6 +12,7 @@ import json
 import random
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -47,10 +48,17 @@ def _entry(item: Mapping[str, Any]) -> LedgerEntry:
         location_id=item.get("locationId", {}).get("S", ""),
         date_updated=parse_ledger_time(date_updated) if date_updated else None,
         deleted=bool(item.get("deleted", {}).get("BOOL", False)),
-        appointment=json.loads(item.get("appointment", {}).get("S", "{}")),
+        appointment=_appointment(item.get("appointment", {})),
         recent=tuple((str(dedupe), change) for dedupe, change in recent),
         revision=int(item.get("revision", {}).get("N", "0")),
     )
+
+
+def _appointment(attribute: Mapping[str, Any]) -> dict[str, Any]:
+    if "B" in attribute:
+        loaded: dict[str, Any] = json.loads(zlib.decompress(attribute["B"]))
+        return loaded
+    return {}
 
 
 def _compact(value: Any) -> str:
@@ -115,7 +123,7 @@ class DynamoLedger:
             "id": {"S": appointment_key(entry.appointment_id)},
             "locationId": {"S": entry.location_id},
             "deleted": {"BOOL": entry.deleted},
-            "appointment": {"S": _compact(dict(entry.appointment))},
+            "appointment": {"B": zlib.compress(_compact(dict(entry.appointment)).encode(), 9)},
             "recent": {"S": _compact([[dedupe, change] for dedupe, change in entry.recent])},
             "revision": {"N": str(entry.revision + 1)},
             "expiration": {"N": str(int(self.clock().timestamp()) + self.ttl_seconds)},

@@ -7,10 +7,11 @@ Item layout (a contract with the reconciler; key ``id`` (S), TTL ``expiration`` 
 
 * ``id = "appointment#<appointmentId>"``: ``locationId`` (S); ``dateUpdated`` (S, RFC 3339 UTC
   with milliseconds, so it also sorts as a string; absent when unknown); ``deleted`` (BOOL);
-  ``appointment`` (S, JSON: the appointment object as last published, what ``change`` diffs
-  against); ``recent`` (S, JSON: the latest dedupe ids with the ``change`` each was published
-  with, bounded, so a redelivery gets the same ``change``); ``revision`` (N, for conditional
-  writes); ``expiration`` (N, epoch seconds).
+  ``appointment`` (B, zlib-compressed JSON: the appointment object as last published, what
+  ``change`` diffs against; compressed to keep the item under 1 KB, one write unit, when it
+  can); ``recent`` (S, JSON ``[[dedupeId, change], ...]``: the deliveries of the batch that last
+  wrote the item, so a redelivery gets the same ``change``; see ``RECENT_LIMIT``); ``revision``
+  (N, for conditional writes); ``expiration`` (N, epoch seconds).
 * ``id = "locations"``: ``locationIds`` (SS), every location the ledger has seen.
 """
 
@@ -24,7 +25,10 @@ from typing import Any, Final, Protocol
 APPOINTMENT_KEY_PREFIX: Final = "appointment#"
 LOCATIONS_KEY: Final = "locations"
 MAX_KEYS_PER_READ: Final = 100  # BatchGetItem's limit
-RECENT_LIMIT: Final = 20  # dedupe ids remembered per appointment (redeliveries come within hours)
+# Deliveries of the batch that last wrote the item, with their change. A FIFO group is blocked
+# while one of its messages awaits a retry, so whatever comes back to be retried is from that
+# batch: a batch's worth (SQS FIFO: at most 10) is all a redelivery can need.
+RECENT_LIMIT: Final = 10
 DEFAULT_LEDGER_TTL_SECONDS: Final = 400 * 86_400  # past the reconciler's 90-day lookahead, with room
 
 
@@ -61,14 +65,6 @@ class LedgerEntry:
             if seen == dedupe_id:
                 found = change
         return found
-
-    def with_recent(
-        self, pairs: Sequence[tuple[str, Mapping[str, Any]]]
-    ) -> tuple[tuple[str, Mapping[str, Any]], ...]:
-        """``recent`` plus ``pairs`` (a dedupe id seen again moves to the end), last RECENT_LIMIT kept."""
-        new_ids = {dedupe for dedupe, _ in pairs}
-        kept = [pair for pair in self.recent if pair[0] not in new_ids]
-        return tuple([*kept, *pairs][-RECENT_LIMIT:])
 
 
 class LedgerConflict(Exception):

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from .changes import Change, diff, is_stale
-from .ledger import Ledger, LedgerEntry
+from .ledger import RECENT_LIMIT, Ledger, LedgerEntry
 from .wire import WebhookRef
 
 
@@ -27,7 +27,8 @@ class Step:
     """A proposed advance: committed only once the record it belongs to is known to go out."""
 
     change: Change
-    entry: LedgerEntry | None  # None: a redelivery, the ledger already has it
+    entry: LedgerEntry | None  # None: a redelivery, the ledger already has its state
+    delivery: tuple[str, Mapping[str, Any]]  # (dedupe id, change) for the item's ``recent``
 
 
 class Track:
@@ -39,6 +40,7 @@ class Track:
         self.read = read
         self.current = read
         self.dirty = False
+        self.deliveries: list[tuple[str, Mapping[str, Any]]] = []  # this batch's, in order
 
     def stale(self, fetched_date_updated: datetime | None) -> bool:
         current = self.current
@@ -54,9 +56,9 @@ class Track:
     ) -> Step:
         """The change of one record: ``published`` is its appointment object (None: a tombstone)."""
         current = self.current
-        stored = current.change_for(dedupe_id) if current is not None else None
+        stored = self.read.change_for(dedupe_id) if self.read is not None else None
         if stored is not None:
-            return Step(Change.from_json(stored), None)
+            return Step(Change.from_json(stored), None, (dedupe_id, stored))
         earlier = dict(current.appointment) if current is not None else None
         deleted = published is None
         change = diff(
@@ -72,16 +74,21 @@ class Track:
         else:
             entry = replace(base, deleted=False, date_updated=date_updated, appointment=dict(published or {}))
         entry = replace(
-            entry,
-            location_id=self.location_id,
-            recent=base.with_recent([(dedupe_id, change.as_json())]),
-            revision=self.read.revision if self.read is not None else 0,
+            entry, location_id=self.location_id, revision=self.read.revision if self.read is not None else 0
         )
-        return Step(change, entry)
+        return Step(change, entry, (dedupe_id, change.as_json()))
 
     def commit(self, step: Step) -> None:
+        self.deliveries.append(step.delivery)
         if step.entry is not None:
             self.current, self.dirty = step.entry, True
+
+    def to_write(self) -> LedgerEntry | None:
+        """The item to write (None: nothing moved): the state reached, with this batch's
+        deliveries as ``recent`` (redeliveries included, so a second retry still finds them)."""
+        if not self.dirty or self.current is None:
+            return None
+        return replace(self.current, recent=tuple(self.deliveries[-RECENT_LIMIT:]))
 
 
 class Tracker:
@@ -97,9 +104,10 @@ class Tracker:
 
     def save(self, track: Track) -> None:
         """Write a track this batch moved (``LedgerConflict`` when someone else moved it first)."""
-        if track.dirty and track.current is not None:
+        entry = track.to_write()
+        if entry is not None:
             self.ledger.remember_location(track.location_id)
-            self.ledger.save(track.current)
+            self.ledger.save(entry)
 
 
 class NoTracking:
