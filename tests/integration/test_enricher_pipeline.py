@@ -157,10 +157,16 @@ def idempotency_items(stack: LocalStack) -> list[dict[str, Any]]:
     return items
 
 
+def receipts(stack: LocalStack) -> list[dict[str, Any]]:
+    """Settled deliveries: with the ledger on (the local stack's default) its receipts are the claims."""
+    items = stack.client("dynamodb").scan(TableName=stack.ledger_table_name)["Items"]
+    return [i for i in items if i["id"]["S"].startswith("receipt#")]
+
+
 # ----- exactly one effect per webhook --------------------------------------------------------
 
 
-def test_duplicates_publish_once_with_the_real_idempotency_table(
+def test_duplicates_publish_once_with_the_ledgers_receipts(
     driver: Driver, local_stack: LocalStack, sandbox: SandboxServer
 ) -> None:
     a = appointment_id()
@@ -178,9 +184,10 @@ def test_duplicates_publish_once_with_the_real_idempotency_table(
         "schemaVersion": "1",
         "changeKind": "created",  # the local stack runs with the ledger on
     }
-    (item,) = idempotency_items(local_stack)
-    assert item["status"]["S"] == "COMPLETED"
+    (item,) = receipts(local_stack)
+    assert item["id"]["S"] == "receipt#" + webhook_id and item["outcome"]["S"] == "published"
     assert int(item["expiration"]["N"]) >= time.time() + 2 * MAX_AGE - 60  # TTL >= 2x max age
+    assert idempotency_items(local_stack) == []  # the ledger's receipts replace the claims
 
     # The sender retries after FIFO's five-minute window: a new SQS message, same webhook.
     enqueue(local_stack, a, webhook_id=webhook_id, sqs_dedupe="resent-" + webhook_id)
@@ -191,6 +198,30 @@ def test_duplicates_publish_once_with_the_real_idempotency_table(
     assert published(local_stack) == []
     assert upstream_calls(sandbox, a) == 1
     assert drain(local_stack, local_stack.ingest_queue_url, wait_seconds=0) == []
+
+
+def test_without_a_ledger_duplicates_publish_once_with_the_powertools_idempotency_table(
+    stack_env: dict[str, str],
+    local_stack: LocalStack,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEDGER_TABLE_NAME", "")
+    driver = Driver(load_function_module("enricher"), local_stack)
+    a = appointment_id()
+    put(sandbox, a)
+    webhook_id = enqueue(local_stack, a)
+    messages, kept = driver.step()
+    assert kept == set()
+    (record,) = published(local_stack)
+    assert record["webhookId"] == webhook_id and "change" not in record and record["trigger"] == "webhook"
+    (item,) = idempotency_items(local_stack)
+    assert item["status"]["S"] == "COMPLETED"
+    assert int(item["expiration"]["N"]) >= time.time() + 2 * MAX_AGE - 60
+    enqueue(local_stack, a, webhook_id=webhook_id, sqs_dedupe="resent-" + webhook_id)
+    driver.step()
+    driver.poller.process(messages)
+    assert published(local_stack) == [] and upstream_calls(sandbox, a) == 1
 
 
 class FailingPublishes:
@@ -219,11 +250,11 @@ def test_a_record_that_failed_part_way_is_completed_by_the_retry(
     webhook_id = enqueue(local_stack, a)
     messages, kept = driver.step()
     assert kept == {messages[0]["MessageId"]}  # claimed + fetched, then the publish failed
-    assert published(local_stack) == [] and idempotency_items(local_stack) == []  # claim released
+    assert published(local_stack) == [] and receipts(local_stack) == []  # not settled
     _, kept = driver.step()
     assert kept == set()
     assert [r["webhookId"] for r in published(local_stack)] == [webhook_id]
-    assert [i["status"]["S"] for i in idempotency_items(local_stack)] == ["COMPLETED"]
+    assert [i["outcome"]["S"] for i in receipts(local_stack)] == ["published"]
 
 
 # ----- order and coalescing ------------------------------------------------------------------
@@ -359,7 +390,7 @@ def test_every_quarantined_message_carries_its_reason(
     assert drain(local_stack, local_stack.ingest_queue_url, wait_seconds=0) == []
     # Completed, so a late duplicate is not quarantined twice (redrive gives a fresh dedupe id);
     # the unparseable message has no dedupe id to claim.
-    assert [i["status"]["S"] for i in idempotency_items(local_stack)] == ["COMPLETED"] * 5
+    assert [i["outcome"]["S"] for i in receipts(local_stack)] == ["quarantined"] * 5
 
 
 def test_404_and_deletes_publish_deleted_records_from_the_snapshot(

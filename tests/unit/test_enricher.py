@@ -14,7 +14,7 @@ from appointment_enricher import groups as groups_module
 from appointment_enricher.config import EnricherSettings
 from appointment_enricher.enricher import EnricherService, Outcome, Stats
 from appointment_enricher.idempotency import Claim
-from appointment_enricher.ledger import LedgerConflict, LedgerEntry
+from appointment_enricher.ledger import BatchRead, LedgerConflict, LedgerEntry
 from appointment_enricher.powerleads import (
     AppointmentNotFound,
     InvalidUpstreamBody,
@@ -511,6 +511,7 @@ class MemoryLedger:
     def __init__(self) -> None:
         self.items: dict[str, LedgerEntry] = {}
         self.locations: set[str] = set()
+        self.receipts: dict[str, str] = {}
         self.conflict_once = False
         self.broken = False
         self.reads: list[list[str]] = []
@@ -523,6 +524,13 @@ class MemoryLedger:
 
     def known_locations(self) -> list[str]:
         return sorted(self.locations)
+
+    def read(self, appointment_ids: Any, dedupe_ids: Any) -> BatchRead:
+        entries = self.entries(appointment_ids)
+        return BatchRead(entries, frozenset(d for d in dedupe_ids if d in self.receipts))
+
+    def put_receipt(self, dedupe_id: str, outcome: str) -> None:
+        self.receipts[dedupe_id] = outcome
 
     def save(self, entry: LedgerEntry) -> None:
         stored = self.items.get(entry.appointment_id)
@@ -574,3 +582,32 @@ def test_suppressed_records_complete_their_claims_and_are_counted(parts) -> None
     assert failures == [] and [i.outcome for i in items] == [Outcome.PUBLISHED, Outcome.SUPPRESSED]
     assert len(sink.delivered) == 1 and counts["UnchangedSuppressed"] == 1
     assert memory.state == {"wh-1": "COMPLETED", "wh-2": "COMPLETED"}
+
+
+def test_with_a_ledger_and_no_idempotency_store_receipts_are_the_claims(parts) -> None:
+    source, sink, parked, _ = parts
+    book = MemoryLedger()
+    svc = service(source, sink, parked, None, ledger=book)
+    source.results["Q"] = UpstreamRejected("HTTP 422", status=422)
+    _, failures, _ = run(svc, [sqs(1, "A"), sqs(2, "A"), sqs(3, "Q")])
+    assert failures == [] and book.receipts == {
+        "wh-1": "published",
+        "wh-2": "published",
+        "wh-3": "quarantined",
+    }
+    calls = len(source.calls)
+    items, failures, counts = run(
+        svc, [sqs(1, "A") | {"messageId": "late"}, sqs(3, "Q") | {"messageId": "l3"}]
+    )
+    assert failures == [] and [i.outcome for i in items] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
+    assert len(source.calls) == calls and len(sink.delivered) == 2 and len(parked.sent) == 1
+    assert counts["DuplicatesSkipped"] == 2
+
+
+def test_receipts_are_written_only_for_settled_deliveries(parts) -> None:
+    source, sink, parked, _ = parts
+    book = MemoryLedger()
+    sink.fail_once = {"msg-1"}
+    _, failures, _ = run(service(source, sink, parked, None, ledger=book), [sqs(1, "A")])
+    assert failures == [{"itemIdentifier": "msg-1"}] and book.receipts == {}
+    assert book.items["A"].recent[0][0] == "wh-1"  # written ahead: the retry gets this change

@@ -22,6 +22,8 @@ from .ledger import (
     DEFAULT_LEDGER_TTL_SECONDS,
     LOCATIONS_KEY,
     MAX_KEYS_PER_READ,
+    RECEIPT_KEY_PREFIX,
+    BatchRead,
     LedgerConflict,
     LedgerEntry,
     appointment_key,
@@ -74,12 +76,14 @@ class DynamoLedger:
         table_name: str,
         *,
         ttl_seconds: int = DEFAULT_LEDGER_TTL_SECONDS,
+        receipt_ttl_seconds: int = 2 * 86_400,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         self.table_name = table_name
         self.ttl_seconds = ttl_seconds
+        self.receipt_ttl_seconds = receipt_ttl_seconds
         self.clock = clock
         self.sleep = sleep
         self._locations_added: set[str] = set()
@@ -96,6 +100,31 @@ class DynamoLedger:
                 entry = _entry(item)
                 found[entry.appointment_id] = entry
         return found
+
+    def read(self, appointment_ids: Sequence[str], dedupe_ids: Sequence[str]) -> BatchRead:
+        keys = [appointment_key(i) for i in dict.fromkeys(appointment_ids)]
+        keys += [RECEIPT_KEY_PREFIX + d for d in dict.fromkeys(dedupe_ids)]
+        entries: dict[str, LedgerEntry] = {}
+        receipts: set[str] = set()
+        for chunk in _chunks(keys, MAX_KEYS_PER_READ):
+            for item in self._batch_get([{"id": {"S": key}} for key in chunk]):
+                key = item["id"]["S"]
+                if key.startswith(RECEIPT_KEY_PREFIX):
+                    receipts.add(key.removeprefix(RECEIPT_KEY_PREFIX))
+                else:
+                    entry = _entry(item)
+                    entries[entry.appointment_id] = entry
+        return BatchRead(entries, frozenset(receipts))
+
+    def put_receipt(self, dedupe_id: str, outcome: str) -> None:
+        self.client.put_item(
+            TableName=self.table_name,
+            Item={
+                "id": {"S": RECEIPT_KEY_PREFIX + dedupe_id},
+                "outcome": {"S": outcome},
+                "expiration": {"N": str(int(self.clock().timestamp()) + self.receipt_ttl_seconds)},
+            },
+        )
 
     def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -29,11 +29,11 @@ from .fetching import AppointmentSource
 from .groups import GroupContext, GroupPreparer
 from .idempotency import Idempotency, NoIdempotency
 from .items import Item, Outcome, ParsedItem, Stats, retry_rest
-from .ledger import Ledger, LedgerEntry
+from .ledger import BatchRead, Ledger
 from .parsing import parse_record
 from .rounds import RecordPublisher, publish_in_rounds
 from .settling import QuarantineSink, Settler
-from .tracking import NoTracking, Tracker
+from .tracking import NoTracking, ReceiptClaims, Tracker
 from .wire import DEFAULT_NOT_FOUND_GRACE_SECONDS
 
 __all__ = [
@@ -71,7 +71,8 @@ class EnricherService:
         self.source = source
         self.publisher = publisher
         self.quarantine = quarantine
-        self.idempotency = idempotency or NoIdempotency()
+        # With a ledger and no idempotency store of its own, the ledger's receipts are the claims.
+        self.idempotency = idempotency or (ReceiptClaims(ledger) if ledger is not None else NoIdempotency())
         self.tracker = Tracker(ledger) if ledger is not None else NoTracking()
         self.not_found_grace_seconds = not_found_grace_seconds
         self.suppress_unchanged = suppress_unchanged
@@ -118,11 +119,12 @@ class EnricherService:
     def _prepare(
         self, groups: dict[str, list[ParsedItem]], remaining_ms: Callable[[], int], deadline: float
     ) -> None:
-        """Claims and the batch's one ledger read overlap; each group waits for the read only
-        once it has claimed something."""
+        """The batch's one ledger read (entries and receipts) runs first on the pool; each group
+        waits for it, then claims, fetches, tracks and writes."""
         ids = sorted({e.parsed.ref.appointment_id for group in groups.values() for e in group})
-        entries: Future[dict[str, LedgerEntry]] = self._pool.submit(self.tracker.read, ids)
-        context = GroupContext(remaining_ms, deadline, entries.result, self.clock())
+        dedupe_ids = [e.dedupe_id for group in groups.values() for e in group]
+        read: Future[BatchRead] = self._pool.submit(self.tracker.read, ids, dedupe_ids)
+        context = GroupContext(remaining_ms, deadline, read.result, self.clock())
         preparer = GroupPreparer(
             self.source, self.idempotency, self.tracker, not_found_grace_seconds=self.not_found_grace_seconds
         )

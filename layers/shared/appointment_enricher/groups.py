@@ -8,7 +8,7 @@ with it, in order); earlier records still go out. Permanent failures are quarant
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +18,7 @@ from .enrichment import build_record
 from .fetching import AppointmentSource, FetchFailure, FetchResult, NotFound, fetch, not_found_is_final
 from .idempotency import Claim, Idempotency
 from .items import Item, Outcome, ParsedItem, Ready, retry_rest
-from .ledger import LedgerConflict, LedgerEntry
+from .ledger import BatchRead, LedgerConflict
 from .models import Appointment
 from .outbound import MAX_MESSAGE_BYTES, outbound_message
 from .parsing import validation_summary
@@ -27,9 +27,13 @@ from .wire import try_upstream_time
 
 
 def claim_group(
-    idempotency: Idempotency, group: list[ParsedItem], remaining_ms: Callable[[], int]
+    idempotency: Idempotency,
+    group: list[ParsedItem],
+    remaining_ms: Callable[[], int],
+    receipts: frozenset[str] = frozenset(),
 ) -> list[ParsedItem]:
-    """Step 2: the items this invocation may process, in order; the rest are settled here."""
+    """Step 2: the items this invocation may process, in order; the rest are settled here.
+    ``receipts``: dedupe ids the ledger says were settled already (duplicates, no claim needed)."""
     claimed: list[ParsedItem] = []
     seen: set[str] = set()
     for index, entry in enumerate(group):
@@ -38,6 +42,9 @@ def claim_group(
             item.fail(Outcome.DUPLICATE, "DuplicateInBatch", "same dedupe id earlier in this batch")
             continue
         seen.add(dedupe)
+        if dedupe in receipts:
+            item.outcome = Outcome.DUPLICATE
+            continue
         try:
             claim = idempotency.claim(dedupe, remaining_ms())
         except Exception as exc:  # noqa: BLE001 - the table is unreachable: retry later
@@ -60,7 +67,7 @@ class GroupContext:
 
     remaining_ms: Callable[[], int]
     deadline: float
-    entries: Callable[[], Mapping[str, LedgerEntry]]  # the batch's ledger read (waits for it)
+    read: Callable[[], BatchRead]  # the batch's ledger read (waits for it)
     now: datetime
 
 
@@ -79,14 +86,15 @@ class GroupPreparer:
         self.grace = not_found_grace_seconds
 
     def prepare(self, group: list[ParsedItem], context: GroupContext) -> None:
-        claimed = claim_group(self.idempotency, group, context.remaining_ms)
+        try:
+            batch = context.read()
+        except Exception as exc:  # noqa: BLE001 - no ledger, no change: retry later
+            retry_rest(group, "LedgerUnavailable", f"{type(exc).__name__}: {exc}")
+            return
+        claimed = claim_group(self.idempotency, group, context.remaining_ms, batch.receipts)
         if not claimed:
             return
-        try:
-            known = context.entries()
-        except Exception as exc:  # noqa: BLE001 - no ledger, no change: retry later
-            retry_rest(claimed, "LedgerUnavailable", f"{type(exc).__name__}: {exc}")
-            return
+        known = batch.entries
         tracks: dict[str, Track] = {}
         fetched: dict[tuple[str, str], FetchResult] = {}
         for index, entry in enumerate(claimed):

@@ -13,6 +13,9 @@ Item layout (a contract with the reconciler; key ``id`` (S), TTL ``expiration`` 
   wrote the item, so a redelivery gets the same ``change``; see ``RECENT_LIMIT``); ``revision``
   (N, for conditional writes); ``expiration`` (N, epoch seconds).
 * ``id = "locations"``: ``locationIds`` (SS), every location the ledger has seen.
+* ``id = "receipt#<dedupeId>"``: ``outcome`` (S: published, suppressed or quarantined),
+  ``expiration`` (N): a delivery that was settled; a later delivery of it is a duplicate. With
+  the ledger on, these replace the idempotency table's claims (see ``tracking``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Final, Protocol
 
 APPOINTMENT_KEY_PREFIX: Final = "appointment#"
 LOCATIONS_KEY: Final = "locations"
+RECEIPT_KEY_PREFIX: Final = "receipt#"
 MAX_KEYS_PER_READ: Final = 100  # BatchGetItem's limit
 # Deliveries of the batch that last wrote the item, with their change. A FIFO group is blocked
 # while one of its messages awaits a retry, so whatever comes back to be retried is from that
@@ -67,6 +71,14 @@ class LedgerEntry:
         return found
 
 
+@dataclass(frozen=True)
+class BatchRead:
+    """What one batch needs from the ledger, read in one call."""
+
+    entries: Mapping[str, LedgerEntry] = field(default_factory=dict)
+    receipts: frozenset[str] = frozenset()  # dedupe ids already settled
+
+
 class LedgerConflict(Exception):
     """The item changed since it was read (another writer, or a newer state): retry the message."""
 
@@ -85,6 +97,14 @@ class LedgerReader(Protocol):
 
 class Ledger(LedgerReader, Protocol):
     """What the enricher also writes."""
+
+    def read(self, appointment_ids: Sequence[str], dedupe_ids: Sequence[str]) -> BatchRead:
+        """Entries and receipts together (one BatchGetItem for a batch of ten)."""
+        ...
+
+    def put_receipt(self, dedupe_id: str, outcome: str) -> None:
+        """Record that a delivery was settled (expires with the idempotency window)."""
+        ...
 
     def save(self, entry: LedgerEntry) -> None:
         """Write ``entry`` as revision ``entry.revision + 1`` if the stored item is still at

@@ -8,6 +8,13 @@ after the ledger write: a crash, or a failed publish) and does not move the stat
 The write happens before publishing (write-ahead): a crash between the two leaves the change
 in the ledger for the retry to publish, never a gap. It is conditional on the revision read,
 so two writers, or a state newer than the one diffed against, cannot both win.
+
+With the ledger on, that conditional write is also the claim (``ReceiptClaims``): of two
+invocations holding one appointment's messages only one can write, and only the writer
+publishes. A settled delivery leaves a small receipt item, read with the batch's entries, so a
+later delivery of it is a duplicate: one read and one write per message where the idempotency
+table took two writes, and the time-bounded duplicate window is kept (receipts expire like
+idempotency records).
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from datetime import datetime
 from typing import Any
 
 from .changes import Change, diff, is_stale
-from .ledger import RECENT_LIMIT, Ledger, LedgerEntry
+from .idempotency import Claim
+from .ledger import RECENT_LIMIT, BatchRead, Ledger, LedgerEntry
 from .wire import WebhookRef
 
 
@@ -99,8 +107,8 @@ class Tracker:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    def read(self, appointment_ids: Sequence[str]) -> dict[str, LedgerEntry]:
-        return self.ledger.entries(appointment_ids) if appointment_ids else {}
+    def read(self, appointment_ids: Sequence[str], dedupe_ids: Sequence[str]) -> BatchRead:
+        return self.ledger.read(appointment_ids, dedupe_ids) if appointment_ids else BatchRead()
 
     def save(self, track: Track) -> None:
         """Write a track this batch moved (``LedgerConflict`` when someone else moved it first)."""
@@ -115,8 +123,33 @@ class NoTracking:
 
     enabled = False
 
-    def read(self, appointment_ids: Sequence[str]) -> dict[str, LedgerEntry]:
-        return {}
+    def read(self, appointment_ids: Sequence[str], dedupe_ids: Sequence[str]) -> BatchRead:
+        return BatchRead()
 
     def save(self, track: Track) -> None:
+        return None
+
+
+class ReceiptClaims:
+    """The ``Idempotency`` port on the ledger: claims cost nothing (the batch read found the
+    receipts; the conditional ledger write excludes a second writer), settling writes a receipt,
+    releasing has nothing to undo."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def claim(self, dedupe_id: str, remaining_ms: int) -> Claim:
+        return Claim.NEW
+
+    def complete(self, dedupe_id: str, result: dict[str, Any]) -> None:
+        outcome = (
+            "quarantined"
+            if result.get("quarantined")
+            else "published"
+            if result.get("published")
+            else "suppressed"
+        )
+        self.ledger.put_receipt(dedupe_id, outcome)
+
+    def release(self, dedupe_id: str, reason: Exception) -> None:
         return None

@@ -48,17 +48,23 @@ def build_enricher(
     dynamodb = (
         boto3.client("dynamodb") if settings.IDEMPOTENCY_TABLE_NAME or settings.LEDGER_TABLE_NAME else None
     )
-    idempotency: Idempotency = (
-        PowertoolsIdempotency(
+    ledger = (
+        DynamoLedger(
+            dynamodb, settings.LEDGER_TABLE_NAME, receipt_ttl_seconds=settings.idempotency_ttl_seconds
+        )
+        if dynamodb is not None and settings.LEDGER_TABLE_NAME
+        else None
+    )
+    # With the ledger on, its receipts and conditional writes are the claims (tracking.ReceiptClaims):
+    # the idempotency table is then not used at all.
+    idempotency: Idempotency | None = (
+        None
+        if ledger is not None
+        else PowertoolsIdempotency(
             settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds, client=dynamodb
         )
         if settings.IDEMPOTENCY_TABLE_NAME
         else NoIdempotency()
-    )
-    ledger = (
-        DynamoLedger(boto3.client("dynamodb"), settings.LEDGER_TABLE_NAME)
-        if settings.LEDGER_TABLE_NAME
-        else None
     )
     stats = Stats()
     client = PowerLeadsClient(
