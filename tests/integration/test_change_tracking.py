@@ -70,13 +70,14 @@ def send(
     received_at: str = "2026-11-30T00:00:00Z",
     sqs_dedupe: str | None = None,
     snapshot: dict[str, Any] | None = None,
+    location: str = LOCATION,
 ) -> str:
     """What the receiver enqueues (group = appointment, dedupe = webhookId)."""
     webhook_id = webhook_id or "wh-" + uuid.uuid4().hex
     body = json.dumps(
         {
             "type": kind,
-            "locationId": LOCATION,
+            "locationId": location,
             "webhookId": webhook_id,
             "appointment": {"id": event_id, **(snapshot or {})},
         }
