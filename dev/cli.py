@@ -440,6 +440,7 @@ def backfill_message(location_id: str, appointment_id: str, now: datetime) -> tu
         "receivedAt": iso_timestamp(now),
         "dedupeId": webhook_id,
         "signatures": {},
+        "trigger": "backfill",  # wire.IngestMessage: every record of it says what produced it
     }
     return json.dumps(message, separators=(",", ":")), webhook_id
 

@@ -256,6 +256,7 @@ def test_backfill_validates_paces_and_summarises(stack: LocalStack, tmp_path: Pa
         assert webhook.type == "AppointmentUpdate"
         assert webhook.webhookId is not None and webhook.webhookId.startswith("backfill-")
         assert ingest.dedupe_id == webhook.webhookId
+        assert ingest.trigger == "backfill"
         assert message["Attributes"]["MessageGroupId"] == webhook.appointment.id
         assert message["Attributes"]["MessageDeduplicationId"] == webhook.webhookId
         assert message["MessageAttributes"]["locationId"]["StringValue"] == webhook.locationId
