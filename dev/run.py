@@ -373,7 +373,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--token", help="PowerLeads token (default: env POWERLEADS_TOKEN, else sandbox-token)"
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="demo: seconds to wait for records")
-    parser.add_argument("--visibility-timeout", type=int, default=30, help="ingest queue visibility timeout")
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=None,
+        help="ingest queue visibility timeout (default: the template's)",
+    )
     parser.add_argument("--no-samples", action="store_true", help="run mode: don't send the sample webhooks")
     parser.add_argument("--verbose", action="store_true", help="handler logs at INFO, metrics on")
     return parser.parse_args(argv)
