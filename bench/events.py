@@ -18,6 +18,7 @@ from typing import Any
 
 from bench.services import sample_event
 from dev.gateway import build_http_api_event
+from dev.poller import sqs_record as lambda_sqs_record
 from dev.signing import ingest_message, iso_timestamp, make_webhook, signed_headers, webhook_snapshot
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:IngestQueue.fifo"
@@ -38,13 +39,12 @@ def sqs_record(appointment_id: str, location_id: str, kind: str = "AppointmentUp
     """One ``Records[]`` entry as the ingest queue's event source mapping delivers it."""
     body = webhook_body(appointment_id, location_id, kind)
     dedupe_id = json.loads(body)["webhookId"]
-    message = ingest_message(body, iso_timestamp(), dedupe_id, signed_headers(body))
     now_ms = str(int(time.time() * 1000))
-    return {
-        "messageId": str(uuid.uuid4()),
-        "receiptHandle": uuid.uuid4().hex,
-        "body": message,
-        "attributes": {
+    received = {  # a ReceiveMessage entry, turned into the Lambda shape as dev.poller does
+        "MessageId": str(uuid.uuid4()),
+        "ReceiptHandle": uuid.uuid4().hex,
+        "Body": ingest_message(body, iso_timestamp(), dedupe_id, signed_headers(body)),
+        "Attributes": {
             "ApproximateReceiveCount": "1",
             "SentTimestamp": now_ms,
             "SenderId": "AIDAEXAMPLE",
@@ -53,12 +53,8 @@ def sqs_record(appointment_id: str, location_id: str, kind: str = "AppointmentUp
             "MessageGroupId": appointment_id,
             "MessageDeduplicationId": dedupe_id,
         },
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": QUEUE_ARN,
-        "awsRegion": "us-east-1",
     }
+    return lambda_sqs_record(received, QUEUE_ARN, "us-east-1")
 
 
 def sqs_event(records: Sequence[dict[str, Any]]) -> dict[str, Any]:

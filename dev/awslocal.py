@@ -19,6 +19,7 @@ the ingest queue's for tests that wait for redeliveries; nothing else differs fr
 
     python -m dev.awslocal            # run just the embedded AWS and print the contract env
     python -m dev.awslocal --export   # same, as `export NAME=value` lines for a shell
+    python -m dev.awslocal --bare     # moto server alone: prints its URL (the soak's AWS process)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import logging
 import os
 import shlex
 import signal
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -51,6 +53,7 @@ from dev.cfn import (
     references,
     text,
 )
+from dev.sqs import drain
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KEYS_DIR = REPO_ROOT / "dev" / "keys"
@@ -328,6 +331,17 @@ def _as_list(value: Any) -> list[Any]:
 # ---- the stack ----------------------------------------------------------------------------------
 
 
+class _Ref:
+    """``stack.ingest_queue_url`` and friends: the Ref (or one attribute) of a logical id."""
+
+    def __init__(self, logical_id: str, attribute: str | None = None) -> None:
+        self.logical_id, self.attribute = logical_id, attribute
+
+    def __get__(self, stack: LocalStack, owner: object = None) -> str:
+        resource = stack.physical[self.logical_id]
+        return resource.ref if self.attribute is None else resource.attributes[self.attribute]
+
+
 @dataclass
 class LocalStack:
     """The template's resources on moto server (``physical``, by logical id) and the handlers' env."""
@@ -349,49 +363,17 @@ class LocalStack:
     def attribute(self, logical_id: str, name: str) -> str:
         return self.physical[logical_id].attributes[name]
 
-    @property
-    def ingest_queue_url(self) -> str:
-        return self.ref("IngestQueue")
-
-    @property
-    def ingest_queue_arn(self) -> str:
-        return self.attribute("IngestQueue", "Arn")
-
-    @property
-    def ingest_dlq_url(self) -> str:
-        return self.ref("IngestDLQ")
-
-    @property
-    def ingest_dlq_arn(self) -> str:
-        return self.attribute("IngestDLQ", "Arn")
-
-    @property
-    def quarantine_queue_url(self) -> str:
-        return self.ref("QuarantineQueue")
-
-    @property
-    def quarantine_queue_arn(self) -> str:
-        return self.attribute("QuarantineQueue", "Arn")
-
-    @property
-    def topic_arn(self) -> str:
-        return self.ref("EnrichedTopic")
-
-    @property
-    def enriched_queue_url(self) -> str:
-        return self.ref("EnrichedQueue")
-
-    @property
-    def enriched_queue_arn(self) -> str:
-        return self.attribute("EnrichedQueue", "Arn")
-
-    @property
-    def subscription_arn(self) -> str:
-        return self.ref("EnrichedQueueSubscription")
-
-    @property
-    def table_name(self) -> str:
-        return self.ref("IdempotencyTable")
+    ingest_queue_url = _Ref("IngestQueue")
+    ingest_queue_arn = _Ref("IngestQueue", "Arn")
+    ingest_dlq_url = _Ref("IngestDLQ")
+    ingest_dlq_arn = _Ref("IngestDLQ", "Arn")
+    quarantine_queue_url = _Ref("QuarantineQueue")
+    quarantine_queue_arn = _Ref("QuarantineQueue", "Arn")
+    topic_arn = _Ref("EnrichedTopic")
+    enriched_queue_url = _Ref("EnrichedQueue")
+    enriched_queue_arn = _Ref("EnrichedQueue", "Arn")
+    subscription_arn = _Ref("EnrichedQueueSubscription")
+    table_name = _Ref("IdempotencyTable")
 
     @property
     def powerleads_api_base_url(self) -> str:
@@ -473,6 +455,10 @@ class LocalStack:
     def set_token(self, token: str) -> None:
         """Replace the PowerLeads token held in the secret (plain token or the JSON form)."""
         self.client("secretsmanager").put_secret_value(SecretId=self.token_secret_id, SecretString=token)
+
+    def drain(self, queue_url: str, wait_seconds: int = 1) -> list[dict[str, Any]]:
+        """Receive and delete everything currently visible on ``queue_url`` (raw SQS messages)."""
+        return drain(self.client("sqs"), queue_url, wait_seconds)
 
     def purge(self) -> None:
         """Empty every queue of the stack (moto applies PurgeQueue at once)."""
@@ -612,24 +598,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--powerleads-url", default=DEFAULT_POWERLEADS_API_BASE_URL)
     parser.add_argument("--token", default=os.environ.get("POWERLEADS_TOKEN", SANDBOX_TOKEN))
     parser.add_argument("--export", action="store_true", help="print `export` lines instead of JSON")
+    parser.add_argument(
+        "--bare", action="store_true", help="no resources: print the URL; also stop when stdin closes"
+    )
     args = parser.parse_args(argv)
 
-    stack = start_local_stack(
-        port=args.port,
-        visibility_timeout=args.visibility_timeout,
-        token=args.token,
-        powerleads_api_base_url=args.powerleads_url,
-    )
-    print(format_env(stack.env(), export=args.export), flush=True)
-    print(f"# moto server at {stack.endpoint_url}; Ctrl-C to stop", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    if args.bare:  # the soak's moto server process: its parent closes our stdin (or dies)
+        server, url = start_moto_server(port=args.port)
+        print(url, flush=True)
+
+        def watch_stdin() -> None:
+            sys.stdin.read()
+            stopped.set()
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+        stop = server.stop
+    else:
+        stack = start_local_stack(
+            port=args.port,
+            visibility_timeout=args.visibility_timeout,
+            token=args.token,
+            powerleads_api_base_url=args.powerleads_url,
+        )
+        print(format_env(stack.env(), export=args.export), flush=True)
+        print(f"# moto server at {stack.endpoint_url}; Ctrl-C to stop", flush=True)
+        stop = stack.stop
     try:
         stopped.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        stack.stop()
+        stop()
     return 0
 
 

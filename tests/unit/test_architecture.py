@@ -185,3 +185,16 @@ def test_domain_rule_catches_a_transitive_http_import(tmp_path: Path) -> None:
     graph = internal_graph(imports)
     assert "formats" in reachable(graph, "models")
     assert "requests" in imports["formats"]
+
+
+def test_tools_import_no_private_names_from_the_product_or_dev() -> None:
+    """bench/ and dev/ use the product's and each other's public API only."""
+    root = PACKAGE_DIR.parents[2]
+    problems = []
+    for path in sorted([*root.glob("bench/*.py"), *root.glob("dev/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith((PACKAGE, "dev", "bench")):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                if private:
+                    problems.append(f"{path.relative_to(root)}: from {node.module} import {private}")
+    assert not problems, problems
