@@ -70,55 +70,43 @@ OutputMode = Literal["topic", "queue", "both"]
 LOG = logging.getLogger("dev.awslocal")
 
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
+
+
 # What neither moto nor the local stack needs: the gateway, poller and lambda_loader stand in for
 # the functions, the API and the event sources; logs, alarms, dashboards and IAM have no local use.
+def _names(text: str) -> list[str]:
+    return text.split()
+
+
 SKIPPED_TYPES = frozenset(
-    {
+    [
         *FUNCTION_TYPES,
-        "AWS::Serverless::LayerVersion",
-        "AWS::Serverless::HttpApi",
-        "AWS::Serverless::Api",
-        "AWS::Lambda::LayerVersion",
-        "AWS::Lambda::Permission",
-        "AWS::Lambda::EventSourceMapping",
-        "AWS::Logs::LogGroup",
-        "AWS::Logs::MetricFilter",
-        "AWS::CloudWatch::Alarm",
-        "AWS::CloudWatch::CompositeAlarm",
-        "AWS::CloudWatch::Dashboard",
-        "AWS::Scheduler::Schedule",
-        "AWS::Scheduler::ScheduleGroup",
-        "AWS::Events::Rule",
-        "AWS::IAM::Role",
-        "AWS::IAM::Policy",
-        "AWS::IAM::ManagedPolicy",
-        "AWS::SNS::TopicPolicy",
+        *_names("AWS::Serverless::LayerVersion AWS::Serverless::HttpApi AWS::Serverless::Api"),
+        *_names("AWS::Lambda::LayerVersion AWS::Lambda::Permission AWS::Lambda::EventSourceMapping"),
+        *_names("AWS::Logs::LogGroup AWS::Logs::MetricFilter AWS::SNS::TopicPolicy"),
+        *_names("AWS::CloudWatch::Alarm AWS::CloudWatch::CompositeAlarm AWS::CloudWatch::Dashboard"),
+        *_names("AWS::Scheduler::Schedule AWS::Scheduler::ScheduleGroup AWS::Events::Rule"),
+        *_names("AWS::IAM::Role AWS::IAM::Policy AWS::IAM::ManagedPolicy"),
+    ]
+)
+# Properties passed on as they are (booleans as "true"/"false", objects as JSON), by resource type.
+QUEUE_ATTRIBUTES = _names(
+    "FifoQueue ContentBasedDeduplication DeduplicationScope FifoThroughputLimit VisibilityTimeout "
+    "MessageRetentionPeriod DelaySeconds MaximumMessageSize ReceiveMessageWaitTimeSeconds RedrivePolicy "
+    "RedriveAllowPolicy SqsManagedSseEnabled KmsMasterKeyId KmsDataKeyReusePeriodSeconds"
+)
+TOPIC_ATTRIBUTES = _names("FifoTopic ContentBasedDeduplication KmsMasterKeyId DisplayName")
+SUBSCRIPTION_ATTRIBUTES = _names(
+    "RawMessageDelivery FilterPolicy FilterPolicyScope RedrivePolicy DeliveryPolicy"
+)
+
+
+def _attributes(props: Mapping[str, Any], names: list[str]) -> dict[str, str]:
+    return {
+        name: json.dumps(props[name]) if isinstance(props[name], dict) else text(props[name])
+        for name in names
+        if name in props
     }
-)
-QUEUE_ATTRIBUTES = (
-    "FifoQueue",
-    "ContentBasedDeduplication",
-    "DeduplicationScope",
-    "FifoThroughputLimit",
-    "VisibilityTimeout",
-    "MessageRetentionPeriod",
-    "DelaySeconds",
-    "MaximumMessageSize",
-    "ReceiveMessageWaitTimeSeconds",
-    "RedrivePolicy",
-    "RedriveAllowPolicy",
-    "SqsManagedSseEnabled",
-    "KmsMasterKeyId",
-    "KmsDataKeyReusePeriodSeconds",
-)
-TOPIC_ATTRIBUTES = ("FifoTopic", "ContentBasedDeduplication", "KmsMasterKeyId", "DisplayName")
-SUBSCRIPTION_ATTRIBUTES = (
-    "RawMessageDelivery",
-    "FilterPolicy",
-    "FilterPolicyScope",
-    "RedrivePolicy",
-    "DeliveryPolicy",
-)
 
 
 def aws_base_env(endpoint_url: str, region: str = REGION) -> dict[str, str]:
@@ -190,11 +178,7 @@ class _Builder:
 
     def queue(self, logical_id: str, props: dict[str, Any]) -> Physical:
         sqs = self.client("sqs")
-        attributes = {
-            key: json.dumps(props[key]) if isinstance(props[key], dict) else text(props[key])
-            for key in QUEUE_ATTRIBUTES
-            if key in props
-        }
+        attributes = _attributes(props, QUEUE_ATTRIBUTES)
         fifo = attributes.get("FifoQueue") == "true"
         url = sqs.create_queue(
             QueueName=self.name(logical_id, props.get("QueueName"), fifo=fifo), Attributes=attributes
@@ -206,7 +190,7 @@ class _Builder:
 
     def topic(self, logical_id: str, props: dict[str, Any]) -> Physical:
         sns = self.client("sns")
-        attributes = {key: text(props[key]) for key in TOPIC_ATTRIBUTES if key in props}
+        attributes = _attributes(props, TOPIC_ATTRIBUTES)
         fifo = attributes.get("FifoTopic") == "true"
         arn = sns.create_topic(
             Name=self.name(logical_id, props.get("TopicName"), fifo=fifo), Attributes=attributes
@@ -225,11 +209,7 @@ class _Builder:
         if props.get("Protocol") != "sqs":  # e-mail, Lambda, HTTP endpoints have no local receiver
             LOG.info("not subscribing %s endpoint locally", props.get("Protocol"))
             return None
-        attributes = {
-            key: json.dumps(props[key]) if isinstance(props[key], dict) else text(props[key])
-            for key in SUBSCRIPTION_ATTRIBUTES
-            if key in props
-        }
+        attributes = _attributes(props, SUBSCRIPTION_ATTRIBUTES)
         arn: str = self.client("sns").subscribe(
             TopicArn=topic_arn,
             Protocol="sqs",
