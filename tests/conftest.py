@@ -132,3 +132,8 @@ def poller(enricher_handler: Handler, local_stack: LocalStack) -> Iterator[SqsPo
     )
     yield p
     p.stop()
+
+
+def drain(local_stack: LocalStack, queue_url: str, wait_seconds: int = 1) -> list[dict[str, object]]:
+    """Kept for tests written against it: the one drainer is ``LocalStack.drain`` (dev/sqs.py)."""
+    return local_stack.drain(queue_url, wait_seconds)
