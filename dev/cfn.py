@@ -3,8 +3,8 @@
 Dev only, never ships. ``tests/unit/test_template.py`` and ``dev.awslocal`` both read the template
 through :func:`load_template`; :class:`Resolver` evaluates ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``,
 ``Fn::If`` with the template's Conditions (``Fn::Equals``/``Not``/``And``/``Or``/``Condition``),
-``Fn::Select`` and ``Fn::Join`` for chosen parameter values and the physical ids of the resources
-created so far.
+``Fn::Select``, ``Fn::Join``, ``Fn::Split`` and ``Fn::FindInMap`` for chosen parameter values and
+the physical ids of the resources created so far.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ class Resolver:
             "Condition": self.condition,
             "Fn::Select": self._select,
             "Fn::Join": lambda args: str(args[0]).join(str(v) for v in self.resolve(args[1])),
+            "Fn::Split": lambda args: str(self.resolve(args[1])).split(args[0]),
+            "Fn::FindInMap": self._find_in_map,
         }
 
     # ---- conditions ---------------------------------------------------------------------
@@ -181,6 +183,10 @@ class Resolver:
     def _equals(self, args: Any) -> bool:
         left, right = (text(self.resolve(a)) for a in args)
         return left == right
+
+    def _find_in_map(self, args: Any) -> Any:
+        name, first, second = (self.resolve(a) for a in args[:3])
+        return (self.template.get("Mappings") or {})[name][first][second]
 
     def _select(self, args: Any) -> Any:
         index, items = self.resolve(args[0]), self.resolve(args[1])

@@ -12,6 +12,7 @@ TEMPLATE = {
         "Email": {"Type": "String", "Default": ""},
         "Count": {"Type": "Number", "Default": 5},
     },
+    "Mappings": {"Sizes": {"topic": {"batch": 10}}},
     "Conditions": {
         "IsTopic": {"Fn::Equals": [{"Ref": "Mode"}, "topic"]},
         "HasEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Email"}, ""]}]},
@@ -62,6 +63,8 @@ def test_sub_select_and_join() -> None:
     assert r.resolve({"Fn::Sub": ["${Name}/${Count}", {"Name": {"Ref": "Queue"}}]}) == "http://q/5"
     assert r.resolve({"Fn::Select": [1, ["a", {"Ref": "Mode"}]]}) == "topic"
     assert r.resolve({"Fn::Join": ["-", ["a", {"Ref": "Count"}]]}) == "a-5"
+    assert r.resolve({"Fn::Split": [",", "a,b"]}) == ["a", "b"]
+    assert r.resolve({"Fn::FindInMap": ["Sizes", {"Ref": "Mode"}, "batch"]}) == 10
 
 
 def test_what_cannot_be_resolved_says_so() -> None:
