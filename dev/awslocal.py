@@ -340,9 +340,6 @@ class LocalStack:
     def ref(self, logical_id: str) -> str:
         return self.physical[logical_id].ref
 
-    def attribute(self, logical_id: str, name: str) -> str:
-        return self.physical[logical_id].attributes[name]
-
     ingest_queue_url = _Ref("IngestQueue")
     ingest_queue_arn = _Ref("IngestQueue", "Arn")
     ingest_dlq_url = _Ref("IngestDLQ")
