@@ -27,7 +27,6 @@ from dev.lambda_loader import load_handler
 from dev.poller import SqsPoller
 from dev.sandbox import Fault
 from dev.signing import make_webhook, signed_headers
-from tests.conftest import drain
 
 pytestmark = pytest.mark.integration
 
@@ -85,8 +84,8 @@ def test_a_pipeline_run_leaks_no_token_signature_or_key(
     for _ in range(10):
         if not poller.poll_once():
             break
-    records = drain(local_stack, local_stack.enriched_queue_url)
-    quarantined = drain(local_stack, local_stack.quarantine_queue_url)
+    records = local_stack.drain(local_stack.enriched_queue_url)
+    quarantined = local_stack.drain(local_stack.quarantine_queue_url)
     assert len(records) == 2 and len(quarantined) == 1  # the run really covered both paths
     assert sandbox.count("/calendars/events/appointments/") >= 4  # 401, 500, 200, 422
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from dev.lambda_context import make_context
 from dev.lambda_loader import load_handler
 from dev.signing import dedupe_id_for, ingest_message, make_webhook
-from tests.conftest import drain
 
 if TYPE_CHECKING:
     from dev.awslocal import LocalStack
@@ -37,7 +36,7 @@ def _batch(appointment_id: str, location_id: str) -> dict[str, object]:
 
 
 def _records(local_stack: LocalStack) -> list[dict[str, object]]:
-    return [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url)]
+    return [json.loads(m["Body"]) for m in local_stack.drain(local_stack.enriched_queue_url)]
 
 
 def test_oauth_secret_refreshes_once_and_fetches_with_the_new_token(

@@ -10,54 +10,18 @@ import copy
 import json
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_PATH = ROOT / "template.yaml"
+from dev.cfn import TEMPLATE_PATH, Template, load_template
 
-Template = dict[str, Any]
-
-
-# --------------------------------------------------------------------------------------------
-# YAML loading with CloudFormation short-form tags
-# --------------------------------------------------------------------------------------------
-class CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns ``!Ref x`` into ``{"Ref": x}`` and ``!Foo y`` into ``{"Fn::Foo": y}``."""
-
-
-def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{tag_suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
-def load_template(path: Path = TEMPLATE_PATH) -> Template:
-    with path.open(encoding="utf-8") as fh:
-        data = yaml.load(fh, Loader=CfnLoader)
-    assert isinstance(data, dict), f"{path} is not a mapping"
-    return data
+ROOT = TEMPLATE_PATH.parent
 
 
 @pytest.fixture(scope="module")
 def template() -> Template:
+    """Read with cfn-lint's decoder, the loader dev.awslocal builds the local stack from."""
     return load_template()
 
 
