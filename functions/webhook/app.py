@@ -103,6 +103,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # Always set (None removes it): Powertools' clear_state does not drop a previous correlation id.
     logger.set_correlation_id(reply.dedupe_id)
     metrics.add_metric(name=_METRIC_BY_OUTCOME[reply.outcome], unit=MetricUnit.Count, value=1)
+    if reply.outcome == "accepted" and reply.verdict == "missing":  # unsigned mode: count every one
+        metrics.add_metric(name="WebhookUnsignedAccepted", unit=MetricUnit.Count, value=1)
     details = {
         "status": reply.status,
         "outcome": reply.outcome,
