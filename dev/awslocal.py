@@ -92,6 +92,8 @@ class LocalStack:
     token_secret_id: str
     powerleads_api_base_url: str = DEFAULT_POWERLEADS_API_BASE_URL
     server: ThreadedMotoServer | None = field(default=None, repr=False)
+    # The stack's own clients' credentials (moto accepts any, unless it enforces IAM).
+    access_key: tuple[str, str] = field(default=(DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY), repr=False)
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` pointed at this stack (untyped: tests use many services)."""
@@ -99,8 +101,8 @@ class LocalStack:
             service,  # type: ignore[call-overload]
             endpoint_url=self.endpoint_url,
             region_name=self.region,
-            aws_access_key_id=DUMMY_ACCESS_KEY,
-            aws_secret_access_key=DUMMY_SECRET_KEY,
+            aws_access_key_id=self.access_key[0],
+            aws_secret_access_key=self.access_key[1],
         )
 
     def env(
@@ -184,16 +186,18 @@ def create_resources(
     max_receive_count: int = 5,
     token: str = SANDBOX_TOKEN,
     powerleads_api_base_url: str = DEFAULT_POWERLEADS_API_BASE_URL,
+    access_key: tuple[str, str] = (DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY),
 ) -> LocalStack:
     """Create the template's resources on a running moto server.
 
     ``suffix`` makes every name unique so tests can share one server without purging.
+    ``access_key`` signs the calls (an admin's, when moto server enforces IAM).
     """
     kwargs: dict[str, Any] = {
         "endpoint_url": endpoint_url,
         "region_name": region,
-        "aws_access_key_id": DUMMY_ACCESS_KEY,
-        "aws_secret_access_key": DUMMY_SECRET_KEY,
+        "aws_access_key_id": access_key[0],
+        "aws_secret_access_key": access_key[1],
     }
     sqs = boto3.client("sqs", **kwargs)
     sns = boto3.client("sns", **kwargs)
@@ -265,6 +269,7 @@ def create_resources(
         table_name=table_name,
         token_secret_id=secret_arn,
         powerleads_api_base_url=powerleads_api_base_url,
+        access_key=access_key,
     )
 
 
