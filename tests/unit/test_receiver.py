@@ -241,6 +241,17 @@ def test_signature_not_required_accepts_unsigned_but_never_a_bad_signature():
     assert len(sink.sent) == 1
 
 
+def test_a_signed_body_without_timestamp_is_accepted_on_purpose():
+    """HighLevel's published example bodies carry no ``timestamp``: refusing them could lose real
+    events. The signature proves the sender and the webhookId dedupe (FIFO + idempotency) stops a
+    replay from publishing twice; see SECURITY.md."""
+    doc = webhook()
+    del doc["timestamp"]
+    body = raw(doc)
+    reply = receiver().receive(body, sign(body))
+    assert reply.status == 202 and reply.dedupe_id == "wh-0001"
+
+
 def test_an_unsigned_delete_is_never_accepted_even_when_signatures_are_optional():
     sink = RecordingSink()
     lax = receiver(sink, signature_required=False)

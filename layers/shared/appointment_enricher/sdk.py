@@ -36,6 +36,12 @@ BACKEND_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     tcp_keepalive=True,
 )
+# Operator tools (plenrich): long polls of up to 20 s must fit inside the read timeout.
+OPERATOR_CONFIG = Config(
+    connect_timeout=3,
+    read_timeout=30,
+    retries={"mode": "standard", "max_attempts": 5},
+)
 
 # Loggers that log request or response bodies or headers at DEBUG.
 SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "requests", "aws_xray_sdk")
