@@ -383,60 +383,68 @@ class OAuthTokens:
 
     def _spend(self, leased: Snapshot) -> str:
         """We hold the lease: spend the refresh token once and save the rotated one."""
-        oauth = leased.oauth
-        user_type = str(oauth.get("userType") or "Location")
-        form = {
-            "client_id": str(oauth["clientId"]),
-            "client_secret": str(oauth["clientSecret"]),
-            "grant_type": "refresh_token",
-            "refresh_token": str(oauth["refreshToken"]),
-            "user_type": user_type,
-        }
         try:
-            response = self.session.post(
-                self.base_url + TOKEN_PATH,
-                data=form,
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
+            fresh = refresh_grant(self.session, self.base_url, self.timeout, leased.oauth, self.clock())
+        except OAuthError:
             self.store.release(leased)
-            raise OAuthError(f"token refresh failed: {type(exc).__name__}") from None
-        payload = _json(response)
-        access, rotated = payload.get("access_token"), payload.get("refresh_token")
-        if response.status_code != 200 or not isinstance(access, str) or not access:
-            self.store.release(leased)
-            reason = payload.get("error") or f"HTTP {response.status_code}"
-            hint = ": re-authorise the app" if reason in ("invalid_grant", "invalid_client") else ""
-            logger.error(
-                "OAuth token refresh rejected",
-                extra={"secretId": self.secret_id, "status": response.status_code, "error": str(reason)[:64]},
-            )
-            raise OAuthError(f"token refresh failed ({str(reason)[:64]}){hint}")
-        now = self.clock()
-        expires_in = _number(payload.get("expires_in")) or 86_399.0
-        fresh = {k: v for k, v in oauth.items() if k != "refreshLease"}
-        fresh.update(
-            {
-                "accessToken": access,
-                "refreshToken": rotated if isinstance(rotated, str) and rotated else oauth["refreshToken"],
-                "expiresAt": int(now + expires_in),
-                "issuedAt": int(now),
-            }
-        )
-        for key in ("companyId", "locationId"):
-            if isinstance(payload.get(key), str) and payload[key]:
-                fresh.setdefault(key, payload[key])
+            raise
         with self._state:
-            if oauth.get("accessToken") in self._rejected:
-                self._last_forced = now
+            if leased.oauth.get("accessToken") in self._rejected:
+                self._last_forced = float(fresh["issuedAt"])
             self._rejected.clear()
             self.refreshes += 1
         # Saved before the access token is checked: the refresh token is spent either way.
         saved = self.store.save(leased, leased.with_oauth(fresh))
         logger.info("OAuth access token refreshed", extra={"secretId": self.secret_id, "saved": saved})
         return self._adopt(fresh)
+
+
+def refresh_grant(
+    session: requests.Session,
+    base_url: str,
+    timeout: tuple[float, float],
+    oauth: Mapping[str, Any],
+    now: float,
+) -> dict[str, Any]:
+    """``POST /oauth/token`` once with the stored refresh token; the oauth document to store next."""
+    form = {
+        "client_id": str(oauth["clientId"]),
+        "client_secret": str(oauth["clientSecret"]),
+        "grant_type": "refresh_token",
+        "refresh_token": str(oauth["refreshToken"]),
+        "user_type": str(oauth.get("userType") or "Location"),
+    }
+    try:
+        response = session.post(
+            base_url + TOKEN_PATH,
+            data=form,
+            headers={"Accept": "application/json"},
+            timeout=timeout,
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        raise OAuthError(f"token refresh failed: {type(exc).__name__}") from None
+    payload = _json(response)
+    access, rotated = payload.get("access_token"), payload.get("refresh_token")
+    if response.status_code != 200 or not isinstance(access, str) or not access:
+        reason = str(payload.get("error") or f"HTTP {response.status_code}")[:64]
+        hint = ": re-authorise the app" if reason in ("invalid_grant", "invalid_client") else ""
+        logger.error("OAuth token refresh rejected", extra={"status": response.status_code, "error": reason})
+        raise OAuthError(f"token refresh failed ({reason}){hint}")
+    expires_in = _number(payload.get("expires_in")) or 86_399.0
+    fresh = {k: v for k, v in oauth.items() if k != "refreshLease"}
+    fresh.update(
+        {
+            "accessToken": access,
+            "refreshToken": rotated if isinstance(rotated, str) and rotated else oauth["refreshToken"],
+            "expiresAt": int(now + expires_in),
+            "issuedAt": int(now),
+        }
+    )
+    for key in ("companyId", "locationId"):
+        if isinstance(payload.get(key), str) and payload[key]:
+            fresh.setdefault(key, payload[key])
+    return fresh
 
 
 def _stored_token(oauth: Mapping[str, Any]) -> _Token:
