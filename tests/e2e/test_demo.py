@@ -15,7 +15,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dev.lambda_context import make_context
-from dev.lambda_loader import load_function_module, load_handler
+from dev.lambda_loader import load_function_module
 from dev.signing import ED25519_HEADER, EVENTS_DIR, make_webhook, restamp, signed_headers, webhook_snapshot
 from tests.conftest import drain
 
