@@ -29,7 +29,8 @@ INTAKE_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 2},
     tcp_keepalive=True,
 )
-# The enricher: a few attempts (throttling included) well inside its 60 s budget.
+# The enricher: a few attempts (throttling included) well inside its 60 s budget. botocore's
+# ``max_attempts`` counts retries: 3 means 4 attempts in all.
 BACKEND_CONFIG = Config(
     connect_timeout=2,
     read_timeout=5,
