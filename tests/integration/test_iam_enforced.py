@@ -315,22 +315,37 @@ def stack(iam_moto: tuple[str, tuple[str, str]]) -> LocalStack:
 
 
 @pytest.fixture
-def resolver(template: dict[str, Any], stack: LocalStack) -> Resolver:
+def output_mode() -> str:
+    """The template's OutputMode (tests parametrize it)."""
+    return "topic"
+
+
+@pytest.fixture
+def resolver(template: dict[str, Any], stack: LocalStack, output_mode: str) -> Resolver:
     # Deploy-like parameters: the exact secret ARN, an OAuth app (so the write-back is granted).
     return Resolver(
         template,
         stack,
-        {"PowerLeadsTokenSecretArn": stack.token_secret_id, "PowerLeadsTokenSecretIsOAuthApp": "true"},
+        {
+            "PowerLeadsTokenSecretArn": stack.token_secret_id,
+            "PowerLeadsTokenSecretIsOAuthApp": "true",
+            "OutputMode": output_mode,
+        },
     )
 
 
 @pytest.fixture
-def function_env(stack: LocalStack, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def function_env(
+    stack: LocalStack, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, output_mode: str
+) -> None:
     for name in CONTRACT_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     for name, value in stack.env(
-        sandbox.url, POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING"
+        sandbox.url,
+        output_mode="queue" if output_mode == "queue" else "topic",
+        POWERTOOLS_METRICS_DISABLED="true",
+        POWERTOOLS_LOG_LEVEL="WARNING",
     ).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
@@ -441,7 +456,15 @@ def test_the_receiver_works_with_its_role_and_not_without_it(
     assert all(status in (429, 503) for status in receive(stack, make_user(url, admin, []), monkeypatch))
 
 
+EXPECTED_STATEMENTS = {
+    "topic": ["sns:Publish", "sqs:SendMessage*", "secretsmanager:GetSecretValue"],
+    "queue": ["sqs:SendMessage*", "sqs:SendMessage*", "secretsmanager:GetSecretValue"],
+}
+
+
+@pytest.mark.parametrize("output_mode", ["topic", "queue"])
 def test_the_enricher_works_with_exactly_its_role(
+    output_mode: str,
     template: dict[str, Any],
     resolver: Resolver,
     stack: LocalStack,
@@ -453,9 +476,7 @@ def test_the_enricher_works_with_exactly_its_role(
     url, admin = iam_moto
     policies = role_policies(template, "EnricherFunctionRole", resolver)
     assert policy_labels(policies) == [
-        "sns:Publish",
-        "sqs:SendMessage*",
-        "secretsmanager:GetSecretValue",
+        *EXPECTED_STATEMENTS[output_mode],
         "IdempotencyRecords",
         "WriteBackRotatedPowerLeadsToken",
     ]
@@ -465,18 +486,12 @@ def test_the_enricher_works_with_exactly_its_role(
     assert sandbox.oauth_refresh_count >= 1
 
 
-ENRICHER_STATEMENTS = [
-    "sns:Publish",
-    "sqs:SendMessage*",
-    "secretsmanager:GetSecretValue",
-    "IdempotencyRecords",
-    "WriteBackRotatedPowerLeadsToken",
-]
-
-
-@pytest.mark.parametrize("missing", ENRICHER_STATEMENTS)
+@pytest.mark.parametrize(
+    ("output_mode", "missing"), [(mode, index) for mode in ("topic", "queue") for index in range(5)]
+)
 def test_the_enricher_needs_every_statement_of_its_role(
-    missing: str,
+    output_mode: str,
+    missing: int,
     template: dict[str, Any],
     resolver: Resolver,
     stack: LocalStack,
@@ -487,8 +502,8 @@ def test_the_enricher_needs_every_statement_of_its_role(
 ) -> None:
     url, admin = iam_moto
     policies = role_policies(template, "EnricherFunctionRole", resolver)
-    kept = [p for p, label in zip(policies, policy_labels(policies), strict=True) if label != missing]
-    assert len(kept) == len(policies) - 1
+    assert len(policies) == 5
+    kept = policies[:missing] + policies[missing + 1 :]
     refresh = oauth_secret(stack, sandbox)
     enrich(stack, make_user(url, admin, kept), sandbox, monkeypatch)
     assert enriched_outcome(stack, refresh) != COMPLETE
