@@ -581,18 +581,14 @@ def check_no_wildcards_anywhere(t: Template) -> None:
 def check_secure_transport(t: Template) -> None:
     """Every queue and topic has a resource policy denying requests without TLS."""
     covered: set[str] = set()
-    for kind, key, service in (
-        ("AWS::SQS::QueuePolicy", "Queues", "sqs"),
-        ("AWS::SNS::TopicPolicy", "Topics", "sns"),
+    for kind, key, action in (
+        ("AWS::SQS::QueuePolicy", "Queues", "sqs:*"),
+        ("AWS::SNS::TopicPolicy", "Topics", "sns:Publish"),
     ):
         for policy in of_type(t, kind).values():
             p = policy.get("Properties") or {}
             for st in (p.get("PolicyDocument") or {}).get("Statement") or []:
-                if (
-                    _is_transport_deny(st)
-                    and st.get("Action") == f"{service}:*"
-                    and st.get("Principal") == "*"
-                ):
+                if _is_transport_deny(st) and st.get("Action") == action and st.get("Principal") == "*":
                     targets = [ref["Ref"] for ref in p.get(key) or []]
                     resource = st.get("Resource")
                     assert len(targets) == 1, targets
