@@ -493,3 +493,11 @@ def test_secret_holders_keep_secrets_out_of_repr() -> None:
     assert "s3cr3t" not in repr(_Token("s3cr3t", 1.0, 0.0))
     snapshot = Snapshot("v1", oauth_doc(accessToken="s3cr3t"))
     assert "s3cr3t" not in repr(snapshot) and "csecret" not in repr(snapshot)
+
+
+def test_a_secret_the_enricher_may_not_write_says_what_to_check() -> None:
+    secrets, upstream = FakeSecrets(oauth_doc()), FakeUpstream()
+    secrets.throttled_puts = {1}  # the lease cannot be written (AccessDenied on AWS)
+    with pytest.raises(OAuthError, match="PowerLeadsTokenSecretIsOAuthApp=true"):
+        make(secrets, upstream).token_for(LOCATION)
+    assert upstream.calls == []  # nothing was spent

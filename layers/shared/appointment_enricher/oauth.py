@@ -376,7 +376,14 @@ class OAuthTokens:
                 # Spending the refresh token and then losing the answer to a cut-short call would
                 # lose the grant: refresh only with time for the full call.
                 raise OAuthError(f"secret {self.secret_id}: too little time left in this batch to refresh")
-            leased = self.store.take_lease(snapshot, self.owner, now + self.lease_seconds)
+            try:
+                leased = self.store.take_lease(snapshot, self.owner, now + self.lease_seconds)
+            except Exception as exc:  # noqa: BLE001 - e.g. AccessDenied: say what to check
+                raise OAuthError(
+                    f"secret {self.secret_id}: could not take the refresh lease ({type(exc).__name__});"
+                    " the enricher must be allowed to write an OAuth app secret"
+                    " (deploy with PowerLeadsTokenSecretIsOAuthApp=true)"
+                ) from None
             if leased is None:
                 continue  # another container won the swap: re-read and use (or wait for) its token
             return self._spend(leased)
