@@ -141,14 +141,21 @@ def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedM
     return server, f"http://{bound_host}:{bound_port}"
 
 
-def aws_client(service: str, endpoint_url: str, region: str = REGION) -> Any:
-    """A boto3 client for ``service`` on moto server (untyped: the dev tools use many services)."""
+DUMMY_KEY_PAIR = (DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY)
+
+
+def aws_client(
+    service: str, endpoint_url: str, region: str = REGION, access_key: tuple[str, str] = DUMMY_KEY_PAIR
+) -> Any:
+    """A boto3 client for ``service`` on moto server (untyped: the dev tools use many services).
+
+    ``access_key`` signs the calls: any pair works, unless moto server enforces IAM."""
     return boto3.client(
         service,  # type: ignore[call-overload]
         endpoint_url=endpoint_url,
         region_name=region,
-        aws_access_key_id=DUMMY_ACCESS_KEY,
-        aws_secret_access_key=DUMMY_SECRET_KEY,
+        aws_access_key_id=access_key[0],
+        aws_secret_access_key=access_key[1],
     )
 
 
@@ -162,11 +169,12 @@ class _Builder:
     endpoint_url: str
     region: str
     suffix: str
+    access_key: tuple[str, str] = DUMMY_KEY_PAIR
     clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
         if service not in self.clients:
-            self.clients[service] = aws_client(service, self.endpoint_url, self.region)
+            self.clients[service] = aws_client(service, self.endpoint_url, self.region, self.access_key)
         return self.clients[service]
 
     def name(self, logical_id: str, given: Any = None, *, fifo: bool = False) -> str:
@@ -334,6 +342,8 @@ class LocalStack:
     physical: dict[str, Physical] = field(repr=False)
     token_secret_id: str
     server: ThreadedMotoServer | None = field(default=None, repr=False)
+    # The stack's own clients' credentials (moto accepts any, unless it enforces IAM).
+    access_key: tuple[str, str] = field(default=DUMMY_KEY_PAIR, repr=False)
 
     # ---- names the rest of dev/ and the tests use ------------------------------------------
 
@@ -361,7 +371,7 @@ class LocalStack:
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` pointed at this stack (untyped: tests use many services)."""
-        return aws_client(service, self.endpoint_url, self.region)
+        return aws_client(service, self.endpoint_url, self.region, self.access_key)
 
     # ---- the handlers' environment ----------------------------------------------------------
 
@@ -480,12 +490,14 @@ def create_resources(
     powerleads_api_base_url: str = DEFAULT_POWERLEADS_API_BASE_URL,
     template_path: Path = TEMPLATE_PATH,
     parameters: Mapping[str, Any] | None = None,
+    access_key: tuple[str, str] = DUMMY_KEY_PAIR,
 ) -> LocalStack:
     """Create the template's resources on a running moto server.
 
     ``suffix`` makes every name unique so tests can share one server without purging.
     ``visibility_timeout`` overrides the ingest queue's (tests that wait for redeliveries);
-    ``max_receive_count`` is the template's IngestMaxReceiveCount; ``parameters`` sets any other.
+    ``max_receive_count`` is the template's IngestMaxReceiveCount; ``parameters`` sets any other;
+    ``access_key`` signs the calls (an admin's, when moto server enforces IAM).
     """
     template = load_template(template_path)
     if visibility_timeout is not None:
@@ -500,7 +512,7 @@ def create_resources(
         ),
         **(parameters or {}),
     }
-    builder = _Builder(endpoint_url, region, suffix)
+    builder = _Builder(endpoint_url, region, suffix, access_key)
     physical: dict[str, Physical] = {}
     resolver = Resolver(template, values, physical, region=region)
     token_secret_id = ""
@@ -522,6 +534,7 @@ def create_resources(
         parameters=values,
         physical=physical,
         token_secret_id=token_secret_id,
+        access_key=access_key,
     )
 
 

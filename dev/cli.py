@@ -59,8 +59,13 @@ class Env:
             return self.sqs_factory(args)
         import boto3  # noqa: PLC0415 - keeps `--help` fast
 
+        from dev.lambda_loader import add_code_paths  # noqa: PLC0415
+
+        add_code_paths()  # the layer package: timeouts and retry mode live in appointment_enricher.sdk
+        from appointment_enricher.sdk import OPERATOR_CONFIG  # noqa: PLC0415
+
         options = {k: v for k, v in (("endpoint_url", args.endpoint_url), ("region_name", args.region)) if v}
-        return boto3.client("sqs", **options)
+        return boto3.client("sqs", config=OPERATOR_CONFIG, **options)
 
 
 # ----- output helpers ----------------------------------------------------------------------------
