@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from dev.awslocal import REGION, LocalStack, create_resources
+from dev.cfn import Resolver
 from dev.lambda_context import make_context
 from dev.lambda_loader import load_handler
 from dev.poller import SqsPoller
@@ -52,7 +52,6 @@ LOCATION = "0007BWpSzSwfiuSl0tR2"
 OK_ID = "Hc3Jd8Fe2Gh5Ki9Lm0Np"
 REJECTED_ID = "Qa4Rb6Sc8Td0Ue2Vf4Wg"
 DELETED_ID = "Zy1Xw3Vu5Ts7Rq9Po2Nm"
-NO_VALUE = object()
 BATCH_NAMES = {
     "sns:Publish": "sns:PublishBatch",
     "sqs:SendMessage": "sqs:SendMessageBatch",
@@ -127,88 +126,9 @@ def translated_template() -> dict[str, Any]:
             os.environ["AWS_DEFAULT_REGION"] = previous
 
 
-class Resolver:
-    """Evaluates the intrinsics SAM leaves in role policies, against one local stack."""
-
-    def __init__(self, template: dict[str, Any], stack: LocalStack, parameters: dict[str, str]) -> None:
-        self.template = template
-        defaults = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
-        self.parameters = {**defaults, **parameters}
-        queues = {
-            "IngestQueue": stack.ingest_queue_url,
-            "IngestDLQ": stack.ingest_dlq_url,
-            "QuarantineQueue": stack.quarantine_queue_url,
-            "EnrichedQueue": stack.enriched_queue_url,
-        }
-        self.refs: dict[str, Any] = {
-            **queues,
-            "EnrichedTopic": stack.topic_arn,
-            "IdempotencyTable": stack.table_name,
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-        }
-        self.attributes: dict[tuple[str, str], str] = {
-            ("EnrichedTopic", "TopicName"): stack.topic_arn.rsplit(":", 1)[1],
-            ("IdempotencyTable", "Arn"): f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{stack.table_name}",
-        }
-        for name, url in queues.items():
-            queue_name = url.rsplit("/", 1)[1]
-            self.attributes[(name, "QueueName")] = queue_name
-            self.attributes[(name, "Arn")] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_name}"
-
-    def condition(self, name: str) -> bool:
-        return bool(self(self.template["Conditions"][name]))
-
-    def ref(self, name: str) -> Any:
-        if name == "AWS::NoValue":
-            return NO_VALUE
-        return self.parameters[name] if name in self.parameters else self.refs[name]
-
-    def sub(self, text: str, variables: dict[str, Any]) -> str:
-        def one(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in variables:
-                return str(self(variables[name]))
-            if "." in name:
-                return self.attributes[tuple(name.split(".", 1))]  # type: ignore[index]
-            return str(self.ref(name))
-
-        return re.sub(r"\$\{([^}!]+)\}", one, text)
-
-    def __call__(self, node: Any) -> Any:
-        if isinstance(node, list):
-            return [value for value in (self(item) for item in node) if value is not NO_VALUE]
-        if not isinstance(node, dict):
-            return node
-        if len(node) == 1:
-            ((key, value),) = node.items()
-            if key == "Ref":
-                return self.ref(value)
-            if key == "Fn::GetAtt":
-                return self.attributes[tuple(value)]  # type: ignore[index]
-            if key == "Fn::If":
-                return self(value[1] if self.condition(value[0]) else value[2])
-            if key == "Fn::Sub":
-                text, variables = (value, {}) if isinstance(value, str) else value
-                return self.sub(text, variables)
-            if key == "Fn::Equals":
-                return self(value[0]) == self(value[1])
-            if key == "Fn::Not":
-                return not self(value[0])
-            if key == "Fn::And":
-                return all(self(v) for v in value)
-            if key == "Fn::Or":
-                return any(self(v) for v in value)
-            if key == "Condition":
-                return self.condition(value)
-        return {k: v for k, v in ((k, self(v)) for k, v in node.items()) if v is not NO_VALUE}
-
-
-def role_policies(template: dict[str, Any], role: str, resolve: Resolver) -> list[dict[str, Any]]:
+def role_policies(template: dict[str, Any], role: str, resolver: Resolver) -> list[dict[str, Any]]:
     """The role's inline policies, resolved, as moto can evaluate them (see the module docstring)."""
-    policies = resolve(template["Resources"][role]["Properties"]["Policies"])
+    policies = resolver.resolve(template["Resources"][role]["Properties"]["Policies"])
     return [for_moto(policy) for policy in policies]
 
 
@@ -323,15 +243,13 @@ def output_mode() -> str:
 @pytest.fixture
 def resolver(template: dict[str, Any], stack: LocalStack, output_mode: str) -> Resolver:
     # Deploy-like parameters: the exact secret ARN, an OAuth app (so the write-back is granted).
-    return Resolver(
-        template,
-        stack,
-        {
-            "PowerLeadsTokenSecretArn": stack.token_secret_id,
-            "PowerLeadsTokenSecretIsOAuthApp": "true",
-            "OutputMode": output_mode,
-        },
-    )
+    parameters = {
+        **stack.parameters,
+        "PowerLeadsTokenSecretArn": stack.token_secret_id,
+        "PowerLeadsTokenSecretIsOAuthApp": "true",
+        "OutputMode": output_mode,
+    }
+    return Resolver(template, parameters, stack.physical, region=REGION, account_id=ACCOUNT)
 
 
 @pytest.fixture
@@ -528,7 +446,7 @@ def test_redrive_works_with_the_documented_operator_policy_and_needs_all_of_it(
         MessageBody=json.dumps(letter),
         MessageAttributes={"errorType": {"DataType": "String", "StringValue": "InvalidAppointment"}},
     )
-    policies = [for_moto(resolver(p)) for p in REDRIVE_POLICY if p["PolicyName"] != missing]
+    policies = [for_moto(resolver.resolve(p)) for p in REDRIVE_POLICY if p["PolicyName"] != missing]
     key = make_user(url, admin, policies)
     operator = boto3.client(
         "sqs", endpoint_url=url, region_name=REGION, aws_access_key_id=key[0], aws_secret_access_key=key[1]
