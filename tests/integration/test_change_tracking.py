@@ -182,7 +182,7 @@ def test_a_redelivery_whose_claim_was_lost_republishes_the_same_change(
     driver.run_until_empty()
     (first,) = published(local_stack)
     dynamodb = local_stack.client("dynamodb")  # the receipt never got written
-    dynamodb.delete_item(TableName=local_stack.ledger_table_name, Key={"id": {"S": "receipt#" + webhook}})
+    dynamodb.delete_item(TableName=local_stack.table_name, Key={"id": {"S": "receipt#" + webhook}})
     send(local_stack, a, "AppointmentCreate", webhook_id=webhook, sqs_dedupe=webhook + "-again")
     driver.run_until_empty()
     (second,) = published(local_stack)

@@ -23,8 +23,8 @@ import pytest
 
 from dev.awslocal import create_resources
 from dev.signing import ingest_message, make_webhook, sign_ed25519
-from dev.soak import appointment_event, queue_depth, start_worker_process, stop_process
-from tests.conftest import drain
+from dev.soak import appointment_event, start_worker_process, stop_process
+from dev.sqs import queue_depth
 
 pytestmark = pytest.mark.integration
 
@@ -110,15 +110,15 @@ def _finish_with_fresh_enricher(stack: Any, env: dict[str, str], total: int) -> 
     try:
 
         def all_out() -> bool:
-            records.extend(drain(stack, stack.enriched_queue_url, wait_seconds=0))
-            return len(records) >= total and queue_depth(sqs, stack.ingest_queue_url) == 0
+            records.extend(stack.drain(stack.enriched_queue_url, wait_seconds=0))
+            return len(records) >= total and queue_depth(sqs, stack.ingest_queue_url, in_flight=True) == 0
 
         assert _until(all_out, 60, step=0.5), (
             f"{len(records)} of {total} records after the restart; "
-            f"{queue_depth(sqs, stack.ingest_queue_url)} still queued"
+            f"{queue_depth(sqs, stack.ingest_queue_url, in_flight=True)} still queued"
         )
         time.sleep(VISIBILITY_TIMEOUT + 1)  # anything still to come (a duplicate) would show now
-        records.extend(drain(stack, stack.enriched_queue_url, wait_seconds=1))
+        records.extend(stack.drain(stack.enriched_queue_url, wait_seconds=1))
     finally:
         stop_process(second)
     return records
@@ -129,8 +129,8 @@ def _assert_balanced(stack: Any, records: list[dict[str, Any]], webhook_ids: lis
     duplicates = sorted(w for w in set(published) if published.count(w) > 1)
     assert not duplicates, f"published twice: {duplicates}"
     assert sorted(published) == sorted(webhook_ids), "lost records after the crash"
-    assert drain(stack, stack.quarantine_queue_url, wait_seconds=0) == []
-    assert drain(stack, stack.ingest_dlq_url, wait_seconds=0) == []
+    assert stack.drain(stack.quarantine_queue_url, wait_seconds=0) == []
+    assert stack.drain(stack.ingest_dlq_url, wait_seconds=0) == []
     assert _receipts(stack) == dict.fromkeys(webhook_ids, "published")
     # The ledger is on: per appointment, in publish order, one "created" and then "unchanged"
     # (the sandbox serves one state per appointment), whatever the crash cut.
@@ -142,8 +142,8 @@ def _assert_balanced(stack: Any, records: list[dict[str, Any]], webhook_ids: lis
 
 
 def _receipts(stack: Any) -> dict[str, str]:
-    """Settled deliveries (the ledger's receipt items), dedupe id -> outcome."""
-    items = stack.client("dynamodb").scan(TableName=stack.ledger_table_name)["Items"]
+    """Settled deliveries (receipt items in the idempotency table), dedupe id -> outcome."""
+    items = stack.client("dynamodb").scan(TableName=stack.table_name)["Items"]
     return {
         i["id"]["S"].removeprefix("receipt#"): i["outcome"]["S"]
         for i in items
@@ -172,8 +172,8 @@ def test_sigkill_mid_batch_then_fresh_enricher_balances(moto_server, sandbox) ->
         in_batch = len(invoked[-1]["messageIds"])
         assert in_batch > 1
         # Nothing of the killed batch was published, and its messages are in flight, not lost.
-        assert drain(stack, stack.enriched_queue_url, wait_seconds=0) == []
-        assert queue_depth(sqs, stack.ingest_queue_url) == total
+        assert stack.drain(stack.enriched_queue_url, wait_seconds=0) == []
+        assert queue_depth(sqs, stack.ingest_queue_url, in_flight=True) == total
         assert _receipts(stack) == {}  # nothing of it was settled
 
         time.sleep(VISIBILITY_TIMEOUT)
@@ -198,9 +198,9 @@ def test_sigkill_after_publish_before_ack_publishes_nothing_twice(moto_server, s
         first.wait(10)
         batch = lines.events("invoke")[0]["messageIds"]
         assert lines.events("done")[0]["result"] == {"batchItemFailures": []}
-        early = drain(stack, stack.enriched_queue_url, wait_seconds=1)
+        early = stack.drain(stack.enriched_queue_url, wait_seconds=1)
         assert len(early) == len(batch) > 1  # published ...
-        assert queue_depth(sqs, stack.ingest_queue_url) == total  # ... but never acknowledged
+        assert queue_depth(sqs, stack.ingest_queue_url, in_flight=True) == total  # ... but never acknowledged
         time.sleep(VISIBILITY_TIMEOUT)
     finally:
         stop_process(first)
@@ -248,7 +248,7 @@ def test_crash_between_ledger_write_and_publish_leaves_no_gap_and_no_contradicti
         sqs.change_message_visibility(
             QueueUrl=local_stack.ingest_queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
         )
-    assert drain(local_stack, local_stack.enriched_queue_url, wait_seconds=0) == []
+    assert local_stack.drain(local_stack.enriched_queue_url, wait_seconds=0) == []
     ledger = DynamoLedger(local_stack.client("dynamodb"), local_stack.ledger_table_name)
     held = ledger.entries(ids)
     assert all(held[a].change_for(w) is not None for a in ids for w in webhooks[a])  # written ahead
@@ -256,7 +256,9 @@ def test_crash_between_ledger_write_and_publish_leaves_no_gap_and_no_contradicti
     put(sandbox, ids[0], dateUpdated="2026-11-30T10:01:00Z", appointmentStatus="cancelled")
     assert _receipts(local_stack) == {}
     driver.run_until_empty()
-    records = [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url, 0)]
+    records = [
+        json.loads(m["Body"]) for m in local_stack.drain(local_stack.enriched_queue_url, wait_seconds=0)
+    ]
     by_appointment: dict[str, list[tuple[str, str]]] = {}
     for record in records:
         by_appointment.setdefault(record["appointmentId"], []).append(
@@ -267,6 +269,8 @@ def test_crash_between_ledger_write_and_publish_leaves_no_gap_and_no_contradicti
 
     send(local_stack, ids[0])
     driver.run_until_empty()
-    (next_record,) = [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url, 0)]
+    (next_record,) = [
+        json.loads(m["Body"]) for m in local_stack.drain(local_stack.enriched_queue_url, wait_seconds=0)
+    ]
     assert next_record["change"]["kind"] == "cancelled"
     assert next_record["change"]["previous"] == {"appointmentStatus": "confirmed"}

@@ -169,3 +169,33 @@ def test_ledger_time_sorts_as_instants() -> None:
     whole = ledger_time(datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC))
     later = ledger_time(datetime(2026, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC))
     assert whole == "2026-01-01T00:00:00.000Z" and whole < later
+
+
+def test_entries_and_receipts_are_read_in_one_call_across_two_tables(local_stack: LocalStack) -> None:
+    """Receipts live in the idempotency table; one BatchGetItem names both tables."""
+    real = local_stack.client("dynamodb")
+    calls: list[set[str]] = []
+
+    class Counting:
+        exceptions = real.exceptions
+
+        def batch_get_item(self, **kwargs: Any) -> Any:
+            calls.append(set(kwargs["RequestItems"]))
+            return real.batch_get_item(**kwargs)
+
+        def put_item(self, **kwargs: Any) -> Any:
+            return real.put_item(**kwargs)
+
+    ledger = DynamoLedger(
+        Counting(),
+        local_stack.ledger_table_name,
+        receipts_table_name=local_stack.table_name,
+        clock=lambda: NOW,
+    )
+    ledger.save(_entry("R1"))
+    ledger.put_receipt("w-done", "published")
+    read = ledger.read(["R1", "R2"], ["w-done", "w-new"])
+    assert set(read.entries) == {"R1"} and read.receipts == {"w-done"}
+    assert calls == [{local_stack.ledger_table_name, local_stack.table_name}]
+    receipt = real.get_item(TableName=local_stack.table_name, Key={"id": {"S": "receipt#w-done"}})["Item"]
+    assert receipt["outcome"] == {"S": "published"} and int(receipt["expiration"]["N"]) > NOW.timestamp()

@@ -15,7 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .ledger import (
     APPOINTMENT_KEY_PREFIX,
@@ -35,9 +35,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 UNPROCESSED_ATTEMPTS = 6
+_T = TypeVar("_T")
 
 
-def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def _chunks(values: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
@@ -77,6 +78,7 @@ class DynamoLedger:
         *,
         ttl_seconds: int = DEFAULT_LEDGER_TTL_SECONDS,
         receipt_ttl_seconds: int = 2 * 86_400,
+        receipts_table_name: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -84,6 +86,8 @@ class DynamoLedger:
         self.table_name = table_name
         self.ttl_seconds = ttl_seconds
         self.receipt_ttl_seconds = receipt_ttl_seconds
+        # Receipts are short-lived idempotency records: the idempotency table when there is one.
+        self.receipts_table_name = receipts_table_name or table_name
         self.clock = clock
         self.sleep = sleep
         self._locations_added: set[str] = set()
@@ -93,32 +97,18 @@ class DynamoLedger:
 
     def entries(self, appointment_ids: Sequence[str]) -> dict[str, LedgerEntry]:
         """BatchGetItem, 100 keys a call; unprocessed keys are retried with jittered backoff."""
-        found: dict[str, LedgerEntry] = {}
-        unique = list(dict.fromkeys(appointment_ids))
-        for chunk in _chunks(unique, MAX_KEYS_PER_READ):
-            for item in self._batch_get([{"id": {"S": appointment_key(i)}} for i in chunk]):
-                entry = _entry(item)
-                found[entry.appointment_id] = entry
-        return found
+        keys = [(self.table_name, appointment_key(i)) for i in dict.fromkeys(appointment_ids)]
+        return dict(self._read(keys).entries)
 
     def read(self, appointment_ids: Sequence[str], dedupe_ids: Sequence[str]) -> BatchRead:
-        keys = [appointment_key(i) for i in dict.fromkeys(appointment_ids)]
-        keys += [RECEIPT_KEY_PREFIX + d for d in dict.fromkeys(dedupe_ids)]
-        entries: dict[str, LedgerEntry] = {}
-        receipts: set[str] = set()
-        for chunk in _chunks(keys, MAX_KEYS_PER_READ):
-            for item in self._batch_get([{"id": {"S": key}} for key in chunk]):
-                key = item["id"]["S"]
-                if key.startswith(RECEIPT_KEY_PREFIX):
-                    receipts.add(key.removeprefix(RECEIPT_KEY_PREFIX))
-                else:
-                    entry = _entry(item)
-                    entries[entry.appointment_id] = entry
-        return BatchRead(entries, frozenset(receipts))
+        """Entries and receipts in one BatchGetItem (two tables in one request when they differ)."""
+        keys = [(self.table_name, appointment_key(i)) for i in dict.fromkeys(appointment_ids)]
+        keys += [(self.receipts_table_name, RECEIPT_KEY_PREFIX + d) for d in dict.fromkeys(dedupe_ids)]
+        return self._read(keys)
 
     def put_receipt(self, dedupe_id: str, outcome: str) -> None:
         self.client.put_item(
-            TableName=self.table_name,
+            TableName=self.receipts_table_name,
             Item={
                 "id": {"S": RECEIPT_KEY_PREFIX + dedupe_id},
                 "outcome": {"S": outcome},
@@ -126,18 +116,35 @@ class DynamoLedger:
             },
         )
 
-    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _read(self, keys: list[tuple[str, str]]) -> BatchRead:
+        entries: dict[str, LedgerEntry] = {}
+        receipts: set[str] = set()
+        for chunk in _chunks(keys, MAX_KEYS_PER_READ):
+            for item in self._batch_get(chunk):
+                key = item["id"]["S"]
+                if key.startswith(RECEIPT_KEY_PREFIX):
+                    receipts.add(key.removeprefix(RECEIPT_KEY_PREFIX))
+                elif key.startswith(APPOINTMENT_KEY_PREFIX):
+                    entry = _entry(item)
+                    entries[entry.appointment_id] = entry
+        return BatchRead(entries, frozenset(receipts))
+
+    def _batch_get(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        request: dict[str, Any] = {}
+        for table, key in keys:
+            request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append({"id": {"S": key}})
         items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
         for attempt in range(UNPROCESSED_ATTEMPTS):
             if attempt:
                 self.sleep(random.random() * min(1.0, 0.05 * (1 << attempt)))  # noqa: S311 - jitter
             response = self.client.batch_get_item(RequestItems=request)
-            items.extend(response.get("Responses", {}).get(self.table_name, []))
+            for found in response.get("Responses", {}).values():
+                items.extend(found)
             request = dict(response.get("UnprocessedKeys") or {})
             if not request:
                 return items
-        raise RuntimeError(f"ledger read left {len(request[self.table_name]['Keys'])} keys unprocessed")
+        left = sum(len(r["Keys"]) for r in request.values())
+        raise RuntimeError(f"ledger read left {left} keys unprocessed")
 
     def known_locations(self) -> list[str]:
         response = self.client.get_item(
