@@ -72,6 +72,8 @@ class GroupContext:
 
 
 class GroupPreparer:
+    """Steps 2-4 for one group; stateless across groups, so one instance serves a whole batch."""
+
     def __init__(
         self,
         source: AppointmentSource,
@@ -99,9 +101,9 @@ class GroupPreparer:
         fetched: dict[tuple[str, str], FetchResult] = {}
         for index, entry in enumerate(claimed):
             ref = entry.parsed.ref
-            track = tracks.get(ref.appointment_id) or tracks.setdefault(
-                ref.appointment_id, Track(ref, known.get(ref.appointment_id))
-            )
+            if ref.appointment_id not in tracks:
+                tracks[ref.appointment_id] = Track(ref, known.get(ref.appointment_id))
+            track = tracks[ref.appointment_id]
             appointment: Appointment | None = None
             if ref.type != "AppointmentDelete":
                 key = (ref.appointment_id, ref.location_id)
