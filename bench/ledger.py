@@ -144,7 +144,8 @@ def render(found: dict[str, dict[str, Any]], args: argparse.Namespace, elapsed: 
         "",
         f"Receiver figures are the last full run's (p50 {RECEIVER_P50_MS} ms): the ledger does "
         "not touch the receiver. Billed units are computed from the requests (PutItem: 1 WRU per "
-        "started KB of the item; BatchGetItem: 1 RRU per key, strongly consistent, items < 4 KB).",
+        "started KB of the item; BatchGetItem: 1 RRU per key read strongly consistent, 0.5 eventually, "
+        "items < 4 KB).",
         END,
     ]
     return "\n".join(lines)
@@ -167,9 +168,10 @@ def _goals(found: dict[str, dict[str, Any]], costs: dict[str, dict[str, float]])
         "in tens of ms each under load, where DynamoDB answers in single-digit ms. The write must "
         "precede the publish (write-ahead: no gap after a crash) and the receipt must follow it, so "
         "neither can overlap the publish. Cost: the ledger's receipts replace the idempotency "
-        "claims (writes stay at two per message), what remains is the read: 1 RRU per entry and per "
-        "receipt, strongly consistent (an eventually consistent read of an entry written by the "
-        "previous batch of a burst would be stale and cost a retry)."
+        "claims (writes stay at two per message), what remains is the read: 1 RRU per entry, strongly "
+        "consistent (an eventually consistent read of an entry written by the previous batch of a "
+        "burst would be stale and cost a retry), and 0.5 RRU per receipt (eventually consistent: a "
+        "duplicate delivery comes minutes later)."
     )
 
 
