@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from appointment_enricher.receiver import MAX_BODY_BYTES
+from appointment_enricher.wire import MAX_BODY_BYTES
 from dev.awslocal import LocalStack
 from dev.gateway import Gateway
 from dev.lambda_loader import load_handler
@@ -216,7 +216,7 @@ def test_largest_body_fits_the_queue_even_at_worst_case_escaping(gateway: Gatewa
 
 
 @pytest.mark.parametrize("how", ["nonexistent", "deleted"])
-def test_queue_unavailable_is_503_and_nothing_else_is_5xx(
+def test_queue_unavailable_is_429_with_retry_after_and_nothing_is_5xx(
     stack_env: dict[str, str], local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, how: str
 ):
     if how == "nonexistent":
@@ -225,9 +225,10 @@ def test_queue_unavailable_is_503_and_nothing_else_is_5xx(
     if how == "deleted":
         local_stack.client("sqs").delete_queue(QueueUrl=local_stack.ingest_queue_url)
     with Gateway(handler) as gateway:
-        raw = body(webhook_id=f"wh-int-503-{how}")
+        raw = body(webhook_id=f"wh-int-429-{how}")
         response = post(gateway, raw, ed(raw))
-        assert_error(response, 503, "unavailable")
+        assert_error(response, 429, "queue_unavailable")
+        assert response.headers["retry-after"] == "60"
         # Rejections do not touch the queue, so they keep their own status.
         assert_error(post(gateway, raw, {}), 401, "missing_signature")
         ignored = json.dumps({"type": "ContactCreate", "timestamp": iso_timestamp()}).encode()
