@@ -20,7 +20,7 @@ from appointment_enricher.wire import MAX_BODY_BYTES
 from dev.awslocal import LocalStack
 from dev.gateway import Gateway
 from dev.lambda_loader import load_handler
-from dev.signing import iso_timestamp, make_webhook, sign_ed25519, sign_rsa
+from dev.signing import DEV_APP_ID, iso_timestamp, make_webhook, sign_ed25519, sign_rsa
 from tests.conftest import drain
 
 pytestmark = pytest.mark.integration
@@ -233,3 +233,41 @@ def test_queue_unavailable_is_429_with_retry_after_and_nothing_is_5xx(
         assert_error(post(gateway, raw, {}), 401, "missing_signature")
         ignored = json.dumps({"type": "ContactCreate", "timestamp": iso_timestamp()}).encode()
         assert post(gateway, ignored, ed(ignored)).status_code == 200
+
+
+def test_verified_events_of_another_tenant_are_ignored_counted_and_never_queued(
+    stack_env: dict[str, str], local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """HighLevel signs every app's webhooks with one key: the signature proves the sender only."""
+    monkeypatch.setenv("WEBHOOK_APP_IDS", f"app_other_1,{DEV_APP_ID}")
+    monkeypatch.setenv("WEBHOOK_LOCATION_IDS", LOCATION)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    handler = load_handler("webhook")
+    ours = body(webhook_id="wh-int-tenant-ours")
+
+    def variant(**changes: Any) -> bytes:
+        document = json.loads(body(webhook_id=f"wh-int-tenant-{uuid.uuid4().hex[:8]}"))
+        for key, value in changes.items():
+            if value is None:
+                document.pop(key)
+            else:
+                document[key] = value
+        return json.dumps(document).encode()
+
+    foreign = {
+        "foreign_app": variant(appId="app_someone_else"),
+        "missing_app_id": variant(appId=None),
+        "foreign_location": variant(locationId="loc_NOTOURS"),
+    }
+    with Gateway(handler) as gateway:
+        accepted = post(gateway, ours, ed(ours))
+        assert accepted.status_code == 202, accepted.text
+        for reason, raw in foreign.items():
+            response = post(gateway, raw, ed(raw))
+            assert (response.status_code, response.json()) == (200, {"status": "ignored", "reason": reason})
+        # Unsigned, a foreign body is still just unauthenticated: nothing about tenancy is disclosed.
+        assert_error(post(gateway, foreign["foreign_app"], {}), 401, "missing_signature")
+    assert set(queued(local_stack)) == {"wh-int-tenant-ours"}
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    counts = [m.get("WebhookForeignTenant", 0) for m in emf]  # EMF: a number, or a list of them
+    assert sum(sum(c) if isinstance(c, list) else c for c in counts) == 3, emf
