@@ -18,7 +18,14 @@ from typing import Any
 
 from bench.services import sample_event
 from dev.gateway import build_http_api_event
-from dev.signing import ingest_message, iso_timestamp, make_webhook, signed_headers, webhook_snapshot
+from dev.signing import (
+    dedupe_id_for,
+    ingest_message,
+    iso_timestamp,
+    make_webhook,
+    signed_headers,
+    webhook_snapshot,
+)
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:IngestQueue.fifo"
 
@@ -37,7 +44,7 @@ def api_event(appointment_id: str, location_id: str) -> dict[str, Any]:
 def sqs_record(appointment_id: str, location_id: str, kind: str = "AppointmentUpdate") -> dict[str, Any]:
     """One ``Records[]`` entry as the ingest queue's event source mapping delivers it."""
     body = webhook_body(appointment_id, location_id, kind)
-    dedupe_id = json.loads(body)["webhookId"]
+    dedupe_id = dedupe_id_for(body)  # the receiver's rule (wire.webhook_dedupe_id)
     message = ingest_message(body, iso_timestamp(), dedupe_id, signed_headers(body))
     now_ms = str(int(time.time() * 1000))
     return {

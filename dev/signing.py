@@ -29,6 +29,16 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from appointment_enricher.wire import (
+    IngestMessage,
+    Trigger,
+    WireError,
+    ingest_attributes,
+    parse_json_object,
+    read_webhook,
+    webhook_dedupe_id,
+)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KEYS_DIR = REPO_ROOT / "dev" / "keys"
 EVENTS_DIR = REPO_ROOT / "events"
@@ -195,27 +205,30 @@ def sample_webhook(
 
 
 def ingest_message(
-    raw_body: bytes, received_at: str, dedupe_id: str, signatures: Mapping[str, str] | None = None
+    raw_body: bytes,
+    received_at: str,
+    dedupe_id: str,
+    signatures: Mapping[str, str] | None = None,
+    trigger: Trigger = "webhook",
 ) -> str:
-    """The receiver's ingest queue message body for a raw webhook body (as receiver.py writes it:
-    the raw body as received, when, the dedupe id, and the signature headers it verified)."""
-    message: dict[str, Any] = {
-        "body": raw_body.decode("utf-8"),
-        "receivedAt": received_at,
-        "dedupeId": dedupe_id,
-    }
-    if signatures is not None:
-        message["signatures"] = dict(signatures)
-    return json.dumps(message, separators=(",", ":"))
+    """The ingest queue message for a raw webhook body, exactly as the receiver writes it
+    (``wire.IngestMessage``): the raw body as received, when, the dedupe id, the signatures."""
+    return IngestMessage(
+        body=raw_body.decode("utf-8"),
+        received_at=received_at,
+        dedupe_id=dedupe_id,
+        signatures=dict(signatures or {}),
+        trigger=trigger,
+    ).encode()
 
 
 def dedupe_id_for(raw_body: bytes) -> str:
-    """``webhookId`` when present, else the sha256 of the body (DESIGN.md)."""
+    """The FIFO deduplication id the receiver gives this body (``wire.webhook_dedupe_id``)."""
     try:
-        webhook_id = json.loads(raw_body).get("webhookId")
-    except (ValueError, AttributeError):
+        webhook_id = read_webhook(parse_json_object(raw_body)).webhook_id
+    except WireError:
         webhook_id = None
-    return str(webhook_id) if webhook_id else hashlib.sha256(raw_body).hexdigest()
+    return webhook_dedupe_id(webhook_id, raw_body)
 
 
 def write_events(root: Path = EVENTS_DIR, timestamp: str | datetime | None = None) -> list[Path]:
@@ -276,8 +289,8 @@ def write_events(root: Path = EVENTS_DIR, timestamp: str | datetime | None = Non
 
     records = []
     for index, (name, body) in enumerate(bodies.items()):
-        document = json.loads(body)
-        appointment_id = document["appointment"]["id"]
+        ref = read_webhook(parse_json_object(body))
+        appointment_id = ref.appointment_id
         dedupe_id = dedupe_id_for(body)
         signature = {ED25519_HEADER: sign_ed25519(body)}
         message_body = ingest_message(body, ts, dedupe_id, signature)
@@ -296,8 +309,8 @@ def write_events(root: Path = EVENTS_DIR, timestamp: str | datetime | None = Non
                 "MessageDeduplicationId": dedupe_id,
             },
             "MessageAttributes": {
-                "eventType": {"DataType": "String", "StringValue": document["type"]},
-                "locationId": {"DataType": "String", "StringValue": document["locationId"]},
+                name: {"DataType": "String", "StringValue": value}
+                for name, value in ingest_attributes(ref).items()
             },
         }
         records.append(
