@@ -137,6 +137,11 @@ class FaultProxy:
         with self._lock:
             self._queued.extend(faults)
 
+    def pending(self) -> int:
+        """One-off faults queued and not yet used."""
+        with self._lock:
+            return len(self._queued)
+
     def _new_generation(self) -> None:
         self._released = threading.Event()
         self._generations.append(self._released)

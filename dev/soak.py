@@ -21,6 +21,16 @@ Traffic and faults (all seeded, so a run can be repeated):
 * ``--invalid`` (1 %) of the appointments are permanently invalid: half are served without
   required fields (``InvalidAppointment``), half answer 422 (``UpstreamRejected``).
 
+With ``--intake-faults`` the webhook handler's SQS endpoint sits behind ``dev/faultproxy.py``,
+which now and then fails a queue write (500, 503, throttling), hangs it, trickles its answer, or
+lets it land and answers 500; the receiver must answer those 429 within its budget. With
+``--sender highlevel`` each delivery follows HighLevel's documented retry policy: only 429 is
+retried (up to 6 attempts, honouring ``Retry-After``, its 10-minute spacing compressed to
+``--retry-unit`` seconds); every other status is final. A webhook still refused after its last
+attempt is counted as given up by the sender (zero when the faults are transient).
+``--foreign N`` adds N verified deliveries for another marketplace app (the handler serves
+only the dev app id): each must be answered 200 ignored and produce no outcome.
+
 Checks, each a non-zero exit with the reason when it fails:
 * every webhook was accepted (202) by the receiver;
 * every accepted webhook produced exactly one record on EnrichedQueue, or exactly one quarantine
@@ -496,6 +506,8 @@ class SendStats:
     retries: int = 0
     accepted: set[str] = field(default_factory=set)
     not_accepted: dict[str, int] = field(default_factory=dict)
+    given_up: set[str] = field(default_factory=set)  # still 429 after the sender's last attempt
+    ignored: set[str] = field(default_factory=set)  # answered 200 ignored
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -541,6 +553,129 @@ def send_lane(
             else:
                 stats.not_accepted[webhook.webhook_id] = status
     session.close()
+
+
+HIGHLEVEL_RETRY_SPACING_SECONDS = 600  # documented: every 10 minutes (plus jitter)
+HIGHLEVEL_MAX_ATTEMPTS = 6
+
+
+def highlevel_retry_delay(retry_after: str | None, unit: float, rng: random.Random) -> float:
+    """Seconds to wait before the next attempt: HighLevel's 10 minutes, or a longer Retry-After,
+    compressed so that 10 minutes last ``unit`` seconds, with up to 20 % jitter."""
+    try:
+        asked = float(retry_after) if retry_after is not None else 0.0
+    except ValueError:
+        asked = 0.0
+    spacing = max(HIGHLEVEL_RETRY_SPACING_SECONDS, asked)
+    return unit * spacing / HIGHLEVEL_RETRY_SPACING_SECONDS * (1 + 0.2 * rng.random())
+
+
+def send_lane_highlevel(
+    url: str,
+    lane: list[Webhook],
+    stats: SendStats,
+    stop: threading.Event,
+    *,
+    backlog: Callable[[], int] | None = None,
+    max_backlog: int = 0,
+    retry_unit: float = 1.0,
+    seed: int = 0,
+) -> None:
+    """POST each webhook in order as HighLevel's documented policy does: retry only a 429 (up to
+    6 attempts, honouring Retry-After); any other status, a connection error included, is final."""
+    import requests  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    session = requests.Session()
+    for webhook in lane:
+        while backlog is not None and max_backlog and backlog() > max_backlog and not stop.is_set():
+            stop.wait(0.05)
+        if stop.is_set():
+            return
+        status, ignored = 0, False
+        for attempt in range(HIGHLEVEL_MAX_ATTEMPTS):
+            retry_after = None
+            try:
+                response = session.post(url, data=webhook.body, headers=webhook.headers, timeout=30)
+                status, retry_after = response.status_code, response.headers.get("retry-after")
+                ignored = status == 200 and response.json().get("status") == "ignored"
+            except requests.RequestException:
+                status = 0
+            with stats.lock:
+                stats.deliveries += 1
+                stats.statuses[status] += 1
+                stats.retries += 1 if attempt else 0
+            if status != 429:
+                break
+            if attempt < HIGHLEVEL_MAX_ATTEMPTS - 1:
+                stop.wait(highlevel_retry_delay(retry_after, retry_unit, rng))
+        with stats.lock:
+            if status == 202:
+                stats.accepted.add(webhook.webhook_id)
+            elif ignored:
+                stats.ignored.add(webhook.webhook_id)
+            else:
+                stats.not_accepted[webhook.webhook_id] = status
+                if status == 429:
+                    stats.given_up.add(webhook.webhook_id)
+    session.close()
+
+
+@dataclass
+class IntakeFaultStats:
+    queued: Counter[str] = field(default_factory=Counter)
+
+
+def inject_intake_faults(
+    proxy: Any, rng: random.Random, stop: threading.Event, stats: IntakeFaultStats
+) -> None:
+    """Every ~0.7 s (when the last ones were used up), the next one or two queue writes fail:
+    mostly fast (500, 503, throttling, landed then 500); every 8th time slow (hang, trickle),
+    which costs the receiver its whole budget. Faults never pile up into a long outage: the
+    point is transient failures, which a sender retrying only 429 must ride out."""
+    from dev.faultproxy import Fault  # noqa: PLC0415
+
+    fast = [Fault.error(500), Fault.error(503), Fault.throttle(), Fault.landed_then_error(500)]
+    slow = [Fault.hang(5.0), Fault.trickle(4.0)]
+    for round_ in itertools.count(1):
+        if stop.wait(0.7):
+            return
+        if proxy.pending():
+            continue
+        faults = [rng.choice(fast) for _ in range(rng.randint(1, 2))]
+        if round_ % 8 == 0:
+            faults = [rng.choice(slow)]
+        proxy.queue(faults)
+        for fault in faults:
+            stats.queued[fault.kind] += 1
+
+
+def foreign_webhooks(count: int, seed: int) -> list[Webhook]:
+    """Verified deliveries for another marketplace app: ignored by a receiver serving the dev app."""
+    from dev.signing import make_webhook, signed_headers  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    out = []
+    for index in range(count):
+        webhook_id = f"foreign-{index:05d}-{rng.getrandbits(32):08x}"
+        body = json.loads(
+            make_webhook("AppointmentUpdate", {"id": f"Foreign{index:05d}"}, "ForeignLoc1", webhook_id)
+        )
+        body["appId"] = "someone-elses-app"
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        out.append(
+            Webhook(
+                webhook_id,
+                f"Foreign{index:05d}",
+                "ForeignLoc1",
+                0,
+                "AppointmentUpdate",
+                raw,
+                signed_headers(raw),
+                "ignored",
+            )
+        )
+    return out
 
 
 @dataclass
@@ -622,10 +757,13 @@ def check(plan: Plan, sent: SendStats, data: Collected) -> Verdict:
 
     verdict = Verdict()
     expected_ids = set(plan.by_id)
-    if sent.not_accepted:
+    # A webhook the sender gave up on (still 429 after its last attempt) is accounted for: the
+    # sender knows it failed. Any other refusal is an event lost without anyone knowing.
+    refused = {w: s for w, s in sent.not_accepted.items() if w not in sent.given_up}
+    if refused:
         verdict.fail(
-            f"{len(sent.not_accepted)} webhooks not accepted (status: "
-            f"{dict(Counter(sent.not_accepted.values()))}): {_examples(sent.not_accepted)}"
+            f"{len(refused)} webhooks not accepted (status: "
+            f"{dict(Counter(refused.values()))}): {_examples(refused)}"
         )
     accepted = sent.accepted & expected_ids
 
@@ -762,6 +900,10 @@ class SoakConfig:
     faults: bool = True
     verbose: bool = True
     max_backlog: int = 200
+    intake_faults: bool = False  # queue-write faults through dev/faultproxy.py
+    sender: str = "retry-all"  # or "highlevel": only 429 retried, 6 attempts
+    retry_unit: float = 1.0  # seconds that stand for HighLevel's 10-minute retry spacing
+    foreign: int = 0  # verified deliveries for another app, to be ignored
 
 
 class WorkerDied(RuntimeError):
@@ -800,6 +942,23 @@ def _children() -> Iterator[list[subprocess.Popen[str]]]:
             stop_process(proc)
 
 
+def _intake_environment(config: SoakConfig, endpoint: str) -> Any:
+    """The webhook handler's environment for this run (``os.environ``, read at its cold start):
+    its SQS endpoint behind a fault proxy with ``intake_faults`` (returned, started), and with
+    ``foreign`` deliveries planned, it serves the dev marketplace app only."""
+    if config.foreign:
+        from dev.signing import DEV_APP_ID  # noqa: PLC0415
+
+        os.environ["WEBHOOK_APP_IDS"] = DEV_APP_ID
+    if not config.intake_faults:
+        return None
+    from dev.faultproxy import FaultProxy  # noqa: PLC0415
+
+    proxy = FaultProxy(endpoint).start()
+    os.environ["AWS_ENDPOINT_URL"] = proxy.url
+    return proxy
+
+
 def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> SoakResult:
     out = sys.stdout
     if say is None:
@@ -833,6 +992,8 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
     sandbox = SandboxServer(rate_limit_burst=100, rate_limit_interval_ms=10_000).start()
     sent = SendStats()
     faults = FaultStats()
+    intake_faults = IntakeFaultStats()
+    foreign = foreign_webhooks(config.foreign, config.seed)
     stop_faults = threading.Event()
     stop_senders = threading.Event()
     verdict = Verdict()
@@ -893,12 +1054,29 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
         def dead_workers() -> list[int | None]:
             return [w.returncode for w in workers if w.poll() is not None]
 
+        proxy = _intake_environment(config, endpoint)  # after the workers: the handler only
         gateway = Gateway(load_handler("webhook")).start()
         fault_thread = threading.Thread(
             target=inject_faults, args=(sandbox, rng, stop_faults, faults), daemon=True
         )
         if config.faults:
             fault_thread.start()
+        if proxy is not None:
+            threading.Thread(
+                target=inject_intake_faults,
+                args=(proxy, random.Random(config.seed + 1), stop_faults, intake_faults),
+                daemon=True,
+            ).start()
+
+        def send(lane: list[Webhook], stats: SendStats, stop: threading.Event, **kw: Any) -> None:
+            if config.sender == "highlevel":
+                seed = config.seed + len(lane)
+                send_lane_highlevel(
+                    gateway.webhook_url, lane, stats, stop, retry_unit=config.retry_unit, seed=seed, **kw
+                )
+            else:
+                send_lane(gateway.webhook_url, lane, stats, stop, **kw)
+
         try:
             t_send = time.monotonic()
 
@@ -909,12 +1087,13 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
 
             senders = [
                 threading.Thread(
-                    target=send_lane,
-                    args=(gateway.webhook_url, lane, sent, stop_senders),
+                    target=send,
+                    args=(lane, sent, stop_senders),
                     kwargs={"backlog": backlog, "max_backlog": config.max_backlog},
                     daemon=True,
                 )
-                for lane in plan.sender_lanes
+                for lane in [*plan.sender_lanes, foreign]
+                if lane
             ]
             for thread in senders:
                 thread.start()
@@ -951,9 +1130,11 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
                     f"({collector.data.outcomes()} of {len(sent.accepted)})"
                 )
             stop_faults.set()
+            if proxy is not None:
+                proxy.set_fault(None)  # and drop one-off faults not yet used
             # Late duplicates: the originals are settled and deleted, so intake lets them through.
             late_stats = SendStats()
-            send_lane(gateway.webhook_url, plan.late_duplicates, late_stats, threading.Event())
+            send(plan.late_duplicates, late_stats, threading.Event())
             sent.deliveries += late_stats.deliveries
             sent.statuses.update(late_stats.statuses)
             for webhook_id, status in late_stats.not_accepted.items():
@@ -977,6 +1158,8 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
             stop_senders.set()
             stop_faults.set()
             gateway.stop()
+            if proxy is not None:
+                proxy.stop()
             collector.stop()
             sandbox.stop()
     verdict_checks = check(plan, sent, collector.data)
@@ -984,6 +1167,9 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
     verdict.figures.update(verdict_checks.figures)
     if collector.errors:
         verdict.fail(f"collector errors: {collector.errors[:3]}")
+    ignored_foreign = sent.ignored & {w.webhook_id for w in foreign}
+    if len(ignored_foreign) != len(foreign):
+        verdict.fail(f"{len(foreign) - len(ignored_foreign)} deliveries for another app were not ignored")
     accepted = verdict.figures.get("accepted", 0)
     verdict.figures.update(
         {
@@ -994,6 +1180,11 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
             "upstreamRequests": sandbox.count("/calendars/events/appointments/"),
             "upstreamStatuses": dict(Counter(r["status"] for r in sandbox.requests_log())),
             "faults": vars(faults),
+            "sender": config.sender,
+            "senderGivenUp": len(sent.given_up),
+            "foreignIgnored": len(ignored_foreign),
+            "intakeFaultsQueued": dict(intake_faults.queued),
+            "intakeFaultsHit": dict(proxy.stats.faulted) if proxy is not None else {},
             "pipelineSeconds": round(elapsed_pipeline, 1),
             "throughputWebhooksPerSecond": round(accepted / max(elapsed_pipeline, 1e-9), 1),
             "totalSeconds": round(time.monotonic() - started, 1),
@@ -1041,6 +1232,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--invalid", type=float, default=defaults.invalid)
     parser.add_argument("--timeout", type=float, default=defaults.timeout, help="give up after (s)")
     parser.add_argument("--no-faults", action="store_true", help="no upstream 429/500/hang/drop bursts")
+    parser.add_argument("--intake-faults", action="store_true", help="queue-write faults at intake")
+    parser.add_argument("--sender", choices=["retry-all", "highlevel"], default=defaults.sender)
+    parser.add_argument("--retry-unit", type=float, default=defaults.retry_unit, help="seconds per 10 min")
+    parser.add_argument("--foreign", type=int, default=defaults.foreign, help="deliveries for another app")
     args = parser.parse_args(argv)
     if args.events < 1:
         parser.error("--events must be at least 1")
@@ -1053,6 +1248,10 @@ def main(argv: list[str] | None = None) -> int:
         invalid=args.invalid,
         timeout=args.timeout,
         faults=not args.no_faults,
+        intake_faults=args.intake_faults,
+        sender=args.sender,
+        retry_unit=args.retry_unit,
+        foreign=args.foreign,
     )
     # SIGTERM unwinds like Ctrl-C, so the child processes are stopped on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
