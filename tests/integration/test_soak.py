@@ -152,3 +152,17 @@ def test_soak_with_intake_faults_and_highlevel_retry_policy_balances() -> None:
     # botocore's one retry absorbs some fast faults; the rest were answered 429, then retried.
     assert statuses.get(429, 0) >= 1, statuses
     assert not any(status >= 500 for status in statuses), statuses
+
+
+def test_checker_counts_a_webhook_the_sender_gave_up_on_but_not_a_silent_refusal() -> None:
+    plan, sent, data = _balanced()
+    webhook = plan.webhooks[0]
+    sent.accepted.discard(webhook.webhook_id)
+    data.records = [r for r in data.records if r["webhookId"] != webhook.webhook_id]
+    data.ordered = [r for r in data.ordered if r["webhookId"] != webhook.webhook_id]
+    data.quarantine = [q for q in data.quarantine if webhook.webhook_id not in q[0]["body"]]
+    sent.not_accepted[webhook.webhook_id] = 429
+    sent.given_up.add(webhook.webhook_id)
+    assert "not accepted" not in _problems(plan, sent, data)
+    sent.given_up.clear()  # the same 429 without the sender knowing it gave up: a lost event
+    assert "not accepted" in _problems(plan, sent, data)
