@@ -50,7 +50,7 @@ def test_tenancy_lists_are_parameters_unset_when_empty(
         assert not pattern.fullmatch(bad), bad
 
 
-def test_replay_window_is_bounded_at_deploy_time_as_at_cold_start(template: dict[str, Any]) -> None:
+def test_replay_window_is_bounded_at_deploy_time(template: dict[str, Any]) -> None:
     assert template["Parameters"]["WebhookMaxAgeSeconds"]["MaxValue"] == MAX_MAX_AGE_SECONDS
 
 
