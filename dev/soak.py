@@ -637,14 +637,16 @@ def inject_intake_faults(
 
     fast = [Fault.error(500), Fault.error(503), Fault.throttle(), Fault.landed_then_error(500)]
     slow = [Fault.hang(5.0), Fault.trickle(4.0)]
+    slow_due = False
     for round_ in itertools.count(1):
         if stop.wait(0.7):
             return
+        slow_due = slow_due or round_ % 8 == 0  # kept until it can be queued
         if proxy.pending():
             continue
         faults = [rng.choice(fast) for _ in range(rng.randint(1, 2))]
-        if round_ % 8 == 0:
-            faults = [rng.choice(slow)]
+        if slow_due:
+            faults, slow_due = [rng.choice(slow)], False
         proxy.queue(faults)
         for fault in faults:
             stats.queued[fault.kind] += 1
