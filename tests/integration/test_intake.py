@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from appointment_enricher.wire import MAX_BODY_BYTES
+from appointment_enricher.wire import MAX_BODY_BYTES, IngestMessage, parse_json_object, read_webhook
 from dev.awslocal import LocalStack
 from dev.gateway import Gateway
 from dev.lambda_loader import load_handler
@@ -271,3 +271,35 @@ def test_verified_events_of_another_tenant_are_ignored_counted_and_never_queued(
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     counts = [m.get("WebhookForeignTenant", 0) for m in emf]  # EMF: a number, or a list of them
     assert sum(sum(c) if isinstance(c, list) else c for c in counts) == 3, emf
+
+
+ODD_BODIES: dict[str, dict[str, Any]] = {
+    "webhookId base64-ish": {"webhookId": "a/b+c="},
+    "webhookId number": {"webhookId": 12345},
+    "webhookId over 128": {"webhookId": "w" * 129},
+    "webhookId trailing newline": {"webhookId": "wh-odd-1\n"},
+    "timestamp a number": {"timestamp": 1714564800000},
+    "timestamp unreadable": {"timestamp": "yesterday"},
+    "startTime empty": {"appointment": {"id": "appt_odd_1", "startTime": ""}},
+    "dateUpdated numeric": {"appointment": {"id": "appt_odd_1", "dateUpdated": 1714564800000}},
+    "lone surrogate": {"appointment": {"id": "appt_odd_1", "title": "\ud83d"}},
+}
+
+
+def test_signed_bodies_that_are_ours_but_odd_are_accepted_once(gateway: Gateway, local_stack: LocalStack):
+    """A final 4xx would lose a genuine event: odd content is the enricher's business."""
+    expected: dict[str, str] = {}
+    for name, changes in ODD_BODIES.items():
+        document = json.loads(body(appointment_id="appt_odd_1", webhook_id=f"wh-odd-{uuid.uuid4().hex[:8]}"))
+        document.update(changes)
+        raw = json.dumps(document).encode()  # ensure_ascii: a lone surrogate travels as an escape
+        first = post(gateway, raw, ed(raw))
+        assert first.status_code == 202, (name, first.text)
+        assert post(gateway, raw, ed(raw)).status_code == 202  # the sender's retry: deduplicated
+        expected[first.json()["dedupeId"]] = name
+    on_queue = queued(local_stack)
+    assert set(on_queue) == set(expected)
+    for dedupe_id, entry in on_queue.items():
+        message = IngestMessage.decode(json.dumps(entry["message"]))
+        assert read_webhook(parse_json_object(message.body)).appointment_id == "appt_odd_1"
+        assert entry["group"] == "appt_odd_1", expected[dedupe_id]
