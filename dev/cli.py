@@ -16,10 +16,10 @@ Exit codes: 0 ok, 1 partial failure (some items failed or were invalid), 2 usage
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 import uuid
@@ -30,11 +30,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from dev.signing import EVENTS_DIR, compact, iso_timestamp, restamp, signed_headers
+from appointment_enricher.wire import (
+    ID_PATTERN,
+    IngestMessage,
+    WireError,
+    is_valid_id,
+    parse_json_object,
+    read_webhook,
+    webhook_dedupe_id,
+)
+from dev.signing import EVENTS_DIR, compact, ingest_message, iso_timestamp, restamp, signed_headers
 from dev.sqs import queue_depth
 
 OK, PARTIAL, USAGE = 0, 1, 2
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # formats.ID_PATTERN: what the receiver accepts
 DEFAULT_REPLAY_URL = "http://127.0.0.1:3000/webhooks/appointments"
 UPSTREAM_RATE_LIMIT = 10.0  # 100 requests / 10 s per location
 MAX_DEDUPE_ID = 128
@@ -142,19 +150,25 @@ def _attr(message: Mapping[str, Any], name: str) -> str | None:
     return text if isinstance(text, str) and text else None
 
 
-def _ingest_fields(body: str) -> dict[str, Any]:
-    """``dedupeId``, ``appointmentId``, ``locationId``, ``eventType`` parsed from an ingest message."""
-    found: dict[str, Any] = {}
+def _ingest_fields(body: str) -> dict[str, str]:
+    """``dedupeId``, ``appointmentId``, ``locationId``, ``eventType`` of an ingest message, read
+    with the wire rules: a field the enricher could not have used (an invalid id) is left out,
+    so a redrive never sends an unvalidated id anywhere."""
     try:
-        message = json.loads(body)
-        found["dedupeId"] = message.get("dedupeId")
-        webhook = json.loads(message["body"])
-        found["locationId"] = webhook.get("locationId")
-        found["eventType"] = webhook.get("type")
-        found["appointmentId"] = (webhook.get("appointment") or {}).get("id")
-    except (ValueError, TypeError, KeyError, AttributeError):
-        pass
-    return {k: v for k, v in found.items() if isinstance(v, str) and v}
+        message = IngestMessage.decode(body)
+    except WireError:
+        return {}
+    found = {"dedupeId": message.dedupe_id}
+    try:
+        ref = read_webhook(parse_json_object(message.body))
+    except WireError:
+        return found
+    return {
+        **found,
+        "locationId": ref.location_id,
+        "eventType": ref.type,
+        "appointmentId": ref.appointment_id,
+    }
 
 
 @dataclass
@@ -198,15 +212,13 @@ class DeadLetter:
     def redriven_body(self, dedupe_id: str) -> str:
         """The ingest message with ``dedupeId`` replaced: the enricher completed the original's
         idempotency claim when it quarantined it (so late duplicates are not quarantined twice),
-        and the redriven copy must be claimable afresh. The raw webhook inside is untouched."""
+        and the redriven copy must be claimable afresh. The raw webhook inside is untouched; a
+        body that is no ingest message goes back as it was (the enricher quarantines it again)."""
         try:
-            message = json.loads(self.body)
-        except ValueError:
+            message = IngestMessage.decode(self.body)
+        except WireError:
             return self.body
-        if not isinstance(message, dict) or "dedupeId" not in message:
-            return self.body
-        message["dedupeId"] = dedupe_id
-        return json.dumps(message, separators=(",", ":"))
+        return dataclasses.replace(message, dedupe_id=dedupe_id).encode()
 
     def redrive_ids(self) -> tuple[str, str]:
         """(MessageGroupId, MessageDeduplicationId) for the ingest queue.
@@ -419,7 +431,7 @@ def parse_backfill(
         problems = [
             f"invalid {name} {_truncate(value, 40)!r}"
             for name, value in (("locationId", location), ("appointmentId", appointment))
-            if not ID_RE.fullmatch(value)
+            if not is_valid_id(value)
         ]
         if problems:
             bad.append((number, "; ".join(problems)))
@@ -429,7 +441,8 @@ def parse_backfill(
 
 
 def backfill_message(location_id: str, appointment_id: str, now: datetime) -> tuple[str, str]:
-    """(ingest message body, dedupe id): a synthetic AppointmentUpdate, as the receiver queues it."""
+    """(ingest message body, dedupe id): a synthetic AppointmentUpdate marked ``trigger: backfill``,
+    built with the receiver's own wire rules."""
     webhook_id = f"backfill-{uuid.uuid4()}"
     webhook = compact(
         {
@@ -440,14 +453,8 @@ def backfill_message(location_id: str, appointment_id: str, now: datetime) -> tu
             "timestamp": iso_timestamp(now),
         }
     )
-    message = {
-        "body": webhook.decode("utf-8"),
-        "receivedAt": iso_timestamp(now),
-        "dedupeId": webhook_id,
-        "signatures": {},
-        "trigger": "backfill",  # wire.IngestMessage: every record of it says what produced it
-    }
-    return json.dumps(message, separators=(",", ":")), webhook_id
+    dedupe_id = webhook_dedupe_id(read_webhook(parse_json_object(webhook)).webhook_id, webhook)
+    return ingest_message(webhook, iso_timestamp(now), dedupe_id, trigger="backfill"), dedupe_id
 
 
 def _backfill_lines(args: argparse.Namespace, env: Env) -> list[str]:
@@ -477,8 +484,8 @@ def _send_backfill(sqs: Any, ingest: str, entry: BackfillLine) -> None:
 def cmd_backfill(args: argparse.Namespace, env: Env) -> int:
     if not 0 < args.rate < UPSTREAM_RATE_LIMIT:
         raise UsageError(f"--rate must be above 0 and below {UPSTREAM_RATE_LIMIT:g} per second")
-    if args.location and not ID_RE.fullmatch(args.location):
-        raise UsageError("--location must match [A-Za-z0-9_-]{1,128}")
+    if args.location and not is_valid_id(args.location):
+        raise UsageError(f"--location must match {ID_PATTERN}")
     ingest = (
         None if args.dry_run else _required(args.ingest_queue_url, "--ingest-queue-url", "INGEST_QUEUE_URL")
     )
@@ -596,8 +603,8 @@ def ledger_view(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def cmd_show(args: argparse.Namespace, env: Env) -> int:
     table_name = _required(args.ledger_table, "--ledger-table", "LEDGER_TABLE_NAME")
-    if not ID_RE.fullmatch(args.appointment_id):
-        raise UsageError("APPOINTMENT_ID must match [A-Za-z0-9_-]{1,128}")
+    if not is_valid_id(args.appointment_id):
+        raise UsageError(f"APPOINTMENT_ID must match {ID_PATTERN}")
     response = env.dynamodb(args).get_item(
         TableName=table_name, Key={"id": {"S": f"appointment#{args.appointment_id}"}}, ConsistentRead=True
     )

@@ -32,6 +32,7 @@ from typing import Any, TextIO
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from appointment_enricher.wire import parse_json_object, read_webhook
 from dev.awslocal import LocalStack, start_local_stack
 from dev.gateway import ROUTE_PATH, Gateway
 from dev.lambda_loader import load_handler
@@ -229,16 +230,16 @@ def bad_signature_body() -> tuple[bytes, dict[str, str]]:
 
 
 def post(url: str, name: str, body: bytes, headers: dict[str, str]) -> Sent:
-    document = json.loads(body)
+    ref = read_webhook(parse_json_object(body))  # the receiver's own reading of the body
     response = requests.post(url, data=body, headers=headers, timeout=15)
     sent = Sent(
         name=name,
-        webhook_id=document.get("webhookId", ""),
-        appointment_id=document["appointment"]["id"],
+        webhook_id=ref.webhook_id or "",
+        appointment_id=ref.appointment_id,
         status=response.status_code,
         response=response.text,
     )
-    say(f">>> {name:<20} {document['type']:<18} {sent.appointment_id:<40} -> {sent.status} {response.text}")
+    say(f">>> {name:<20} {ref.type:<18} {sent.appointment_id:<40} -> {sent.status} {response.text}")
     return sent
 
 
