@@ -266,7 +266,6 @@ class Reconciler:
     def _step(self, sweep: LocationSweep, deadline: float, seen: set[str]) -> None:
         """One upstream request for this location, and what follows from its answer."""
         loc, tally = sweep.tally.location_id, sweep.tally
-        self.pacer.record(loc)
         tally.requests += 1
         try:
             if sweep.calendars is None:
@@ -296,6 +295,10 @@ class Reconciler:
                 if not sweep.windows:
                     sweep.next_calendar()
             return
+        finally:
+            # Stamped when the answer came (the upstream has counted it by then, however slow the
+            # connection was), so the share holds as the upstream measures it.
+            self.pacer.record(loc)
         sweep.windows.pop()
         if len(events) > self.options.max_events and window.span_ms >= 2 * self.options.min_window_ms:
             first, second = window.halves()

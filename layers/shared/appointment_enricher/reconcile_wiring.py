@@ -1,0 +1,88 @@
+"""Composition root of the ReconcilerFunction (and of ``plenrich reconcile``): settings in, a ready
+``Reconciler`` out. Every client is made once per container, from boto3's default session.
+
+The HTTP session carries a response hook that hands each list response's ``X-RateLimit-*``
+headers to the reconciler's ``Pacer``, so the reconciler sees how much of a location's window the
+enricher is using without the HTTP client knowing about pacing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from .config import ReconcilerSettings
+from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
+from .queues import IngestQueue, sqs_client
+from .reconcile_store import DynamoCursorStore, LedgerLayoutReader
+from .reconciler import IngestSink, Pacer, ReconcileOptions, Reconciler
+from .tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
+
+if TYPE_CHECKING:
+    import requests
+
+
+def build_reconciler(
+    settings: ReconcilerSettings,
+    log: Callable[..., None] | None = None,
+    sink: IngestSink | None = None,
+) -> Reconciler:
+    """The reconciler; ``sink`` replaces the ingest queue (``plenrich reconcile --dry-run``)."""
+    import boto3  # noqa: PLC0415 - one place that creates every AWS client
+
+    pacer = Pacer(budget=settings.RECONCILE_REQUESTS_PER_10S)
+    session = pooled_session(pool_size=4)
+    session.hooks["response"].append(_rate_limit_hook(pacer))
+    client = PowerLeadsClient(
+        settings.POWERLEADS_API_BASE_URL,
+        _tokens(settings, session),
+        api_version=settings.POWERLEADS_API_VERSION,
+        timeout=(settings.POWERLEADS_CONNECT_TIMEOUT_SECONDS, settings.POWERLEADS_READ_TIMEOUT_SECONDS),
+        retry=RetryPolicy(max_attempts=settings.POWERLEADS_MAX_ATTEMPTS),
+        session=session,
+    )
+    dynamodb = boto3.client("dynamodb")
+    table = settings.LEDGER_TABLE_NAME
+    return Reconciler(
+        client,
+        LedgerLayoutReader(dynamodb, table),
+        DynamoCursorStore(dynamodb, table),
+        sink or IngestQueue(sqs_client(), settings.INGEST_QUEUE_URL),
+        pacer=pacer,
+        options=ReconcileOptions(
+            lookback_days=settings.RECONCILE_LOOKBACK_DAYS,
+            lookahead_days=settings.RECONCILE_LOOKAHEAD_DAYS,
+            max_events=settings.RECONCILE_MAX_EVENTS_PER_WINDOW,
+        ),
+        log=log,
+    )
+
+
+def _rate_limit_hook(pacer: Pacer) -> Callable[..., Any]:
+    """A requests response hook: the location comes from the list request's ``locationId``."""
+
+    def observe(response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+        location = parse_qs(urlsplit(response.request.url or "").query).get("locationId")
+        if location:
+            pacer.observe(location[0], response.headers)
+
+    return observe
+
+
+def _tokens(settings: ReconcilerSettings, session: requests.Session) -> TokenSource:
+    """As the enricher's: a secret (token, per-location map or OAuth app) or a plain token."""
+    import boto3  # noqa: PLC0415
+
+    secret_id = settings.POWERLEADS_TOKEN_SECRET_ID
+    if not secret_id:
+        return StaticTokens(settings.POWERLEADS_TOKEN or "")
+
+    def oauth() -> TokenSource:
+        from .oauth import OAuthTokens  # noqa: PLC0415 - only OAuth secrets need it
+
+        return OAuthTokens.from_secret_id(secret_id, settings.POWERLEADS_API_BASE_URL, session=session)
+
+    return SecretTokens(
+        secret_id, powertools_secret_fetcher(client=boto3.client("secretsmanager")), oauth_factory=oauth
+    )
