@@ -135,7 +135,11 @@ def as_list(value: Any) -> list[Any]:
 # --------------------------------------------------------------------------------------------
 # contract checks
 # --------------------------------------------------------------------------------------------
-FUNCTIONS = {"WebhookFunction": "functions/webhook", "EnricherFunction": "functions/enricher"}
+FUNCTIONS = {
+    "WebhookFunction": "functions/webhook",
+    "EnricherFunction": "functions/enricher",
+    "ReconcilerFunction": "functions/reconciler",
+}
 
 RECEIVER_ENV = {
     "INGEST_QUEUE_URL",
@@ -433,10 +437,19 @@ ALLOWED_POLICY_TEMPLATES = {
         "DynamoDBCrudPolicy",
         "AWSSecretsManagerGetSecretValuePolicy",
     },
+    "ReconcilerFunction": {"SQSSendMessagePolicy", "AWSSecretsManagerGetSecretValuePolicy"},
 }
-# The one inline statement allowed (see the comment in template.yaml): write back a rotated token.
-INLINE_ALLOWED = {
-    "EnricherFunction": {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}
+# The inline statements allowed (see the comments in template.yaml), by Sid: write back a rotated
+# token; the reconciler reads the ledger (no Scan or Query) and writes only its cursor items.
+WRITE_BACK_TOKEN = {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}
+RECONCILER_TABLE = "IdempotencyTable"  # the ledger table (LEDGER_TABLE_NAME)
+INLINE_ALLOWED: dict[str, dict[str, set[str]]] = {
+    "EnricherFunction": {"WriteBackRotatedPowerLeadsToken": WRITE_BACK_TOKEN},
+    "ReconcilerFunction": {
+        "WriteBackRotatedPowerLeadsToken": WRITE_BACK_TOKEN,
+        "ReconcileLedgerRead": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
+        "ReconcileCursorWrite": {"dynamodb:PutItem"},
+    },
 }
 TOKEN_SECRET_PARAMS = {"PowerLeadsTokenSecretArn", "PowerLeadsTokenSecretName"}
 
@@ -473,11 +486,15 @@ def check_function_policies(t: Template) -> None:
                         assert st.get("Effect") == "Allow"
                         actions = as_list(st.get("Action"))
                         assert actions, st
-                        assert set(actions) <= INLINE_ALLOWED.get(fn, set()), f"{fn}: inline {actions}"
+                        allowed = INLINE_ALLOWED.get(fn, {}).get(st.get("Sid", ""), set())
+                        assert set(actions) <= allowed, f"{fn}: inline {st.get('Sid')} {actions}"
                         assert "NotAction" not in st and "NotResource" not in st
-                        assert _secret_arn_ok(st.get("Resource")), (
-                            f"{fn}: inline resource {st.get('Resource')}"
+                        resource_ok = (
+                            is_getatt(st.get("Resource"), RECONCILER_TABLE, "Arn")
+                            if str(st.get("Sid")).startswith("Reconcile")
+                            else _secret_arn_ok(st.get("Resource"))
                         )
+                        assert resource_ok, f"{fn}: inline resource {st.get('Resource')}"
                         inline_statements += 1
                     continue
                 assert len(item) == 1, item
@@ -486,7 +503,7 @@ def check_function_policies(t: Template) -> None:
                 assert "*" not in json.dumps(args), f"{fn}: wildcard in {name} arguments"
                 if name == "AWSSecretsManagerGetSecretValuePolicy":
                     assert _secret_arn_ok(args.get("SecretArn")), args
-        assert inline_statements <= 1, f"{fn}: more than one inline statement"
+        assert inline_statements <= len(INLINE_ALLOWED.get(fn, {})), f"{fn}: too many inline statements"
 
 
 def check_enricher_grants(t: Template) -> None:
@@ -531,6 +548,60 @@ def check_no_wildcards_anywhere(t: Template) -> None:
         assert not of_type(t, type_), type_
 
 
+RECONCILER_ENV = {
+    "INGEST_QUEUE_URL",
+    "LEDGER_TABLE_NAME",
+    "POWERLEADS_API_BASE_URL",
+    "POWERLEADS_API_VERSION",
+    "POWERLEADS_TOKEN_SECRET_ID",
+    "RECONCILE_LOCATION_IDS",
+    "RECONCILE_LOOKBACK_DAYS",
+    "RECONCILE_LOOKAHEAD_DAYS",
+}
+
+
+def check_reconciler(t: Template) -> None:
+    """Scheduled, no retries of a failed sweep, the contract env, its grants, its alarm and widget."""
+    p = props(t, "ReconcilerFunction")
+    (event,) = (p.get("Events") or {}).values()
+    assert event["Type"] in ("ScheduleV2", "Schedule")
+    assert param_default(t, event["Properties"]["ScheduleExpression"]) == "rate(15 minutes)"
+    assert (p.get("EventInvokeConfig") or {}).get("MaximumRetryAttempts") == 0
+    assert p["Timeout"] <= 900
+    env = function_env(t, "ReconcilerFunction")
+    assert set(env) >= RECONCILER_ENV
+    assert is_ref(env["INGEST_QUEUE_URL"], "IngestQueue")
+    assert is_ref(env["LEDGER_TABLE_NAME"], RECONCILER_TABLE)
+    assert param_default(t, env["RECONCILE_LOOKBACK_DAYS"]) == 7
+    assert param_default(t, env["RECONCILE_LOOKAHEAD_DAYS"]) == 90
+    queues = [
+        item["SQSSendMessagePolicy"]
+        for raw in p["Policies"]
+        for item in unwrap_if(raw)
+        if "SQSSendMessagePolicy" in item
+    ]
+    assert queues == [{"QueueName": {"Fn::GetAtt": ["IngestQueue", "QueueName"]}}]
+    (cursor,) = [st for st in _statements(t) if st.get("Sid") == "ReconcileCursorWrite"]
+    assert cursor.get("Condition") == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["cursor#*"]}}
+    alarms = [
+        a
+        for a in _alarms(t)
+        if any(
+            (m.get("MetricStat") or {}).get("Metric", {}).get("MetricName") == "ReconcileErrors"
+            for m in a.get("Metrics") or []
+        )
+    ]
+    assert len(alarms) == 1, "no alarm on ReconcileErrors"
+    (alarm,) = alarms
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    body = json.dumps(
+        _sub_to_json(
+            next(iter(of_type(t, "AWS::CloudWatch::Dashboard").values()))["Properties"]["DashboardBody"]
+        )
+    )
+    assert '"ReconcileEnqueued"' in body and '"ReconcileErrors"' in body
+
+
 def check_token_secret_not_created(t: Template) -> None:
     assert not of_type(t, "AWS::SecretsManager::Secret")
     params = t.get("Parameters") or {}
@@ -560,6 +631,7 @@ CHECKS: dict[str, Callable[[Template], None]] = {
         check_enricher_grants,
         check_no_wildcards_anywhere,
         check_token_secret_not_created,
+        check_reconciler,
     )
 }
 
@@ -605,6 +677,7 @@ GF = ("Globals", "Function")
 ENR_ENV = (R, "EnricherFunction", P, "Environment", "Variables")
 WH_ENV = (R, "WebhookFunction", P, "Environment", "Variables")
 SQS_EVENT = (R, "EnricherFunction", P, "Events", "Ingest", P)
+RECON = (R, "ReconcilerFunction", P)
 
 MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ("transform", "check_sam_transform", _delete("Transform")),
@@ -790,6 +863,29 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
             R,
             "Sneaky",
         ),
+    ),
+    (
+        "reconcile schedule",
+        "check_reconciler",
+        _set("rate(1 day)", "Parameters", "ReconcileSchedule", "Default"),
+    ),
+    ("reconcile retries", "check_reconciler", _delete(*RECON, "EventInvokeConfig")),
+    (
+        "reconcile env",
+        "check_reconciler",
+        _delete(*RECON, "Environment", "Variables", "RECONCILE_LOOKAHEAD_DAYS"),
+    ),
+    (
+        "reconcile any queue",
+        "check_reconciler",
+        _set({"SQSSendMessagePolicy": {"QueueName": "other"}}, *RECON, "Policies", 0),
+    ),
+    ("cursor any key", "check_reconciler", _delete(*RECON, "Policies", 2, "Statement", 1, "Condition")),
+    ("reconcile alarm", "check_reconciler", _delete(R, "ReconcileErrorsAlarm")),
+    (
+        "reconcile scan",
+        "check_function_policies",
+        _set(["dynamodb:Scan"], *RECON, "Policies", 2, "Statement", 0, "Action"),
     ),
     (
         "secret created",
