@@ -69,3 +69,62 @@ def seed_ledger(
         UpdateExpression="ADD locationIds :l",
         ExpressionAttributeValues={":l": {"SS": [location_id]}},
     )
+
+
+class ReconcileLoop:
+    """``make run``'s stand-in for the schedule: invoke the reconciler handler every ``every``
+    seconds on a daemon thread and say what it recovered."""
+
+    def __init__(self, handler: Any, every: float, say: Any, timeout_seconds: float = 25.0) -> None:
+        import threading  # noqa: PLC0415
+
+        self.handler, self.every, self.say, self.timeout_seconds = handler, every, say, timeout_seconds
+        self.runs: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reconcile-schedule", daemon=True)
+
+    def start(self) -> ReconcileLoop:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.timeout_seconds + 5)
+
+    def run_once(self) -> dict[str, Any]:
+        from dev.lambda_context import make_context  # noqa: PLC0415
+
+        summary: dict[str, Any] = self.handler(
+            {}, make_context("reconciler", timeout_seconds=self.timeout_seconds)
+        )
+        self.runs.append(summary)
+        self.say(describe_run(summary))
+        return summary
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.run_once()
+            except Exception as exc:  # noqa: BLE001 - a dev loop: report and carry on
+                self.say(f"<<< reconcile failed: {type(exc).__name__}: {exc}")
+
+
+def describe_run(summary: dict[str, Any]) -> str:
+    """One line per run, plus one per recovered kind."""
+    recovered = ", ".join(f"{n} {kind}" for kind, n in sorted((summary.get("recovered") or {}).items()))
+    return (
+        f"<<< reconcile: {summary.get('locations')} location(s), {summary.get('calendars')} calendar(s), "
+        f"{summary.get('listed')} listed, {summary.get('enqueued')} recovered"
+        f"{f' ({recovered})' if recovered else ''}, {summary.get('errors')} error(s), "
+        f"{summary.get('requests')} upstream request(s) in {summary.get('durationMs')} ms"
+        f"{', stopped early' if summary.get('stoppedEarly') else ''}"
+    )
+
+
+def reconciler_env(stack_env: dict[str, str], fallback_table: str, *location_ids: str) -> dict[str, str]:
+    """What the local stack's env lacks for the reconciler: the ledger table (the stack's own when
+    it declares one) and the locations to sweep."""
+    extra = {"RECONCILE_LOCATION_IDS": ",".join(location_ids)}
+    if not stack_env.get("LEDGER_TABLE_NAME"):
+        extra["LEDGER_TABLE_NAME"] = fallback_table
+    return extra

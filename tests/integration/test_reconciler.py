@@ -17,7 +17,7 @@ from appointment_enricher.wire import IngestMessage, reconcile_dedupe_id
 from dev.awslocal import LocalStack
 from dev.lambda_context import make_context
 from dev.lambda_loader import Handler, load_handler
-from dev.reconcile_local import recent_event, seed_ledger
+from dev.reconcile_local import recent_event, reconciler_env, seed_ledger
 from dev.sandbox import DEFAULT_TOKEN, Fault, SandboxServer
 from tests.conftest import drain
 
@@ -32,10 +32,17 @@ EARLIER = "2026-01-01T00:00:00.000Z"
 def recon_env(
     stack_env: dict[str, str], local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
-    env = {**stack_env, "LEDGER_TABLE_NAME": local_stack.table_name, "RECONCILE_DEADLINE_MARGIN_SECONDS": "2"}
-    monkeypatch.setenv("LEDGER_TABLE_NAME", local_stack.table_name)
-    monkeypatch.setenv("RECONCILE_DEADLINE_MARGIN_SECONDS", "2")
-    return env
+    extra = {**reconciler_env(stack_env, local_stack.table_name), "RECONCILE_DEADLINE_MARGIN_SECONDS": "2"}
+    extra.pop("RECONCILE_LOCATION_IDS")
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    return {**stack_env, **extra}
+
+
+@pytest.fixture
+def table(recon_env: dict[str, str]) -> str:
+    """The ledger table (the stack's own ledger table when it has one)."""
+    return recon_env["LEDGER_TABLE_NAME"]
 
 
 @pytest.fixture
@@ -82,7 +89,7 @@ def messages(local_stack: LocalStack) -> dict[str, dict[str, Any]]:
 
 
 def test_recovers_what_no_webhook_delivered_and_a_second_run_enqueues_nothing(
-    reconcile: Handler, sandbox: SandboxServer, local_stack: LocalStack, placed: list[str]
+    reconcile: Handler, sandbox: SandboxServer, local_stack: LocalStack, placed: list[str], table: str
 ) -> None:
     ddb = local_stack.client("dynamodb")
     never = put(sandbox, placed, recent_event("ReconNever01", LOC))
@@ -90,9 +97,9 @@ def test_recovers_what_no_webhook_delivered_and_a_second_run_enqueues_nothing(
     current = put(sandbox, placed, recent_event("ReconCurrent1", LOC))
     gone = put(sandbox, placed, recent_event("ReconGone001", LOC))
     put(sandbox, placed, recent_event("ReconPast0001", LOC, start_in=timedelta(days=-30)))  # outside
-    seed_ledger(ddb, local_stack.table_name, stale["id"], LOC, EARLIER)
-    seed_ledger(ddb, local_stack.table_name, current["id"], LOC, current["dateUpdated"])
-    seed_ledger(ddb, local_stack.table_name, gone["id"], LOC, gone["dateUpdated"])
+    seed_ledger(ddb, table, stale["id"], LOC, EARLIER)
+    seed_ledger(ddb, table, current["id"], LOC, current["dateUpdated"])
+    seed_ledger(ddb, table, gone["id"], LOC, gone["dateUpdated"])
     sandbox.delete_appointment(gone["id"])  # its AppointmentDelete webhook never came
 
     summary = invoke(reconcile, {"locationIds": [LOC]})
@@ -115,8 +122,8 @@ def test_recovers_what_no_webhook_delivered_and_a_second_run_enqueues_nothing(
 
     # The enricher caught the ledger up (here: seeded as it would write it); nothing is new.
     for event in (never, stale):
-        seed_ledger(ddb, local_stack.table_name, event["id"], LOC, event["dateUpdated"])
-    seed_ledger(ddb, local_stack.table_name, gone["id"], LOC, gone["dateUpdated"], deleted=True)
+        seed_ledger(ddb, table, event["id"], LOC, event["dateUpdated"])
+    seed_ledger(ddb, table, gone["id"], LOC, gone["dateUpdated"], deleted=True)
     again = invoke(reconcile, {"locationIds": [LOC]})
     assert again["enqueued"] == 0 and again["skipped"] == 4, again
     assert messages(local_stack) == {}
@@ -137,12 +144,13 @@ def test_sweeps_configured_and_ledger_known_locations_without_an_event(
     sandbox: SandboxServer,
     local_stack: LocalStack,
     placed: list[str],
+    table: str,
 ) -> None:
     monkeypatch.setenv("RECONCILE_LOCATION_IDS", LOC)
     handler = load_handler("reconciler")
     put(sandbox, placed, recent_event("ReconConfA01", LOC))
     put(sandbox, placed, recent_event("ReconKnownB1", OTHER))
-    seed_ledger(local_stack.client("dynamodb"), local_stack.table_name, "ReconOldB001", OTHER, EARLIER)
+    seed_ledger(local_stack.client("dynamodb"), table, "ReconOldB001", OTHER, EARLIER)
     summary = invoke(handler, {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"})
     assert summary["locations"] == 2 and summary["enqueued"] == 2, summary
     assert set(messages(local_stack)) == {"ReconConfA01", "ReconKnownB1"}
@@ -188,7 +196,7 @@ def test_honours_429_with_retry_after_and_still_completes(
 
 
 def test_stops_before_its_deadline_and_the_next_run_resumes_at_the_cursor(
-    reconcile: Handler, sandbox: SandboxServer, local_stack: LocalStack, placed: list[str]
+    reconcile: Handler, sandbox: SandboxServer, local_stack: LocalStack, placed: list[str], table: str
 ) -> None:
     for i in range(8):
         put(sandbox, placed, recent_event(f"ReconSlow{i:03d}", LOC, f"ReconSlowCal{i}"))
@@ -197,9 +205,9 @@ def test_stops_before_its_deadline_and_the_next_run_resumes_at_the_cursor(
     first = invoke(reconcile, {"locationIds": [LOC]}, timeout=6.5)
     assert first["stoppedEarly"] and first["incomplete"] == [LOC], first
     assert 1 <= first["enqueued"] < 8
-    cursor = local_stack.client("dynamodb").get_item(
-        TableName=local_stack.table_name, Key={"id": {"S": f"cursor#{LOC}"}}
-    )["Item"]
+    cursor = local_stack.client("dynamodb").get_item(TableName=table, Key={"id": {"S": f"cursor#{LOC}"}})[
+        "Item"
+    ]
     resume_at = cursor["calendarId"]["S"]
     assert resume_at == f"ReconSlowCal{first['enqueued']}"
     sandbox.set_latency(0)
@@ -211,9 +219,9 @@ def test_stops_before_its_deadline_and_the_next_run_resumes_at_the_cursor(
         r["path"] for r in sandbox.requests_log() if r["path"].startswith("/calendars/events")
     )
     assert f"calendarId={resume_at}&" in first_events  # resumed, not restarted
-    done = local_stack.client("dynamodb").get_item(
-        TableName=local_stack.table_name, Key={"id": {"S": f"cursor#{LOC}"}}
-    )["Item"]
+    done = local_stack.client("dynamodb").get_item(TableName=table, Key={"id": {"S": f"cursor#{LOC}"}})[
+        "Item"
+    ]
     assert "calendarId" not in done and "completedAt" in done
 
 
@@ -254,3 +262,22 @@ def test_keeps_to_its_share_and_yields_to_a_busy_enricher(
     first, second = (r["time"] for r in fast_sandbox.requests_log()[:2])
     assert second - first >= 0.9, "did not yield after seeing X-RateLimit-Remaining 29 of 100"
     assert time.monotonic() - started < 30
+
+
+def test_the_make_run_schedule_says_what_it_recovered(
+    recon_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer, placed: list[str]
+) -> None:
+    from dev.reconcile_local import ReconcileLoop  # noqa: PLC0415
+
+    monkeypatch.setenv("RECONCILE_LOCATION_IDS", LOC)
+    put(sandbox, placed, recent_event("ReconLoop001", LOC))
+    lines: list[str] = []
+    loop = ReconcileLoop(load_handler("reconciler"), every=0.2, say=lines.append).start()
+    try:
+        deadline = time.monotonic() + 20
+        while not loop.runs and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        loop.stop()
+    assert loop.runs and loop.runs[0]["enqueued"] == 1
+    assert "1 recovered (1 AppointmentUpdate)" in lines[0], lines
