@@ -16,7 +16,7 @@ from .config import ReconcilerSettings
 from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
 from .queues import IngestQueue, sqs_client
 from .reconcile_store import DynamoCursorStore, LedgerLayoutReader
-from .reconciler import IngestSink, Pacer, ReconcileOptions, Reconciler
+from .reconciler import CursorStore, IngestSink, Pacer, ReconcileOptions, Reconciler
 from .tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
 
 if TYPE_CHECKING:
@@ -27,8 +27,10 @@ def build_reconciler(
     settings: ReconcilerSettings,
     log: Callable[..., None] | None = None,
     sink: IngestSink | None = None,
+    cursors: CursorStore | None = None,
 ) -> Reconciler:
-    """The reconciler; ``sink`` replaces the ingest queue (``plenrich reconcile --dry-run``)."""
+    """The reconciler; ``sink`` and ``cursors`` replace the ingest queue and the stored cursors
+    (``plenrich reconcile --dry-run`` enqueues nothing and leaves the scheduled run's cursors be)."""
     import boto3  # noqa: PLC0415 - one place that creates every AWS client
 
     pacer = Pacer(budget=settings.RECONCILE_REQUESTS_PER_10S)
@@ -47,7 +49,7 @@ def build_reconciler(
     return Reconciler(
         client,
         LedgerLayoutReader(dynamodb, table),
-        DynamoCursorStore(dynamodb, table),
+        cursors or DynamoCursorStore(dynamodb, table),
         sink or IngestQueue(sqs_client(), settings.INGEST_QUEUE_URL),
         pacer=pacer,
         options=ReconcileOptions(
