@@ -395,6 +395,8 @@ def run_reconcile_soak(
         if not wait_idle(sqs, stack.ingest_queue_url, records, deadline):
             problems.append("the pipeline did not drain after the reconcile pass")
         missing, stale = compare(final_states(sandbox, appointment_ids), records.last)
+        # The ledger has caught up with what the pass recovered: nothing is new any more.
+        second = load_handler("reconciler")({}, make_context("reconciler", timeout_seconds=300))
         ledger_items = stack.client("dynamodb").scan(
             TableName=env["LEDGER_TABLE_NAME"],
             Select="COUNT",
@@ -408,6 +410,8 @@ def run_reconcile_soak(
         problems.append(f"{len(stale)} appointments stale after reconcile: {stale[:5]}")
     if not (missing_before or stale_before):
         problems.append("nothing was lost before the reconcile pass: the run proved nothing")
+    if second["enqueued"]:
+        problems.append(f"a second reconcile pass with nothing new enqueued {second['enqueued']}")
     if summary["errors"] or summary["stoppedEarly"]:
         problems.append(f"the reconcile pass had errors or stopped early: {summary}")
     per_location = sorted(requests_by_location.values())
@@ -426,6 +430,7 @@ def run_reconcile_soak(
         "requestsPerLocation(min/max)": f"{per_location[0]}/{per_location[-1]}" if per_location else "-",
         "reconcileSeconds": round(reconcile_seconds, 2),
         "recordsFromReconcile": records.reconciled,
+        "secondPassEnqueued": second["enqueued"],
         "ledgerItems": ledger_items,
         "ledgerWrittenBy": "soak stand-in (published records)" if stand_in is not None else "enricher",
         "missingAfter": len(missing),

@@ -23,6 +23,7 @@ def test_one_reconcile_pass_recovers_every_lost_change() -> None:
     assert figures["webhooksNeverDelivered"] > 0 and figures["webhooks503Final"] > 0  # both losses happened
     assert figures["missingBefore"] + figures["staleBefore"] > 0
     assert (figures["missingAfter"], figures["staleAfter"]) == (0, 0)
+    assert figures["secondPassEnqueued"] == 0
     assert figures["reconcileEnqueued"] >= figures["missingBefore"] + figures["staleBefore"]
     assert figures["recordsFromReconcile"] >= figures["missingBefore"] + figures["staleBefore"]
 
