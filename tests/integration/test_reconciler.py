@@ -281,3 +281,32 @@ def test_the_make_run_schedule_says_what_it_recovered(
         loop.stop()
     assert loop.runs and loop.runs[0]["enqueued"] == 1
     assert "1 recovered (1 AppointmentUpdate)" in lines[0], lines
+
+
+def test_emits_its_metrics_and_one_summary_log_line(
+    recon_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sandbox: SandboxServer,
+    placed: list[str],
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "INFO")
+    handler = load_handler("reconciler")
+    put(sandbox, placed, recent_event("ReconMetric1", LOC))
+    capsys.readouterr()
+    invoke(handler, {"locationIds": [LOC]})
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (emf,) = [line for line in lines if "_aws" in line]
+    names = {m["Name"] for d in emf["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"ReconcileEnqueued", "ReconcileErrors", "ReconcileDuration", "ReconcileRequests"} <= names
+
+    def value(name: str) -> float:
+        raw = emf[name]
+        return float(raw[0] if isinstance(raw, list) else raw)
+
+    assert value("ReconcileEnqueued") == 1 and value("ReconcileErrors") == 0
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "PowerLeadsEnricher"
+    (summary,) = [line for line in lines if line.get("message") == "reconcile run"]
+    assert summary["enqueued"] == 1 and summary["locationsSwept"] == [LOC]
+    assert "Bearer" not in json.dumps(lines) and DEFAULT_TOKEN not in json.dumps(lines)
