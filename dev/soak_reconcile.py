@@ -8,7 +8,8 @@ deleted) and a webhook is sent for every change through the local gateway -> Web
 IngestQueue.fifo -> EnricherFunction -> a FIFO output queue (group = appointment, so the *last*
 record of each appointment is well defined). Two kinds of loss, both seeded:
 
-* ``--drop`` (5 %): the sender never delivers the webhook (a delivery lost upstream);
+* ``--drop`` (5 %): the sender never delivers the webhook (a delivery lost upstream), and for
+  ``--silent`` (3 %) of the appointments it delivers none at all;
 * ``--outage`` (5 % of the sends, one stretch): the intake answers 503 and the sender treats it as
   final (HighLevel documents retries for 429 only; a Lambda crash or timeout is such a 5xx).
 
@@ -47,6 +48,7 @@ class ReconcileSoakConfig:
     locations: int = 0  # 0: one per 10 appointments
     drop: float = 0.05
     outage: float = 0.05
+    silent: float = 0.03  # appointments none of whose webhooks is ever sent
     senders: int = 4
     seed: int = 5
     timeout: float = 600.0
@@ -84,12 +86,13 @@ def plan(config: ReconcileSoakConfig) -> list[list[Change]]:
         appointment_id = f"Rsk{run}A{index:05d}"
         location_id = f"Rsk{run}L{index % n_locations:03d}"
         deleted = rng.random() < 0.1
+        silent = rng.random() < config.silent
         kinds = ["AppointmentCreate"] + ["AppointmentUpdate"] * (config.per_appointment - 1)
         if deleted:
             kinds[-1] = "AppointmentDelete"
         sequences.append(
             [
-                Change(appointment_id, location_id, seq, kind, rng.random() < config.drop)
+                Change(appointment_id, location_id, seq, kind, silent or rng.random() < config.drop)
                 for seq, kind in enumerate(kinds)
             ]
         )
@@ -387,11 +390,10 @@ def run_reconcile_soak(
             f"{summary['requests']} upstream requests, {summary['errors']} errors, {reconcile_seconds:.1f} s"
         )
         requests_by_location: dict[str, int] = {}
-        for entry in sandbox.requests_log():
-            location = (
-                entry["path"].split("locationId=")[1].split("&")[0] if "locationId=" in entry["path"] else "-"
-            )
-            requests_by_location[location] = requests_by_location.get(location, 0) + 1
+        for entry in sandbox.requests_log():  # list requests only (the enricher's fetches have no locationId)
+            if "locationId=" in entry["path"]:
+                location = entry["path"].split("locationId=")[1].split("&")[0]
+                requests_by_location[location] = requests_by_location.get(location, 0) + 1
         if not wait_idle(sqs, stack.ingest_queue_url, records, deadline):
             problems.append("the pipeline did not drain after the reconcile pass")
         missing, stale = compare(final_states(sandbox, appointment_ids), records.last)
@@ -474,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=defaults.events, help="appointment changes")
     parser.add_argument("--drop", type=float, default=defaults.drop, help="share of webhooks never sent")
     parser.add_argument("--outage", type=float, default=defaults.outage, help="share of sends answered 503")
+    parser.add_argument("--silent", type=float, default=defaults.silent, help="appointments with no webhook")
     parser.add_argument("--senders", type=int, default=defaults.senders)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--timeout", type=float, default=defaults.timeout)
@@ -482,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         events=args.events,
         drop=args.drop,
         outage=args.outage,
+        silent=args.silent,
         senders=args.senders,
         seed=args.seed,
         timeout=args.timeout,
