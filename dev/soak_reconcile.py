@@ -206,7 +206,7 @@ def final_states(sandbox: Any, appointment_ids: set[str]) -> dict[str, tuple[str
 def compare(
     states: Mapping[str, tuple[str, bool]], last: Mapping[str, dict[str, Any]]
 ) -> tuple[list[str], list[str]]:
-    """(missing, stale): no record at all / a last record that is not the final state.
+    """(missing, stale): no record of a live appointment / a last record that is not the final state.
 
     A final delete is current when the last record is ``deleted``; a live appointment when the last
     record's ``appointment.dateUpdated`` is the sandbox's (the same instant).
@@ -217,7 +217,8 @@ def compare(
     for appointment_id, (date_updated, deleted) in sorted(states.items()):
         record = last.get(appointment_id)
         if record is None:
-            missing.append(appointment_id)
+            if not deleted:  # created and deleted unseen: nothing was published, nothing to retract
+                missing.append(appointment_id)
             continue
         if deleted:
             current = bool(record.get("deleted"))

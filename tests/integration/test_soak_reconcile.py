@@ -55,8 +55,9 @@ def test_plan_keeps_each_appointments_changes_in_order_and_drops_some() -> None:
             "stale",
         ),
         (("2026-11-30T12:00:00.000Z", True), {"deleted": True, "appointment": {}}, "ok"),
+        (("2026-11-30T12:00:00.000Z", True), None, "ok"),  # never published: nothing to retract
     ],
-    ids=["missing", "older", "current", "deleted-but-live", "live-but-deleted", "deleted"],
+    ids=["missing", "older", "current", "deleted-but-live", "live-but-deleted", "deleted", "unseen-delete"],
 )
 def test_checker_tells_missing_stale_and_current_apart(state, record, expected) -> None:
     last = {} if record is None else {"A1": record}
