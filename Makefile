@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck unit cfn-lint bench soak soak-reconcile sam-build sam-validate clean
+.PHONY: run demo test lint typecheck unit integration e2e cfn-lint bench soak soak-reconcile sam-build sam-validate clean
 
 $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -29,10 +29,18 @@ typecheck: $(STAMP)
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 
+# Tests by kind: unit (no sockets, no servers), integration (moto server + sandbox over real
+# HTTP, the soak and bench smokes), e2e (the whole local stack as `make demo` runs it).
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests/unit
 
-test: lint typecheck cfn-lint unit
+integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest -q tests/e2e
+
+test: lint typecheck cfn-lint unit integration e2e
 
 bench: $(STAMP)        ## writes BENCHMARKS.md (not part of `make test`)
 	$(BIN)/python -m bench.run

@@ -18,9 +18,7 @@ from typing import Any
 
 from bench.services import sample_event
 from dev.gateway import build_http_api_event
-from dev.signing import ingest_message, iso_timestamp, make_webhook, signed_headers, webhook_snapshot
-
-QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:IngestQueue.fifo"
+from dev.signing import ingest_record, iso_timestamp, make_webhook, signed_headers, webhook_snapshot
 
 
 def webhook_body(appointment_id: str, location_id: str, kind: str = "AppointmentUpdate") -> bytes:
@@ -36,29 +34,14 @@ def api_event(appointment_id: str, location_id: str) -> dict[str, Any]:
 
 def sqs_record(appointment_id: str, location_id: str, kind: str = "AppointmentUpdate") -> dict[str, Any]:
     """One ``Records[]`` entry as the ingest queue's event source mapping delivers it."""
-    body = webhook_body(appointment_id, location_id, kind)
-    dedupe_id = json.loads(body)["webhookId"]
-    message = ingest_message(body, iso_timestamp(), dedupe_id, signed_headers(body))
-    now_ms = str(int(time.time() * 1000))
-    return {
-        "messageId": str(uuid.uuid4()),
-        "receiptHandle": uuid.uuid4().hex,
-        "body": message,
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": now_ms,
-            "SenderId": "AIDAEXAMPLE",
-            "ApproximateFirstReceiveTimestamp": now_ms,
-            "SequenceNumber": str(uuid.uuid4().int)[:20],
-            "MessageGroupId": appointment_id,
-            "MessageDeduplicationId": dedupe_id,
-        },
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": QUEUE_ARN,
-        "awsRegion": "us-east-1",
-    }
+    return ingest_record(
+        webhook_body(appointment_id, location_id, kind),
+        iso_timestamp(),
+        message_id=str(uuid.uuid4()),
+        receipt=uuid.uuid4().hex,
+        sent_ms=int(time.time() * 1000),
+        sequence=int(str(uuid.uuid4().int)[:20]),
+    )
 
 
 def sqs_event(records: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -359,13 +359,13 @@ def run_cpu(spec: dict[str, Any]) -> dict[str, Any]:
     add_code_paths()
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from appointment_enricher.enricher import _outbound  # noqa: PLC0415
     from appointment_enricher.enrichment import build_record  # noqa: PLC0415
     from appointment_enricher.models import (  # noqa: PLC0415
         AppointmentWebhook,
         GetAppointmentResponse,
         IngestMessage,
     )
+    from appointment_enricher.publisher import OutboundMessage  # noqa: PLC0415
 
     raw = spec["record"]["body"]
     upstream = spec["upstream_body"]
@@ -377,7 +377,15 @@ def run_cpu(spec: dict[str, Any]) -> dict[str, Any]:
         appointment = GetAppointmentResponse.model_validate(json.loads(upstream)).event
         record = build_record(webhook, appointment, received_at=ingest.receivedAt, now=datetime.now(UTC))
         body = record.model_dump_json(exclude_unset=True)
-        return _outbound(record, body, "m", ingest.dedupeId).payload_bytes
+        attributes = {  # the message attributes the enricher publishes (README)
+            "eventType": record.eventType,
+            "locationId": record.locationId,
+            "calendarId": record.appointment.calendarId or "",
+            "appointmentStatus": record.appointment.appointmentStatus or "",
+            "schemaVersion": record.schemaVersion,
+        }
+        outbound = OutboundMessage("m", body, attributes, record.appointmentId, ingest.dedupeId)
+        return outbound.payload_bytes  # the enricher's size check
 
     for _ in range(200):
         once()

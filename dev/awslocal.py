@@ -3,27 +3,57 @@
 Dev only, never ships. The handlers talk to it over real HTTP through the standard
 ``AWS_ENDPOINT_URL`` override, exactly as they talk to AWS when deployed.
 
+The resources are built from ``template.yaml`` itself (``dev.cfn``), generically by resource
+type: every queue, topic, SQS subscription, table, queue policy and secret of the template is
+created on moto server under a unique name suffix, with the template's properties resolved for
+the chosen parameter values and conditions, so a queue or table added to the template appears
+here with no change to this file. Types the local stack has no use for (functions, APIs, logs,
+alarms, ...) are skipped by name in ``SKIPPED_TYPES``; any other type stops with an error until
+it is listed in one or the other. The handlers' environment is the template's too: Globals plus
+each function's ``Environment.Variables``, resolved against the local resources.
+
+Local parameter values (``LocalStack.parameters``): tracing off (no X-Ray daemon), the dev
+webhook keys, the sandbox (or given) PowerLeads URL, and the token secret, which the template
+expects to exist already (created here with the token given). ``visibility_timeout`` overrides
+the ingest queue's for tests that wait for redeliveries; nothing else differs from the template.
+
     python -m dev.awslocal            # run just the embedded AWS and print the contract env
     python -m dev.awslocal --export   # same, as `export NAME=value` lines for a shell
+    python -m dev.awslocal --bare     # moto server alone: prints its URL (the soak's AWS process)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import graphlib
 import json
 import logging
 import os
 import shlex
 import signal
+import sys
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import boto3
 from moto.server import ThreadedMotoServer
+
+from dev.cfn import (
+    TEMPLATE_PATH,
+    Physical,
+    Resolver,
+    Template,
+    TemplateError,
+    load_template,
+    references,
+    text,
+)
+from dev.sqs import drain
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KEYS_DIR = REPO_ROOT / "dev" / "keys"
@@ -33,10 +63,50 @@ DUMMY_ACCESS_KEY = "testing"  # moto accepts any credentials
 DUMMY_SECRET_KEY = "testing"  # noqa: S105
 DEFAULT_POWERLEADS_API_BASE_URL = "https://services.leadconnectorhq.com"
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - the sandbox API's default accepted token
-SERVICE_NAME = "appointment-enricher"
+# The one resource the template expects to exist already (a parameter names it): created here.
+TOKEN_SECRET_PARAMETER = "PowerLeadsTokenSecretName"  # noqa: S105 - a parameter name
 
 OutputMode = Literal["topic", "queue", "both"]
-METRICS_NAMESPACE = "PowerLeadsEnricher"  # as template.yaml Globals
+LOG = logging.getLogger("dev.awslocal")
+
+FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
+
+
+# What neither moto nor the local stack needs: the gateway, poller and lambda_loader stand in for
+# the functions, the API and the event sources; logs, alarms, dashboards and IAM have no local use.
+def _names(text: str) -> list[str]:
+    return text.split()
+
+
+SKIPPED_TYPES = frozenset(
+    [
+        *FUNCTION_TYPES,
+        *_names("AWS::Serverless::LayerVersion AWS::Serverless::HttpApi AWS::Serverless::Api"),
+        *_names("AWS::Lambda::LayerVersion AWS::Lambda::Permission AWS::Lambda::EventSourceMapping"),
+        *_names("AWS::Logs::LogGroup AWS::Logs::MetricFilter AWS::SNS::TopicPolicy"),
+        *_names("AWS::CloudWatch::Alarm AWS::CloudWatch::CompositeAlarm AWS::CloudWatch::Dashboard"),
+        *_names("AWS::Scheduler::Schedule AWS::Scheduler::ScheduleGroup AWS::Events::Rule"),
+        *_names("AWS::IAM::Role AWS::IAM::Policy AWS::IAM::ManagedPolicy"),
+    ]
+)
+# Properties passed on as they are (booleans as "true"/"false", objects as JSON), by resource type.
+QUEUE_ATTRIBUTES = _names(
+    "FifoQueue ContentBasedDeduplication DeduplicationScope FifoThroughputLimit VisibilityTimeout "
+    "MessageRetentionPeriod DelaySeconds MaximumMessageSize ReceiveMessageWaitTimeSeconds RedrivePolicy "
+    "RedriveAllowPolicy SqsManagedSseEnabled KmsMasterKeyId KmsDataKeyReusePeriodSeconds"
+)
+TOPIC_ATTRIBUTES = _names("FifoTopic ContentBasedDeduplication KmsMasterKeyId DisplayName")
+SUBSCRIPTION_ATTRIBUTES = _names(
+    "RawMessageDelivery FilterPolicy FilterPolicyScope RedrivePolicy DeliveryPolicy"
+)
+
+
+def _attributes(props: Mapping[str, Any], names: list[str]) -> dict[str, str]:
+    return {
+        name: json.dumps(props[name]) if isinstance(props[name], dict) else text(props[name])
+        for name in names
+        if name in props
+    }
 
 
 def aws_base_env(endpoint_url: str, region: str = REGION) -> dict[str, str]:
@@ -71,37 +141,267 @@ def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedM
     return server, f"http://{bound_host}:{bound_port}"
 
 
+DUMMY_KEY_PAIR = (DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY)
+
+
+def aws_client(
+    service: str, endpoint_url: str, region: str = REGION, access_key: tuple[str, str] = DUMMY_KEY_PAIR
+) -> Any:
+    """A boto3 client for ``service`` on moto server (untyped: the dev tools use many services).
+
+    ``access_key`` signs the calls: any pair works, unless moto server enforces IAM."""
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key[0],
+        aws_secret_access_key=access_key[1],
+    )
+
+
+# ---- one builder per resource type --------------------------------------------------------------
+
+
 @dataclass
-class LocalStack:
-    """Names, URLs and ARNs of the local resources, plus the env the handlers need."""
+class _Builder:
+    """Creates resolved resources on moto server; each method returns what ``Ref``/``GetAtt`` read."""
 
     endpoint_url: str
     region: str
     suffix: str
-    ingest_queue_url: str
-    ingest_queue_arn: str
-    ingest_dlq_url: str
-    ingest_dlq_arn: str
-    quarantine_queue_url: str
-    quarantine_queue_arn: str
-    topic_arn: str
-    enriched_queue_url: str
-    enriched_queue_arn: str
-    subscription_arn: str
-    table_name: str
+    access_key: tuple[str, str] = DUMMY_KEY_PAIR
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            self.clients[service] = aws_client(service, self.endpoint_url, self.region, self.access_key)
+        return self.clients[service]
+
+    def name(self, logical_id: str, given: Any = None, *, fifo: bool = False) -> str:
+        """The template's name (or the logical id) with the suffix, before any ``.fifo``."""
+        base = str(given) if given else logical_id
+        base = base.removesuffix(".fifo")
+        sfx = f"-{self.suffix}" if self.suffix else ""
+        return f"{base}{sfx}{'.fifo' if fifo else ''}"
+
+    def queue(self, logical_id: str, props: dict[str, Any]) -> Physical:
+        sqs = self.client("sqs")
+        attributes = _attributes(props, QUEUE_ATTRIBUTES)
+        fifo = attributes.get("FifoQueue") == "true"
+        url = sqs.create_queue(
+            QueueName=self.name(logical_id, props.get("QueueName"), fifo=fifo), Attributes=attributes
+        )["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return Physical(
+            logical_id, "AWS::SQS::Queue", url, {"Arn": arn, "QueueUrl": url, "QueueName": arn.split(":")[-1]}
+        )
+
+    def topic(self, logical_id: str, props: dict[str, Any]) -> Physical:
+        sns = self.client("sns")
+        attributes = _attributes(props, TOPIC_ATTRIBUTES)
+        fifo = attributes.get("FifoTopic") == "true"
+        arn = sns.create_topic(
+            Name=self.name(logical_id, props.get("TopicName"), fifo=fifo), Attributes=attributes
+        )["TopicArn"]
+        for inline in props.get("Subscription") or []:
+            self._subscribe(arn, inline)
+        return Physical(
+            logical_id, "AWS::SNS::Topic", arn, {"TopicArn": arn, "TopicName": arn.split(":")[-1]}
+        )
+
+    def subscription(self, logical_id: str, props: dict[str, Any]) -> Physical | None:
+        arn = self._subscribe(props["TopicArn"], props)
+        return None if arn is None else Physical(logical_id, "AWS::SNS::Subscription", arn, {"Arn": arn})
+
+    def _subscribe(self, topic_arn: str, props: Mapping[str, Any]) -> str | None:
+        if props.get("Protocol") != "sqs":  # e-mail, Lambda, HTTP endpoints have no local receiver
+            LOG.info("not subscribing %s endpoint locally", props.get("Protocol"))
+            return None
+        attributes = _attributes(props, SUBSCRIPTION_ATTRIBUTES)
+        arn: str = self.client("sns").subscribe(
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=props["Endpoint"],
+            Attributes=attributes,
+            ReturnSubscriptionArn=True,
+        )["SubscriptionArn"]
+        return arn
+
+    def table(self, logical_id: str, props: dict[str, Any]) -> Physical:
+        ddb = self.client("dynamodb")
+        name = self.name(logical_id, props.get("TableName"))
+        request: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PROVISIONED"),
+        }
+        for key in ("ProvisionedThroughput", "GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            if key in props:
+                request[key] = props[key]
+        if "StreamSpecification" in props:
+            request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+        if "SSESpecification" in props:
+            sse = dict(props["SSESpecification"])
+            request["SSESpecification"] = {"Enabled": bool(sse.pop("SSEEnabled", False)), **sse}
+        table = ddb.create_table(**request)["TableDescription"]
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            ddb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+            )
+        attributes = {"Arn": table["TableArn"]}
+        if table.get("LatestStreamArn"):
+            attributes["StreamArn"] = table["LatestStreamArn"]
+        return Physical(logical_id, "AWS::DynamoDB::Table", name, attributes)
+
+    def secret(self, logical_id: str, props: dict[str, Any]) -> Physical:
+        value = props.get("SecretString")
+        if value is None:  # GenerateSecretString: any random value does locally
+            value = uuid.uuid4().hex
+        arn = self.client("secretsmanager").create_secret(
+            Name=self.name(logical_id, props.get("Name")), SecretString=value
+        )["ARN"]
+        return Physical(logical_id, "AWS::SecretsManager::Secret", arn, {"Id": arn})
+
+    def queue_policy(self, logical_id: str, props: dict[str, Any]) -> Physical:
+        for url in props.get("Queues") or []:
+            self.client("sqs").set_queue_attributes(
+                QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+            )
+        return Physical(logical_id, "AWS::SQS::QueuePolicy", f"{logical_id}-{self.suffix}")
+
+    def builders(self) -> dict[str, Callable[[str, dict[str, Any]], Physical | None]]:
+        return {
+            "AWS::SQS::Queue": self.queue,
+            "AWS::SNS::Topic": self.topic,
+            "AWS::SNS::Subscription": self.subscription,
+            "AWS::DynamoDB::Table": self.table,
+            "AWS::SecretsManager::Secret": self.secret,
+            "AWS::SQS::QueuePolicy": self.queue_policy,
+        }
+
+
+def creation_order(template: Template, resolver: Resolver, supported: set[str]) -> list[str]:
+    """Logical ids to create (type supported, condition true), each after what it refers to."""
+    resources = template.get("Resources") or {}
+    unknown = sorted(
+        {r.get("Type") for r in resources.values()} - supported - SKIPPED_TYPES,
+        key=str,
+    )
+    if unknown:
+        raise TemplateError(
+            f"dev/awslocal.py does not know the resource types {unknown}: add a builder, or list them "
+            "in SKIPPED_TYPES if the local stack has no use for them"
+        )
+    wanted = {
+        logical_id
+        for logical_id, resource in resources.items()
+        if resource.get("Type") in supported and resolver.included(resource)
+    }
+    graph = {
+        logical_id: (
+            set(references(resources[logical_id])) | set(_as_list(resources[logical_id].get("DependsOn")))
+        )
+        & wanted
+        for logical_id in sorted(wanted)
+    }
+    return list(graphlib.TopologicalSorter(graph).static_order())
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+# ---- the stack ----------------------------------------------------------------------------------
+
+
+class _Ref:
+    """``stack.ingest_queue_url`` and friends: the Ref (or one attribute) of a logical id."""
+
+    def __init__(self, logical_id: str, attribute: str | None = None) -> None:
+        self.logical_id, self.attribute = logical_id, attribute
+
+    def __get__(self, stack: LocalStack, owner: object = None) -> str:
+        resource = stack.physical[self.logical_id]
+        return resource.ref if self.attribute is None else resource.attributes[self.attribute]
+
+
+@dataclass
+class LocalStack:
+    """The template's resources on moto server (``physical``, by logical id) and the handlers' env."""
+
+    endpoint_url: str
+    region: str
+    suffix: str
+    template: Template = field(repr=False)
+    parameters: dict[str, Any] = field(repr=False)
+    physical: dict[str, Physical] = field(repr=False)
     token_secret_id: str
-    powerleads_api_base_url: str = DEFAULT_POWERLEADS_API_BASE_URL
     server: ThreadedMotoServer | None = field(default=None, repr=False)
+    # The stack's own clients' credentials (moto accepts any, unless it enforces IAM).
+    access_key: tuple[str, str] = field(default=DUMMY_KEY_PAIR, repr=False)
+
+    # ---- names the rest of dev/ and the tests use ------------------------------------------
+
+    def ref(self, logical_id: str) -> str:
+        return self.physical[logical_id].ref
+
+    ingest_queue_url = _Ref("IngestQueue")
+    ingest_queue_arn = _Ref("IngestQueue", "Arn")
+    ingest_dlq_url = _Ref("IngestDLQ")
+    ingest_dlq_arn = _Ref("IngestDLQ", "Arn")
+    quarantine_queue_url = _Ref("QuarantineQueue")
+    quarantine_queue_arn = _Ref("QuarantineQueue", "Arn")
+    topic_arn = _Ref("EnrichedTopic")
+    enriched_queue_url = _Ref("EnrichedQueue")
+    enriched_queue_arn = _Ref("EnrichedQueue", "Arn")
+    subscription_arn = _Ref("EnrichedQueueSubscription")
+    table_name = _Ref("IdempotencyTable")
+
+    @property
+    def powerleads_api_base_url(self) -> str:
+        return str(self.parameters.get("PowerLeadsApiBaseUrl", DEFAULT_POWERLEADS_API_BASE_URL))
+
+    def of_type(self, type_: str) -> dict[str, Physical]:
+        return {k: v for k, v in self.physical.items() if v.type == type_}
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` pointed at this stack (untyped: tests use many services)."""
-        return boto3.client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            aws_access_key_id=DUMMY_ACCESS_KEY,
-            aws_secret_access_key=DUMMY_SECRET_KEY,
-        )
+        return aws_client(service, self.endpoint_url, self.region, self.access_key)
+
+    # ---- the handlers' environment ----------------------------------------------------------
+
+    def resolver(self, **parameters: Any) -> Resolver:
+        declared = self.template.get("Parameters") or {}
+        given = {**self.parameters, **{k: v for k, v in parameters.items() if k in declared}}
+        return Resolver(self.template, given, self.physical, region=self.region)
+
+    def function_env(self, **parameters: Any) -> dict[str, str]:
+        """Globals + every function's ``Environment.Variables``, resolved for these resources.
+
+        A variable that refers to something not created locally (another function, the API) is
+        left out, with a log line.
+        """
+        resolver = self.resolver(**parameters)
+        glob = ((self.template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}
+        env: dict[str, str] = {}
+        functions = [
+            r for r in (self.template.get("Resources") or {}).values() if r.get("Type") in FUNCTION_TYPES
+        ]
+        for resource in (r for r in functions if resolver.included(r)):
+            own = ((resource.get("Properties") or {}).get("Environment") or {}).get("Variables") or {}
+            for name, value in {**(glob.get("Variables") or {}), **own}.items():
+                try:
+                    resolved = resolver.resolve({name: value})
+                except TemplateError as exc:
+                    LOG.info("%s left out of the local env: %s", name, exc)
+                    continue
+                env.update({key: text(v) for key, v in resolved.items()})
+        return env
 
     def env(
         self,
@@ -110,31 +410,17 @@ class LocalStack:
         output_mode: OutputMode = "topic",
         **extra: str,
     ) -> dict[str, str]:
-        """The runtime-contract env vars (DESIGN.md) for both handlers, plus ``extra``.
+        """The runtime-contract env vars (DESIGN.md) for the handlers, from the template, plus ``extra``.
 
-        ``output_mode`` mirrors the template's OutputMode: ``topic`` (default) sets only
+        ``output_mode`` is the template's OutputMode: ``topic`` (default) sets only
         OUTPUT_TOPIC_ARN and records reach EnrichedQueue through the subscription; ``queue``
         sets only OUTPUT_QUEUE_URL; ``both`` sets both, so EnrichedQueue gets every record twice.
         """
+        base = {"PowerLeadsApiBaseUrl": powerleads_api_base_url} if powerleads_api_base_url else {}
+        modes = ("queue", "topic") if output_mode == "both" else (output_mode,)
         env = aws_base_env(self.endpoint_url, self.region)
-        if output_mode in ("topic", "both"):
-            env["OUTPUT_TOPIC_ARN"] = self.topic_arn
-        if output_mode in ("queue", "both"):
-            env["OUTPUT_QUEUE_URL"] = self.enriched_queue_url
-        env.update(
-            {
-                "INGEST_QUEUE_URL": self.ingest_queue_url,
-                "DEAD_LETTER_QUEUE_URL": self.quarantine_queue_url,
-                "IDEMPOTENCY_TABLE_NAME": self.table_name,
-                "POWERLEADS_API_BASE_URL": powerleads_api_base_url or self.powerleads_api_base_url,
-                "POWERLEADS_TOKEN_SECRET_ID": self.token_secret_id,
-                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here (template: EnableTracing)
-                "PYDANTIC_DISABLE_PLUGINS": "__all__",  # as the template's Globals set it
-            }
-        )
-        env.update(dev_public_keys())
+        for mode in modes:
+            env.update(self.function_env(**base, OutputMode=mode))
         env.update(extra)
         return env
 
@@ -157,16 +443,15 @@ class LocalStack:
         """Replace the PowerLeads token held in the secret (plain token or the JSON form)."""
         self.client("secretsmanager").put_secret_value(SecretId=self.token_secret_id, SecretString=token)
 
+    def drain(self, queue_url: str, wait_seconds: int = 1) -> list[dict[str, Any]]:
+        """Receive and delete everything currently visible on ``queue_url`` (raw SQS messages)."""
+        return drain(self.client("sqs"), queue_url, wait_seconds)
+
     def purge(self) -> None:
         """Empty every queue of the stack (moto applies PurgeQueue at once)."""
         sqs = self.client("sqs")
-        for url in (
-            self.ingest_queue_url,
-            self.ingest_dlq_url,
-            self.quarantine_queue_url,
-            self.enriched_queue_url,
-        ):
-            sqs.purge_queue(QueueUrl=url)
+        for queue in self.of_type("AWS::SQS::Queue").values():
+            sqs.purge_queue(QueueUrl=queue.ref)
 
     def stop(self) -> None:
         """Stop the moto server if this stack owns it."""
@@ -175,96 +460,81 @@ class LocalStack:
             self.server = None
 
 
+def local_parameters(
+    template: Template, *, suffix: str, powerleads_api_base_url: str, max_receive_count: int | None
+) -> dict[str, Any]:
+    """Parameter values for the local stack (only those the template declares)."""
+    sfx = f"-{suffix}" if suffix else ""
+    keys = dev_public_keys()
+    wanted: dict[str, Any] = {
+        "EnableTracing": "false",  # no X-Ray daemon here
+        "WebhookEd25519PublicKey": keys["WEBHOOK_ED25519_PUBLIC_KEY"],
+        "WebhookRsaPublicKey": keys["WEBHOOK_RSA_PUBLIC_KEY"],
+        "PowerLeadsApiBaseUrl": powerleads_api_base_url,
+        TOKEN_SECRET_PARAMETER: f"powerleads/api-token{sfx}",
+    }
+    if max_receive_count is not None:
+        wanted["IngestMaxReceiveCount"] = max_receive_count
+    declared = template.get("Parameters") or {}
+    return {name: value for name, value in wanted.items() if name in declared}
+
+
 def create_resources(
     endpoint_url: str,
     *,
     suffix: str = "",
     region: str = REGION,
-    visibility_timeout: int = 30,
-    max_receive_count: int = 5,
+    visibility_timeout: int | None = None,
+    max_receive_count: int | None = None,
     token: str = SANDBOX_TOKEN,
     powerleads_api_base_url: str = DEFAULT_POWERLEADS_API_BASE_URL,
+    template_path: Path = TEMPLATE_PATH,
+    parameters: Mapping[str, Any] | None = None,
+    access_key: tuple[str, str] = DUMMY_KEY_PAIR,
 ) -> LocalStack:
     """Create the template's resources on a running moto server.
 
     ``suffix`` makes every name unique so tests can share one server without purging.
+    ``visibility_timeout`` overrides the ingest queue's (tests that wait for redeliveries);
+    ``max_receive_count`` is the template's IngestMaxReceiveCount; ``parameters`` sets any other;
+    ``access_key`` signs the calls (an admin's, when moto server enforces IAM).
     """
-    kwargs: dict[str, Any] = {
-        "endpoint_url": endpoint_url,
-        "region_name": region,
-        "aws_access_key_id": DUMMY_ACCESS_KEY,
-        "aws_secret_access_key": DUMMY_SECRET_KEY,
+    template = load_template(template_path)
+    if visibility_timeout is not None:
+        template = copy.deepcopy(template)
+        template["Resources"]["IngestQueue"]["Properties"]["VisibilityTimeout"] = visibility_timeout
+    values = {
+        **local_parameters(
+            template,
+            suffix=suffix,
+            powerleads_api_base_url=powerleads_api_base_url,
+            max_receive_count=max_receive_count,
+        ),
+        **(parameters or {}),
     }
-    sqs = boto3.client("sqs", **kwargs)
-    sns = boto3.client("sns", **kwargs)
-    ddb = boto3.client("dynamodb", **kwargs)
-    secrets = boto3.client("secretsmanager", **kwargs)
-    sfx = f"-{suffix}" if suffix else ""
-
-    def queue_arn(url: str) -> str:
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
-        return attrs["QueueArn"]
-
-    dlq_url = sqs.create_queue(
-        QueueName=f"IngestDLQ{sfx}.fifo",
-        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
-    )["QueueUrl"]
-    dlq_arn = queue_arn(dlq_url)
-    ingest_url = sqs.create_queue(
-        QueueName=f"IngestQueue{sfx}.fifo",
-        Attributes={
-            "FifoQueue": "true",
-            "ContentBasedDeduplication": "false",
-            "VisibilityTimeout": str(visibility_timeout),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
-            ),
-        },
-    )["QueueUrl"]
-    quarantine_url = sqs.create_queue(QueueName=f"QuarantineQueue{sfx}")["QueueUrl"]
-    enriched_url = sqs.create_queue(QueueName=f"EnrichedQueue{sfx}")["QueueUrl"]
-    enriched_arn = queue_arn(enriched_url)
-
-    topic_arn = sns.create_topic(Name=f"EnrichedTopic{sfx}")["TopicArn"]
-    subscription_arn = sns.subscribe(
-        TopicArn=topic_arn,
-        Protocol="sqs",
-        Endpoint=enriched_arn,
-        Attributes={"RawMessageDelivery": "true"},
-        ReturnSubscriptionArn=True,
-    )["SubscriptionArn"]
-
-    table_name = f"IdempotencyTable{sfx}"
-    ddb.create_table(
-        TableName=table_name,
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    ddb.update_time_to_live(
-        TableName=table_name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
-    )
-
-    secret_arn = secrets.create_secret(Name=f"powerleads/api-token{sfx}", SecretString=token)["ARN"]
-
+    builder = _Builder(endpoint_url, region, suffix, access_key)
+    physical: dict[str, Physical] = {}
+    resolver = Resolver(template, values, physical, region=region)
+    token_secret_id = ""
+    if TOKEN_SECRET_PARAMETER in values:  # the template reads an existing secret: create it
+        token_secret_id = str(values[TOKEN_SECRET_PARAMETER])
+        builder.client("secretsmanager").create_secret(Name=token_secret_id, SecretString=token)
+    build = builder.builders()
+    resources = template.get("Resources") or {}
+    for logical_id in creation_order(template, resolver, set(build)):
+        resource = resources[logical_id]
+        created = build[resource["Type"]](logical_id, resolver.resolve(resource.get("Properties") or {}))
+        if created is not None:
+            physical[logical_id] = created
     return LocalStack(
         endpoint_url=endpoint_url,
         region=region,
         suffix=suffix,
-        ingest_queue_url=ingest_url,
-        ingest_queue_arn=queue_arn(ingest_url),
-        ingest_dlq_url=dlq_url,
-        ingest_dlq_arn=dlq_arn,
-        quarantine_queue_url=quarantine_url,
-        quarantine_queue_arn=queue_arn(quarantine_url),
-        topic_arn=topic_arn,
-        enriched_queue_url=enriched_url,
-        enriched_queue_arn=enriched_arn,
-        subscription_arn=subscription_arn,
-        table_name=table_name,
-        token_secret_id=secret_arn,
-        powerleads_api_base_url=powerleads_api_base_url,
+        template=template,
+        parameters=values,
+        physical=physical,
+        token_secret_id=token_secret_id,
+        access_key=access_key,
     )
 
 
@@ -276,8 +546,8 @@ def start_local_stack(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
-    visibility_timeout: int = 30,
-    max_receive_count: int = 5,
+    visibility_timeout: int | None = None,
+    max_receive_count: int | None = None,
     token: str = SANDBOX_TOKEN,
     powerleads_api_base_url: str = DEFAULT_POWERLEADS_API_BASE_URL,
     set_os_environ: bool = False,
@@ -312,28 +582,45 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the embedded AWS (moto server) with the stack's resources."
     )
     parser.add_argument("--port", type=int, default=0, help="moto server port (default: a free one)")
-    parser.add_argument("--visibility-timeout", type=int, default=30)
+    parser.add_argument(
+        "--visibility-timeout", type=int, default=None, help="ingest queue override (default: the template)"
+    )
     parser.add_argument("--powerleads-url", default=DEFAULT_POWERLEADS_API_BASE_URL)
     parser.add_argument("--token", default=os.environ.get("POWERLEADS_TOKEN", SANDBOX_TOKEN))
     parser.add_argument("--export", action="store_true", help="print `export` lines instead of JSON")
+    parser.add_argument(
+        "--bare", action="store_true", help="no resources: print the URL; also stop when stdin closes"
+    )
     args = parser.parse_args(argv)
 
-    stack = start_local_stack(
-        port=args.port,
-        visibility_timeout=args.visibility_timeout,
-        token=args.token,
-        powerleads_api_base_url=args.powerleads_url,
-    )
-    print(format_env(stack.env(), export=args.export), flush=True)
-    print(f"# moto server at {stack.endpoint_url}; Ctrl-C to stop", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    if args.bare:  # the soak's moto server process: its parent closes our stdin (or dies)
+        server, url = start_moto_server(port=args.port)
+        print(url, flush=True)
+
+        def watch_stdin() -> None:
+            sys.stdin.read()
+            stopped.set()
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+        stop = server.stop
+    else:
+        stack = start_local_stack(
+            port=args.port,
+            visibility_timeout=args.visibility_timeout,
+            token=args.token,
+            powerleads_api_base_url=args.powerleads_url,
+        )
+        print(format_env(stack.env(), export=args.export), flush=True)
+        print(f"# moto server at {stack.endpoint_url}; Ctrl-C to stop", flush=True)
+        stop = stack.stop
     try:
         stopped.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        stack.stop()
+        stop()
     return 0
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dev.signing import EVENTS_DIR, compact, iso_timestamp, restamp, signed_headers
+from dev.sqs import queue_depth
 
 OK, PARTIAL, USAGE = 0, 1, 2
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # formats.ID_PATTERN: what the receiver accepts
@@ -59,8 +60,13 @@ class Env:
             return self.sqs_factory(args)
         import boto3  # noqa: PLC0415 - keeps `--help` fast
 
+        from dev.lambda_loader import add_code_paths  # noqa: PLC0415
+
+        add_code_paths()  # the layer package: timeouts and retry mode live in appointment_enricher.sdk
+        from appointment_enricher.sdk import OPERATOR_CONFIG  # noqa: PLC0415
+
         options = {k: v for k, v in (("endpoint_url", args.endpoint_url), ("region_name", args.region)) if v}
-        return boto3.client("sqs", **options)
+        return boto3.client("sqs", config=OPERATOR_CONFIG, **options)
 
 
 # ----- output helpers ----------------------------------------------------------------------------
@@ -249,10 +255,9 @@ def _release(sqs: Any, url: str, receipts: Sequence[str]) -> None:
         sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
 
 
-def _queue_depth(sqs: Any, url: str) -> int | None:
+def _progress_total(sqs: Any, url: str) -> int | None:
     try:
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-        return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+        return queue_depth(sqs, url)
     except Exception:  # noqa: BLE001 - only for the progress total
         return None
 
@@ -316,7 +321,7 @@ def cmd_redrive(args: argparse.Namespace, env: Env) -> int:
     ingest = _required(args.ingest_queue_url, "--ingest-queue-url", "INGEST_QUEUE_URL")
     sqs = env.sqs(args)
     fifo = ingest.endswith(".fifo")
-    depth = _queue_depth(sqs, dlq)
+    depth = _progress_total(sqs, dlq)
     total = min(depth, args.max) if depth is not None and args.max else depth
     progress = Progress("redrive" + (" (dry run)" if args.dry_run else ""), total, env.stderr)
     held: dict[str, str] = {}  # received, not deleted: released at the end
@@ -435,6 +440,30 @@ def backfill_message(location_id: str, appointment_id: str, now: datetime) -> tu
     return json.dumps(message, separators=(",", ":")), webhook_id
 
 
+def _backfill_lines(args: argparse.Namespace, env: Env) -> list[str]:
+    if not args.file or args.file == "-":
+        return env.stdin.read().splitlines()
+    try:
+        return Path(args.file).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+
+
+def _send_backfill(sqs: Any, ingest: str, entry: BackfillLine) -> None:
+    body, dedupe = backfill_message(entry.location_id, entry.appointment_id, datetime.now(UTC))
+    send: dict[str, Any] = {
+        "QueueUrl": ingest,
+        "MessageBody": body,
+        "MessageAttributes": {
+            "eventType": {"DataType": "String", "StringValue": "AppointmentUpdate"},
+            "locationId": {"DataType": "String", "StringValue": entry.location_id},
+        },
+    }
+    if ingest.endswith(".fifo"):
+        send.update(MessageGroupId=entry.appointment_id, MessageDeduplicationId=dedupe)
+    sqs.send_message(**send)
+
+
 def cmd_backfill(args: argparse.Namespace, env: Env) -> int:
     if not 0 < args.rate < UPSTREAM_RATE_LIMIT:
         raise UsageError(f"--rate must be above 0 and below {UPSTREAM_RATE_LIMIT:g} per second")
@@ -443,14 +472,7 @@ def cmd_backfill(args: argparse.Namespace, env: Env) -> int:
     ingest = (
         None if args.dry_run else _required(args.ingest_queue_url, "--ingest-queue-url", "INGEST_QUEUE_URL")
     )
-    if args.file and args.file != "-":
-        try:
-            lines = Path(args.file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
-    else:
-        lines = env.stdin.read().splitlines()
-    entries, bad = parse_backfill(lines, args.location)
+    entries, bad = parse_backfill(_backfill_lines(args, env), args.location)
     for number, problem in bad:
         env.stderr.write(f"line {number}: {problem}\n")
 
@@ -477,20 +499,9 @@ def cmd_backfill(args: argparse.Namespace, env: Env) -> int:
             if wait > 0:
                 env.sleep(wait)
             next_at = max(next_at, env.clock()) + interval
-            body, dedupe = backfill_message(entry.location_id, entry.appointment_id, datetime.now(UTC))
-            send: dict[str, Any] = {
-                "QueueUrl": ingest,
-                "MessageBody": body,
-                "MessageAttributes": {
-                    "eventType": {"DataType": "String", "StringValue": "AppointmentUpdate"},
-                    "locationId": {"DataType": "String", "StringValue": entry.location_id},
-                },
-            }
-            if ingest and ingest.endswith(".fifo"):
-                send.update(MessageGroupId=entry.appointment_id, MessageDeduplicationId=dedupe)
             try:
-                assert sqs is not None
-                sqs.send_message(**send)
+                assert sqs is not None and ingest is not None
+                _send_backfill(sqs, ingest, entry)
                 queued += 1
             except Exception as exc:  # noqa: BLE001 - reported per line, counted as failed
                 failed += 1

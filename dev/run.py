@@ -47,6 +47,7 @@ from dev.signing import (
     signed_headers,
     webhook_snapshot,
 )
+from dev.sqs import QueueReader, string_attributes
 
 LOG = logging.getLogger("dev.run")
 
@@ -124,55 +125,27 @@ class _DropEmfLines:
 # ---- reading the output queues --------------------------------------------------------------
 
 
-@dataclass
-class QueueReader:
-    """Drains a queue in a thread, parsing each body as JSON and calling ``on_message``."""
+def reader(
+    stack: LocalStack,
+    queue_url: str,
+    on_message: Callable[[dict[str, Any], dict[str, str], str], None],
+    name: str,
+) -> QueueReader:
+    """A queue drained in a thread, each body parsed as JSON and passed to ``on_message``."""
 
-    stack: LocalStack
-    queue_url: str
-    on_message: Callable[[dict[str, Any], dict[str, str], str], None]
-    name: str = "reader"
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> QueueReader:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        sqs = self.stack.client("sqs")
-        while not self._stop.is_set():
+    def on_messages(messages: list[dict[str, Any]]) -> None:
+        for message in messages:
             try:
-                response = sqs.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=1,
-                    MessageAttributeNames=["All"],
-                )
-            except Exception:
-                if not self._stop.is_set():
-                    LOG.exception("%s: receive failed", self.name)
-                    self._stop.wait(1)
-                continue
-            for message in response.get("Messages", []):
-                attributes = {
-                    k: str(v.get("StringValue", v.get("BinaryValue")))
-                    for k, v in (message.get("MessageAttributes") or {}).items()
-                }
-                try:
-                    body = json.loads(message["Body"])
-                except ValueError:
-                    body = {"_raw": message["Body"]}
-                self.on_message(
-                    body if isinstance(body, dict) else {"_raw": body}, attributes, message["Body"]
-                )
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                body = json.loads(message["Body"])
+            except ValueError:
+                body = {"_raw": message["Body"]}
+            on_message(
+                body if isinstance(body, dict) else {"_raw": body},
+                string_attributes(message),
+                message["Body"],
+            )
+
+    return QueueReader(stack.client("sqs"), queue_url, on_messages, name)
 
 
 @dataclass
@@ -322,22 +295,25 @@ def check_demo(
         return problems  # real PowerLeads: the docs' seed example does not exist there
     seed_webhook = next((s.webhook_id for s in sent if s.appointment_id == SEED_ID), None)
     seed = next((r for r in records if r.get("webhookId") == seed_webhook), None)
-    if seed is not None:
-        derived = seed.get("derived") or {}
-        if derived.get("startTimeUtc") != SEED_START_UTC:
-            problems.append(
-                f"seed record derived.startTimeUtc is {derived.get('startTimeUtc')!r}, "
-                f"expected {SEED_START_UTC!r}"
-            )
-        appointment = seed.get("appointment")
-        want = {**expected_seed_event, "isRecurring": True}
-        if not isinstance(appointment, dict) or appointment.get("isRecurring") is not True:
-            problems.append("seed record appointment.isRecurring is not the boolean true")
-        elif appointment != want:
-            diff = sorted(
-                k for k in set(want) | set(appointment) if appointment.get(k, "-") != want.get(k, "-")
-            )
-            problems.append(f"seed record appointment differs from the sandbox's event in: {', '.join(diff)}")
+    return problems + ([] if seed is None else check_seed(seed, expected_seed_event))
+
+
+def check_seed(seed: dict[str, Any], expected_event: dict[str, Any]) -> list[str]:
+    """The seed record against the docs' example the sandbox serves."""
+    problems = []
+    derived = seed.get("derived") or {}
+    if derived.get("startTimeUtc") != SEED_START_UTC:
+        problems.append(
+            f"seed record derived.startTimeUtc is {derived.get('startTimeUtc')!r}, "
+            f"expected {SEED_START_UTC!r}"
+        )
+    appointment = seed.get("appointment")
+    want = {**expected_event, "isRecurring": True}
+    if not isinstance(appointment, dict) or appointment.get("isRecurring") is not True:
+        problems.append("seed record appointment.isRecurring is not the boolean true")
+    elif appointment != want:
+        diff = sorted(k for k in set(want) | set(appointment) if appointment.get(k, "-") != want.get(k, "-"))
+        problems.append(f"seed record appointment differs from the sandbox's event in: {', '.join(diff)}")
     return problems
 
 
@@ -374,7 +350,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--token", help="PowerLeads token (default: env POWERLEADS_TOKEN, else sandbox-token)"
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="demo: seconds to wait for records")
-    parser.add_argument("--visibility-timeout", type=int, default=30, help="ingest queue visibility timeout")
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=None,
+        help="ingest queue visibility timeout (default: the template's)",
+    )
     parser.add_argument("--no-samples", action="store_true", help="run mode: don't send the sample webhooks")
     parser.add_argument(
         "--reconcile-every",
@@ -450,11 +431,11 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
         cleanup.callback(poller.stop)
 
         collector = Collector(verbose=args.verbose)
-        for reader in (
-            QueueReader(stack, stack.enriched_queue_url, collector.on_record, name="enriched-reader"),
-            QueueReader(stack, stack.quarantine_queue_url, collector.on_quarantine, name="quarantine-reader"),
+        for started_reader in (
+            reader(stack, stack.enriched_queue_url, collector.on_record, "enriched-reader"),
+            reader(stack, stack.quarantine_queue_url, collector.on_quarantine, "quarantine-reader"),
         ):
-            cleanup.callback(reader.start().stop)
+            cleanup.callback(started_reader.start().stop)
 
         say(f"local stack up in {time.monotonic() - started:.1f} s")
         say(f"  gateway      {gateway.webhook_url}")

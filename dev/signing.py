@@ -61,6 +61,9 @@ DEV_APP_ID = "65f1c0ffee0ddba11dev0001"
 DEV_VERSION_ID = "65f1c0ffee0ddba11dev0002"
 
 
+INGEST_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:IngestQueue.fifo"  # moto's account
+
+
 @functools.cache
 def _ed25519_key() -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key((KEYS_DIR / "ed25519-private.pem").read_bytes(), None)
@@ -218,10 +221,40 @@ def dedupe_id_for(raw_body: bytes) -> str:
     return str(webhook_id) if webhook_id else hashlib.sha256(raw_body).hexdigest()
 
 
+def ingest_record(
+    body: bytes, received_at: str, *, message_id: str, receipt: str, sent_ms: int, sequence: int
+) -> dict[str, Any]:
+    """The Lambda SQS event record of a webhook as the receiver queues it (dev Ed25519 signature)."""
+    from dev.poller import sqs_record  # noqa: PLC0415 - keeps `import dev.signing` light
+
+    document = json.loads(body)
+    dedupe_id = dedupe_id_for(body)
+    message_body = ingest_message(body, received_at, dedupe_id, {ED25519_HEADER: sign_ed25519(body)})
+    message = {
+        "MessageId": message_id,
+        "ReceiptHandle": receipt,
+        "Body": message_body,
+        "MD5OfBody": hashlib.md5(message_body.encode(), usedforsecurity=False).hexdigest(),
+        "Attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": str(sent_ms),
+            "SenderId": "AROADEVSAMPLEWEBHOOK:WebhookFunction",
+            "ApproximateFirstReceiveTimestamp": str(sent_ms + 5),
+            "SequenceNumber": str(sequence),
+            "MessageGroupId": document["appointment"]["id"],
+            "MessageDeduplicationId": dedupe_id,
+        },
+        "MessageAttributes": {
+            "eventType": {"DataType": "String", "StringValue": document["type"]},
+            "locationId": {"DataType": "String", "StringValue": document["locationId"]},
+        },
+    }
+    return sqs_record(message, INGEST_QUEUE_ARN, "us-east-1")
+
+
 def write_events(root: Path = EVENTS_DIR, timestamp: str | datetime | None = None) -> list[Path]:
     """Regenerate ``events/webhooks``, ``events/apigw`` and ``events/sqs``; returns the paths."""
     from dev.gateway import build_http_api_event  # noqa: PLC0415 - keeps `import dev.signing` light
-    from dev.poller import sqs_record  # noqa: PLC0415
 
     ts = timestamp if isinstance(timestamp, str) else iso_timestamp(timestamp)
     epoch_ms = int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
@@ -274,35 +307,17 @@ def write_events(root: Path = EVENTS_DIR, timestamp: str | datetime | None = Non
         json.dumps(apigw("bad-signature", tampered, signed_headers(body)), indent=2) + "\n",
     )
 
-    records = []
-    for index, (name, body) in enumerate(bodies.items()):
-        document = json.loads(body)
-        appointment_id = document["appointment"]["id"]
-        dedupe_id = dedupe_id_for(body)
-        signature = {ED25519_HEADER: sign_ed25519(body)}
-        message_body = ingest_message(body, ts, dedupe_id, signature)
-        message = {
-            "MessageId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"powerleads-dev/sqs/{name}")),
-            "ReceiptHandle": base64.b64encode(f"dev-receipt-{name}".encode()).decode("ascii"),
-            "Body": message_body,
-            "MD5OfBody": hashlib.md5(message_body.encode(), usedforsecurity=False).hexdigest(),
-            "Attributes": {
-                "ApproximateReceiveCount": "1",
-                "SentTimestamp": str(epoch_ms + index),
-                "SenderId": "AROADEVSAMPLEWEBHOOK:WebhookFunction",
-                "ApproximateFirstReceiveTimestamp": str(epoch_ms + index + 5),
-                "SequenceNumber": str(18_880_000_000_000_000_000 + index),
-                "MessageGroupId": appointment_id,
-                "MessageDeduplicationId": dedupe_id,
-            },
-            "MessageAttributes": {
-                "eventType": {"DataType": "String", "StringValue": document["type"]},
-                "locationId": {"DataType": "String", "StringValue": document["locationId"]},
-            },
-        }
-        records.append(
-            sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:IngestQueue.fifo", "us-east-1")
+    records = [
+        ingest_record(
+            body,
+            ts,
+            message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"powerleads-dev/sqs/{name}")),
+            receipt=base64.b64encode(f"dev-receipt-{name}".encode()).decode("ascii"),
+            sent_ms=epoch_ms + index,
+            sequence=18_880_000_000_000_000_000 + index,
         )
+        for index, (name, body) in enumerate(bodies.items())
+    ]
     write(root / "sqs" / "batch.json", json.dumps({"Records": records}, indent=2) + "\n")
     return written
 

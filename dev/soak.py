@@ -34,7 +34,7 @@ Checks, each a non-zero exit with the reason when it fails:
   sequence numbers of each appointment read back from it must be strictly increasing. The order
   seen on EnrichedQueue is printed for information only.
 
-Internal sub-commands: ``python -m dev.soak moto`` (a moto server; prints its URL) and
+Its moto server runs in its own process (``python -m dev.awslocal --bare``). Internal sub-command:
 ``python -m dev.soak worker`` (an SqsPoller + EnricherFunction on ``INGEST_QUEUE_URL`` from the
 environment; prints one JSON line per invocation start, used by the crash-safety test).
 """
@@ -42,6 +42,7 @@ environment; prints one JSON line per invocation start, used by the crash-safety
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import itertools
 import json
@@ -63,6 +64,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dev.poller import SqsPoller
+from dev.sqs import QueueReader, queue_depth, string_attributes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = REPO_ROOT / "schemas" / "enriched-record-v1.json"
@@ -73,26 +75,6 @@ EXIT_INFRA = 2
 
 
 # ---- sub-processes ---------------------------------------------------------------------------
-
-
-def moto_main() -> int:
-    """A moto server on a free loopback port; prints ``http://127.0.0.1:<port>`` and serves until
-    SIGTERM or until its stdin closes (the parent died)."""
-    from dev.awslocal import start_moto_server  # noqa: PLC0415
-
-    server, url = start_moto_server()
-    print(url, flush=True)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-
-    def watch_stdin() -> None:
-        sys.stdin.read()
-        stopped.set()
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    stopped.wait()
-    server.stop()
-    return 0
 
 
 def worker_main(argv: list[str]) -> int:
@@ -182,9 +164,9 @@ class SerialReceivePoller(SqsPoller):
 
 
 def start_moto_process() -> tuple[subprocess.Popen[str], str]:
-    """``python -m dev.soak moto`` as a child; returns it and the endpoint URL."""
+    """``python -m dev.awslocal --bare`` as a child; returns it and the endpoint URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dev.soak", "moto"],
+        [sys.executable, "-m", "dev.awslocal", "--bare"],
         cwd=REPO_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -297,6 +279,19 @@ def appointment_event(appointment_id: str, location_id: str, index: int) -> dict
     }
 
 
+def _interleave(sequences: list[list[Webhook]], senders: int, rng: random.Random) -> list[list[Webhook]]:
+    """Appointments interleaved at random per sender lane, each appointment's own order kept."""
+    lanes: list[list[Webhook]] = [[] for _ in range(max(1, senders))]
+    for lane_index, lane in enumerate(lanes):
+        cursors = [list(s) for i, s in enumerate(sequences) if i % len(lanes) == lane_index and s]
+        while cursors:
+            pick = rng.randrange(len(cursors))
+            lane.append(cursors[pick].pop(0))
+            if not cursors[pick]:
+                cursors.pop(pick)
+    return lanes
+
+
 def build_plan(
     events: int,
     *,
@@ -373,16 +368,7 @@ def build_plan(
             )
         sequences[appointment_id] = sequence
 
-    # Interleave appointments at random, keeping each appointment's own order, per sender lane.
-    lanes: list[list[Webhook]] = [[] for _ in range(max(1, senders))]
-    for lane_index, lane in enumerate(lanes):
-        mine = [list(sequences[a]) for i, a in enumerate(ids) if i % len(lanes) == lane_index]
-        cursors = [s for s in mine if s]
-        while cursors:
-            pick = rng.randrange(len(cursors))
-            lane.append(cursors[pick].pop(0))
-            if not cursors[pick]:
-                cursors.pop(pick)
+    lanes = _interleave([sequences[a] for a in ids], senders, rng)
     all_webhooks = [w for a in ids for w in sequences[a]]
     n_dupes = round(len(all_webhooks) * duplicate_ratio)
     duplicated = rng.sample(all_webhooks, n_dupes)
@@ -424,58 +410,28 @@ class Collected:
             return len(self.records) + len(self.quarantine) + len(self.ingest_dlq)
 
 
-def _attributes(message: dict[str, Any]) -> dict[str, str]:
-    return {k: str(v.get("StringValue", "")) for k, v in (message.get("MessageAttributes") or {}).items()}
-
-
 class Collector:
     """Drains EnrichedQueue, the FIFO mirror, QuarantineQueue and IngestDLQ while the run goes."""
 
     def __init__(self, sqs: Any, queues: dict[str, str]) -> None:
-        self.sqs = sqs
-        self.queues = queues
         self.data = Collected()
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._drain, args=(name,), name=f"collect-{name}", daemon=True)
-            for name in queues
+        self.readers = [
+            QueueReader(sqs, url, functools.partial(self._keep, name), name=f"collect-{name}")
+            for name, url in queues.items()
         ]
 
+    @property
+    def errors(self) -> list[str]:
+        return [error for reader in self.readers for error in reader.errors]
+
     def start(self) -> Collector:
-        for thread in self._threads:
-            thread.start()
+        for reader in self.readers:
+            reader.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
-
-    def _drain(self, name: str) -> None:
-        url = self.queues[name]
-        while not self._stop.is_set():
-            try:
-                response = self.sqs.receive_message(
-                    QueueUrl=url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=1,
-                    MessageAttributeNames=["All"],
-                    AttributeNames=["All"],
-                )
-                messages = response.get("Messages", [])
-                if not messages:
-                    continue
-                self._keep(name, messages)
-                self.sqs.delete_message_batch(
-                    QueueUrl=url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-                    ],
-                )
-            except Exception as exc:  # noqa: BLE001 - reported at the end, the loop goes on
-                self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
-                self._stop.wait(0.5)
+        for reader in self.readers:
+            reader.stop()
 
     def _keep(self, name: str, messages: list[dict[str, Any]]) -> None:
         with self.data.lock:
@@ -485,7 +441,7 @@ class Collector:
                 elif name == "ordered":
                     self.data.ordered.append(json.loads(message["Body"]))
                 elif name == "quarantine":
-                    self.data.quarantine.append((json.loads(message["Body"]), _attributes(message)))
+                    self.data.quarantine.append((json.loads(message["Body"]), string_attributes(message)))
                 else:
                     self.data.ingest_dlq.append(message["Body"])
 
@@ -576,14 +532,45 @@ def inject_faults(sandbox: Any, rng: random.Random, stop: threading.Event, stats
         stats.latency_changes += 1
 
 
-def queue_depth(sqs: Any, url: str) -> int:
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
-        attrs.get("ApproximateNumberOfMessagesNotVisible", 0)
-    )
+def serve_plan(sandbox: Any, plan: Plan) -> None:
+    """The sandbox serves every valid appointment and answers 422 for the 422-invalid ones."""
+    from dev.sandbox import Fault  # noqa: PLC0415
+
+    for appointment_id, event in plan.appointments.items():
+        if event is not None:
+            sandbox.put_appointment(event)
+        else:
+            count = sum(1 for w in plan.webhooks if w.appointment_id == appointment_id)
+            sandbox.queue_faults([Fault.error(422)] * (count + 2), event_id=appointment_id)
+
+
+def send_late_duplicates(url: str, plan: Plan, sent: SendStats) -> None:
+    """Late duplicates: the originals are settled and deleted, so intake lets them through."""
+    late = SendStats()
+    send_lane(url, plan.late_duplicates, late, threading.Event())
+    sent.deliveries += late.deliveries
+    sent.statuses.update(late.statuses)
+    for webhook_id, status in late.not_accepted.items():
+        sent.not_accepted[f"{webhook_id}(late duplicate)"] = status
+
+
+def wait_for_threads(
+    threads: list[threading.Thread],
+    deadline: float,
+    *,
+    stop_early: Callable[[], bool],
+    progress: Callable[[], None],
+    every: float = 15.0,
+) -> None:
+    """Until the threads end, ``deadline`` (monotonic) or ``stop_early()``; ``progress()`` every so often."""
+    next_progress = time.monotonic() + every
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        if stop_early():
+            return
+        if time.monotonic() >= next_progress:
+            next_progress += every
+            progress()
 
 
 def wait_until(condition: Callable[[], bool], deadline: float, step: float = 0.5) -> bool:
@@ -610,99 +597,64 @@ class Verdict:
     def fail(self, message: str) -> None:
         self.problems.append(message)
 
+    def none(self, found: set[str], what: str) -> None:
+        """Fail with ``what`` and a few examples unless ``found`` is empty."""
+        if found:
+            self.fail(f"{len(found)} {what}: {_examples(found)}")
+
 
 def _examples(items: Any, limit: int = 5) -> str:
     values = sorted(items)[:limit]
     return ", ".join(map(str, values)) + (" ..." if len(items) > limit else "")
 
 
-def check(plan: Plan, sent: SendStats, data: Collected) -> Verdict:
-    """Exactly one outcome per accepted webhook, the right one, in order, schema-valid."""
-    # No type stubs for jsonschema in the dev requirements: used untyped on purpose.
-    jsonschema: Any = importlib.import_module("jsonschema")
-
-    verdict = Verdict()
-    expected_ids = set(plan.by_id)
-    if sent.not_accepted:
-        verdict.fail(
-            f"{len(sent.not_accepted)} webhooks not accepted (status: "
-            f"{dict(Counter(sent.not_accepted.values()))}): {_examples(sent.not_accepted)}"
-        )
-    accepted = sent.accepted & expected_ids
-
-    record_counts = Counter(str(r.get("webhookId")) for r in data.records)
-    quarantine_counts: Counter[str] = Counter()
-    quarantine_errors: dict[str, set[str]] = defaultdict(set)
-    unparsed_quarantine = 0
+def _quarantine_index(data: Collected, verdict: Verdict) -> tuple[Counter[str], dict[str, set[str]]]:
+    """Quarantine messages per webhook id, and their errorTypes."""
+    counts: Counter[str] = Counter()
+    errors: dict[str, set[str]] = defaultdict(set)
+    unparsed = 0
     for body, attributes in data.quarantine:
         try:
             webhook_id = str(json.loads(body["body"])["webhookId"])
         except (KeyError, TypeError, ValueError):
-            unparsed_quarantine += 1
+            unparsed += 1
             continue
-        quarantine_counts[webhook_id] += 1
-        quarantine_errors[webhook_id].add(attributes.get("errorType", ""))
+        counts[webhook_id] += 1
+        errors[webhook_id].add(attributes.get("errorType", ""))
         if not attributes.get("errorMessage") or not attributes.get("failedAt"):
             verdict.fail(f"quarantine message for {webhook_id} lacks errorMessage/failedAt")
-    if unparsed_quarantine:
-        verdict.fail(f"{unparsed_quarantine} quarantine messages whose body is not an ingest message")
+    if unparsed:
+        verdict.fail(f"{unparsed} quarantine messages whose body is not an ingest message")
+    return counts, errors
 
-    strangers = (set(record_counts) | set(quarantine_counts)) - expected_ids
-    if strangers:
-        verdict.fail(f"{len(strangers)} outcomes for webhooks never sent: {_examples(strangers)}")
-    duplicates = {w for w, n in record_counts.items() if n > 1}
-    if duplicates:
-        verdict.fail(f"{len(duplicates)} webhooks published more than once: {_examples(duplicates)}")
-    requarantined = {w for w, n in quarantine_counts.items() if n > 1}
-    if requarantined:
-        verdict.fail(f"{len(requarantined)} webhooks quarantined more than once: {_examples(requarantined)}")
-    both = set(record_counts) & set(quarantine_counts)
-    if both:
-        verdict.fail(f"{len(both)} webhooks both published and quarantined: {_examples(both)}")
-    lost = {w for w in accepted if w not in record_counts and w not in quarantine_counts}
-    if lost:
-        verdict.fail(f"{len(lost)} accepted webhooks with no record and no quarantine: {_examples(lost)}")
-    wrong_kind = {
-        w
-        for w in accepted
-        if (plan.by_id[w].expect == "record" and w in quarantine_counts)
-        or (plan.by_id[w].expect == "quarantine" and w in record_counts)
-    }
-    if wrong_kind:
-        detail = [f"{w}:{sorted(quarantine_errors.get(w, {'record'}))}" for w in sorted(wrong_kind)[:5]]
-        verdict.fail(f"{len(wrong_kind)} webhooks with the wrong outcome: {', '.join(detail)}")
-    wrong_reason = {
-        w
-        for w in accepted
-        if plan.by_id[w].expect == "quarantine"
-        and w in quarantine_counts
-        and quarantine_errors[w] != {plan.by_id[w].expect_error}
-    }
-    if wrong_reason:
-        verdict.fail(
-            f"{len(wrong_reason)} quarantined with an unexpected errorType: {_examples(wrong_reason)}"
-        )
-    if data.ingest_dlq:
-        verdict.fail(f"{len(data.ingest_dlq)} messages reached IngestDLQ (retries exhausted)")
 
-    schema = json.loads(SCHEMA_PATH.read_text())
-    validator = jsonschema.Draft202012Validator(schema)
-    invalid_records = 0
+def _check_records(plan: Plan, data: Collected, verdict: Verdict) -> None:
+    """Every record schema-valid, ``deleted`` exactly for deletes."""
+    # No type stubs for jsonschema in the dev requirements: used untyped on purpose.
+    jsonschema: Any = importlib.import_module("jsonschema")
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+    invalid_records = sum(1 for record in data.records if not validator.is_valid(record))
+    if invalid_records:
+        verdict.fail(f"{invalid_records} records do not validate against {SCHEMA_PATH.name}")
     for record in data.records:
-        if not validator.is_valid(record):
-            invalid_records += 1
         webhook = plan.by_id.get(str(record.get("webhookId")))
         if webhook is not None and record.get("deleted") != (webhook.type == "AppointmentDelete"):
             verdict.fail(f"record {webhook.webhook_id} has deleted={record.get('deleted')}")
-    if invalid_records:
-        verdict.fail(f"{invalid_records} records do not validate against {SCHEMA_PATH.name}")
 
-    # Order at publish time: the FIFO mirror, per appointment.
+
+def _sequences(plan: Plan, records: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Per appointment, the sequence numbers of its records in the order read."""
     per_appointment: dict[str, list[int]] = defaultdict(list)
-    for record in data.ordered:
+    for record in records:
         webhook = plan.by_id.get(str(record.get("webhookId")))
         if webhook is not None:
             per_appointment[webhook.appointment_id].append(webhook.seq)
+    return per_appointment
+
+
+def _check_order(plan: Plan, data: Collected, verdict: Verdict) -> dict[str, Any]:
+    """Order at publish time (the FIFO mirror), per appointment; EnrichedQueue's order for information."""
+    per_appointment = _sequences(plan, data.ordered)
     out_of_order = {a for a, seqs in per_appointment.items() if any(x >= y for x, y in pairs(seqs))}
     if out_of_order:
         verdict.fail(
@@ -710,16 +662,66 @@ def check(plan: Plan, sent: SendStats, data: Collected) -> Verdict:
             + "; ".join(f"{a}: {per_appointment[a]}" for a in sorted(out_of_order)[:3])
         )
     mirrored = {str(r.get("webhookId")) for r in data.ordered}
-    if mirrored != set(record_counts):
+    published = {str(r.get("webhookId")) for r in data.records}
+    if mirrored != published:
         verdict.fail(
-            f"FIFO mirror and EnrichedQueue disagree: {len(mirrored ^ set(record_counts))} webhook ids differ"
+            f"FIFO mirror and EnrichedQueue disagree: {len(mirrored ^ published)} webhook ids differ"
         )
-    standard_order: dict[str, list[int]] = defaultdict(list)
-    for record in data.records:
-        webhook = plan.by_id.get(str(record.get("webhookId")))
-        if webhook is not None:
-            standard_order[webhook.appointment_id].append(webhook.seq)
-    inversions = sum(1 for seqs in standard_order.values() for x, y in pairs(seqs) if x >= y)
+    standard = _sequences(plan, data.records)
+    return {
+        "orderedAppointmentsChecked": len(per_appointment),
+        "standardQueueOrderInversions(info)": sum(
+            1 for seqs in standard.values() for x, y in pairs(seqs) if x >= y
+        ),
+    }
+
+
+def check(plan: Plan, sent: SendStats, data: Collected) -> Verdict:
+    """Exactly one outcome per accepted webhook, the right one, in order, schema-valid."""
+    verdict = Verdict()
+    if sent.not_accepted:
+        verdict.fail(
+            f"{len(sent.not_accepted)} webhooks not accepted (status: "
+            f"{dict(Counter(sent.not_accepted.values()))}): {_examples(sent.not_accepted)}"
+        )
+    accepted = sent.accepted & set(plan.by_id)
+    records = Counter(str(r.get("webhookId")) for r in data.records)
+    quarantined, reasons = _quarantine_index(data, verdict)
+
+    def expect(webhook_id: str) -> Webhook:
+        return plan.by_id[webhook_id]
+
+    verdict.none((set(records) | set(quarantined)) - set(plan.by_id), "outcomes for webhooks never sent")
+    verdict.none({w for w, n in records.items() if n > 1}, "webhooks published more than once")
+    verdict.none({w for w, n in quarantined.items() if n > 1}, "webhooks quarantined more than once")
+    verdict.none(set(records) & set(quarantined), "webhooks both published and quarantined")
+    verdict.none(
+        {w for w in accepted if w not in records and w not in quarantined},
+        "accepted webhooks with no record and no quarantine",
+    )
+    wrong_kind = {
+        w
+        for w in accepted
+        if (expect(w).expect == "record" and w in quarantined)
+        or (expect(w).expect == "quarantine" and w in records)
+    }
+    verdict.none(
+        {f"{w}:{sorted(reasons.get(w, {'record'}))}" for w in wrong_kind}, "webhooks with the wrong outcome"
+    )
+    verdict.none(
+        {
+            w
+            for w in accepted
+            if expect(w).expect == "quarantine"
+            and w in quarantined
+            and reasons[w] != {expect(w).expect_error}
+        },
+        "quarantined with an unexpected errorType",
+    )
+    if data.ingest_dlq:
+        verdict.fail(f"{len(data.ingest_dlq)} messages reached IngestDLQ (retries exhausted)")
+    _check_records(plan, data, verdict)
+    order = _check_order(plan, data, verdict)
 
     verdict.figures.update(
         {
@@ -728,14 +730,13 @@ def check(plan: Plan, sent: SendStats, data: Collected) -> Verdict:
             "accepted": len(accepted),
             "expectedRecords": sum(1 for w in plan.webhooks if w.expect == "record"),
             "expectedQuarantine": sum(1 for w in plan.webhooks if w.expect == "quarantine"),
-            "records": sum(record_counts.values()),
-            "uniqueRecords": len(record_counts),
-            "quarantined": sum(quarantine_counts.values()),
+            "records": sum(records.values()),
+            "uniqueRecords": len(records),
+            "quarantined": sum(quarantined.values()),
             "quarantineReasons": dict(Counter(a.get("errorType", "") for _, a in data.quarantine)),
             "ingestDlq": len(data.ingest_dlq),
             "deletedRecords": sum(1 for r in data.records if r.get("deleted")),
-            "orderedAppointmentsChecked": len(per_appointment),
-            "standardQueueOrderInversions(info)": inversions,
+            **order,
         }
     )
     return verdict
@@ -802,16 +803,11 @@ def _children() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> SoakResult:
-    out = sys.stdout
-    if say is None:
-
-        def say(text: str) -> None:
-            print(text, file=out, flush=True)
-
+    say = say or functools.partial(print, file=sys.stdout, flush=True)
     from dev.awslocal import create_resources  # noqa: PLC0415
     from dev.gateway import Gateway  # noqa: PLC0415
     from dev.lambda_loader import load_handler  # noqa: PLC0415
-    from dev.sandbox import Fault, SandboxServer  # noqa: PLC0415
+    from dev.sandbox import SandboxServer  # noqa: PLC0415
 
     started = time.monotonic()
     deadline = started + config.timeout
@@ -857,12 +853,7 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
             QueueName=f"EnrichedOrder-{stack.suffix}.fifo",
             Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
         )["QueueUrl"]
-        for appointment_id, event in plan.appointments.items():
-            if event is not None:
-                sandbox.put_appointment(event)
-            else:
-                count = sum(1 for w in plan.webhooks if w.appointment_id == appointment_id)
-                sandbox.queue_faults([Fault.error(422)] * (count + 2), event_id=appointment_id)
+        serve_plan(sandbox, plan)
         env = stack.env(
             sandbox.url,
             output_mode="both",
@@ -919,17 +910,15 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
             ]
             for thread in senders:
                 thread.start()
-            next_progress = time.monotonic() + 15
-            while any(t.is_alive() for t in senders) and time.monotonic() < deadline:
-                time.sleep(0.5)
-                if dead_workers():
-                    break
-                if time.monotonic() >= next_progress:
-                    next_progress += 15
-                    say(
-                        f"  ... {len(sent.accepted)} accepted, {collector.data.outcomes()} outcomes, "
-                        f"{time.monotonic() - t_send:.0f} s"
-                    )
+            wait_for_threads(
+                senders,
+                deadline,
+                stop_early=lambda: bool(dead_workers()),
+                progress=lambda: say(
+                    f"  ... {len(sent.accepted)} accepted, {collector.data.outcomes()} outcomes, "
+                    f"{time.monotonic() - t_send:.0f} s"
+                ),
+            )
             stop_senders.set()
             send_seconds = time.monotonic() - t_send
             say(
@@ -952,13 +941,7 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
                     f"({collector.data.outcomes()} of {len(sent.accepted)})"
                 )
             stop_faults.set()
-            # Late duplicates: the originals are settled and deleted, so intake lets them through.
-            late_stats = SendStats()
-            send_lane(gateway.webhook_url, plan.late_duplicates, late_stats, threading.Event())
-            sent.deliveries += late_stats.deliveries
-            sent.statuses.update(late_stats.statuses)
-            for webhook_id, status in late_stats.not_accepted.items():
-                sent.not_accepted[f"{webhook_id}(late duplicate)"] = status
+            send_late_duplicates(gateway.webhook_url, plan, sent)
             # Settle: the ingest queue empty and no new outcome for a while (bounded by deadline).
             last = [collector.data.outcomes(), time.monotonic()]
 
@@ -967,11 +950,15 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
                 if now_outcomes != last[0]:
                     last[:] = [now_outcomes, time.monotonic()]
                     return False
-                return queue_depth(sqs, stack.ingest_queue_url) == 0 and time.monotonic() - last[1] > 3
+                return (
+                    queue_depth(sqs, stack.ingest_queue_url, in_flight=True) == 0
+                    and time.monotonic() - last[1] > 3
+                )
 
             if not wait_until(quiet, max(deadline, time.monotonic() + 30), step=0.5):
                 verdict.fail(
-                    f"ingest queue did not drain: {queue_depth(sqs, stack.ingest_queue_url)} messages left"
+                    "ingest queue did not drain: "
+                    f"{queue_depth(sqs, stack.ingest_queue_url, in_flight=True)} messages left"
                 )
             elapsed_pipeline = t_first_settled - t_send
         finally:
@@ -1026,8 +1013,6 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["moto"]:
-        return moto_main()
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:])
     if "--reconcile" in argv:  # lost webhooks recovered by one reconcile pass: dev/soak_reconcile.py

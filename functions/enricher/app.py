@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from appointment_enricher.config import EnricherSettings
 from appointment_enricher.enricher import Item
+from appointment_enricher.sdk import quiet_sdk_loggers
 from appointment_enricher.wiring import build_enricher
 
 if TYPE_CHECKING:
@@ -23,14 +24,20 @@ if TYPE_CHECKING:
 
 def _tracer() -> Tracer | None:
     """Powertools' Tracer imports the X-Ray SDK even when disabled (the largest single import of
-    this cold start, see BENCHMARKS.md); build it only when tracing is on."""
+    this cold start, see BENCHMARKS.md); build it only when tracing is on.
+
+    Only boto3 is patched: a patched ``requests`` records exception messages, and ``requests``
+    puts the whole header (the bearer token) into some of them (``InvalidHeader``)."""
     if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in ("1", "true", "yes", "on"):
         return None
     from aws_lambda_powertools import Tracer  # noqa: PLC0415
 
-    return Tracer()
+    return Tracer(patch_modules=TRACED_MODULES)
 
 
+TRACED_MODULES = ("boto3",)
+
+quiet_sdk_loggers()  # before any client exists: botocore logs secret values at DEBUG
 logger = Logger()
 metrics = Metrics()
 tracer = _tracer()

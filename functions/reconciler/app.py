@@ -17,8 +17,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from appointment_enricher.config import ReconcilerSettings
 from appointment_enricher.reconcile_wiring import build_reconciler
+from appointment_enricher.sdk import quiet_sdk_loggers
 from appointment_enricher.wire import is_valid_id
 
+quiet_sdk_loggers()  # botocore at DEBUG would log secret values (LogLevel=DEBUG)
 logger = Logger()
 metrics = Metrics()
 settings = ReconcilerSettings.from_env()

@@ -23,10 +23,10 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
 from appointment_enricher.queues import IngestQueue
 from appointment_enricher.receiver import MAX_BODY_BYTES, ReceiverConfig, Reply, WebhookReceiver
+from appointment_enricher.sdk import INTAKE_CONFIG, quiet_sdk_loggers
 from appointment_enricher.signatures import SignatureVerifier
 
 if TYPE_CHECKING:
@@ -36,13 +36,7 @@ DEFAULT_METRICS_NAMESPACE = "PowerLeadsEnricher"
 # Base64 of MAX_BODY_BYTES (plus slack for padding): anything longer is too large once decoded.
 _MAX_BASE64_CHARS = 4 * (MAX_BODY_BYTES // 3 + 1) + 4
 _SQS_HOST_REGION = re.compile(r"^https://sqs[.-]([a-z0-9-]+)\.amazonaws\.com", re.IGNORECASE)
-# The sender waits on us: fail fast (503, it retries) rather than hang past the function timeout.
-_SQS_CONFIG = Config(
-    connect_timeout=2,
-    read_timeout=4,
-    retries={"mode": "standard", "max_attempts": 2},
-    tcp_keepalive=True,
-)
+_SQS_CONFIG = INTAKE_CONFIG  # fail fast: the sender waits on us (and retries)
 
 
 def _sqs_client(queue_url: str) -> SQSClient:
@@ -53,6 +47,7 @@ def _sqs_client(queue_url: str) -> SQSClient:
     return session.client("sqs", region_name=region, config=_SQS_CONFIG)
 
 
+quiet_sdk_loggers()  # the root logger may be at DEBUG; botocore would log request bodies
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE)
 config = ReceiverConfig.from_env(os.environ)
@@ -108,6 +103,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # Always set (None removes it): Powertools' clear_state does not drop a previous correlation id.
     logger.set_correlation_id(reply.dedupe_id)
     metrics.add_metric(name=_METRIC_BY_OUTCOME[reply.outcome], unit=MetricUnit.Count, value=1)
+    if reply.outcome == "accepted" and reply.verdict == "missing":  # unsigned mode: count every one
+        metrics.add_metric(name="WebhookUnsignedAccepted", unit=MetricUnit.Count, value=1)
     details = {
         "status": reply.status,
         "outcome": reply.outcome,

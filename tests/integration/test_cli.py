@@ -17,25 +17,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appointment_enricher.models import AppointmentWebhook, IngestMessage
 from appointment_enricher.queues import IngestQueue, Quarantine
-from dev.awslocal import REGION, LocalStack, aws_base_env, create_resources, start_moto_server, unique_suffix
+from dev.awslocal import REGION, LocalStack, aws_base_env, create_resources, unique_suffix
 from dev.cli import Env, main
 from dev.signing import EVENTS_DIR, KEYS_DIR, ingest_message, sample_webhook
+from dev.sqs import queue_depth
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server, url = start_moto_server()
-    yield url
-    server.stop()
-
-
 @pytest.fixture
-def stack(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+def stack(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
     """Fresh queues per test; the CLI finds them through the functions' variables only."""
-    stack = create_resources(moto_url, suffix=unique_suffix())
-    for name, value in aws_base_env(moto_url, REGION).items():
+    stack = create_resources(moto_server, suffix=unique_suffix())
+    for name, value in aws_base_env(moto_server, REGION).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("INGEST_QUEUE_URL", stack.ingest_queue_url)
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.quarantine_queue_url)
@@ -90,29 +84,8 @@ def quarantine(stack: LocalStack, name: str, error_type: str, webhook_id: str) -
     return body
 
 
-def drain(stack: LocalStack, url: str) -> list[dict[str, Any]]:
-    """Every visible message (deleted as read)."""
-    sqs = stack.client("sqs")
-    found: list[dict[str, Any]] = []
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=10,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-        ).get("Messages", [])
-        if not messages:
-            return found
-        for message in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        found.extend(messages)
-
-
 def visible(stack: LocalStack, url: str) -> int:
-    attrs = stack.client("sqs").get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"])
+    return queue_depth(stack.client("sqs"), url)
 
 
 def seed(stack: LocalStack) -> dict[str, str]:
@@ -171,14 +144,14 @@ def test_redrive_moves_only_the_filtered_error_type_with_fifo_ids(stack: LocalSt
     ingest = IngestQueue(stack.client("sqs"), stack.ingest_queue_url)
     for name in ("create", "delete"):
         ingest.send(bodies[name], group_id="g", dedupe_id=f"wh-{name}", attributes={})
-    drain(stack, stack.ingest_queue_url)
+    stack.drain(stack.ingest_queue_url, wait_seconds=0)
 
     run = cli("redrive", "--wait", "0", "--error-type", "InvalidAppointment")
     assert run.code == 0, run.err
     assert "moved 2, skipped 1 (filtered), failed 0" in run.out
     assert "redrive [" in run.err and "3/3 100%" in run.err
 
-    moved = drain(stack, stack.ingest_queue_url)
+    moved = stack.drain(stack.ingest_queue_url, wait_seconds=0)
     originals = {IngestMessage.model_validate_json(bodies[n]).body: bodies[n] for n in ("create", "delete")}
     assert len(moved) == 2
     for message in moved:
@@ -193,7 +166,7 @@ def test_redrive_moves_only_the_filtered_error_type_with_fifo_ids(stack: LocalSt
         assert ingest_body.receivedAt == original.receivedAt
         assert message["MessageAttributes"]["eventType"]["StringValue"] == webhook.type
         assert message["MessageAttributes"]["locationId"]["StringValue"] == webhook.locationId
-    left = drain(stack, stack.quarantine_queue_url)
+    left = stack.drain(stack.quarantine_queue_url, wait_seconds=0)
     assert [m["MessageAttributes"]["errorType"]["StringValue"] for m in left] == ["UpstreamRejected"]
 
 
@@ -246,7 +219,7 @@ def test_backfill_validates_paces_and_summarises(stack: LocalStack, tmp_path: Pa
     # Three sends at 4/s: the 2nd and 3rd wait a quarter second each (fake clock, no real sleep).
     assert run.sleeps == pytest.approx([0.25, 0.25])
 
-    queued = drain(stack, stack.ingest_queue_url)
+    queued = stack.drain(stack.ingest_queue_url, wait_seconds=0)
     assert len(queued) == 3
     webhook_ids = set()
     for message in queued:
@@ -267,7 +240,7 @@ def test_backfill_from_stdin_with_a_default_location_paces_at_the_default_rate(s
     run = cli("backfill", "--location", "0007BWpSzSwfiuSl0tR2", stdin=lines)
     assert run.code == 0, run.err
     assert len(run.sleeps) == 19 and sum(run.sleeps) == pytest.approx(19 / 8)
-    assert len(drain(stack, stack.ingest_queue_url)) == 20
+    assert len(stack.drain(stack.ingest_queue_url, wait_seconds=0)) == 20
     assert "20/20 100%" in run.err
 
 
@@ -399,6 +372,6 @@ def test_a_redriven_message_is_enriched_again(
     assert run.code == 0, run.err
     assert "moved 1," in run.out
     assert poller.poll_once() == 1
-    records = [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url)]
+    records = [json.loads(m["Body"]) for m in local_stack.drain(local_stack.enriched_queue_url)]
     assert [(r["appointmentId"], r["webhookId"]) for r in records] == [(appointment_id, "wh-e2e-redrive")]
     assert visible(local_stack, local_stack.quarantine_queue_url) == 0

@@ -22,8 +22,8 @@ import pytest
 
 from dev.awslocal import create_resources
 from dev.signing import ingest_message, make_webhook, sign_ed25519
-from dev.soak import appointment_event, queue_depth, start_worker_process, stop_process
-from tests.conftest import drain
+from dev.soak import appointment_event, start_worker_process, stop_process
+from dev.sqs import queue_depth
 
 pytestmark = pytest.mark.integration
 
@@ -109,15 +109,15 @@ def _finish_with_fresh_enricher(stack: Any, env: dict[str, str], total: int) -> 
     try:
 
         def all_out() -> bool:
-            records.extend(drain(stack, stack.enriched_queue_url, wait_seconds=0))
-            return len(records) >= total and queue_depth(sqs, stack.ingest_queue_url) == 0
+            records.extend(stack.drain(stack.enriched_queue_url, wait_seconds=0))
+            return len(records) >= total and queue_depth(sqs, stack.ingest_queue_url, in_flight=True) == 0
 
         assert _until(all_out, 60, step=0.5), (
             f"{len(records)} of {total} records after the restart; "
-            f"{queue_depth(sqs, stack.ingest_queue_url)} still queued"
+            f"{queue_depth(sqs, stack.ingest_queue_url, in_flight=True)} still queued"
         )
         time.sleep(VISIBILITY_TIMEOUT + 1)  # anything still to come (a duplicate) would show now
-        records.extend(drain(stack, stack.enriched_queue_url, wait_seconds=1))
+        records.extend(stack.drain(stack.enriched_queue_url, wait_seconds=1))
     finally:
         stop_process(second)
     return records
@@ -128,8 +128,8 @@ def _assert_balanced(stack: Any, records: list[dict[str, Any]], webhook_ids: lis
     duplicates = sorted(w for w in set(published) if published.count(w) > 1)
     assert not duplicates, f"published twice: {duplicates}"
     assert sorted(published) == sorted(webhook_ids), "lost records after the crash"
-    assert drain(stack, stack.quarantine_queue_url, wait_seconds=0) == []
-    assert drain(stack, stack.ingest_dlq_url, wait_seconds=0) == []
+    assert stack.drain(stack.quarantine_queue_url, wait_seconds=0) == []
+    assert stack.drain(stack.ingest_dlq_url, wait_seconds=0) == []
     claims = stack.client("dynamodb").scan(TableName=stack.table_name)["Items"]
     assert len(claims) == len(webhook_ids) and all(c["status"]["S"] == "COMPLETED" for c in claims)
 
@@ -155,8 +155,8 @@ def test_sigkill_mid_batch_then_fresh_enricher_balances(moto_server, sandbox) ->
         in_batch = len(invoked[-1]["messageIds"])
         assert in_batch > 1
         # Nothing of the killed batch was published, and its messages are in flight, not lost.
-        assert drain(stack, stack.enriched_queue_url, wait_seconds=0) == []
-        assert queue_depth(sqs, stack.ingest_queue_url) == total
+        assert stack.drain(stack.enriched_queue_url, wait_seconds=0) == []
+        assert queue_depth(sqs, stack.ingest_queue_url, in_flight=True) == total
         claims = stack.client("dynamodb").scan(TableName=stack.table_name)["Items"]
         assert claims and all(c["status"]["S"] == "INPROGRESS" for c in claims)
 
@@ -182,9 +182,9 @@ def test_sigkill_after_publish_before_ack_publishes_nothing_twice(moto_server, s
         first.wait(10)
         batch = lines.events("invoke")[0]["messageIds"]
         assert lines.events("done")[0]["result"] == {"batchItemFailures": []}
-        early = drain(stack, stack.enriched_queue_url, wait_seconds=1)
+        early = stack.drain(stack.enriched_queue_url, wait_seconds=1)
         assert len(early) == len(batch) > 1  # published ...
-        assert queue_depth(sqs, stack.ingest_queue_url) == total  # ... but never acknowledged
+        assert queue_depth(sqs, stack.ingest_queue_url, in_flight=True) == total  # ... but never acknowledged
         time.sleep(VISIBILITY_TIMEOUT)
     finally:
         stop_process(first)

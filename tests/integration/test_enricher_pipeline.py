@@ -26,7 +26,6 @@ from dev.awslocal import LocalStack
 from dev.lambda_loader import load_function_module
 from dev.poller import SqsPoller
 from dev.sandbox import DEFAULT_APPOINTMENTS_DIR, Fault, SandboxServer
-from tests.conftest import drain
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +140,7 @@ def enqueue(
 def published(stack: LocalStack) -> list[dict[str, Any]]:
     """Records that reached EnrichedQueue (through the topic subscription), with their attributes."""
     out = []
-    for m in drain(stack, stack.enriched_queue_url, wait_seconds=0):
+    for m in stack.drain(stack.enriched_queue_url, wait_seconds=0):
         record = json.loads(m["Body"])
         record["_attributes"] = {k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}
         out.append(record)
@@ -189,7 +188,7 @@ def test_duplicates_publish_once_with_the_real_idempotency_table(
     assert kept == set()
     assert published(local_stack) == []
     assert upstream_calls(sandbox, a) == 1
-    assert drain(local_stack, local_stack.ingest_queue_url, wait_seconds=0) == []
+    assert local_stack.drain(local_stack.ingest_queue_url, wait_seconds=0) == []
 
 
 class FailingPublishes:
@@ -338,7 +337,7 @@ def test_every_quarantined_message_carries_its_reason(
     assert len(messages) == 6 and kept == set()  # all acknowledged
     for m in messages:
         originals[m["MessageId"]] = m["Body"]
-    parked = drain(local_stack, local_stack.quarantine_queue_url, wait_seconds=0)
+    parked = local_stack.drain(local_stack.quarantine_queue_url, wait_seconds=0)
     assert len(parked) == 6
     by_type: dict[str, list[dict[str, str]]] = {}
     for m in parked:
@@ -355,7 +354,7 @@ def test_every_quarantined_message_carries_its_reason(
     ]
     assert {a["errorMessage"][:8] for a in by_type["UpstreamRejected"]} == {"HTTP 400", "HTTP 422"}
     assert published(local_stack) == []
-    assert drain(local_stack, local_stack.ingest_queue_url, wait_seconds=0) == []
+    assert local_stack.drain(local_stack.ingest_queue_url, wait_seconds=0) == []
     # Completed, so a late duplicate is not quarantined twice (redrive gives a fresh dedupe id);
     # the unparseable message has no dedupe id to claim.
     assert [i["status"]["S"] for i in idempotency_items(local_stack)] == ["COMPLETED"] * 5

@@ -29,7 +29,6 @@ from dev.signing import (
     sign_ed25519,
     sign_rsa,
 )
-from tests.conftest import drain
 
 pytestmark = pytest.mark.integration
 
@@ -189,10 +188,10 @@ def test_hostile_table_gets_documented_statuses_and_nothing_leaves_for_another_p
     for _ in range(20):  # bounded: a handful of batches at most
         if not poller.poll_once():
             break
-    records = [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url)]
+    records = [json.loads(m["Body"]) for m in local_stack.drain(local_stack.enriched_queue_url)]
     # valid (+ the RSA-fallback row: same webhookId, deduplicated), valid-rsa, valid-delete, huge array
     assert len(records) == 4, [r["webhookId"] for r in records]
-    assert drain(local_stack, local_stack.quarantine_queue_url, wait_seconds=0) == []
+    assert local_stack.drain(local_stack.quarantine_queue_url, wait_seconds=0) == []
 
     paths = {entry["path"] for entry in sandbox.requests_log()}
     assert paths == {APPOINTMENTS + VALID_ID}, paths
@@ -219,12 +218,12 @@ def test_hostile_ids_on_the_ingest_queue_are_quarantined_without_an_upstream_cal
     for _ in range(20):
         if not poller.poll_once():
             break
-    quarantined = drain(local_stack, local_stack.quarantine_queue_url)
+    quarantined = local_stack.drain(local_stack.quarantine_queue_url)
     assert len(quarantined) == sent
     assert {m["MessageAttributes"]["errorType"]["StringValue"] for m in quarantined} == {
         "InvalidIngestMessage"
     }
-    assert drain(local_stack, local_stack.enriched_queue_url, wait_seconds=0) == []
+    assert local_stack.drain(local_stack.enriched_queue_url, wait_seconds=0) == []
     assert sandbox.requests_log() == []
 
 
@@ -233,5 +232,5 @@ def test_lone_surrogate_escape_is_refused_at_intake(gateway, poller, local_stack
     assert b"\\ud800" in body
     response = requests.post(gateway.webhook_url, data=body, headers=_signed(body), timeout=30)
     poller.poll_once()
-    quarantined = drain(local_stack, local_stack.quarantine_queue_url, wait_seconds=0)
+    quarantined = local_stack.drain(local_stack.quarantine_queue_url, wait_seconds=0)
     assert (response.status_code, quarantined) == (400, [])

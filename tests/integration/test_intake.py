@@ -21,7 +21,6 @@ from dev.awslocal import LocalStack
 from dev.gateway import Gateway
 from dev.lambda_loader import load_handler
 from dev.signing import iso_timestamp, make_webhook, sign_ed25519, sign_rsa
-from tests.conftest import drain
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +63,7 @@ def assert_error(response: requests.Response, status: int, error: str) -> None:
 def queued(local_stack: LocalStack) -> dict[str, dict[str, Any]]:
     """Everything on the ingest queue, keyed by MessageDeduplicationId (drained)."""
     out: dict[str, dict[str, Any]] = {}
-    for message in drain(local_stack, local_stack.ingest_queue_url, wait_seconds=0):
+    for message in local_stack.drain(local_stack.ingest_queue_url, wait_seconds=0):
         system = message["Attributes"]
         dedupe = system["MessageDeduplicationId"]
         assert dedupe not in out, f"duplicate dedupe id {dedupe} on the queue"

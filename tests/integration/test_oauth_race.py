@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -17,6 +18,7 @@ import pytest
 import requests
 
 from appointment_enricher.oauth import OAuthTokens
+from appointment_enricher.sdk import BACKEND_CONFIG
 from dev.awslocal import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION, start_moto_server
 from dev.sandbox import SandboxServer
 
@@ -202,3 +204,88 @@ def test_agency_token_yields_cached_location_tokens(moto_url: str, sandbox: Sand
     assert fleet[0].token_for(LOCATION) != tokens[0]
     assert fleet[0].token_for(other) == other_token
     assert sandbox.oauth_refresh_count == 1
+
+
+class ThrottlingProxy:
+    """Forwards to moto server, but answers ``ThrottlingException`` (as Secrets Manager does) to the
+    PutSecretValue calls whose 1-based numbers are in ``throttle``."""
+
+    def __init__(self, upstream: str, throttle: set[int]) -> None:
+        self.upstream, self.throttle, self.puts = upstream, throttle, 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("X-Amz-Target") == "secretsmanager.PutSecretValue":
+                    proxy.puts += 1
+                    if proxy.puts in proxy.throttle:
+                        self._reply(400, b'{"__type":"ThrottlingException","message":"Rate exceeded"}')
+                        return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                answer = requests.post(proxy.upstream + self.path, data=body, headers=headers, timeout=10)
+                self._reply(answer.status_code, answer.content)
+
+            def _reply(self, status: int, payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_throttled_put_secret_value_keeps_the_grant_alive(moto_url: str, sandbox: SandboxServer) -> None:
+    sandbox.add_oauth_client(CLIENT_ID, CLIENT_SECRET, "rt-1", location_id=LOCATION)
+    oauth = {
+        "clientId": CLIENT_ID,
+        "clientSecret": CLIENT_SECRET,
+        "refreshToken": "rt-1",
+        "userType": "Location",
+    }
+    secret_id = make_secret(moto_url, oauth)
+    # Put 1 takes the lease; puts 2-5 (the write-back and botocore's three standard-mode retries)
+    # are throttled, so the save fails for now; put 6 is our retry on a later lookup.
+    proxy = ThrottlingProxy(moto_url, throttle={2, 3, 4, 5})
+    clock, counted = Clock(), []
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=proxy.url,
+        region_name=REGION,
+        aws_access_key_id=DUMMY_ACCESS_KEY,
+        aws_secret_access_key=DUMMY_SECRET_KEY,
+        config=BACKEND_CONFIG,
+    )
+    try:
+        first = OAuthTokens(
+            secret_id,
+            client,
+            requests.Session(),
+            sandbox.url,
+            clock=clock,
+            monotonic=clock,
+            count=counted.append,
+        )
+        token = first.token_for(LOCATION)
+        assert fetch(sandbox, token) == 200  # the container keeps working on the rotated grant
+        assert (counted, proxy.puts) == (["OAuthWriteBackFailed"], 5)
+        assert stored(moto_url, secret_id)["refreshToken"] == "rt-1"  # spent, not yet replaced
+        clock.advance(2)  # past the first backoff: the next lookup saves the rotation
+        assert first.token_for(LOCATION) == token
+        saved = stored(moto_url, secret_id)
+        assert saved["refreshToken"] != "rt-1" and "refreshLease" not in saved
+    finally:
+        proxy.close()
+    clock.advance(LIFETIME)  # another container refreshes with what was saved
+    assert container(secret_id, moto_url, sandbox, clock).token_for(LOCATION) != token
+    assert (sandbox.oauth_refresh_count, sandbox.oauth_reuse_count) == (2, 0)

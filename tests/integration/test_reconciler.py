@@ -4,6 +4,7 @@ moto server (ingest queue, ledger table) and the PowerLeads client -> the sandbo
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from appointment_enricher.reconcile_wiring import build_reconciler
 from appointment_enricher.wire import IngestMessage, reconcile_dedupe_id
 from dev.awslocal import LocalStack
 from dev.lambda_context import make_context
-from dev.lambda_loader import Handler, load_handler
+from dev.lambda_loader import Handler, load_function_module, load_handler
 from dev.reconcile_local import recent_event, reconciler_env, seed_ledger
 from dev.sandbox import DEFAULT_TOKEN, Fault, SandboxServer
 from tests.conftest import drain
@@ -292,10 +293,19 @@ def test_emits_its_metrics_and_one_summary_log_line(
 ) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "INFO")
-    handler = load_handler("reconciler")
+    module = load_function_module("reconciler")
+    # Powertools keeps metrics in state shared by every Metrics() of the process, and earlier
+    # cold starts in this test session ran with metrics disabled (never flushed): start clean.
+    module.metrics.clear_metrics()
+    # The service's logger is shared too, its stream bound by the first load: listen to it directly.
+    module.logger.setLevel("INFO")
+    records: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = records.append  # type: ignore[method-assign]
+    module.logger.addHandler(listener)
     put(sandbox, placed, recent_event("ReconMetric1", LOC))
     capsys.readouterr()
-    invoke(handler, {"locationIds": [LOC]})
+    invoke(module.lambda_handler, {"locationIds": [LOC]})
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     (emf,) = [line for line in lines if "_aws" in line]
     names = {m["Name"] for d in emf["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
@@ -307,6 +317,8 @@ def test_emits_its_metrics_and_one_summary_log_line(
 
     assert value("ReconcileEnqueued") == 1 and value("ReconcileErrors") == 0
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "PowerLeadsEnricher"
-    (summary,) = [line for line in lines if line.get("message") == "reconcile run"]
+    module.logger.removeHandler(listener)
+    (summary,) = [vars(r) for r in records if r.getMessage() == "reconcile run"]
     assert summary["enqueued"] == 1 and summary["locationsSwept"] == [LOC]
-    assert "Bearer" not in json.dumps(lines) and DEFAULT_TOKEN not in json.dumps(lines)
+    logged = json.dumps([vars(r) for r in records], default=str) + json.dumps(lines)
+    assert "Bearer" not in logged and DEFAULT_TOKEN not in logged

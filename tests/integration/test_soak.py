@@ -98,7 +98,6 @@ def test_late_duplicate_of_a_quarantined_webhook_is_not_quarantined_twice(
 
     from dev.sandbox import Fault  # noqa: PLC0415
     from dev.signing import ingest_message, make_webhook  # noqa: PLC0415
-    from tests.conftest import drain  # noqa: PLC0415
 
     appointment_id = "Qa4Rb6Sc8Td0Ue2Vf4Wg"
     sandbox.queue_faults([Fault.error(422)] * 2, event_id=appointment_id)
@@ -114,5 +113,5 @@ def test_late_duplicate_of_a_quarantined_webhook_is_not_quarantined_twice(
             MessageDeduplicationId=uuid.uuid4().hex,
         )
         poller.poll_once()
-        quarantined += drain(local_stack, local_stack.quarantine_queue_url, wait_seconds=0)
+        quarantined += local_stack.drain(local_stack.quarantine_queue_url, wait_seconds=0)
     assert len(quarantined) == 1

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import TYPE_CHECKING
 
 from dev.lambda_context import make_context
 from dev.lambda_loader import load_handler
 from dev.signing import dedupe_id_for, ingest_message, make_webhook
-from tests.conftest import drain
 
 if TYPE_CHECKING:
     from dev.awslocal import LocalStack
@@ -37,7 +37,7 @@ def _batch(appointment_id: str, location_id: str) -> dict[str, object]:
 
 
 def _records(local_stack: LocalStack) -> list[dict[str, object]]:
-    return [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url)]
+    return [json.loads(m["Body"]) for m in local_stack.drain(local_stack.enriched_queue_url)]
 
 
 def test_oauth_secret_refreshes_once_and_fetches_with_the_new_token(
@@ -83,3 +83,27 @@ def test_per_location_map_picks_the_location_token(
     result = handler(_batch(SEED_ID, SEED_LOCATION), make_context("enricher", timeout_seconds=30))
     assert result == {"batchItemFailures": []}
     assert [r["appointmentId"] for r in _records(local_stack)] == [SEED_ID]
+
+
+def test_a_stuck_refresh_lease_gives_up_at_the_batch_deadline(
+    local_stack: LocalStack, sandbox: SandboxServer, stack_env: dict[str, str]
+) -> None:
+    """Another container holds the refresh lease and never finishes: the batch is handed back
+    (retryable) when its deadline passes, not after the 60 s lease time."""
+    oauth = {
+        "clientId": "app-1",
+        "clientSecret": "app-secret",
+        "refreshToken": "refresh-0",
+        "userType": "Location",
+        "locationId": SEED_LOCATION,
+        "refreshLease": {"owner": "stuck-container", "until": time.time() + 3600},
+    }
+    local_stack.set_token(json.dumps({"oauth": oauth}))
+    handler = load_handler("enricher")
+    started = time.monotonic()
+    # 8 s left minus the 5 s margin: the deadline is 3 s away.
+    result = handler(_batch(SEED_ID, SEED_LOCATION), make_context("enricher", timeout_seconds=8))
+    elapsed = time.monotonic() - started
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert elapsed < 6, f"waited {elapsed:.1f} s on the lease"
+    assert sandbox.count("/oauth/token") == 0 and _records(local_stack) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import pytest
 
 from appointment_enricher.config import ConfigError, EnricherSettings
@@ -41,3 +43,17 @@ def test_bad_configuration_names_the_variable(changes: dict[str, str], named: st
 
 def test_the_token_never_appears_in_repr() -> None:
     assert "super-secret" not in repr(EnricherSettings.from_env({**BASE, "POWERLEADS_TOKEN": "super-secret"}))
+
+
+def test_a_config_error_carries_no_value_in_its_message_or_traceback() -> None:
+    env = {"POWERLEADS_TOKEN": "super-secret", "DEAD_LETTER_QUEUE_URL": "https://sqs/q"}  # no output
+    with pytest.raises(ConfigError) as raised:
+        EnricherSettings.from_env(env)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    printed = "".join(traceback.format_exception(raised.value))
+    assert "OUTPUT_TOPIC_ARN" in printed and "super-secret" not in printed
+
+
+def test_webhook_max_age_is_bounded() -> None:
+    with pytest.raises(ConfigError, match="WEBHOOK_MAX_AGE_SECONDS"):
+        EnricherSettings.from_env({**BASE, "WEBHOOK_MAX_AGE_SECONDS": str(10**12)})

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from appointment_enricher.oauth import LEASE_STAGE, OAuthError, OAuthTokens, is_oauth_document
+from appointment_enricher.oauth import LEASE_STAGE, OAuthError, OAuthTokens, _Token, is_oauth_document
+from appointment_enricher.secret_store import WRITE_BACK_FAILED, Snapshot
 from appointment_enricher.tokens import TokenUnavailable
 
 BASE = "https://api.example.test"
@@ -27,6 +28,12 @@ class ParamError(Exception):
         self.response = {"Error": {"Code": "InvalidParameterException", "Message": message}}
 
 
+class Throttled(Exception):
+    def __init__(self) -> None:
+        super().__init__("Rate exceeded")
+        self.response = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+
+
 class FakeSecrets:
     """Versions with staging labels; UpdateSecretVersionStage is a CAS on RemoveFromVersionId."""
 
@@ -34,6 +41,7 @@ class FakeSecrets:
         self.lock = threading.Lock()
         self.versions: dict[str, dict[str, Any]] = {}
         self.puts = 0
+        self.throttled_puts: set[int] = set()  # 1-based numbers of PutSecretValue calls to throttle
         self.before_move: Callable[[], None] | None = None
         self._add(json.dumps(document), ["AWSCURRENT"])
 
@@ -69,6 +77,8 @@ class FakeSecrets:
         assert VersionStages == [LEASE_STAGE]
         with self.lock:
             self.puts += 1
+            if self.puts in self.throttled_puts:
+                raise Throttled()
             return {"VersionId": self._add(SecretString, VersionStages)}
 
     def update_secret_version_stage(
@@ -162,7 +172,9 @@ def oauth_doc(**extra: Any) -> dict[str, Any]:
 def make(secrets: FakeSecrets, upstream: FakeUpstream, clock: Clock | None = None, **kw: Any) -> OAuthTokens:
     client: Any = secrets
     session: Any = upstream
-    return OAuthTokens("sec", client, session, BASE, clock=clock or Clock(), **kw)
+    clock = clock or Clock()
+    kw.setdefault("monotonic", clock)  # one fake clock for epoch and deadline time
+    return OAuthTokens("sec", client, session, BASE, clock=clock, **kw)
 
 
 def token_calls(upstream: FakeUpstream) -> list[dict[str, str]]:
@@ -372,3 +384,120 @@ def test_company_without_company_id_is_refused() -> None:
 def test_non_oauth_secret_is_refused() -> None:
     with pytest.raises(OAuthError, match="no oauth"):
         make(FakeSecrets({"default": "t"}), FakeUpstream()).token_for(LOCATION)
+
+
+# ----- failure, deadlines, storms ----------------------------------------------------------------
+
+
+def test_a_throttled_write_back_keeps_the_grant_alive() -> None:
+    secrets, upstream, clock = FakeSecrets(oauth_doc()), FakeUpstream(expires_in=3600), Clock()
+    secrets.throttled_puts = {2}  # the lease is written; saving the rotated tokens is throttled
+    counted: list[str] = []
+    tokens = make(secrets, upstream, clock, count=counted.append)
+    assert tokens.token_for(LOCATION) == "at-1"  # the rotated grant still serves this container
+    assert counted == [WRITE_BACK_FAILED]
+    assert secrets.current()[1]["oauth"]["refreshToken"] == "rt-0"  # not saved yet
+    assert tokens.token_for(LOCATION) == "at-1"  # within the backoff: no second write yet
+    assert secrets.puts == 2
+    clock.now += 2  # past the backoff: the next lookup saves it
+    assert tokens.token_for(LOCATION) == "at-1"
+    saved = secrets.current()[1]["oauth"]
+    assert saved["refreshToken"] == "rt-1" and "refreshLease" not in saved
+    clock.now += 3600  # another container, after expiry, refreshes with the saved token
+    assert make(secrets, upstream, clock).token_for(LOCATION) == "at-2"
+    assert (upstream.refreshes, upstream.reuses) == (2, 0)
+    assert counted == [WRITE_BACK_FAILED]
+
+
+def test_an_unsaved_rotation_lands_on_top_of_a_taken_over_lease() -> None:
+    secrets, upstream, clock = FakeSecrets(oauth_doc()), FakeUpstream(), Clock()
+    secrets.throttled_puts = {2}
+    tokens = make(secrets, upstream, clock)
+    tokens.token_for(LOCATION)
+    _, doc = secrets.current()  # someone takes over the (expired) lease but has not spent yet
+    doc["oauth"]["refreshLease"] = {"owner": "other", "until": NOW + 120}
+    secrets.publish(doc)
+    clock.now += 2
+    tokens.token_for(LOCATION)
+    assert secrets.current()[1]["oauth"]["refreshToken"] == "rt-1"
+
+
+def test_a_stuck_lease_respects_the_batch_deadline() -> None:
+    secrets = FakeSecrets(oauth_doc(refreshLease={"owner": "stuck", "until": NOW + 10_000}))
+    clock = Clock()
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    tokens = make(secrets, FakeUpstream(), clock, sleep=sleep, poll_seconds=0.25)
+    with pytest.raises(OAuthError, match="batch deadline"):
+        tokens.token_for(LOCATION, deadline=NOW + 2)
+    assert clock.now <= NOW + 2  # not the 60 s lease time
+
+
+def test_no_refresh_starts_without_time_for_the_whole_call() -> None:
+    secrets, upstream = FakeSecrets(oauth_doc()), FakeUpstream()
+    with pytest.raises(OAuthError, match="too little time"):
+        make(secrets, upstream).token_for(LOCATION, deadline=NOW + 5)
+    assert upstream.calls == [] and secrets.puts == 0  # the refresh token was not spent
+
+
+def test_forced_refreshes_are_rate_limited_across_containers() -> None:
+    secrets = FakeSecrets(oauth_doc(accessToken="at-stored", expiresAt=NOW + 3600))
+    upstream, clock = FakeUpstream(), Clock()
+    first, second = make(secrets, upstream, clock), make(secrets, upstream, clock)
+    assert first.token_for(LOCATION) == second.token_for(LOCATION) == "at-stored"
+    first.invalidate(LOCATION)
+    assert first.token_for(LOCATION) == "at-1"
+    second.invalidate(LOCATION)
+    assert second.token_for(LOCATION) == "at-1"  # another container refreshed: use its token
+    puts = secrets.puts
+    second.invalidate(LOCATION)  # upstream refuses the fresh token too (e.g. a revoked app)
+    clock.now += 10
+    assert second.token_for(LOCATION) == "at-1"  # the secret was refreshed 10 s ago: no storm
+    assert upstream.refreshes == 1 and secrets.puts == puts
+    clock.now += 300
+    second.invalidate(LOCATION)
+    assert second.token_for(LOCATION) == "at-2"
+
+
+@pytest.mark.parametrize("bad", ["at-1\n", " at-1", "at 1", "at-1\x00", "at-\u00e9", ""])
+def test_a_malformed_access_token_is_refused_when_read(bad: str) -> None:
+    doc = oauth_doc(accessToken=bad, expiresAt=NOW + 3600, issuedAt=NOW)
+    tokens = make(FakeSecrets(doc), FakeUpstream())
+    if bad == "":
+        assert tokens.token_for(LOCATION) == "at-1"  # missing: refreshed, not refused
+        return
+    with pytest.raises(TokenUnavailable, match="HTTP header") as raised:
+        tokens.token_for(LOCATION)
+    assert bad not in str(raised.value) and bad.strip() not in str(raised.value)
+
+
+def test_a_malformed_refreshed_token_is_refused() -> None:
+    secrets, upstream = FakeSecrets(oauth_doc()), FakeUpstream()
+    original = upstream.post
+
+    def post(url: str, data: dict[str, str], headers: dict[str, str], **kw: Any) -> FakeResponse:
+        response = original(url, data, headers, **kw)
+        response._payload = {**response._payload, "access_token": "at-1\r\nX-Injected: 1"}
+        return response
+
+    upstream.post = post  # type: ignore[method-assign]
+    with pytest.raises(TokenUnavailable) as raised:
+        make(secrets, upstream).token_for(LOCATION)
+    assert "Injected" not in str(raised.value)
+    assert secrets.current()[1]["oauth"]["refreshToken"] == "rt-1"  # spent, so saved regardless
+
+
+def test_secret_holders_keep_secrets_out_of_repr() -> None:
+    assert "s3cr3t" not in repr(_Token("s3cr3t", 1.0, 0.0))
+    snapshot = Snapshot("v1", oauth_doc(accessToken="s3cr3t"))
+    assert "s3cr3t" not in repr(snapshot) and "csecret" not in repr(snapshot)
+
+
+def test_a_secret_the_enricher_may_not_write_says_what_to_check() -> None:
+    secrets, upstream = FakeSecrets(oauth_doc()), FakeUpstream()
+    secrets.throttled_puts = {1}  # the lease cannot be written (AccessDenied on AWS)
+    with pytest.raises(OAuthError, match="PowerLeadsTokenSecretIsOAuthApp=true"):
+        make(secrets, upstream).token_for(LOCATION)
+    assert upstream.calls == []  # nothing was spent

@@ -298,3 +298,17 @@ def test_default_session_pool_fits_the_workers() -> None:
     adapter = client.session.get_adapter("https://pl.example/x")
     assert adapter._pool_maxsize == 12  # type: ignore[attr-defined]
     assert adapter.max_retries.total == 0  # type: ignore[attr-defined]
+
+
+def test_the_token_lookup_gets_the_same_deadline() -> None:
+    seen: list[float | None] = []
+
+    class Recording(Tokens):
+        def token_for(self, location_id: str, *, deadline: float | None = None) -> str:
+            seen.append(deadline)
+            return TOKEN
+
+    client, _, clock, _ = make([response(200, EVENT)])
+    client.tokens = Recording()
+    client.get_appointment("abc", "loc1", deadline=far(clock))
+    assert seen == [far(clock)]

@@ -32,10 +32,10 @@ from pydantic import ValidationError
 
 from appointment_enricher.enricher import EnricherService, Outcome
 from appointment_enricher.enrichment import build_record
-from appointment_enricher.wire import is_valid_id
 from appointment_enricher.models import Appointment, AppointmentWebhook, EnrichedRecord
 from appointment_enricher.receiver import MAX_JSON_DEPTH, BadRequest, WebhookReceiver, parse_body
 from appointment_enricher.signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier
+from appointment_enricher.wire import is_valid_id
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "enriched-record-v1.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)

@@ -241,6 +241,26 @@ def test_signature_not_required_accepts_unsigned_but_never_a_bad_signature():
     assert len(sink.sent) == 1
 
 
+def test_a_signed_body_without_timestamp_is_accepted_on_purpose():
+    """HighLevel's published example bodies carry no ``timestamp``: refusing them could lose real
+    events. The signature proves the sender and the webhookId dedupe (FIFO + idempotency) stops a
+    replay from publishing twice; see SECURITY.md."""
+    doc = webhook()
+    del doc["timestamp"]
+    body = raw(doc)
+    reply = receiver().receive(body, sign(body))
+    assert reply.status == 202 and reply.dedupe_id == "wh-0001"
+
+
+def test_an_unsigned_delete_is_never_accepted_even_when_signatures_are_optional():
+    sink = RecordingSink()
+    lax = receiver(sink, signature_required=False)
+    assert_error(lax.receive(raw(webhook(type="AppointmentDelete")), {}), 401, "missing_signature")
+    assert sink.sent == []
+    signed = raw(webhook(type="AppointmentDelete"))
+    assert lax.receive(signed, sign(signed)).status == 202
+
+
 # ---- 401 stale -----------------------------------------------------------------------------------
 
 
@@ -459,6 +479,11 @@ def test_config_signature_required(value, expected):
         ({"INGEST_QUEUE_URL": "q", "WEBHOOK_SIGNATURE_REQUIRED": "maybe"}, "WEBHOOK_SIGNATURE_REQUIRED"),
         ({"INGEST_QUEUE_URL": "q", "WEBHOOK_MAX_AGE_SECONDS": "0"}, "WEBHOOK_MAX_AGE_SECONDS"),
         ({"INGEST_QUEUE_URL": "q", "WEBHOOK_MAX_AGE_SECONDS": "1d"}, "WEBHOOK_MAX_AGE_SECONDS"),
+        ({"INGEST_QUEUE_URL": "q", "WEBHOOK_MAX_AGE_SECONDS": str(10**12)}, "WEBHOOK_MAX_AGE_SECONDS"),
+        (
+            {"INGEST_QUEUE_URL": "q", "WEBHOOK_MAX_AGE_SECONDS": str(30 * 86400 + 1)},
+            "WEBHOOK_MAX_AGE_SECONDS",
+        ),
     ],
 )
 def test_config_errors_name_the_variable(env, variable):

@@ -10,54 +10,18 @@ import copy
 import json
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_PATH = ROOT / "template.yaml"
+from dev.cfn import TEMPLATE_PATH, Template, load_template
 
-Template = dict[str, Any]
-
-
-# --------------------------------------------------------------------------------------------
-# YAML loading with CloudFormation short-form tags
-# --------------------------------------------------------------------------------------------
-class CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns ``!Ref x`` into ``{"Ref": x}`` and ``!Foo y`` into ``{"Fn::Foo": y}``."""
-
-
-def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{tag_suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
-def load_template(path: Path = TEMPLATE_PATH) -> Template:
-    with path.open(encoding="utf-8") as fh:
-        data = yaml.load(fh, Loader=CfnLoader)
-    assert isinstance(data, dict), f"{path} is not a mapping"
-    return data
+ROOT = TEMPLATE_PATH.parent
 
 
 @pytest.fixture(scope="module")
 def template() -> Template:
+    """Read with cfn-lint's decoder, the loader dev.awslocal builds the local stack from."""
     return load_template()
 
 
@@ -292,8 +256,9 @@ def check_output_fanout(t: Template) -> None:
     policy = props(t, "EnrichedQueuePolicy")
     assert policy.get("Queues") == [{"Ref": "EnrichedQueue"}]
     statements = (policy.get("PolicyDocument") or {}).get("Statement") or []
-    assert len(statements) == 1
-    st = statements[0]
+    allows = [st for st in statements if st.get("Effect") == "Allow"]
+    assert len(allows) == 1  # the topic only (the Deny is check_secure_transport's)
+    st = allows[0]
     assert st.get("Principal") == {"Service": "sns.amazonaws.com"}
     assert st.get("Action") == "sqs:SendMessage"
     assert (st.get("Condition") or {}).get("ArnEquals") == {"aws:SourceArn": {"Ref": "EnrichedTopic"}}
@@ -363,8 +328,9 @@ def check_alarms(t: Template) -> None:
     assert param_default(t, a["Threshold"]) == 300
     a = _find_alarm(t, NAMESPACE, "Upstream429", service="appointment-enricher")
     assert a["Statistic"] == "Sum" and a["Period"] == 300 and isinstance(a["Threshold"], dict)
-    a = _find_alarm(t, NAMESPACE, "UpstreamAuthFailure", service="appointment-enricher")
-    assert a["Statistic"] == "Sum" and a["Threshold"] == 0
+    for metric in ("UpstreamAuthFailure", "OAuthWriteBackFailed", "WebhookUnsignedAccepted"):
+        a = _find_alarm(t, NAMESPACE, metric, service="appointment-enricher")
+        assert a["Statistic"] == "Sum" and a["Threshold"] == 0, metric
     a = _find_alarm(t, "AWS/ApiGateway", "5xx", ApiId={"Ref": "WebhookApi"}, Stage="$default")
     assert a["Threshold"] == 0
     for alarm in _alarms(t):
@@ -434,24 +400,28 @@ ALLOWED_POLICY_TEMPLATES = {
     "EnricherFunction": {
         "SNSPublishMessagePolicy",
         "SQSSendMessagePolicy",
-        "DynamoDBCrudPolicy",
         "AWSSecretsManagerGetSecretValuePolicy",
     },
     "ReconcilerFunction": {"SQSSendMessagePolicy", "AWSSecretsManagerGetSecretValuePolicy"},
 }
-# The inline statements allowed (see the comments in template.yaml), by Sid: write back a rotated
-# token; the reconciler reads the ledger (no Scan or Query) and writes only its cursor items.
-WRITE_BACK_TOKEN = {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}
+# Inline statements (see the comments in template.yaml), by Sid: exactly these actions. The
+# reconciler reads the ledger (no Scan or Query) and writes only its cursor items.
+IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+WRITE_BACK_ACTIONS = {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}
 RECONCILER_TABLE = "IdempotencyTable"  # the ledger table (LEDGER_TABLE_NAME)
-INLINE_ALLOWED: dict[str, dict[str, set[str]]] = {
-    "EnricherFunction": {"WriteBackRotatedPowerLeadsToken": WRITE_BACK_TOKEN},
+INLINE_ALLOWED = {
+    "EnricherFunction": {
+        "IdempotencyRecords": IDEMPOTENCY_ACTIONS,
+        "WriteBackRotatedPowerLeadsToken": WRITE_BACK_ACTIONS,
+    },
     "ReconcilerFunction": {
-        "WriteBackRotatedPowerLeadsToken": WRITE_BACK_TOKEN,
+        "WriteBackRotatedPowerLeadsToken": WRITE_BACK_ACTIONS,
         "ReconcileLedgerRead": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
         "ReconcileCursorWrite": {"dynamodb:PutItem"},
     },
 }
 TOKEN_SECRET_PARAMS = {"PowerLeadsTokenSecretArn", "PowerLeadsTokenSecretName"}
+OAUTH_CONDITION = "TokenSecretIsOAuthApp"
 
 
 def _secret_arn_ok(resource: Any) -> bool:
@@ -470,6 +440,14 @@ def _secret_arn_ok(resource: Any) -> bool:
     return True
 
 
+def _inline_resource_ok(sid: str, resource: Any) -> bool:
+    if sid == "IdempotencyRecords":
+        return bool(resource == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]})
+    if sid.startswith("Reconcile"):
+        return is_getatt(resource, RECONCILER_TABLE, "Arn")
+    return _secret_arn_ok(resource)
+
+
 def check_function_policies(t: Template) -> None:
     for fn in of_type(t, "AWS::Serverless::Function"):
         p = props(t, fn)
@@ -477,25 +455,20 @@ def check_function_policies(t: Template) -> None:
         assert fn in ALLOWED_POLICY_TEMPLATES, f"unexpected function {fn}"
         policies = p.get("Policies")
         assert isinstance(policies, list) and policies, fn
-        inline_statements = 0
+        sids: list[str] = []
         for raw in policies:
             for item in unwrap_if(raw):
                 assert isinstance(item, dict), f"{fn}: managed policy/ARN {item!r} not allowed"
                 if "Statement" in item:
                     for st in as_list(item["Statement"]):
+                        sid = st.get("Sid")
+                        allowed = INLINE_ALLOWED.get(fn, {})
+                        assert sid in allowed, f"{fn}: inline statement {sid!r} not in allowlist"
                         assert st.get("Effect") == "Allow"
-                        actions = as_list(st.get("Action"))
-                        assert actions, st
-                        allowed = INLINE_ALLOWED.get(fn, {}).get(st.get("Sid", ""), set())
-                        assert set(actions) <= allowed, f"{fn}: inline {st.get('Sid')} {actions}"
+                        assert set(as_list(st.get("Action"))) == allowed[sid], f"{fn}: {sid} actions"
                         assert "NotAction" not in st and "NotResource" not in st
-                        resource_ok = (
-                            is_getatt(st.get("Resource"), RECONCILER_TABLE, "Arn")
-                            if str(st.get("Sid")).startswith("Reconcile")
-                            else _secret_arn_ok(st.get("Resource"))
-                        )
-                        assert resource_ok, f"{fn}: inline resource {st.get('Resource')}"
-                        inline_statements += 1
+                        assert _inline_resource_ok(sid, st.get("Resource")), f"{fn}: {sid} resource"
+                        sids.append(sid)
                     continue
                 assert len(item) == 1, item
                 (name, args) = next(iter(item.items()))
@@ -503,15 +476,38 @@ def check_function_policies(t: Template) -> None:
                 assert "*" not in json.dumps(args), f"{fn}: wildcard in {name} arguments"
                 if name == "AWSSecretsManagerGetSecretValuePolicy":
                     assert _secret_arn_ok(args.get("SecretArn")), args
-        assert inline_statements <= len(INLINE_ALLOWED.get(fn, {})), f"{fn}: too many inline statements"
+        assert len(sids) == len(set(sids)), f"{fn}: an inline statement is repeated"
+
+
+def check_secret_write_only_for_oauth(t: Template) -> None:
+    """Writing the token secret is granted only under the OAuth-app condition (a parameter)."""
+    params = t.get("Parameters") or {}
+    assert params["PowerLeadsTokenSecretIsOAuthApp"].get("Default") == "false"
+    assert t["Conditions"][OAUTH_CONDITION] == {
+        "Fn::Equals": [{"Ref": "PowerLeadsTokenSecretIsOAuthApp"}, "true"]
+    }
+    for fn in ("EnricherFunction", "ReconcilerFunction"):
+        found = 0
+        for raw in props(t, fn).get("Policies") or []:
+            text = json.dumps(raw)
+            if "secretsmanager:PutSecretValue" in text or "UpdateSecretVersionStage" in text:
+                assert isinstance(raw, dict) and "Fn::If" in raw, f"{fn}: secret write not conditional"
+                condition, yes, no = raw["Fn::If"]
+                assert condition == OAUTH_CONDITION and no == {"Ref": "AWS::NoValue"}
+                assert "WriteBackRotatedPowerLeadsToken" in json.dumps(yes)
+                found += 1
+        assert found == 1, fn
 
 
 def check_enricher_grants(t: Template) -> None:
     """Each allowed template is bound to the resource it is meant for."""
     grants: dict[str, list[Any]] = {}
+    inline: dict[str, dict[str, Any]] = {}
     for raw in props(t, "EnricherFunction").get("Policies") or []:
         for item in unwrap_if(raw):
-            if isinstance(item, dict) and "Statement" not in item:
+            if isinstance(item, dict) and "Statement" in item:
+                inline.update({st["Sid"]: st for st in as_list(item["Statement"])})
+            elif isinstance(item, dict):
                 (name, args) = next(iter(item.items()))
                 grants.setdefault(name, []).append(args)
     assert grants.get("SNSPublishMessagePolicy") == [
@@ -519,7 +515,10 @@ def check_enricher_grants(t: Template) -> None:
     ]
     queues = {a["QueueName"]["Fn::GetAtt"][0] for a in grants.get("SQSSendMessagePolicy", [])}
     assert queues == {"EnrichedQueue", "QuarantineQueue"}
-    assert grants.get("DynamoDBCrudPolicy") == [{"TableName": {"Ref": "IdempotencyTable"}}]
+    assert not any("DynamoDB" in name for name in grants), "DynamoDB through a broad policy template"
+    table = inline["IdempotencyRecords"]
+    assert set(as_list(table["Action"])) == IDEMPOTENCY_ACTIONS  # no Scan, Query, BatchWriteItem
+    assert table["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
     assert len(grants.get("AWSSecretsManagerGetSecretValuePolicy", [])) == 1
     webhook = props(t, "WebhookFunction").get("Policies")
     assert webhook == [{"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["IngestQueue", "QueueName"]}}}]
@@ -533,10 +532,20 @@ def _statements(t: Template) -> Iterator[dict[str, Any]]:
                     yield st
 
 
+INSECURE_TRANSPORT = {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def _is_transport_deny(st: dict[str, Any]) -> bool:
+    """The one statement allowed a wildcard: deny everything to everyone without TLS."""
+    return st.get("Effect") == "Deny" and st.get("Condition") == INSECURE_TRANSPORT
+
+
 def check_no_wildcards_anywhere(t: Template) -> None:
     statements = list(_statements(t))
     assert statements, "no IAM statements found at all"
     for st in statements:
+        if _is_transport_deny(st):
+            continue
         for key in ("Action", "NotAction", "Resource", "NotResource"):
             for value in as_list(st.get(key, [])):
                 text = value if isinstance(value, str) else json.dumps(value)
@@ -602,6 +611,42 @@ def check_reconciler(t: Template) -> None:
     assert '"ReconcileEnqueued"' in body and '"ReconcileErrors"' in body
 
 
+def check_secure_transport(t: Template) -> None:
+    """Every queue and topic has a resource policy denying requests without TLS."""
+    covered: set[str] = set()
+    for kind, key, action in (
+        ("AWS::SQS::QueuePolicy", "Queues", "sqs:*"),
+        ("AWS::SNS::TopicPolicy", "Topics", "sns:Publish"),
+    ):
+        for policy in of_type(t, kind).values():
+            p = policy.get("Properties") or {}
+            for st in (p.get("PolicyDocument") or {}).get("Statement") or []:
+                if _is_transport_deny(st) and st.get("Action") == action and st.get("Principal") == "*":
+                    targets = [ref["Ref"] for ref in p.get(key) or []]
+                    resource = st.get("Resource")
+                    assert len(targets) == 1, targets
+                    assert resource in ({"Fn::GetAtt": [targets[0], "Arn"]}, {"Ref": targets[0]}), resource
+                    covered.add(targets[0])
+    wanted = set(of_type(t, "AWS::SQS::Queue")) | {
+        k for k, v in of_type(t, "AWS::SNS::Topic").items() if v.get("Condition") is None
+    }
+    assert wanted <= covered, f"no aws:SecureTransport deny on {sorted(wanted - covered)}"
+
+
+def check_parameters_refuse_unsafe_values(t: Template) -> None:
+    params = t["Parameters"]
+    pattern = re.compile(params["PowerLeadsApiBaseUrl"]["AllowedPattern"])
+    assert pattern.match("https://services.leadconnectorhq.com")
+    assert not pattern.match("http://services.leadconnectorhq.com")
+    assert params["WebhookMaxAgeSeconds"].get("MaxValue", 10**12) <= 30 * 86400
+
+
+def check_unsigned_mode_not_deployable(t: Template) -> None:
+    """WEBHOOK_SIGNATURE_REQUIRED is the literal "true", not something a parameter can turn off."""
+    assert function_env(t, "WebhookFunction")["WEBHOOK_SIGNATURE_REQUIRED"] == "true"
+    assert not any("Signature" in name for name in t.get("Parameters") or {})
+
+
 def check_token_secret_not_created(t: Template) -> None:
     assert not of_type(t, "AWS::SecretsManager::Secret")
     params = t.get("Parameters") or {}
@@ -631,6 +676,10 @@ CHECKS: dict[str, Callable[[Template], None]] = {
         check_enricher_grants,
         check_no_wildcards_anywhere,
         check_token_secret_not_created,
+        check_secret_write_only_for_oauth,
+        check_secure_transport,
+        check_parameters_refuse_unsafe_values,
+        check_unsigned_mode_not_deployable,
         check_reconciler,
     )
 }
@@ -790,6 +839,8 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
             P,
             "Policies",
             5,
+            "Fn::If",
+            1,
             "Statement",
             0,
             "Resource",
@@ -832,8 +883,81 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     (
         "wrong table",
         "check_enricher_grants",
-        _set({"TableName": "*"}, R, "EnricherFunction", P, "Policies", 3, "DynamoDBCrudPolicy"),
+        _set(
+            {"Fn::GetAtt": ["OtherTable", "Arn"]},
+            R,
+            "EnricherFunction",
+            P,
+            "Policies",
+            4,
+            "Statement",
+            0,
+            "Resource",
+        ),
     ),
+    (
+        "table scan",
+        "check_enricher_grants",
+        _set(
+            [*sorted(IDEMPOTENCY_ACTIONS), "dynamodb:Scan"],
+            R,
+            "EnricherFunction",
+            P,
+            "Policies",
+            4,
+            "Statement",
+            0,
+            "Action",
+        ),
+    ),
+    (
+        "crud template",
+        "check_function_policies",
+        _append_policy(
+            "EnricherFunction", {"DynamoDBCrudPolicy": {"TableName": {"Ref": "IdempotencyTable"}}}
+        ),
+    ),
+    (
+        "secret write unconditional",
+        "check_secret_write_only_for_oauth",
+        lambda t: t[R]["EnricherFunction"][P]["Policies"].__setitem__(
+            5, t[R]["EnricherFunction"][P]["Policies"][5]["Fn::If"][1]
+        ),
+    ),
+    (
+        "secret writable by default",
+        "check_secret_write_only_for_oauth",
+        _set("true", "Parameters", "PowerLeadsTokenSecretIsOAuthApp", "Default"),
+    ),
+    ("dlq plain transport", "check_secure_transport", _delete(R, "IngestDLQPolicy")),
+    ("topic plain transport", "check_secure_transport", _delete(R, "EnrichedTopicPolicy")),
+    (
+        "enriched queue plain transport",
+        "check_secure_transport",
+        _delete(R, "EnrichedQueuePolicy", P, "PolicyDocument", "Statement", 1),
+    ),
+    (
+        "transport deny turned allow",
+        "check_no_wildcards_anywhere",
+        _set("Allow", R, "IngestQueuePolicy", P, "PolicyDocument", "Statement", 0, "Effect"),
+    ),
+    (
+        "http upstream",
+        "check_parameters_refuse_unsafe_values",
+        _set("^https?://[^\\s]+$", "Parameters", "PowerLeadsApiBaseUrl", "AllowedPattern"),
+    ),
+    (
+        "max age unbounded",
+        "check_parameters_refuse_unsafe_values",
+        _delete("Parameters", "WebhookMaxAgeSeconds", "MaxValue"),
+    ),
+    (
+        "signature switch",
+        "check_unsigned_mode_not_deployable",
+        _set({"Ref": "WebhookSignatureRequired"}, *WH_ENV, "WEBHOOK_SIGNATURE_REQUIRED"),
+    ),
+    ("write-back alarm", "check_alarms", _delete(R, "OAuthWriteBackFailedAlarm")),
+    ("unsigned alarm", "check_alarms", _delete(R, "WebhookUnsignedAcceptedAlarm")),
     (
         "queue policy wildcard",
         "check_no_wildcards_anywhere",

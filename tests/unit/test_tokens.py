@@ -59,7 +59,7 @@ class FakeOAuth:
     def __init__(self) -> None:
         self.invalidated: list[str] = []
 
-    def token_for(self, location_id: str) -> str:
+    def token_for(self, location_id: str, *, deadline: float | None = None) -> str:
         return f"oauth-{location_id}"
 
     def invalidate(self, location_id: str) -> None:
@@ -93,3 +93,31 @@ def test_incomplete_oauth_document_is_unavailable() -> None:
 
 def test_token_sources_hide_tokens_in_repr() -> None:
     assert "secret-value" not in repr(StaticTokens("secret-value"))
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"default": "tok-secret\n"},
+        {"locations": {"loc": "tok secret"}, "default": "ok"},
+        {"default": "tok-s\u00e9cret"},
+        {"default": 12345},
+    ],
+)
+def test_a_token_no_header_can_carry_is_refused_when_read(document: dict[str, object]) -> None:
+    tokens = SecretTokens("s", Fetcher(json.dumps(document)))
+    with pytest.raises(TokenUnavailable, match="HTTP header") as raised:
+        tokens.token_for("loc")
+    message = str(raised.value)
+    assert message.startswith("secret s ")
+    assert not any(bad in message for bad in ("tok-", "tok secret", "12345"))
+    assert raised.value.__cause__ is None
+
+
+def test_a_plain_secret_with_a_trailing_newline_is_the_token_without_it() -> None:
+    assert SecretTokens("s", Fetcher("tok-1\n")).token_for("loc") == "tok-1"
+
+
+def test_a_static_token_is_validated_at_cold_start() -> None:
+    with pytest.raises(TokenUnavailable, match="POWERLEADS_TOKEN"):
+        StaticTokens("tok\n")

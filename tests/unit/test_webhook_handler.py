@@ -276,6 +276,18 @@ def test_unsigned_mode_warns_once_per_cold_start(load, capsys):
     assert warnings[0]["level"] == "WARNING"
 
 
+def test_every_unsigned_acceptance_is_counted_and_an_unsigned_delete_is_refused(load, capsys):
+    module = load(WEBHOOK_SIGNATURE_REQUIRED="false")
+    assert invoke(module, event_for(body_for(), {}))[0] == 202
+    assert invoke(module, event_for(body_for(webhookId="wh-2"), {}))[0] == 202
+    assert invoke(module, event_for(body_for(webhookId="wh-3")))[0] == 202  # signed: not counted
+    status, body = invoke(module, event_for(body_for(type="AppointmentDelete", webhookId="wh-4"), {}))
+    assert (status, body["error"]) == (401, "missing_signature")
+    emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
+    assert [doc.get("WebhookUnsignedAccepted") for doc in emf] == [[1.0], [1.0], None, None]
+    assert len(module.receiver.sink.sent) == 3
+
+
 def test_signed_mode_does_not_warn(load, capsys):
     load()
     assert "WEBHOOK_SIGNATURE_REQUIRED" not in capsys.readouterr().out

@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 DEFAULT_API_BASE_URL = "https://services.leadconnectorhq.com"
 DEFAULT_API_VERSION = "2021-04-15"
+MAX_AGE_LIMIT_SECONDS = 30 * 86400  # as the receiver's bound: the idempotency TTL is twice this
 
 
 class ConfigError(RuntimeError):
@@ -21,7 +22,10 @@ class ConfigError(RuntimeError):
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+    # hide_input_in_errors: a validation error would otherwise carry the values (POWERLEADS_TOKEN).
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", str_strip_whitespace=True, hide_input_in_errors=True
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -33,7 +37,8 @@ class _Settings(BaseModel):
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()
             )
-            raise ConfigError(f"invalid configuration: {problems}") from exc
+            # from None: the chained pydantic error would print the input (the token) in tracebacks.
+            raise ConfigError(f"invalid configuration: {problems}") from None
 
 
 class EnricherSettings(_Settings):
@@ -47,7 +52,7 @@ class EnricherSettings(_Settings):
     POWERLEADS_API_VERSION: str = DEFAULT_API_VERSION
     POWERLEADS_TOKEN_SECRET_ID: str | None = None
     POWERLEADS_TOKEN: str | None = Field(default=None, repr=False)
-    WEBHOOK_MAX_AGE_SECONDS: int = Field(default=86400, gt=0)
+    WEBHOOK_MAX_AGE_SECONDS: int = Field(default=86400, gt=0, le=MAX_AGE_LIMIT_SECONDS)
     ENRICHER_MAX_WORKERS: int = Field(default=10, ge=1, le=64)  # a full FIFO batch in one wave
     POWERLEADS_CONNECT_TIMEOUT_SECONDS: float = Field(default=3.05, gt=0)
     POWERLEADS_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)

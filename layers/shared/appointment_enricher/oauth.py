@@ -55,27 +55,40 @@ Why this is safe:
   container checks for a live lease before writing, so a refresh normally creates two versions
   (plus one per container that lost a simultaneous swap).
 
+Failure, deadlines and storms:
+* The rotated refresh token is kept in memory when it cannot be saved, and the save is retried
+  with backoff on later calls (``secret_store.SecretStore``); a failed save is counted as
+  ``OAuthWriteBackFailed`` and alarmed.
+* Waiting on another container's lease, and starting a refresh, respect the caller's batch
+  deadline (a ``time.monotonic()`` value): past it the lookup fails retryably.
+* A 401/403 forces a refresh at most once per ``forced_refresh_interval`` per container *and*
+  not at all when the secret's ``issuedAt`` says any container refreshed within that interval.
+
+Parts: ``secret_store.SecretStore`` (compare-and-swap, lease, saving rotations),
+``LocationTokens`` (per-location tokens of an agency app) and ``OAuthTokens`` (the front).
 Within one container, a lock makes the refresh single-flight across the enricher's threads.
-Tokens never appear in logs, exception messages or ``repr``.
+Tokens never appear in logs, exception messages or ``repr``; every token is validated when read.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import requests
 
-from .tokens import TokenUnavailable
+from .secret_store import LEASE_STAGE, OAuthError, SecretStore, Snapshot
+from .tokens import checked_token, is_oauth_document
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
+
+__all__ = ["LEASE_STAGE", "LocationTokens", "OAuthError", "OAuthTokens", "is_oauth_document"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,40 +97,12 @@ TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a secret
 LOCATION_TOKEN_PATH = "/oauth/locationToken"  # noqa: S105 - a URL path, not a secret
 # The Version header HighLevel documents for /oauth/locationToken.
 LOCATION_TOKEN_API_VERSION = "2021-07-28"  # noqa: S105 - an API version, not a secret
-LEASE_STAGE = "PLENRICH_REFRESH"
 USER_TYPES = ("Location", "Company")
-
-
-class OAuthError(TokenUnavailable):
-    """No usable OAuth token right now (retryable for the enricher, and alarmed)."""
-
-
-def is_oauth_document(doc: object) -> bool:
-    """True for a secret document holding an OAuth app: ``{"oauth": {"clientId": ..., ...}}``."""
-    if not isinstance(doc, Mapping):
-        return False
-    oauth = doc.get("oauth")
-    return isinstance(oauth, Mapping) and all(
-        isinstance(oauth.get(k), str) and oauth.get(k) for k in ("clientId", "clientSecret", "refreshToken")
-    )
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """One version of the secret."""
-
-    version_id: str
-    document: dict[str, Any]
-
-    @property
-    def oauth(self) -> dict[str, Any]:
-        oauth = self.document.get("oauth")
-        return oauth if isinstance(oauth, dict) else {}
 
 
 @dataclass(frozen=True)
 class _Token:
-    value: str = ""
+    value: str = field(default="", repr=False)
     expires_at: float = 0.0
     issued_at: float = 0.0
 
@@ -135,6 +120,102 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+def _time_left(deadline: float | None, monotonic: Callable[[], float]) -> float | None:
+    return None if deadline is None else deadline - monotonic()
+
+
+class LocationTokens:
+    """Per-location tokens an agency (Company) token yields: derived, never stored, cached in
+    memory until shortly before they expire, one exchange per location at a time."""
+
+    def __init__(
+        self,
+        base_url: str,
+        session: requests.Session,
+        *,
+        timeout: tuple[float, float],
+        clock: Callable[[], float],
+        monotonic: Callable[[], float],
+        margin: float,
+    ) -> None:
+        self.base_url = base_url
+        self.session = session
+        self.timeout = timeout
+        self.clock = clock
+        self.monotonic = monotonic
+        self.margin = margin
+        self._tokens: dict[str, _Token] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._state = threading.Lock()
+
+    def drop(self, location_id: str) -> None:
+        with self._state:
+            self._tokens.pop(location_id, None)
+
+    def _cached(self, location_id: str) -> str | None:
+        with self._state:
+            cached = self._tokens.get(location_id)
+        return cached.value if cached and cached.usable(self.clock(), self.margin) else None
+
+    def get(
+        self,
+        location_id: str,
+        company_id: str,
+        agency: Callable[[], str],
+        refused: Callable[[str], None],
+        deadline: float | None,
+    ) -> str:
+        """A token for ``location_id``; ``agency()`` gives the agency token, ``refused(t)`` reports
+        that upstream refused agency token ``t`` (one retry with a fresh one)."""
+        cached = self._cached(location_id)
+        if cached:
+            return cached
+        with self._state:
+            lock = self._locks.setdefault(location_id, threading.Lock())
+        with lock:
+            cached = self._cached(location_id)
+            if cached:
+                return cached
+            access = agency()
+            response = self._exchange(location_id, company_id, access, deadline)
+            if response.status_code == 401:
+                refused(access)
+                response = self._exchange(location_id, company_id, agency(), deadline)
+            payload = _json(response)
+            if response.status_code != 200:
+                raise OAuthError(f"location token for {location_id}: HTTP {response.status_code}")
+            where = f"the location token response for {location_id}"
+            token = checked_token(payload.get("access_token"), where)
+            now = self.clock()
+            entry = _Token(token, now + (_number(payload.get("expires_in")) or 86_399.0), now)
+            with self._state:
+                self._tokens[location_id] = entry
+            return token
+
+    def _exchange(
+        self, location_id: str, company_id: str, access: str, deadline: float | None
+    ) -> requests.Response:
+        left = _time_left(deadline, self.monotonic)
+        if left is not None and left <= 0:
+            raise OAuthError(f"location token for {location_id}: batch deadline reached")
+        # The exchange spends nothing, so unlike a refresh it may be cut short by the deadline.
+        timeout = self.timeout if left is None else (min(self.timeout[0], left), min(self.timeout[1], left))
+        try:
+            return self.session.post(
+                self.base_url + LOCATION_TOKEN_PATH,
+                data={"companyId": company_id, "locationId": location_id},
+                headers={
+                    "Authorization": f"Bearer {access}",
+                    "Version": LOCATION_TOKEN_API_VERSION,
+                    "Accept": "application/json",
+                },
+                timeout=timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise OAuthError(f"location token for {location_id}: {type(exc).__name__}") from None
+
+
 class OAuthTokens:
     """A ``TokenSource`` (``token_for`` / ``invalidate``) for an OAuth app held in a secret."""
 
@@ -146,24 +227,30 @@ class OAuthTokens:
         base_url: str = DEFAULT_BASE_URL,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         margin: float = 300.0,
         lease_seconds: float = 60.0,
         poll_seconds: float = 0.25,
         timeout: tuple[float, float] = (3.05, 10.0),
         forced_refresh_interval: float = 300.0,
+        count: Callable[[str], None] | None = None,
     ) -> None:
         self.secret_id = secret_id
-        self.secrets = secrets_client
         self.session = session
         self.base_url = base_url.rstrip("/")
-        self.clock = clock
+        self.clock = clock  # epoch seconds: lease and expiry times are shared through the secret
+        self.monotonic = monotonic  # the enricher's deadline clock
         self.sleep = sleep
         self.margin = margin
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.timeout = timeout
         self.forced_refresh_interval = forced_refresh_interval
+        self.store = SecretStore(secret_id, secrets_client, monotonic=monotonic, count=count)
+        self.locations = LocationTokens(
+            self.base_url, session, timeout=timeout, clock=clock, monotonic=monotonic, margin=margin
+        )
         self.owner = uuid.uuid4().hex  # this container, in lease records
         self.refreshes = 0  # refreshes this instance performed (tests, metrics)
         self._token = _Token()
@@ -172,42 +259,31 @@ class OAuthTokens:
         self._location_id: str | None = None
         self._rejected: set[str] = set()
         self._last_forced = float("-inf")
-        self._locations: dict[str, _Token] = {}
-        self._location_locks: dict[str, threading.Lock] = {}
         self._state = threading.Lock()
         self._refresh = threading.Lock()
-
-    @classmethod
-    def from_secret_id(
-        cls,
-        secret_id: str,
-        base_url: str = DEFAULT_BASE_URL,
-        *,
-        secrets_client: SecretsManagerClient | None = None,
-        session: requests.Session | None = None,
-        **options: Any,
-    ) -> OAuthTokens:
-        """Production wiring: a boto3 client (honours ``AWS_ENDPOINT_URL``) and a pooled session."""
-        if secrets_client is None:
-            import boto3  # noqa: PLC0415 - imported where used so domain imports stay cheap
-
-            secrets_client = boto3.client("secretsmanager")
-        return cls(secret_id, secrets_client, session or requests.Session(), base_url, **options)
 
     def __repr__(self) -> str:
         return f"OAuthTokens({self.secret_id!r})"
 
     # ----- TokenSource ---------------------------------------------------------------------
 
-    def token_for(self, location_id: str) -> str:
+    def token_for(self, location_id: str, *, deadline: float | None = None) -> str:
         """An access token valid for ``location_id`` (refreshing or exchanging as needed)."""
-        access = self._access_token()
+        self.store.flush()  # an unsaved rotation is retried first (no-op when none is pending)
+        access = self._access_token(deadline)
         with self._state:
             user_type, company_id, bound = self._user_type, self._company_id, self._location_id
         if user_type == "Company":
             if not company_id:
                 raise OAuthError(f"secret {self.secret_id}: a Company app needs oauth.companyId")
-            return self._location_token(location_id, company_id, access)
+            first = iter([access])
+            return self.locations.get(
+                location_id,
+                company_id,
+                lambda: next(first, None) or self._access_token(deadline),
+                self._refused,
+                deadline,
+            )
         if bound and bound != location_id:
             # Refusing here matters: a 403 for a foreign location would otherwise trigger a forced
             # refresh for every webhook from it.
@@ -217,12 +293,17 @@ class OAuthTokens:
     def invalidate(self, location_id: str) -> None:
         """Upstream said 401/403: drop what we would have used for ``location_id``."""
         with self._state:
-            if self._user_type == "Company":
-                self._locations.pop(location_id, None)
-            else:
+            company = self._user_type == "Company"
+            if not company:
                 self._reject(self._token.value)
+        if company:
+            self.locations.drop(location_id)
 
     # ----- access token (the app's own token) -----------------------------------------------
+
+    def _refused(self, token: str) -> None:
+        with self._state:
+            self._reject(token)
 
     def _reject(self, token: str) -> None:
         # Caller holds self._state.
@@ -231,7 +312,7 @@ class OAuthTokens:
         if self._token.value == token:
             self._token = _Token()
 
-    def _access_token(self) -> str:
+    def _access_token(self, deadline: float | None) -> str:
         with self._state:
             cached = self._token
         if cached.usable(self.clock(), self.margin):
@@ -241,11 +322,11 @@ class OAuthTokens:
                 cached = self._token
             if cached.usable(self.clock(), self.margin):
                 return cached.value
-            return self._obtain()
+            return self._obtain(deadline)
 
-    def _adopt(self, snapshot: _Snapshot) -> str:
-        oauth = snapshot.oauth
+    def _adopt(self, oauth: Mapping[str, Any]) -> str:
         token = _stored_token(oauth)
+        checked_token(token.value, f"secret {self.secret_id} (oauth.accessToken)")
         user_type = oauth.get("userType") or "Location"
         if user_type not in USER_TYPES:
             raise OAuthError(f"secret {self.secret_id}: oauth.userType must be Location or Company")
@@ -256,212 +337,121 @@ class OAuthTokens:
             self._location_id = str(oauth["locationId"]) if oauth.get("locationId") else None
         return token.value
 
-    def _needs_refresh(self, snapshot: _Snapshot, now: float) -> bool:
-        oauth = snapshot.oauth
+    def _needs_refresh(self, oauth: Mapping[str, Any], now: float) -> bool:
         token = _stored_token(oauth)
         if not token.usable(now, self.margin):
             return True
         with self._state:
-            rejected = token.value in self._rejected
-        return rejected and now - self._last_forced >= self.forced_refresh_interval
+            if token.value not in self._rejected or now - self._last_forced < self.forced_refresh_interval:
+                return False
+        # Shared across containers: no forced refresh if any container refreshed recently.
+        issued = _number(oauth.get("issuedAt"))
+        return not issued or now - issued >= self.forced_refresh_interval
 
-    def _obtain(self) -> str:
+    def _obtain(self, deadline: float | None) -> str:
         """Read the secret; use its token, wait for another container's refresh, or refresh."""
-        give_up = self.clock() + self.lease_seconds + 5 * self.poll_seconds
+        give_up = self.monotonic() + self.lease_seconds + 5 * self.poll_seconds
+        if deadline is not None:
+            give_up = min(give_up, deadline)
         while True:
-            snapshot = self._read()
+            snapshot = self.store.read()
             if not is_oauth_document(snapshot.document):
                 raise OAuthError(f"secret {self.secret_id} holds no oauth clientId/clientSecret/refreshToken")
             now = self.clock()
-            if not self._needs_refresh(snapshot, now):
-                return self._adopt(snapshot)
+            if not self._needs_refresh(snapshot.oauth, now):
+                return self._adopt(snapshot.oauth)
+            if self.store.unsaved:
+                raise OAuthError(f"secret {self.secret_id}: the last rotation is not saved yet (retrying)")
             lease = snapshot.oauth.get("refreshLease")
             if isinstance(lease, dict) and _number(lease.get("until")) > now:
-                if now >= give_up:
-                    raise OAuthError(f"secret {self.secret_id}: another container is still refreshing")
+                if self.monotonic() + self.poll_seconds > give_up:
+                    why = "batch deadline" if deadline is not None and give_up == deadline else "lease time"
+                    raise OAuthError(
+                        f"secret {self.secret_id}: another container is still refreshing ({why} reached)"
+                    )
                 self.sleep(self.poll_seconds)
                 continue
-            leased = self._take_lease(snapshot, now)
+            left = _time_left(deadline, self.monotonic)
+            if left is not None and left < sum(self.timeout):
+                # Spending the refresh token and then losing the answer to a cut-short call would
+                # lose the grant: refresh only with time for the full call.
+                raise OAuthError(f"secret {self.secret_id}: too little time left in this batch to refresh")
+            try:
+                leased = self.store.take_lease(snapshot, self.owner, now + self.lease_seconds)
+            except Exception as exc:  # noqa: BLE001 - e.g. AccessDenied: say what to check
+                raise OAuthError(
+                    f"secret {self.secret_id}: could not take the refresh lease ({type(exc).__name__});"
+                    " the enricher must be allowed to write an OAuth app secret"
+                    " (deploy with PowerLeadsTokenSecretIsOAuthApp=true)"
+                ) from None
             if leased is None:
                 continue  # another container won the swap: re-read and use (or wait for) its token
             return self._spend(leased)
 
-    def _take_lease(self, snapshot: _Snapshot, now: float) -> _Snapshot | None:
-        oauth = {**snapshot.oauth, "refreshLease": {"owner": self.owner, "until": now + self.lease_seconds}}
-        return self._swap(snapshot, {**snapshot.document, "oauth": oauth})
-
-    def _release(self, leased: _Snapshot) -> None:
-        oauth = {k: v for k, v in leased.oauth.items() if k != "refreshLease"}
+    def _spend(self, leased: Snapshot) -> str:
+        """We hold the lease: spend the refresh token once and save the rotated one."""
         try:
-            self._swap(leased, {**leased.document, "oauth": oauth})
-        except Exception:  # noqa: BLE001 - the lease then simply expires
-            logger.warning("could not release the OAuth refresh lease", extra={"secretId": self.secret_id})
-
-    def _spend(self, leased: _Snapshot) -> str:
-        """We hold the lease: spend the refresh token once and write the rotated one back."""
-        oauth = leased.oauth
-        user_type = str(oauth.get("userType") or "Location")
-        form = {
-            "client_id": str(oauth["clientId"]),
-            "client_secret": str(oauth["clientSecret"]),
-            "grant_type": "refresh_token",
-            "refresh_token": str(oauth["refreshToken"]),
-            "user_type": user_type,
-        }
-        try:
-            response = self.session.post(
-                self.base_url + TOKEN_PATH,
-                data=form,
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            self._release(leased)
-            raise OAuthError(f"token refresh failed: {type(exc).__name__}") from None
-        payload = _json(response)
-        access, rotated = payload.get("access_token"), payload.get("refresh_token")
-        if response.status_code != 200 or not isinstance(access, str) or not access:
-            self._release(leased)
-            reason = payload.get("error") or f"HTTP {response.status_code}"
-            hint = ": re-authorise the app" if reason in ("invalid_grant", "invalid_client") else ""
-            logger.error(
-                "OAuth token refresh rejected",
-                extra={"secretId": self.secret_id, "status": response.status_code, "error": str(reason)[:64]},
-            )
-            raise OAuthError(f"token refresh failed ({str(reason)[:64]}){hint}")
-        now = self.clock()
-        expires_in = _number(payload.get("expires_in")) or 86_399.0
-        fresh = {k: v for k, v in oauth.items() if k != "refreshLease"}
-        fresh.update(
-            {
-                "accessToken": access,
-                "refreshToken": rotated if isinstance(rotated, str) and rotated else oauth["refreshToken"],
-                "expiresAt": int(now + expires_in),
-                "issuedAt": int(now),
-            }
-        )
-        for key in ("companyId", "locationId"):
-            if isinstance(payload.get(key), str) and payload[key]:
-                fresh.setdefault(key, payload[key])
+            fresh = refresh_grant(self.session, self.base_url, self.timeout, leased.oauth, self.clock())
+        except OAuthError:
+            self.store.release(leased)
+            raise
         with self._state:
-            if oauth.get("accessToken") in self._rejected:
-                self._last_forced = now
+            if leased.oauth.get("accessToken") in self._rejected:
+                self._last_forced = float(fresh["issuedAt"])
             self._rejected.clear()
             self.refreshes += 1
-        written = self._write_back(leased, {**leased.document, "oauth": fresh})
-        logger.info("OAuth access token refreshed", extra={"secretId": self.secret_id, "saved": written})
-        return self._adopt(_Snapshot(leased.version_id, {**leased.document, "oauth": fresh}))
+        # Saved before the access token is checked: the refresh token is spent either way.
+        saved = self.store.save(leased, leased.with_oauth(fresh))
+        logger.info("OAuth access token refreshed", extra={"secretId": self.secret_id, "saved": saved})
+        return self._adopt(fresh)
 
-    def _write_back(self, leased: _Snapshot, document: dict[str, Any]) -> bool:
-        """Swap in the rotated tokens; if something else moved ``AWSCURRENT`` meanwhile, retry on
-        top of it as long as it still holds the refresh token we just spent (ours is then the only
-        valid one)."""
-        spent = leased.oauth.get("refreshToken")
-        base: _Snapshot | None = leased
-        for _ in range(5):
-            assert base is not None
-            try:
-                if self._swap(base, document) is not None:
-                    return True
-            except Exception as exc:  # noqa: BLE001 - logged; the tokens still serve this container
-                logger.error("could not save rotated OAuth tokens", extra={"error": type(exc).__name__})
-                return False
-            base = self._read()
-            if base.oauth.get("refreshToken") != spent:
-                return False  # a newer grant was stored (e.g. re-authorised): leave it be
-        logger.error("could not save rotated OAuth tokens after retries", extra={"secretId": self.secret_id})
-        return False
 
-    # ----- location tokens (agency apps) -----------------------------------------------------
-
-    def _location_token(self, location_id: str, company_id: str, access: str) -> str:
-        with self._state:
-            cached = self._locations.get(location_id)
-            lock = self._location_locks.setdefault(location_id, threading.Lock())
-        if cached and cached.usable(self.clock(), self.margin):
-            return cached.value
-        with lock:
-            with self._state:
-                cached = self._locations.get(location_id)
-            if cached and cached.usable(self.clock(), self.margin):
-                return cached.value
-            for attempt in range(2):
-                response = self._exchange(location_id, company_id, access)
-                if response.status_code == 401 and attempt == 0:
-                    with self._state:
-                        self._reject(access)  # the agency token itself was refused
-                    access = self._access_token()
-                    continue
-                break
-            payload = _json(response)
-            token = payload.get("access_token")
-            if response.status_code != 200 or not isinstance(token, str) or not token:
-                raise OAuthError(f"location token for {location_id}: HTTP {response.status_code}")
-            now = self.clock()
-            entry = _Token(token, now + (_number(payload.get("expires_in")) or 86_399.0), now)
-            with self._state:
-                self._locations[location_id] = entry
-            return token
-
-    def _exchange(self, location_id: str, company_id: str, access: str) -> requests.Response:
-        try:
-            return self.session.post(
-                self.base_url + LOCATION_TOKEN_PATH,
-                data={"companyId": company_id, "locationId": location_id},
-                headers={
-                    "Authorization": f"Bearer {access}",
-                    "Version": LOCATION_TOKEN_API_VERSION,
-                    "Accept": "application/json",
-                },
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            raise OAuthError(f"location token for {location_id}: {type(exc).__name__}") from None
-
-    # ----- Secrets Manager ------------------------------------------------------------------
-
-    def _read(self) -> _Snapshot:
-        # AWSCURRENT is AWS's default, but named explicitly: moto server's default read keeps
-        # returning the version made by PutSecretValue-without-stages and ignores later label moves.
-        response = self.secrets.get_secret_value(SecretId=self.secret_id, VersionStage="AWSCURRENT")
-        text = response.get("SecretString") or ""
-        try:
-            document = json.loads(text)
-        except ValueError:
-            raise OAuthError(f"secret {self.secret_id} holds invalid JSON") from None
-        if not isinstance(document, dict):
-            raise OAuthError(f"secret {self.secret_id} is not a JSON object")
-        return _Snapshot(response["VersionId"], document)
-
-    def _swap(self, expected: _Snapshot, document: dict[str, Any]) -> _Snapshot | None:
-        """Compare-and-swap: make ``document`` current iff ``expected`` still is. None if we lost."""
-        put = self.secrets.put_secret_value(
-            SecretId=self.secret_id,
-            ClientRequestToken=str(uuid.uuid4()),
-            SecretString=json.dumps(document, separators=(",", ":")),
-            VersionStages=[LEASE_STAGE],
+def refresh_grant(
+    session: requests.Session,
+    base_url: str,
+    timeout: tuple[float, float],
+    oauth: Mapping[str, Any],
+    now: float,
+) -> dict[str, Any]:
+    """``POST /oauth/token`` once with the stored refresh token; the oauth document to store next."""
+    form = {
+        "client_id": str(oauth["clientId"]),
+        "client_secret": str(oauth["clientSecret"]),
+        "grant_type": "refresh_token",
+        "refresh_token": str(oauth["refreshToken"]),
+        "user_type": str(oauth.get("userType") or "Location"),
+    }
+    try:
+        response = session.post(
+            base_url + TOKEN_PATH,
+            data=form,
+            headers={"Accept": "application/json"},
+            timeout=timeout,
+            allow_redirects=False,
         )
-        version = put["VersionId"]
-        try:
-            self.secrets.update_secret_version_stage(
-                SecretId=self.secret_id,
-                VersionStage="AWSCURRENT",
-                MoveToVersionId=version,
-                RemoveFromVersionId=expected.version_id,
-            )
-        except Exception:
-            # Decided by what is current now: ours (an earlier attempt of a retried call
-            # committed), someone else's (we lost), or still the expected one (the call failed
-            # for another reason: not a lost race, so surface it rather than loop).
-            current = self._read()
-            if current.version_id == version:
-                return current
-            if current.version_id == expected.version_id:
-                raise
-            return None
-        return _Snapshot(version, document)
+    except requests.RequestException as exc:
+        raise OAuthError(f"token refresh failed: {type(exc).__name__}") from None
+    payload = _json(response)
+    access, rotated = payload.get("access_token"), payload.get("refresh_token")
+    if response.status_code != 200 or not isinstance(access, str) or not access:
+        reason = str(payload.get("error") or f"HTTP {response.status_code}")[:64]
+        hint = ": re-authorise the app" if reason in ("invalid_grant", "invalid_client") else ""
+        logger.error("OAuth token refresh rejected", extra={"status": response.status_code, "error": reason})
+        raise OAuthError(f"token refresh failed ({reason}){hint}")
+    expires_in = _number(payload.get("expires_in")) or 86_399.0
+    fresh = {k: v for k, v in oauth.items() if k != "refreshLease"}
+    fresh.update(
+        {
+            "accessToken": access,
+            "refreshToken": rotated if isinstance(rotated, str) and rotated else oauth["refreshToken"],
+            "expiresAt": int(now + expires_in),
+            "issuedAt": int(now),
+        }
+    )
+    for key in ("companyId", "locationId"):
+        if isinstance(payload.get(key), str) and payload[key]:
+            fresh.setdefault(key, payload[key])
+    return fresh
 
 
 def _stored_token(oauth: Mapping[str, Any]) -> _Token:

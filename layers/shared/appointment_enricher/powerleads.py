@@ -20,19 +20,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
 
+from .tokens import TokenSource
 from .wire import is_valid_id
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-class TokenSource(Protocol):
-    def token_for(self, location_id: str) -> str: ...
-    def invalidate(self, location_id: str) -> None: ...
 
 
 class PowerLeadsError(Exception):
@@ -273,7 +269,8 @@ class PowerLeadsClient:
         # No single attempt may outlive the budget: cap both timeouts by what is left.
         timeout = (min(self.timeout[0], left), min(self.timeout[1], left))
         headers = {
-            "Authorization": f"Bearer {self.tokens.token_for(location_id)}",
+            # The token lookup may wait on another container's OAuth refresh: same deadline.
+            "Authorization": f"Bearer {self.tokens.token_for(location_id, deadline=deadline)}",
             "Version": self.api_version,
             "Accept": "application/json",
         }

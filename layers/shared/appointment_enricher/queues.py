@@ -20,9 +20,9 @@ _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ff
 
 def sqs_client() -> SQSClient:
     """One client per container; honours ``AWS_ENDPOINT_URL`` (moto server locally)."""
-    import boto3  # noqa: PLC0415 - imported where used so domain imports stay cheap
+    from .sdk import sqs_client as configured  # noqa: PLC0415 - timeouts and retries live there
 
-    return boto3.client("sqs")
+    return configured()
 
 
 def string_attributes(values: Mapping[str, str | None]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ _WEBHOOK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 DEFAULT_MAX_AGE_SECONDS = 86400
+MAX_AGE_LIMIT_SECONDS = 30 * 86400  # a wider replay window is no window (and 10**12 overflows datetime)
 
 
 class ReceiverConfigError(RuntimeError):
@@ -63,8 +64,10 @@ class ReceiverConfig:
             max_age = int(max_age_text)
         except ValueError:
             max_age = 0
-        if max_age <= 0:
-            raise ReceiverConfigError("WEBHOOK_MAX_AGE_SECONDS must be a positive whole number of seconds")
+        if not 0 < max_age <= MAX_AGE_LIMIT_SECONDS:
+            raise ReceiverConfigError(
+                f"WEBHOOK_MAX_AGE_SECONDS must be a whole number of seconds in 1..{MAX_AGE_LIMIT_SECONDS}"
+            )
         return cls(
             ingest_queue_url=queue_url,
             ed25519_public_key=text("WEBHOOK_ED25519_PUBLIC_KEY"),
@@ -235,6 +238,13 @@ class WebhookReceiver:
                     "ignored",
                     dedupe_id,
                     verdict=verdict.value,
+                )
+            if verdict is Verdict.MISSING and event_type == "AppointmentDelete":
+                # Unsigned mode is for local work; a forged delete would publish a tombstone.
+                return replace(
+                    _error(401, "missing_signature", "an unsigned AppointmentDelete is never accepted"),
+                    verdict=verdict.value,
+                    dedupe_id=dedupe_id,
                 )
             location_id = _require_id(document, "locationId", "locationId")
             appointment = document.get("appointment")

@@ -1,5 +1,6 @@
 """Composition root of the ReconcilerFunction (and of ``plenrich reconcile``): settings in, a ready
-``Reconciler`` out. Every client is made once per container, from boto3's default session.
+``Reconciler`` out. Every client is made once per container; AWS clients come from ``sdk`` (its
+timeouts and retry mode).
 
 The HTTP session carries a response hook that hands each list response's ``X-RateLimit-*``
 headers to the reconciler's ``Pacer``, so the reconciler sees how much of a location's window the
@@ -14,9 +15,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from .config import ReconcilerSettings
 from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
-from .queues import IngestQueue, sqs_client
+from .queues import IngestQueue
 from .reconcile_store import DynamoCursorStore, LedgerLayoutReader
 from .reconciler import CursorStore, IngestSink, Pacer, ReconcileOptions, Reconciler
+from .sdk import dynamodb_client, secretsmanager_client, sqs_client
 from .tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
 
 if TYPE_CHECKING:
@@ -31,8 +33,6 @@ def build_reconciler(
 ) -> Reconciler:
     """The reconciler; ``sink`` and ``cursors`` replace the ingest queue and the stored cursors
     (``plenrich reconcile --dry-run`` enqueues nothing and leaves the scheduled run's cursors be)."""
-    import boto3  # noqa: PLC0415 - one place that creates every AWS client
-
     pacer = Pacer(budget=settings.RECONCILE_REQUESTS_PER_10S)
     session = pooled_session(pool_size=4)
     session.hooks["response"].append(_rate_limit_hook(pacer))
@@ -44,7 +44,7 @@ def build_reconciler(
         retry=RetryPolicy(max_attempts=settings.POWERLEADS_MAX_ATTEMPTS),
         session=session,
     )
-    dynamodb = boto3.client("dynamodb")
+    dynamodb = dynamodb_client()
     table = settings.LEDGER_TABLE_NAME
     return Reconciler(
         client,
@@ -74,17 +74,17 @@ def _rate_limit_hook(pacer: Pacer) -> Callable[..., Any]:
 
 def _tokens(settings: ReconcilerSettings, session: requests.Session) -> TokenSource:
     """As the enricher's: a secret (token, per-location map or OAuth app) or a plain token."""
-    import boto3  # noqa: PLC0415
-
     secret_id = settings.POWERLEADS_TOKEN_SECRET_ID
     if not secret_id:
         return StaticTokens(settings.POWERLEADS_TOKEN or "")
+    secrets = secretsmanager_client()
 
     def oauth() -> TokenSource:
         from .oauth import OAuthTokens  # noqa: PLC0415 - only OAuth secrets need it
 
-        return OAuthTokens.from_secret_id(secret_id, settings.POWERLEADS_API_BASE_URL, session=session)
+        # The OAuth counters are the enricher's metrics; the reconciler's errors show in its summary.
+        return OAuthTokens(
+            secret_id, secrets, session, settings.POWERLEADS_API_BASE_URL, count=lambda _name: None
+        )
 
-    return SecretTokens(
-        secret_id, powertools_secret_fetcher(client=boto3.client("secretsmanager")), oauth_factory=oauth
-    )
+    return SecretTokens(secret_id, powertools_secret_fetcher(client=secrets), oauth_factory=oauth)

@@ -3,21 +3,33 @@
 - ``POWERLEADS_TOKEN``: one plain token (local runs).
 - ``POWERLEADS_TOKEN_SECRET_ID``: a Secrets Manager secret read through Powertools parameters
   (cached for ``max_age`` seconds, re-read at once after a 401/403). Its value is a token, or
-  JSON ``{"default": "...", "locations": {"<locationId>": "<token>"}}``.
+  JSON ``{"default": "...", "locations": {"<locationId>": "<token>"}}``, or an OAuth app
+  (``{"oauth": {...}}``, handled by ``oauth.OAuthTokens``).
+
+This module sits below ``oauth``: the ``TokenSource`` protocol, ``TokenUnavailable``, document
+sniffing and token validation live here, and ``oauth`` imports them (never the reverse).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 SecretFetcher = Callable[[str, bool], str]
 
+# What an HTTP header value can carry without ``requests`` raising ``InvalidHeader`` (whose message
+# repeats the whole header, token included, into logs and X-Ray): printable ASCII, no whitespace.
+_TOKEN = re.compile(r"[!-~]{1,8192}")
+
 
 class TokenSource(Protocol):
-    def token_for(self, location_id: str) -> str: ...
+    def token_for(self, location_id: str, *, deadline: float | None = None) -> str:
+        """A token for ``location_id``; ``deadline`` is a ``time.monotonic()`` value not to wait past."""
+        ...
+
     def invalidate(self, location_id: str) -> None: ...
 
 
@@ -25,13 +37,33 @@ class TokenUnavailable(RuntimeError):
     """No token for this location: retryable (someone may add it), and alarmed."""
 
 
+def checked_token(value: object, where: str) -> str:
+    """``value`` if it can go into an ``Authorization`` header; otherwise refuse without echoing it."""
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
+        return value
+    raise TokenUnavailable(
+        f"{where} holds a token that is empty or has characters an HTTP header cannot carry"
+        " (whitespace, control or non-ASCII characters)"
+    )
+
+
+def is_oauth_document(doc: object) -> bool:
+    """True for a secret document holding an OAuth app: ``{"oauth": {"clientId": ..., ...}}``."""
+    if not isinstance(doc, Mapping):
+        return False
+    oauth = doc.get("oauth")
+    return isinstance(oauth, Mapping) and all(
+        isinstance(oauth.get(k), str) and oauth.get(k) for k in ("clientId", "clientSecret", "refreshToken")
+    )
+
+
 class StaticTokens:
     """A single token for every location."""
 
     def __init__(self, token: str) -> None:
-        self._token = token
+        self._token = checked_token(token, "POWERLEADS_TOKEN")
 
-    def token_for(self, location_id: str) -> str:
+    def token_for(self, location_id: str, *, deadline: float | None = None) -> str:
         return self._token
 
     def invalidate(self, location_id: str) -> None:
@@ -65,6 +97,7 @@ class SecretTokens:
 
     An OAuth document (``{"oauth": {...}}``) is handed to the source ``oauth_factory`` builds
     (``oauth.OAuthTokens``), which refreshes access tokens and writes rotated refresh tokens back.
+    Every token is validated when read, so a bad one fails here with a message that omits it.
     """
 
     def __init__(
@@ -84,30 +117,31 @@ class SecretTokens:
         with self._lock:
             force, self._force = self._force, False
         raw = self._fetch(self._secret_id, force)
-        text = raw.strip()
+        text = raw.strip()  # a plain token saved with a trailing newline: the newline is not the token
         if text.startswith("{"):
             try:
                 return json.loads(text)
-            except ValueError as exc:
-                raise TokenUnavailable(f"secret {self._secret_id} holds invalid JSON") from exc
+            except ValueError:
+                raise TokenUnavailable(f"secret {self._secret_id} holds invalid JSON") from None
         return text
 
-    def token_for(self, location_id: str) -> str:
+    def token_for(self, location_id: str, *, deadline: float | None = None) -> str:
         if self._oauth is not None:
-            return self._oauth.token_for(location_id)
+            return self._oauth.token_for(location_id, deadline=deadline)
         document = self._document()
         if isinstance(document, dict) and "oauth" in document:
-            return self._oauth_source(document).token_for(location_id)
+            return self._oauth_source(document).token_for(location_id, deadline=deadline)
+        where = f"secret {self._secret_id}"
         if isinstance(document, str):
-            if document:
-                return document
-            raise TokenUnavailable(f"secret {self._secret_id} is empty")
+            return checked_token(document, where)
+        if not isinstance(document, dict):
+            raise TokenUnavailable(f"{where} is neither a token nor a JSON object")
         locations = document.get("locations") or {}
         token = locations.get(location_id) if isinstance(locations, dict) else None
         token = token or document.get("default")
-        if not isinstance(token, str) or not token:
-            raise TokenUnavailable(f"no token for location {location_id} in secret {self._secret_id}")
-        return token
+        if token is None or token == "":
+            raise TokenUnavailable(f"no token for location {location_id} in {where}")
+        return checked_token(token, where)
 
     def invalidate(self, location_id: str) -> None:
         if self._oauth is not None:
@@ -117,8 +151,6 @@ class SecretTokens:
             self._force = True
 
     def _oauth_source(self, document: dict[str, Any]) -> TokenSource:
-        from .oauth import is_oauth_document  # noqa: PLC0415 - only OAuth secrets need it
-
         if not is_oauth_document(document) or self._oauth_factory is None:
             raise TokenUnavailable(
                 f"secret {self._secret_id} holds an incomplete OAuth app"

@@ -1,7 +1,8 @@
 """Composition root of the EnricherFunction: settings in, a ready ``EnricherService`` out.
 
 Every AWS client and the HTTP session are made here, once per container, from boto3's default
-session (a new boto3 Session re-reads botocore's data files: ~100 ms of cold start each).
+session (a new boto3 Session re-reads botocore's data files: ~100 ms of cold start each), with the
+timeouts and retry mode of ``sdk``; that includes the Secrets Manager client OAuth refreshes use.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from .enricher import EnricherService, Stats
 from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
 from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
 from .publisher import Destination, Publisher, SnsDestination, SqsDestination
-from .queues import Quarantine, sqs_client
+from .queues import Quarantine
+from .sdk import dynamodb_client, secretsmanager_client, sns_client, sqs_client
 from .tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
 
 if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from requests import Session
 
 
@@ -25,33 +28,38 @@ def build_enricher(
     settings: EnricherSettings, log: Callable[..., None] | None = None
 ) -> tuple[EnricherService, Stats]:
     """The service and the per-invocation tallies its HTTP client reports into."""
-    import boto3  # noqa: PLC0415 - one place that creates every AWS client
-
     sqs = sqs_client()
+    stats = Stats()
     destinations: list[Destination] = []
     if settings.OUTPUT_TOPIC_ARN:
-        destinations.append(SnsDestination(boto3.client("sns"), settings.OUTPUT_TOPIC_ARN))
+        destinations.append(SnsDestination(sns_client(), settings.OUTPUT_TOPIC_ARN))
     if settings.OUTPUT_QUEUE_URL:
         destinations.append(SqsDestination(sqs, settings.OUTPUT_QUEUE_URL))
     session = pooled_session(pool_size=max(settings.ENRICHER_MAX_WORKERS, 10))
     secret_id = settings.POWERLEADS_TOKEN_SECRET_ID
-    tokens = (
-        SecretTokens(
+    tokens: TokenSource
+    if secret_id:
+        secrets = secretsmanager_client()
+        tokens = SecretTokens(
             secret_id,
-            powertools_secret_fetcher(client=boto3.client("secretsmanager")),
-            oauth_factory=lambda: _oauth_tokens(secret_id, settings.POWERLEADS_API_BASE_URL, session),
+            powertools_secret_fetcher(client=secrets),
+            oauth_factory=lambda: _oauth_tokens(
+                secret_id,
+                settings.POWERLEADS_API_BASE_URL,
+                secrets_client=secrets,
+                session=session,
+                count=stats.add,
+            ),
         )
-        if secret_id
-        else StaticTokens(settings.POWERLEADS_TOKEN or "")
-    )
+    else:
+        tokens = StaticTokens(settings.POWERLEADS_TOKEN or "")
     idempotency: Idempotency = (
         PowertoolsIdempotency(
-            settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds, client=boto3.client("dynamodb")
+            settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds, client=dynamodb_client()
         )
         if settings.IDEMPOTENCY_TABLE_NAME
         else NoIdempotency()
     )
-    stats = Stats()
     client = PowerLeadsClient(
         settings.POWERLEADS_API_BASE_URL,
         tokens,
@@ -77,8 +85,15 @@ def build_enricher(
     return service, stats
 
 
-def _oauth_tokens(secret_id: str, base_url: str, session: Session) -> TokenSource:
+def _oauth_tokens(
+    secret_id: str,
+    base_url: str,
+    *,
+    secrets_client: SecretsManagerClient,
+    session: Session,
+    count: Callable[[str], None],
+) -> TokenSource:
     """Imported only when the secret turns out to hold an OAuth app (keeps the cold start lean)."""
     from .oauth import OAuthTokens  # noqa: PLC0415
 
-    return OAuthTokens.from_secret_id(secret_id, base_url, session=session)
+    return OAuthTokens(secret_id, secrets_client, session, base_url, count=count)

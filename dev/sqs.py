@@ -1,0 +1,98 @@
+"""SQS helpers shared by the dev tools, the soak and the tests (dev only; stdlib imports only, so
+``plenrich --help`` stays fast): queue depth, draining once, draining continuously in a thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+LOG = logging.getLogger("dev.sqs")
+
+Messages = list[dict[str, Any]]
+
+
+def queue_depth(sqs: Any, url: str, *, in_flight: bool = False) -> int:
+    """Messages visible on ``url``; with ``in_flight``, plus those received and not yet deleted."""
+    names = ["ApproximateNumberOfMessages"] + (["ApproximateNumberOfMessagesNotVisible"] if in_flight else [])
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes.get(name, 0)) for name in names)
+
+
+def receive(sqs: Any, url: str, wait_seconds: int = 0) -> Messages:
+    """One ReceiveMessage of up to 10 messages with every attribute."""
+    messages: Messages = sqs.receive_message(
+        QueueUrl=url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=wait_seconds,
+        AttributeNames=["All"],
+        MessageSystemAttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    ).get("Messages", [])
+    return messages
+
+
+def delete(sqs: Any, url: str, messages: Messages) -> None:
+    if messages:
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+
+
+def drain(sqs: Any, url: str, wait_seconds: int = 1) -> Messages:
+    """Receive and delete everything currently visible on ``url`` (raw SQS messages, in order).
+
+    ``wait_seconds`` is the first receive's long poll; the following ones do not wait.
+    """
+    out: Messages = []
+    while messages := receive(sqs, url, wait_seconds):
+        out.extend(messages)
+        delete(sqs, url, messages)
+        wait_seconds = 0
+    return out
+
+
+def string_attributes(message: dict[str, Any]) -> dict[str, str]:
+    """A received message's MessageAttributes as plain strings."""
+    return {
+        name: str(value.get("StringValue", value.get("BinaryValue", "")))
+        for name, value in (message.get("MessageAttributes") or {}).items()
+    }
+
+
+class QueueReader:
+    """Drains ``url`` in a thread until :meth:`stop`: each batch goes to ``on_messages``, then is
+    deleted. Errors are logged, kept in ``errors`` and retried after a pause."""
+
+    def __init__(
+        self, sqs: Any, url: str, on_messages: Callable[[Messages], None], name: str = "reader"
+    ) -> None:
+        self.sqs, self.url, self.on_messages, self.name = sqs, url, on_messages, name
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> QueueReader:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                messages = receive(self.sqs, self.url, wait_seconds=1)
+                if messages:
+                    self.on_messages(messages)
+                    delete(self.sqs, self.url, messages)
+            except Exception as exc:  # noqa: BLE001 - reported in errors; the loop goes on
+                if self._stop.is_set():
+                    return
+                LOG.warning("%s: %s: %s", self.name, type(exc).__name__, exc)
+                self.errors.append(f"{self.name}: {type(exc).__name__}: {exc}")
+                self._stop.wait(0.5)

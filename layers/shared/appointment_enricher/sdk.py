@@ -1,0 +1,79 @@
+"""What every handler sets on the AWS and HTTP SDKs: client timeouts/retries and logger levels.
+
+One place, so the receiver, the enricher and any later handler (a reconciler) agree:
+
+* every boto3 client gets explicit connect/read timeouts and the ``standard`` retry mode
+  (botocore's default ``legacy`` mode has no timeouts of ours and retries fewer error codes);
+* the SDK loggers are pinned at INFO or above. With ``LogLevel=DEBUG`` the Lambda runtime puts the
+  root logger at DEBUG, and botocore then logs whole response bodies, e.g. Secrets Manager's
+  ``SecretString`` (the PowerLeads token, the OAuth client secret, a rotated refresh token).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
+# The sender waits on the receiver: fail fast (it retries) rather than hang past the function timeout.
+INTAKE_CONFIG = Config(
+    connect_timeout=2,
+    read_timeout=4,
+    retries={"mode": "standard", "max_attempts": 2},
+    tcp_keepalive=True,
+)
+# The enricher: a few attempts (throttling included) well inside its 60 s budget. botocore's
+# ``max_attempts`` counts retries: 3 means 4 attempts in all.
+BACKEND_CONFIG = Config(
+    connect_timeout=2,
+    read_timeout=5,
+    retries={"mode": "standard", "max_attempts": 3},
+    tcp_keepalive=True,
+)
+# Operator tools (plenrich): long polls of up to 20 s must fit inside the read timeout.
+OPERATOR_CONFIG = Config(
+    connect_timeout=3,
+    read_timeout=30,
+    retries={"mode": "standard", "max_attempts": 5},
+)
+
+# Loggers that log request or response bodies or headers at DEBUG.
+SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "requests", "aws_xray_sdk")
+
+
+def quiet_sdk_loggers() -> None:
+    """Pin the SDK loggers at INFO or above, whatever the root level (call at cold start)."""
+    for name in SDK_LOGGERS:
+        sdk_logger = logging.getLogger(name)
+        sdk_logger.setLevel(max(logging.INFO, sdk_logger.level))
+
+
+def sqs_client(config: Config = BACKEND_CONFIG, region_name: str | None = None) -> SQSClient:
+    import boto3  # noqa: PLC0415 - imported where used so domain imports stay cheap
+
+    return boto3.client("sqs", config=config, region_name=region_name)
+
+
+def sns_client() -> SNSClient:
+    import boto3  # noqa: PLC0415
+
+    return boto3.client("sns", config=BACKEND_CONFIG)
+
+
+def dynamodb_client() -> DynamoDBClient:
+    import boto3  # noqa: PLC0415
+
+    return boto3.client("dynamodb", config=BACKEND_CONFIG)
+
+
+def secretsmanager_client() -> SecretsManagerClient:
+    import boto3  # noqa: PLC0415
+
+    return boto3.client("secretsmanager", config=BACKEND_CONFIG)
