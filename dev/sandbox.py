@@ -479,55 +479,6 @@ class SandboxServer:
                 return _Reply(status, error, rate)
         return _Reply(200, {"event": event}, rate)
 
-    def _list(self, path: str, query: Mapping[str, str], headers: Mapping[str, str]) -> _Reply:
-        """The two list endpoints: auth, Version, rate limit, query checks, then the listing."""
-        if self._latency_ms:
-            self._stopping.wait(self._latency_ms / 1000)
-        with self._lock:
-            fault = self._list_faults.popleft() if self._list_faults else None
-        valid, bound_location, user_type = self._auth(self._bearer(headers))
-        location_id = query.get("locationId", "")
-        with self._lock:
-            key = bound_location or location_id or "-"
-            if valid and headers.get("version") == API_VERSION and fault is None:
-                allowed, remaining, daily = self._limiter.hit(key)
-            else:
-                allowed = True
-                remaining, daily = self._limiter.peek(key)
-            rate = self._rate_headers(remaining, daily, self._limiter.interval_ms)
-        if fault is not None:
-            if fault.kind == "drop":
-                return _Reply(0, drop=True)
-            if fault.status == 429:
-                rate["X-RateLimit-Remaining"] = "0"
-            body = fault.body if fault.body is not None else _error_body(fault.status)
-            return _Reply(fault.status, body, {**rate, **fault.headers})
-        missing = _missing_list_params(path, query)
-        checks: list[tuple[bool, int, dict[str, Any]]] = [
-            (not valid, 401, UNAUTHORIZED),
-            (headers.get("version") != API_VERSION, 400, BAD_VERSION),
-            (not allowed, 429, TOO_MANY),
-            (bool(missing), 422, {"statusCode": 422, "message": missing, "error": "Unprocessable Entity"}),
-            (user_type != "Location" or bound_location not in (None, location_id), 403, FORBIDDEN),
-        ]
-        for failed, status, error in checks:
-            if failed:
-                return _Reply(status, error, rate)
-        with self._lock:
-            events = [
-                copy.deepcopy(e)
-                for e in (*self._appointments.values(), *self._tombstones.values())
-                if e.get("locationId") == location_id
-            ]
-        if path == CALENDARS_PATH:
-            calendars = sorted({str(e["calendarId"]) for e in events if e.get("calendarId")})
-            body = [
-                {"id": c, "locationId": location_id, "name": f"Calendar {c}", "isActive": True}
-                for c in calendars
-            ]
-            return _Reply(200, {"calendars": body}, rate)
-        return _Reply(200, {"events": _listed(events, query)}, rate)
-
     def _oauth_token(self, form: Mapping[str, str]) -> _Reply:
         """Refresh-token grant. Each refresh token works once: reuse is ``invalid_grant``."""
         client_id = form.get("client_id", "")
@@ -655,7 +606,7 @@ class SandboxServer:
         entry = self._record(method, raw_path, raw_headers)
         query = urlsplit(raw_path).query
         if method == "GET" and path in (CALENDARS_PATH, EVENTS_PATH):
-            reply = self._list(path, {k: v[0] for k, v in parse_qs(query).items()}, headers)
+            reply = _list_reply(self, path, {k: v[0] for k, v in parse_qs(query).items()}, headers)
         else:
             reply = self._upstream(method, path, headers, body)
         self._set_status(entry, None if reply.drop else reply.status)
@@ -672,6 +623,58 @@ class SandboxServer:
                 return self._oauth_token(form)
             return self._oauth_location_token(form, headers)
         return _Reply(404, {"statusCode": 404, "message": f"Cannot {method} {path}", "error": "Not Found"})
+
+
+def _list_reply(
+    sandbox: SandboxServer, path: str, query: Mapping[str, str], headers: Mapping[str, str]
+) -> _Reply:
+    """The two list endpoints: auth, Version, rate limit, query checks, then the listing (a function,
+    not a method, to keep the server class about serving)."""
+    if sandbox._latency_ms:
+        sandbox._stopping.wait(sandbox._latency_ms / 1000)
+    with sandbox._lock:
+        fault = sandbox._list_faults.popleft() if sandbox._list_faults else None
+    valid, bound_location, user_type = sandbox._auth(sandbox._bearer(headers))
+    location_id = query.get("locationId", "")
+    with sandbox._lock:
+        key = bound_location or location_id or "-"
+        if valid and headers.get("version") == API_VERSION and fault is None:
+            allowed, remaining, daily = sandbox._limiter.hit(key)
+        else:
+            allowed = True
+            remaining, daily = sandbox._limiter.peek(key)
+        rate = sandbox._rate_headers(remaining, daily, sandbox._limiter.interval_ms)
+    if fault is not None:
+        if fault.kind == "drop":
+            return _Reply(0, drop=True)
+        if fault.status == 429:
+            rate["X-RateLimit-Remaining"] = "0"
+        body = fault.body if fault.body is not None else _error_body(fault.status)
+        return _Reply(fault.status, body, {**rate, **fault.headers})
+    missing = _missing_list_params(path, query)
+    checks: list[tuple[bool, int, dict[str, Any]]] = [
+        (not valid, 401, UNAUTHORIZED),
+        (headers.get("version") != API_VERSION, 400, BAD_VERSION),
+        (not allowed, 429, TOO_MANY),
+        (bool(missing), 422, {"statusCode": 422, "message": missing, "error": "Unprocessable Entity"}),
+        (user_type != "Location" or bound_location not in (None, location_id), 403, FORBIDDEN),
+    ]
+    for failed, status, error in checks:
+        if failed:
+            return _Reply(status, error, rate)
+    with sandbox._lock:
+        events = [
+            copy.deepcopy(e)
+            for e in (*sandbox._appointments.values(), *sandbox._tombstones.values())
+            if e.get("locationId") == location_id
+        ]
+    if path == CALENDARS_PATH:
+        calendars = sorted({str(e["calendarId"]) for e in events if e.get("calendarId")})
+        body = [
+            {"id": c, "locationId": location_id, "name": f"Calendar {c}", "isActive": True} for c in calendars
+        ]
+        return _Reply(200, {"calendars": body}, rate)
+    return _Reply(200, {"events": _listed(events, query)}, rate)
 
 
 def _now_text() -> str:
