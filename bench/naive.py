@@ -25,9 +25,10 @@ import requests
 
 from appointment_enricher.enrichment import build_record
 from appointment_enricher.idempotency import Claim, Idempotency, NoIdempotency, PowertoolsIdempotency
-from appointment_enricher.models import AppointmentWebhook, GetAppointmentResponse, IngestMessage
+from appointment_enricher.models import AppointmentWebhook, GetAppointmentResponse
 from appointment_enricher.queues import string_attributes
 from appointment_enricher.tokens import SecretTokens, StaticTokens, powertools_secret_fetcher
+from appointment_enricher.wire import IngestMessage, parse_json_object
 
 BASE_URL = os.environ.get("POWERLEADS_API_BASE_URL", "https://services.leadconnectorhq.com").rstrip("/")
 API_VERSION = os.environ.get("POWERLEADS_API_VERSION", "2021-04-15")
@@ -74,9 +75,9 @@ def publish(body: str, attributes: dict[str, str]) -> None:
 
 
 def handle(record: dict[str, Any], remaining_ms: int) -> None:
-    ingest = IngestMessage.model_validate_json(record["body"])
-    webhook = AppointmentWebhook.model_validate_json(ingest.body)
-    if idempotency.claim(ingest.dedupeId, remaining_ms) is not Claim.NEW:
+    ingest = IngestMessage.decode(record["body"])
+    webhook = AppointmentWebhook.model_validate(parse_json_object(ingest.body))
+    if idempotency.claim(ingest.dedupe_id, remaining_ms) is not Claim.NEW:
         return
     try:
         appointment = None
@@ -84,7 +85,11 @@ def handle(record: dict[str, Any], remaining_ms: int) -> None:
             payload = fetch(webhook.appointment.id, webhook.locationId)
             appointment = None if payload is None else GetAppointmentResponse.model_validate(payload).event
         record_model = build_record(
-            webhook, appointment, received_at=ingest.receivedAt, now=datetime.now(UTC)
+            webhook,
+            appointment,
+            received_at=ingest.received_at,
+            now=datetime.now(UTC),
+            trigger=ingest.trigger,
         )
         body = record_model.model_dump_json(exclude_unset=True)
         shown = record_model.appointment
@@ -93,15 +98,15 @@ def handle(record: dict[str, Any], remaining_ms: int) -> None:
             {
                 "eventType": record_model.eventType,
                 "locationId": record_model.locationId,
-                "calendarId": shown.calendarId or "",
-                "appointmentStatus": shown.appointmentStatus or "",
+                "calendarId": str(shown.calendarId or ""),
+                "appointmentStatus": str(shown.appointmentStatus or ""),
                 "schemaVersion": record_model.schemaVersion,
             },
         )
     except Exception as exc:
-        idempotency.release(ingest.dedupeId, exc)
+        idempotency.release(ingest.dedupe_id, exc)
         raise
-    idempotency.complete(ingest.dedupeId, {"published": True, "deleted": record_model.deleted})
+    idempotency.complete(ingest.dedupe_id, {"published": True, "deleted": record_model.deleted})
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

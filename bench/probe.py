@@ -98,7 +98,11 @@ class CallCounter:
         counter = self
 
         def counted(client: Any, operation: str, params: dict[str, Any]) -> Any:
-            counter.add(f"{client.meta.service_model.service_name}:{operation}", _payload_bytes(params))
+            service = client.meta.service_model.service_name
+            if service == "dynamodb":
+                counter.add_units(f"{service}:{operation}", _ddb_units(operation, params))
+            else:
+                counter.add(f"{service}:{operation}", _payload_bytes(params))
             return original(client, operation, params)
 
         botocore.client.BaseClient._make_api_call = counted  # type: ignore[attr-defined]
@@ -109,6 +113,12 @@ class CallCounter:
             self.calls[name] = self.calls.get(name, 0) + 1
             self.chunks[name] = self.chunks.get(name, 0) + max(1, -(-payload // 65536))
 
+    def add_units(self, name: str, units: int) -> None:
+        """A call billed in request units rather than 64 KiB chunks (DynamoDB)."""
+        with self._lock:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            self.chunks[name] = self.chunks.get(name, 0) + units
+
     def snapshot(self) -> dict[str, dict[str, int]]:
         with self._lock:
             return {"calls": dict(self.calls), "chunks": dict(self.chunks)}
@@ -117,6 +127,44 @@ class CallCounter:
         with self._lock:
             self.calls.clear()
             self.chunks.clear()
+
+
+def _ddb_value_bytes(value: dict[str, Any]) -> int:
+    """DynamoDB's size of one typed value (numbers approximated: 1 byte per 2 digits + 1)."""
+    ((kind, inner),) = value.items()
+    if kind in ("S", "B"):
+        return len(inner.encode() if isinstance(inner, str) else inner)
+    if kind == "N":
+        return len(inner) // 2 + 1
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "BS"):
+        return sum(len(v.encode() if isinstance(v, str) else v) for v in inner)
+    if kind == "NS":
+        return sum(len(v) // 2 + 1 for v in inner)
+    if kind == "M":
+        return 3 + sum(len(k) + 1 + _ddb_value_bytes(v) for k, v in inner.items())
+    return 3 + sum(1 + _ddb_value_bytes(v) for v in inner)  # L
+
+
+def _ddb_item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it: attribute names plus values."""
+    return sum(len(name.encode()) + _ddb_value_bytes(value) for name, value in item.items())
+
+
+def _ddb_units(operation: str, params: dict[str, Any]) -> int:
+    """Billed request units of one call, from the request: writes 1 per started KB of the item
+    (the larger of before/after is billed for updates; their items here are small: 1), reads 1
+    per item up to 4 KB strongly consistent, half that eventually consistent (rounded up)."""
+    if operation == "PutItem":
+        return max(1, -(-_ddb_item_bytes(params.get("Item", {})) // 1024))
+    if operation == "BatchGetItem":
+        total = 0
+        for request in (params.get("RequestItems") or {}).values():
+            keys = len(request.get("Keys", []))
+            total += keys if request.get("ConsistentRead") else -(-keys // 2)
+        return max(1, total)
+    return 1
 
 
 def _payload_bytes(params: dict[str, Any]) -> int:
@@ -360,32 +408,28 @@ def run_cpu(spec: dict[str, Any]) -> dict[str, Any]:
     from datetime import UTC, datetime  # noqa: PLC0415
 
     from appointment_enricher.enrichment import build_record  # noqa: PLC0415
-    from appointment_enricher.models import (  # noqa: PLC0415
-        AppointmentWebhook,
-        GetAppointmentResponse,
-        IngestMessage,
-    )
-    from appointment_enricher.publisher import OutboundMessage  # noqa: PLC0415
+    from appointment_enricher.models import AppointmentWebhook, GetAppointmentResponse  # noqa: PLC0415
+    from appointment_enricher.outbound import outbound_message  # noqa: PLC0415
+    from appointment_enricher.wire import IngestMessage, parse_json_object, read_webhook  # noqa: PLC0415
 
     raw = spec["record"]["body"]
     upstream = spec["upstream_body"]
     iterations = int(spec.get("iterations", 2000))
 
     def once() -> int:
-        ingest = IngestMessage.model_validate_json(raw)
-        webhook = AppointmentWebhook.model_validate_json(ingest.body)
+        ingest = IngestMessage.decode(raw)
+        document = parse_json_object(ingest.body)
+        ref = read_webhook(document)
+        webhook = AppointmentWebhook.model_validate(document)
         appointment = GetAppointmentResponse.model_validate(json.loads(upstream)).event
-        record = build_record(webhook, appointment, received_at=ingest.receivedAt, now=datetime.now(UTC))
-        body = record.model_dump_json(exclude_unset=True)
-        attributes = {  # the message attributes the enricher publishes (README)
-            "eventType": record.eventType,
-            "locationId": record.locationId,
-            "calendarId": record.appointment.calendarId or "",
-            "appointmentStatus": record.appointment.appointmentStatus or "",
-            "schemaVersion": record.schemaVersion,
-        }
-        outbound = OutboundMessage("m", body, attributes, record.appointmentId, ingest.dedupeId)
-        return outbound.payload_bytes  # the enricher's size check
+        record = build_record(
+            webhook,
+            appointment,
+            received_at=ingest.received_at,
+            now=datetime.now(UTC),
+            webhook_id=ref.webhook_id,
+        )
+        return outbound_message(record, "m", ingest.dedupe_id).payload_bytes
 
     for _ in range(200):
         once()

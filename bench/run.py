@@ -963,6 +963,15 @@ def _method(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def _kept_sections(path: Path) -> str:
+    """Sections other benches own (``python -m bench.ledger``), carried over from the old file."""
+    text = path.read_text() if path.exists() else ""
+    start, end = "<!-- ledger:start -->", "<!-- ledger:end -->"
+    if start in text and end in text:
+        return start + text.split(start, 1)[1].split(end, 1)[0] + end
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmarks of issue 6; writes BENCHMARKS.md.")
     parser.add_argument("--runs", type=int, default=5, help="cold-start runs (>= 5 for the report)")
@@ -982,7 +991,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results, meta = bench(args, log)
     elapsed = time.monotonic() - started
-    args.output.write_text(render(results, args, meta, elapsed))
+    text = render(results, args, meta, elapsed)
+    kept = _kept_sections(args.output)
+    args.output.write_text(text.rstrip("\n") + ("\n\n" + kept if kept else "") + "\n")
     (OUT_DIR / "results.json").write_text(
         json.dumps(
             {"figures": {k: vars(v) for k, v in results.figures.items()}, "raw": results.raw},

@@ -361,6 +361,7 @@ class LocalStack:
     enriched_queue_arn = _Ref("EnrichedQueue", "Arn")
     subscription_arn = _Ref("EnrichedQueueSubscription")
     table_name = _Ref("IdempotencyTable")
+    ledger_table_name = _Ref("LedgerTable")
 
     @property
     def powerleads_api_base_url(self) -> str:

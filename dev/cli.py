@@ -4,35 +4,46 @@
     plenrich redrive  [--dlq-url URL] [--ingest-queue-url URL] [--error-type T ...] [--max N] [--dry-run]
     plenrich backfill [--ingest-queue-url URL] [--file F | stdin] [--location LOC] [--rate 8] [--dry-run]
     plenrich replay   [--url URL] [--keep-ids] [--scheme ed25519|rsa|both] [FILE ...]
+    plenrich show     APPOINTMENT_ID [--ledger-table NAME] [--json]
     plenrich reconcile [--location LOC ...] [--dry-run] [--max-seconds 600]
 
 AWS access is plain boto3, so ``AWS_ENDPOINT_URL`` (the local stack), ``AWS_PROFILE`` and
 ``AWS_REGION`` work as usual; queue URLs come from the flags or from the functions' variables
-``INGEST_QUEUE_URL`` and ``DEAD_LETTER_QUEUE_URL``. Progress goes to stderr, results to stdout.
+``INGEST_QUEUE_URL`` and ``DEAD_LETTER_QUEUE_URL`` (and ``LEDGER_TABLE_NAME`` for ``show``).
+Progress goes to stderr, results to stdout.
 Exit codes: 0 ok, 1 partial failure (some items failed or were invalid), 2 usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from dev.signing import EVENTS_DIR, compact, iso_timestamp, restamp, signed_headers
+from appointment_enricher.wire import (
+    ID_PATTERN,
+    IngestMessage,
+    WireError,
+    is_valid_id,
+    parse_json_object,
+    read_webhook,
+    webhook_dedupe_id,
+)
+from dev.signing import EVENTS_DIR, compact, ingest_message, iso_timestamp, restamp, signed_headers
 from dev.sqs import queue_depth
 
 OK, PARTIAL, USAGE = 0, 1, 2
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # formats.ID_PATTERN: what the receiver accepts
 DEFAULT_REPLAY_URL = "http://127.0.0.1:3000/webhooks/appointments"
 UPSTREAM_RATE_LIMIT = 10.0  # 100 requests / 10 s per location
 MAX_DEDUPE_ID = 128
@@ -58,15 +69,22 @@ class Env:
     def sqs(self, args: argparse.Namespace) -> Any:
         if self.sqs_factory is not None:
             return self.sqs_factory(args)
-        import boto3  # noqa: PLC0415 - keeps `--help` fast
+        return _client("sqs", args)
 
-        from dev.lambda_loader import add_code_paths  # noqa: PLC0415
+    def dynamodb(self, args: argparse.Namespace) -> Any:
+        return _client("dynamodb", args)
 
-        add_code_paths()  # the layer package: timeouts and retry mode live in appointment_enricher.sdk
-        from appointment_enricher.sdk import OPERATOR_CONFIG  # noqa: PLC0415
 
-        options = {k: v for k, v in (("endpoint_url", args.endpoint_url), ("region_name", args.region)) if v}
-        return boto3.client("sqs", config=OPERATOR_CONFIG, **options)
+def _client(service: str, args: argparse.Namespace) -> Any:
+    import boto3  # noqa: PLC0415 - keeps `--help` fast
+
+    from dev.lambda_loader import add_code_paths  # noqa: PLC0415
+
+    add_code_paths()  # the layer package: timeouts and retry mode live in appointment_enricher.sdk
+    from appointment_enricher.sdk import OPERATOR_CONFIG  # noqa: PLC0415
+
+    options = {k: v for k, v in (("endpoint_url", args.endpoint_url), ("region_name", args.region)) if v}
+    return boto3.client(service, config=OPERATOR_CONFIG, **options)  # type: ignore[call-overload]
 
 
 # ----- output helpers ----------------------------------------------------------------------------
@@ -133,19 +151,25 @@ def _attr(message: Mapping[str, Any], name: str) -> str | None:
     return text if isinstance(text, str) and text else None
 
 
-def _ingest_fields(body: str) -> dict[str, Any]:
-    """``dedupeId``, ``appointmentId``, ``locationId``, ``eventType`` parsed from an ingest message."""
-    found: dict[str, Any] = {}
+def _ingest_fields(body: str) -> dict[str, str]:
+    """``dedupeId``, ``appointmentId``, ``locationId``, ``eventType`` of an ingest message, read
+    with the wire rules: a field the enricher could not have used (an invalid id) is left out,
+    so a redrive never sends an unvalidated id anywhere."""
     try:
-        message = json.loads(body)
-        found["dedupeId"] = message.get("dedupeId")
-        webhook = json.loads(message["body"])
-        found["locationId"] = webhook.get("locationId")
-        found["eventType"] = webhook.get("type")
-        found["appointmentId"] = (webhook.get("appointment") or {}).get("id")
-    except (ValueError, TypeError, KeyError, AttributeError):
-        pass
-    return {k: v for k, v in found.items() if isinstance(v, str) and v}
+        message = IngestMessage.decode(body)
+    except WireError:
+        return {}
+    found = {"dedupeId": message.dedupe_id}
+    try:
+        ref = read_webhook(parse_json_object(message.body))
+    except WireError:
+        return found
+    return {
+        **found,
+        "locationId": ref.location_id,
+        "eventType": ref.type,
+        "appointmentId": ref.appointment_id,
+    }
 
 
 @dataclass
@@ -189,15 +213,13 @@ class DeadLetter:
     def redriven_body(self, dedupe_id: str) -> str:
         """The ingest message with ``dedupeId`` replaced: the enricher completed the original's
         idempotency claim when it quarantined it (so late duplicates are not quarantined twice),
-        and the redriven copy must be claimable afresh. The raw webhook inside is untouched."""
+        and the redriven copy must be claimable afresh. The raw webhook inside is untouched; a
+        body that is no ingest message goes back as it was (the enricher quarantines it again)."""
         try:
-            message = json.loads(self.body)
-        except ValueError:
+            message = IngestMessage.decode(self.body)
+        except WireError:
             return self.body
-        if not isinstance(message, dict) or "dedupeId" not in message:
-            return self.body
-        message["dedupeId"] = dedupe_id
-        return json.dumps(message, separators=(",", ":"))
+        return dataclasses.replace(message, dedupe_id=dedupe_id).encode()
 
     def redrive_ids(self) -> tuple[str, str]:
         """(MessageGroupId, MessageDeduplicationId) for the ingest queue.
@@ -410,7 +432,7 @@ def parse_backfill(
         problems = [
             f"invalid {name} {_truncate(value, 40)!r}"
             for name, value in (("locationId", location), ("appointmentId", appointment))
-            if not ID_RE.fullmatch(value)
+            if not is_valid_id(value)
         ]
         if problems:
             bad.append((number, "; ".join(problems)))
@@ -420,7 +442,8 @@ def parse_backfill(
 
 
 def backfill_message(location_id: str, appointment_id: str, now: datetime) -> tuple[str, str]:
-    """(ingest message body, dedupe id): a synthetic AppointmentUpdate, as the receiver queues it."""
+    """(ingest message body, dedupe id): a synthetic AppointmentUpdate marked ``trigger: backfill``,
+    built with the receiver's own wire rules."""
     webhook_id = f"backfill-{uuid.uuid4()}"
     webhook = compact(
         {
@@ -431,13 +454,8 @@ def backfill_message(location_id: str, appointment_id: str, now: datetime) -> tu
             "timestamp": iso_timestamp(now),
         }
     )
-    message = {
-        "body": webhook.decode("utf-8"),
-        "receivedAt": iso_timestamp(now),
-        "dedupeId": webhook_id,
-        "signatures": {},
-    }
-    return json.dumps(message, separators=(",", ":")), webhook_id
+    dedupe_id = webhook_dedupe_id(read_webhook(parse_json_object(webhook)).webhook_id, webhook)
+    return ingest_message(webhook, iso_timestamp(now), dedupe_id, trigger="backfill"), dedupe_id
 
 
 def _backfill_lines(args: argparse.Namespace, env: Env) -> list[str]:
@@ -467,8 +485,8 @@ def _send_backfill(sqs: Any, ingest: str, entry: BackfillLine) -> None:
 def cmd_backfill(args: argparse.Namespace, env: Env) -> int:
     if not 0 < args.rate < UPSTREAM_RATE_LIMIT:
         raise UsageError(f"--rate must be above 0 and below {UPSTREAM_RATE_LIMIT:g} per second")
-    if args.location and not ID_RE.fullmatch(args.location):
-        raise UsageError("--location must match [A-Za-z0-9_-]{1,128}")
+    if args.location and not is_valid_id(args.location):
+        raise UsageError(f"--location must match {ID_PATTERN}")
     ingest = (
         None if args.dry_run else _required(args.ingest_queue_url, "--ingest-queue-url", "INGEST_QUEUE_URL")
     )
@@ -578,7 +596,7 @@ class _Recorded:
 def cmd_reconcile(args: argparse.Namespace, env: Env) -> int:
     """Run the reconciler here, with the function's variables (INGEST_QUEUE_URL, LEDGER_TABLE_NAME,
     POWERLEADS_*, RECONCILE_*): sweep, compare with the ledger, enqueue what the webhooks missed."""
-    bad = [loc for loc in args.location if not ID_RE.fullmatch(loc)]
+    bad = [loc for loc in args.location if not is_valid_id(loc)]
     if bad:
         raise UsageError(f"--location must match [A-Za-z0-9_-]{{1,128}}: {_truncate(bad[0], 40)!r}")
     from dev.lambda_loader import add_code_paths  # noqa: PLC0415 - the layer's package, as in Lambda
@@ -659,6 +677,58 @@ def cmd_reconcile(args: argparse.Namespace, env: Env) -> int:
 # ----- entry point --------------------------------------------------------------------------------
 
 
+# ----- show: what the ledger holds for one appointment -----------------------------------------
+
+SHOWN_FIELDS = ("appointmentStatus", "startTime", "endTime", "assignedUserId", "calendarId", "title")
+
+
+def ledger_view(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The ledger item (layout in appointment_enricher/ledger.py) as plain JSON."""
+    expiration = int(item.get("expiration", {}).get("N", "0"))
+    return {
+        "appointmentId": item["id"]["S"].removeprefix("appointment#"),
+        "locationId": item.get("locationId", {}).get("S"),
+        "dateUpdated": item.get("dateUpdated", {}).get("S"),
+        "deleted": item.get("deleted", {}).get("BOOL", False),
+        "revision": int(item.get("revision", {}).get("N", "0")),
+        "expiresAt": iso_timestamp(datetime.fromtimestamp(expiration, tz=UTC)) if expiration else None,
+        "appointment": json.loads(zlib.decompress(item["appointment"]["B"])) if "appointment" in item else {},
+        "recent": [
+            {"dedupeId": dedupe, "change": change}
+            for dedupe, change in json.loads(item.get("recent", {}).get("S", "[]"))
+        ],
+    }
+
+
+def cmd_show(args: argparse.Namespace, env: Env) -> int:
+    table_name = _required(args.ledger_table, "--ledger-table", "LEDGER_TABLE_NAME")
+    if not is_valid_id(args.appointment_id):
+        raise UsageError(f"APPOINTMENT_ID must match {ID_PATTERN}")
+    response = env.dynamodb(args).get_item(
+        TableName=table_name, Key={"id": {"S": f"appointment#{args.appointment_id}"}}, ConsistentRead=True
+    )
+    if "Item" not in response:
+        env.stderr.write(f"appointment {args.appointment_id} is not in the ledger\n")
+        return PARTIAL
+    view = ledger_view(response["Item"])
+    if args.json:
+        env.stdout.write(json.dumps(view) + "\n")
+        return OK
+    rows = [
+        (name, view[name]) for name in ("appointmentId", "locationId", "dateUpdated", "deleted", "revision")
+    ]
+    rows += [(name, view["appointment"].get(name)) for name in SHOWN_FIELDS if name in view["appointment"]]
+    rows.append(("expiresAt", view["expiresAt"]))
+    env.stdout.write(table(("field", "value"), rows) + "\n")
+    recent = [
+        (r["dedupeId"], r["change"]["kind"], ",".join(r["change"]["changedFields"])) for r in view["recent"]
+    ]
+    env.stdout.write(
+        "\nrecent deliveries (oldest first)\n" + table(("dedupeId", "change", "fields"), recent) + "\n"
+    )
+    return OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plenrich", description="Operate the PowerLeads appointment enricher (AWS or the local stack)."
@@ -702,6 +772,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--scheme", choices=("ed25519", "rsa", "both", "none"), default="ed25519")
     replay.add_argument("--timeout", type=float, default=10.0)
     replay.set_defaults(run=cmd_replay)
+
+    show = commands.add_parser("show", help="what the ledger holds for one appointment")
+    show.add_argument("appointment_id", metavar="APPOINTMENT_ID")
+    show.add_argument("--ledger-table", default=os.environ.get("LEDGER_TABLE_NAME"))
+    show.add_argument("--json", action="store_true", help="one JSON object")
+    show.set_defaults(run=cmd_show)
 
     reconcile = commands.add_parser("reconcile", help="recover appointment changes no webhook delivered")
     reconcile.add_argument(

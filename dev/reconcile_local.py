@@ -1,5 +1,5 @@
-"""Dev helpers for the reconciler: appointments dated around now for the sandbox, and ledger items
-in the ledger's agreed layout (``appointment#<id>``, ``locations``) for tests and the soak.
+"""Dev helpers for the reconciler: appointments dated around now for the sandbox, ledger entries
+written through the ledger's adapter for tests, and ``make run``'s reconcile schedule.
 
 Dev only, never ships.
 """
@@ -53,22 +53,24 @@ def seed_ledger(
     *,
     deleted: bool = False,
 ) -> None:
-    """One appointment item in the agreed layout, and its location in the ``locations`` set."""
-    item: dict[str, Any] = {
-        "id": {"S": f"appointment#{appointment_id}"},
-        "locationId": {"S": location_id},
-        "deleted": {"BOOL": deleted},
-        "expiration": {"N": str(int(datetime.now(UTC).timestamp()) + 86_400)},
-    }
-    if date_updated is not None:
-        item["dateUpdated"] = {"S": date_updated}
-    ddb.put_item(TableName=table, Item=item)
-    ddb.update_item(
-        TableName=table,
-        Key={"id": {"S": "locations"}},
-        UpdateExpression="ADD locationIds :l",
-        ExpressionAttributeValues={":l": {"SS": [location_id]}},
+    """One appointment entry written through the ledger's own adapter (as the enricher writes it),
+    and its location in the ``locations`` set."""
+    from appointment_enricher.dynamo_ledger import DynamoLedger  # noqa: PLC0415 - the layer's package
+    from appointment_enricher.ledger import LedgerEntry  # noqa: PLC0415
+
+    ledger = DynamoLedger(ddb, table)
+    current = ledger.entries([appointment_id]).get(appointment_id)
+    moment = datetime.fromisoformat(date_updated.replace("Z", "+00:00")) if date_updated else None
+    ledger.save(
+        LedgerEntry(
+            appointment_id,
+            location_id,
+            moment,
+            deleted,
+            revision=current.revision if current is not None else 0,
+        )
     )
+    ledger.remember_location(location_id)
 
 
 class ReconcileLoop:

@@ -32,6 +32,7 @@ from typing import Any, TextIO
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from appointment_enricher.wire import parse_json_object, read_webhook
 from dev.awslocal import LocalStack, start_local_stack
 from dev.gateway import ROUTE_PATH, Gateway
 from dev.lambda_loader import load_handler
@@ -66,6 +67,20 @@ def say(message: str = "") -> None:
     print(message, flush=True)
 
 
+def describe_change(change: dict[str, Any] | None) -> str | None:
+    """``rescheduled (+reassigned): assignedUserId, endTime, startTime``; None without a ledger."""
+    if not change:
+        return None
+    also = "".join(f" (+{kind})" for kind in change.get("kinds", [])[1:])
+    fields = ", ".join(change.get("changedFields") or [])
+    return f"{change.get('kind')}{also}" + (f": {fields}" if fields else "")
+
+
+def describe_previous(change: dict[str, Any] | None) -> str | None:
+    previous = (change or {}).get("previous") or {}
+    return ", ".join(f"{name}={value}" for name, value in sorted(previous.items())) or None
+
+
 def format_record(record: dict[str, Any], attributes: dict[str, str] | None = None) -> str:
     """One readable block per enriched record."""
     derived = record.get("derived") or {}
@@ -83,6 +98,9 @@ def format_record(record: dict[str, Any], attributes: dict[str, str] | None = No
         ("master", derived.get("masterEventId")),
         ("instance (UTC)", derived.get("instanceStartUtc")),
         ("deleted", record.get("deleted")),
+        ("trigger", record.get("trigger")),
+        ("change", describe_change(record.get("change"))),
+        ("previous", describe_previous(record.get("change"))),
         ("receivedAt", record.get("receivedAt")),
         ("enrichedAt", record.get("enrichedAt")),
     ]
@@ -213,16 +231,16 @@ def bad_signature_body() -> tuple[bytes, dict[str, str]]:
 
 
 def post(url: str, name: str, body: bytes, headers: dict[str, str]) -> Sent:
-    document = json.loads(body)
+    ref = read_webhook(parse_json_object(body))  # the receiver's own reading of the body
     response = requests.post(url, data=body, headers=headers, timeout=15)
     sent = Sent(
         name=name,
-        webhook_id=document.get("webhookId", ""),
-        appointment_id=document["appointment"]["id"],
+        webhook_id=ref.webhook_id or "",
+        appointment_id=ref.appointment_id,
         status=response.status_code,
         response=response.text,
     )
-    say(f">>> {name:<20} {document['type']:<18} {sent.appointment_id:<40} -> {sent.status} {response.text}")
+    say(f">>> {name:<20} {ref.type:<18} {sent.appointment_id:<40} -> {sent.status} {response.text}")
     return sent
 
 

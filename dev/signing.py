@@ -29,6 +29,16 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from appointment_enricher.wire import (
+    IngestMessage,
+    Trigger,
+    WireError,
+    ingest_attributes,
+    parse_json_object,
+    read_webhook,
+    webhook_dedupe_id,
+)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KEYS_DIR = REPO_ROOT / "dev" / "keys"
 EVENTS_DIR = REPO_ROOT / "events"
@@ -198,27 +208,30 @@ def sample_webhook(
 
 
 def ingest_message(
-    raw_body: bytes, received_at: str, dedupe_id: str, signatures: Mapping[str, str] | None = None
+    raw_body: bytes,
+    received_at: str,
+    dedupe_id: str,
+    signatures: Mapping[str, str] | None = None,
+    trigger: Trigger = "webhook",
 ) -> str:
-    """The receiver's ingest queue message body for a raw webhook body (as receiver.py writes it:
-    the raw body as received, when, the dedupe id, and the signature headers it verified)."""
-    message: dict[str, Any] = {
-        "body": raw_body.decode("utf-8"),
-        "receivedAt": received_at,
-        "dedupeId": dedupe_id,
-    }
-    if signatures is not None:
-        message["signatures"] = dict(signatures)
-    return json.dumps(message, separators=(",", ":"))
+    """The ingest queue message for a raw webhook body, exactly as the receiver writes it
+    (``wire.IngestMessage``): the raw body as received, when, the dedupe id, the signatures."""
+    return IngestMessage(
+        body=raw_body.decode("utf-8"),
+        received_at=received_at,
+        dedupe_id=dedupe_id,
+        signatures=dict(signatures or {}),
+        trigger=trigger,
+    ).encode()
 
 
 def dedupe_id_for(raw_body: bytes) -> str:
-    """``webhookId`` when present, else the sha256 of the body (DESIGN.md)."""
+    """The FIFO deduplication id the receiver gives this body (``wire.webhook_dedupe_id``)."""
     try:
-        webhook_id = json.loads(raw_body).get("webhookId")
-    except (ValueError, AttributeError):
+        webhook_id = read_webhook(parse_json_object(raw_body)).webhook_id
+    except WireError:
         webhook_id = None
-    return str(webhook_id) if webhook_id else hashlib.sha256(raw_body).hexdigest()
+    return webhook_dedupe_id(webhook_id, raw_body)
 
 
 def ingest_record(
@@ -227,7 +240,7 @@ def ingest_record(
     """The Lambda SQS event record of a webhook as the receiver queues it (dev Ed25519 signature)."""
     from dev.poller import sqs_record  # noqa: PLC0415 - keeps `import dev.signing` light
 
-    document = json.loads(body)
+    ref = read_webhook(parse_json_object(body))
     dedupe_id = dedupe_id_for(body)
     message_body = ingest_message(body, received_at, dedupe_id, {ED25519_HEADER: sign_ed25519(body)})
     message = {
@@ -241,12 +254,12 @@ def ingest_record(
             "SenderId": "AROADEVSAMPLEWEBHOOK:WebhookFunction",
             "ApproximateFirstReceiveTimestamp": str(sent_ms + 5),
             "SequenceNumber": str(sequence),
-            "MessageGroupId": document["appointment"]["id"],
+            "MessageGroupId": ref.appointment_id,
             "MessageDeduplicationId": dedupe_id,
         },
         "MessageAttributes": {
-            "eventType": {"DataType": "String", "StringValue": document["type"]},
-            "locationId": {"DataType": "String", "StringValue": document["locationId"]},
+            name: {"DataType": "String", "StringValue": value}
+            for name, value in ingest_attributes(ref).items()
         },
     }
     return sqs_record(message, INGEST_QUEUE_ARN, "us-east-1")

@@ -22,6 +22,16 @@ Traffic and faults (all seeded, so a run can be repeated):
 * ``--invalid`` (1 %) of the appointments are permanently invalid: half are served without
   required fields (``InvalidAppointment``), half answer 422 (``UpstreamRejected``).
 
+With ``--intake-faults`` the webhook handler's SQS endpoint sits behind ``dev/faultproxy.py``,
+which now and then fails a queue write (500, 503, throttling), hangs it, trickles its answer, or
+lets it land and answers 500; the receiver must answer those 429 within its budget. With
+``--sender highlevel`` each delivery follows HighLevel's documented retry policy: only 429 is
+retried (up to 6 attempts, honouring ``Retry-After``, its 10-minute spacing compressed to
+``--retry-unit`` seconds); every other status is final. A webhook still refused after its last
+attempt is counted as given up by the sender (zero when the faults are transient).
+``--foreign N`` adds N verified deliveries for another marketplace app (the handler serves
+only the dev app id): each must be answered 200 ignored and produce no outcome.
+
 Checks, each a non-zero exit with the reason when it fails:
 * every webhook was accepted (202) by the receiver;
 * every accepted webhook produced exactly one record on EnrichedQueue, or exactly one quarantine
@@ -453,6 +463,8 @@ class SendStats:
     retries: int = 0
     accepted: set[str] = field(default_factory=set)
     not_accepted: dict[str, int] = field(default_factory=dict)
+    given_up: set[str] = field(default_factory=set)  # still 429 after the sender's last attempt
+    ignored: set[str] = field(default_factory=set)  # answered 200 ignored
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -500,6 +512,131 @@ def send_lane(
     session.close()
 
 
+HIGHLEVEL_RETRY_SPACING_SECONDS = 600  # documented: every 10 minutes (plus jitter)
+HIGHLEVEL_MAX_ATTEMPTS = 6
+
+
+def highlevel_retry_delay(retry_after: str | None, unit: float, rng: random.Random) -> float:
+    """Seconds to wait before the next attempt: HighLevel's 10 minutes, or a longer Retry-After,
+    compressed so that 10 minutes last ``unit`` seconds, with up to 20 % jitter."""
+    try:
+        asked = float(retry_after) if retry_after is not None else 0.0
+    except ValueError:
+        asked = 0.0
+    spacing = max(HIGHLEVEL_RETRY_SPACING_SECONDS, asked)
+    return unit * spacing / HIGHLEVEL_RETRY_SPACING_SECONDS * (1 + 0.2 * rng.random())
+
+
+def send_lane_highlevel(
+    url: str,
+    lane: list[Webhook],
+    stats: SendStats,
+    stop: threading.Event,
+    *,
+    backlog: Callable[[], int] | None = None,
+    max_backlog: int = 0,
+    retry_unit: float = 1.0,
+    seed: int = 0,
+) -> None:
+    """POST each webhook in order as HighLevel's documented policy does: retry only a 429 (up to
+    6 attempts, honouring Retry-After); any other status, a connection error included, is final."""
+    import requests  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    session = requests.Session()
+    for webhook in lane:
+        while backlog is not None and max_backlog and backlog() > max_backlog and not stop.is_set():
+            stop.wait(0.05)
+        if stop.is_set():
+            return
+        status, ignored = 0, False
+        for attempt in range(HIGHLEVEL_MAX_ATTEMPTS):
+            retry_after = None
+            try:
+                response = session.post(url, data=webhook.body, headers=webhook.headers, timeout=30)
+                status, retry_after = response.status_code, response.headers.get("retry-after")
+                ignored = status == 200 and response.json().get("status") == "ignored"
+            except requests.RequestException:
+                status = 0
+            with stats.lock:
+                stats.deliveries += 1
+                stats.statuses[status] += 1
+                stats.retries += 1 if attempt else 0
+            if status != 429:
+                break
+            if attempt < HIGHLEVEL_MAX_ATTEMPTS - 1:
+                stop.wait(highlevel_retry_delay(retry_after, retry_unit, rng))
+        with stats.lock:
+            if status == 202:
+                stats.accepted.add(webhook.webhook_id)
+            elif ignored:
+                stats.ignored.add(webhook.webhook_id)
+            else:
+                stats.not_accepted[webhook.webhook_id] = status
+                if status == 429:
+                    stats.given_up.add(webhook.webhook_id)
+    session.close()
+
+
+@dataclass
+class IntakeFaultStats:
+    queued: Counter[str] = field(default_factory=Counter)
+
+
+def inject_intake_faults(
+    proxy: Any, rng: random.Random, stop: threading.Event, stats: IntakeFaultStats
+) -> None:
+    """Every ~0.7 s (when the last ones were used up), the next one or two queue writes fail:
+    mostly fast (500, 503, throttling, landed then 500); every 8th time slow (hang, trickle),
+    which costs the receiver its whole budget. Faults never pile up into a long outage: the
+    point is transient failures, which a sender retrying only 429 must ride out."""
+    from dev.faultproxy import Fault  # noqa: PLC0415
+
+    fast = [Fault.error(500), Fault.error(503), Fault.throttle(), Fault.landed_then_error(500)]
+    slow = [Fault.hang(5.0), Fault.trickle(4.0)]
+    slow_due = False
+    for round_ in itertools.count(1):
+        if stop.wait(0.7):
+            return
+        slow_due = slow_due or round_ % 8 == 0  # kept until it can be queued
+        if proxy.pending():
+            continue
+        faults = [rng.choice(fast) for _ in range(rng.randint(1, 2))]
+        if slow_due:
+            faults, slow_due = [rng.choice(slow)], False
+        proxy.queue(faults)
+        for fault in faults:
+            stats.queued[fault.kind] += 1
+
+
+def foreign_webhooks(count: int, seed: int) -> list[Webhook]:
+    """Verified deliveries for another marketplace app: ignored by a receiver serving the dev app."""
+    from dev.signing import make_webhook, signed_headers  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    out = []
+    for index in range(count):
+        webhook_id = f"foreign-{index:05d}-{rng.getrandbits(32):08x}"
+        body = json.loads(
+            make_webhook("AppointmentUpdate", {"id": f"Foreign{index:05d}"}, "ForeignLoc1", webhook_id)
+        )
+        body["appId"] = "someone-elses-app"
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        out.append(
+            Webhook(
+                webhook_id,
+                f"Foreign{index:05d}",
+                "ForeignLoc1",
+                0,
+                "AppointmentUpdate",
+                raw,
+                signed_headers(raw),
+                "ignored",
+            )
+        )
+    return out
+
+
 @dataclass
 class FaultStats:
     bursts_429: int = 0
@@ -544,10 +681,12 @@ def serve_plan(sandbox: Any, plan: Plan) -> None:
             sandbox.queue_faults([Fault.error(422)] * (count + 2), event_id=appointment_id)
 
 
-def send_late_duplicates(url: str, plan: Plan, sent: SendStats) -> None:
+def send_late_duplicates(
+    send: Callable[[list[Webhook], SendStats, threading.Event], None], plan: Plan, sent: SendStats
+) -> None:
     """Late duplicates: the originals are settled and deleted, so intake lets them through."""
     late = SendStats()
-    send_lane(url, plan.late_duplicates, late, threading.Event())
+    send(plan.late_duplicates, late, threading.Event())
     sent.deliveries += late.deliveries
     sent.statuses.update(late.statuses)
     for webhook_id, status in late.not_accepted.items():
@@ -679,10 +818,13 @@ def _check_order(plan: Plan, data: Collected, verdict: Verdict) -> dict[str, Any
 def check(plan: Plan, sent: SendStats, data: Collected) -> Verdict:
     """Exactly one outcome per accepted webhook, the right one, in order, schema-valid."""
     verdict = Verdict()
-    if sent.not_accepted:
+    # A webhook the sender gave up on (still 429 after its last attempt) is accounted for: the
+    # sender knows it failed. Any other refusal is an event lost without anyone knowing.
+    refused = {w: s for w, s in sent.not_accepted.items() if w not in sent.given_up}
+    if refused:
         verdict.fail(
-            f"{len(sent.not_accepted)} webhooks not accepted (status: "
-            f"{dict(Counter(sent.not_accepted.values()))}): {_examples(sent.not_accepted)}"
+            f"{len(refused)} webhooks not accepted (status: "
+            f"{dict(Counter(refused.values()))}): {_examples(refused)}"
         )
     accepted = sent.accepted & set(plan.by_id)
     records = Counter(str(r.get("webhookId")) for r in data.records)
@@ -737,9 +879,22 @@ def check(plan: Plan, sent: SendStats, data: Collected) -> Verdict:
             "ingestDlq": len(data.ingest_dlq),
             "deletedRecords": sum(1 for r in data.records if r.get("deleted")),
             **order,
+            # With the ledger on (the local stack's default) every record says what changed.
+            "changeKinds": dict(Counter(str((r.get("change") or {}).get("kind")) for r in data.records)),
+            "firstChangePerAppointment": dict(Counter(_first_kinds(data.ordered, plan))),
         }
     )
     return verdict
+
+
+def _first_kinds(ordered: list[dict[str, Any]], plan: Plan) -> Iterator[str]:
+    """The change kind of each appointment's first published record (FIFO mirror order)."""
+    seen: set[str] = set()
+    for record in ordered:
+        webhook = plan.by_id.get(str(record.get("webhookId")))
+        if webhook is not None and webhook.appointment_id not in seen:
+            seen.add(webhook.appointment_id)
+            yield str((record.get("change") or {}).get("kind"))
 
 
 def pairs(values: list[int]) -> Iterator[tuple[int, int]]:
@@ -764,6 +919,10 @@ class SoakConfig:
     faults: bool = True
     verbose: bool = True
     max_backlog: int = 200
+    intake_faults: bool = False  # queue-write faults through dev/faultproxy.py
+    sender: str = "retry-all"  # or "highlevel": only 429 retried, 6 attempts
+    retry_unit: float = 1.0  # seconds that stand for HighLevel's 10-minute retry spacing
+    foreign: int = 0  # verified deliveries for another app, to be ignored
 
 
 class WorkerDied(RuntimeError):
@@ -802,6 +961,65 @@ def _children() -> Iterator[list[subprocess.Popen[str]]]:
             stop_process(proc)
 
 
+def _intake_environment(config: SoakConfig, endpoint: str) -> Any:
+    """The webhook handler's environment for this run (``os.environ``, read at its cold start):
+    its SQS endpoint behind a fault proxy with ``intake_faults`` (returned, started), and with
+    ``foreign`` deliveries planned, it serves the dev marketplace app only."""
+    if config.foreign:
+        from dev.signing import DEV_APP_ID  # noqa: PLC0415
+
+        os.environ["WEBHOOK_APP_IDS"] = DEV_APP_ID
+    if not config.intake_faults:
+        return None
+    from dev.faultproxy import FaultProxy  # noqa: PLC0415
+
+    proxy = FaultProxy(endpoint).start()
+    os.environ["AWS_ENDPOINT_URL"] = proxy.url
+    return proxy
+
+
+def start_fault_injection(
+    config: SoakConfig,
+    sandbox: Any,
+    *,
+    proxy: Any,
+    rng: random.Random,
+    stop: threading.Event,
+    faults: FaultStats,
+    intake_faults: IntakeFaultStats,
+) -> None:
+    """Upstream faults in the sandbox (``--faults``) and queue faults at intake (``--intake-faults``)."""
+    if config.faults:
+        threading.Thread(target=inject_faults, args=(sandbox, rng, stop, faults), daemon=True).start()
+    if proxy is not None:
+        threading.Thread(
+            target=inject_intake_faults,
+            args=(proxy, random.Random(config.seed + 1), stop, intake_faults),
+            daemon=True,
+        ).start()
+
+
+def make_sender(config: SoakConfig, url: str) -> Callable[..., None]:
+    """The sender the soak plays: the plain one, or one that follows HighLevel's retry policy."""
+
+    def send(lane: list[Webhook], stats: SendStats, stop: threading.Event, **kw: Any) -> None:
+        if config.sender == "highlevel":
+            seed = config.seed + len(lane)
+            send_lane_highlevel(url, lane, stats, stop, retry_unit=config.retry_unit, seed=seed, **kw)
+        else:
+            send_lane(url, lane, stats, stop, **kw)
+
+    return send
+
+
+def check_foreign_ignored(verdict: Verdict, sent: SendStats, foreign: list[Webhook]) -> set[str]:
+    """Every delivery for another app was answered ``ignored``; returns those that were."""
+    ignored = sent.ignored & {w.webhook_id for w in foreign}
+    if len(ignored) != len(foreign):
+        verdict.fail(f"{len(foreign) - len(ignored)} deliveries for another app were not ignored")
+    return ignored
+
+
 def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> SoakResult:
     say = say or functools.partial(print, file=sys.stdout, flush=True)
     from dev.awslocal import create_resources  # noqa: PLC0415
@@ -830,6 +1048,8 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
     sandbox = SandboxServer(rate_limit_burst=100, rate_limit_interval_ms=10_000).start()
     sent = SendStats()
     faults = FaultStats()
+    intake_faults = IntakeFaultStats()
+    foreign = foreign_webhooks(config.foreign, config.seed)
     stop_faults = threading.Event()
     stop_senders = threading.Event()
     verdict = Verdict()
@@ -885,12 +1105,19 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
         def dead_workers() -> list[int | None]:
             return [w.returncode for w in workers if w.poll() is not None]
 
+        proxy = _intake_environment(config, endpoint)  # after the workers: the handler only
         gateway = Gateway(load_handler("webhook")).start()
-        fault_thread = threading.Thread(
-            target=inject_faults, args=(sandbox, rng, stop_faults, faults), daemon=True
+        start_fault_injection(
+            config,
+            sandbox,
+            proxy=proxy,
+            rng=rng,
+            stop=stop_faults,
+            faults=faults,
+            intake_faults=intake_faults,
         )
-        if config.faults:
-            fault_thread.start()
+        send = make_sender(config, gateway.webhook_url)
+
         try:
             t_send = time.monotonic()
 
@@ -901,12 +1128,13 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
 
             senders = [
                 threading.Thread(
-                    target=send_lane,
-                    args=(gateway.webhook_url, lane, sent, stop_senders),
+                    target=send,
+                    args=(lane, sent, stop_senders),
                     kwargs={"backlog": backlog, "max_backlog": config.max_backlog},
                     daemon=True,
                 )
-                for lane in plan.sender_lanes
+                for lane in [*plan.sender_lanes, foreign]
+                if lane
             ]
             for thread in senders:
                 thread.start()
@@ -941,7 +1169,9 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
                     f"({collector.data.outcomes()} of {len(sent.accepted)})"
                 )
             stop_faults.set()
-            send_late_duplicates(gateway.webhook_url, plan, sent)
+            if proxy is not None:
+                proxy.set_fault(None)  # and drop one-off faults not yet used
+            send_late_duplicates(send, plan, sent)
             # Settle: the ingest queue empty and no new outcome for a while (bounded by deadline).
             last = [collector.data.outcomes(), time.monotonic()]
 
@@ -965,6 +1195,8 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
             stop_senders.set()
             stop_faults.set()
             gateway.stop()
+            if proxy is not None:
+                proxy.stop()
             collector.stop()
             sandbox.stop()
     verdict_checks = check(plan, sent, collector.data)
@@ -972,6 +1204,7 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
     verdict.figures.update(verdict_checks.figures)
     if collector.errors:
         verdict.fail(f"collector errors: {collector.errors[:3]}")
+    ignored_foreign = check_foreign_ignored(verdict, sent, foreign)
     accepted = verdict.figures.get("accepted", 0)
     verdict.figures.update(
         {
@@ -982,6 +1215,11 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
             "upstreamRequests": sandbox.count("/calendars/events/appointments/"),
             "upstreamStatuses": dict(Counter(r["status"] for r in sandbox.requests_log())),
             "faults": vars(faults),
+            "sender": config.sender,
+            "senderGivenUp": len(sent.given_up),
+            "foreignIgnored": len(ignored_foreign),
+            "intakeFaultsQueued": dict(intake_faults.queued),
+            "intakeFaultsHit": dict(proxy.stats.faulted if proxy is not None else {}),
             "pipelineSeconds": round(elapsed_pipeline, 1),
             "throughputWebhooksPerSecond": round(accepted / max(elapsed_pipeline, 1e-9), 1),
             "totalSeconds": round(time.monotonic() - started, 1),
@@ -1031,6 +1269,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--invalid", type=float, default=defaults.invalid)
     parser.add_argument("--timeout", type=float, default=defaults.timeout, help="give up after (s)")
     parser.add_argument("--no-faults", action="store_true", help="no upstream 429/500/hang/drop bursts")
+    parser.add_argument("--intake-faults", action="store_true", help="queue-write faults at intake")
+    parser.add_argument("--sender", choices=["retry-all", "highlevel"], default=defaults.sender)
+    parser.add_argument("--retry-unit", type=float, default=defaults.retry_unit, help="seconds per 10 min")
+    parser.add_argument("--foreign", type=int, default=defaults.foreign, help="deliveries for another app")
     args = parser.parse_args(argv)
     if args.events < 1:
         parser.error("--events must be at least 1")
@@ -1043,6 +1285,10 @@ def main(argv: list[str] | None = None) -> int:
         invalid=args.invalid,
         timeout=args.timeout,
         faults=not args.no_faults,
+        intake_faults=args.intake_faults,
+        sender=args.sender,
+        retry_unit=args.retry_unit,
+        foreign=args.foreign,
     )
     # SIGTERM unwinds like Ctrl-C, so the child processes are stopped on the way out.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dev.reconcile_local import iso_ms, recent_event, seed_ledger
+from dev.reconcile_local import recent_event
 
 EXIT_OK, EXIT_UNRECOVERED, EXIT_INFRA = 0, 1, 2
 
@@ -233,8 +233,8 @@ def compare(
 class LastRecords:
     """Reads the FIFO output queue in a thread, keeping the last record per appointment."""
 
-    def __init__(self, sqs: Any, url: str, ledger: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.sqs, self.url, self.ledger = sqs, url, ledger
+    def __init__(self, sqs: Any, url: str) -> None:
+        self.sqs, self.url = sqs, url
         self.last: dict[str, dict[str, Any]] = {}
         self.count = 0
         self.reconciled = 0
@@ -258,36 +258,10 @@ class LastRecords:
             for message in messages:
                 record = json.loads(message["Body"])
                 self.last[str(record.get("appointmentId"))] = record
-                if self.ledger is not None:
-                    self.ledger(record)
                 self.count += 1
-                self.reconciled += str(record.get("webhookId", "")).startswith("reconcile-")
+                self.reconciled += record.get("trigger") == "reconcile"
                 self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
                 self.changed_at = time.monotonic()
-
-
-def ledger_stand_in(ddb: Any, table: str) -> Callable[[dict[str, Any]], None] | None:
-    """Until the enricher keeps the ledger itself (no ``appointment_enricher.ledger`` module on this
-    branch), write what it will write, in the agreed layout, from each published record; else None."""
-    import importlib.util  # noqa: PLC0415
-
-    if importlib.util.find_spec("appointment_enricher.ledger") is not None:
-        return None
-
-    from appointment_enricher.wire import try_upstream_time  # noqa: PLC0415
-
-    def write(record: dict[str, Any]) -> None:
-        moment = try_upstream_time((record.get("appointment") or {}).get("dateUpdated"))
-        seed_ledger(
-            ddb,
-            table,
-            str(record["appointmentId"]),
-            str(record["locationId"]),
-            iso_ms(moment) if moment is not None else None,
-            deleted=bool(record.get("deleted")),
-        )
-
-    return write
 
 
 def wait_idle(sqs: Any, ingest_url: str, records: LastRecords, deadline: float, quiet: float = 3.0) -> bool:
@@ -359,12 +333,7 @@ def run_reconcile_soak(
             load_handler("enricher"), stack.ingest_queue_url, sqs_client=sqs, wait_time_seconds=1
         )
         stack_cleanup.callback(poller.start().stop)
-        stand_in = ledger_stand_in(stack.client("dynamodb"), env["LEDGER_TABLE_NAME"])
-        if stand_in is not None:
-            say(
-                "no ledger in the enricher on this branch: the soak writes the agreed layout from each record"
-            )
-        records = LastRecords(sqs, ordered_url, stand_in).start()
+        records = LastRecords(sqs, ordered_url).start()
         stack_cleanup.callback(records.stop)
 
         say(
@@ -435,7 +404,6 @@ def run_reconcile_soak(
         "recordsFromReconcile": records.reconciled,
         "secondPassEnqueued": second["enqueued"],
         "ledgerItems": ledger_items,
-        "ledgerWrittenBy": "soak stand-in (published records)" if stand_in is not None else "enricher",
         "missingAfter": len(missing),
         "staleAfter": len(stale),
         "totalSeconds": round(time.monotonic() - started, 1),

@@ -44,6 +44,8 @@ def test_demo_exits_zero_and_shows_the_seed_record():
     block = "\n".join(itertools.takewhile(lambda line: line.startswith("  "), lines[header + 1 :]))
     assert "start (UTC)     2023-09-25T10:30:00Z" in block
     assert "recurring       True" in block
+    assert "trigger         webhook" in block
+    assert "change          " in block  # the local stack runs with the ledger on
     assert "-> 401" in proc.stdout  # the bad-signature webhook
     assert '{"_aws"' not in proc.stdout  # EMF lines are kept out of the readable output
 

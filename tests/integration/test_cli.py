@@ -15,8 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from appointment_enricher.models import AppointmentWebhook, IngestMessage
+from appointment_enricher.models import AppointmentWebhook
 from appointment_enricher.queues import IngestQueue, Quarantine
+from appointment_enricher.wire import IngestMessage
 from dev.awslocal import REGION, LocalStack, aws_base_env, create_resources, unique_suffix
 from dev.cli import Env, main
 from dev.signing import EVENTS_DIR, KEYS_DIR, ingest_message, sample_webhook
@@ -152,18 +153,18 @@ def test_redrive_moves_only_the_filtered_error_type_with_fifo_ids(stack: LocalSt
     assert "redrive [" in run.err and "3/3 100%" in run.err
 
     moved = stack.drain(stack.ingest_queue_url, wait_seconds=0)
-    originals = {IngestMessage.model_validate_json(bodies[n]).body: bodies[n] for n in ("create", "delete")}
+    originals = {IngestMessage.decode(bodies[n]).body: bodies[n] for n in ("create", "delete")}
     assert len(moved) == 2
     for message in moved:
-        ingest_body = IngestMessage.model_validate_json(message["Body"])
-        original = IngestMessage.model_validate_json(originals.pop(ingest_body.body))  # webhook unchanged
+        ingest_body = IngestMessage.decode(message["Body"])
+        original = IngestMessage.decode(originals.pop(ingest_body.body))  # webhook unchanged
         webhook = AppointmentWebhook.model_validate_json(ingest_body.body)
         assert message["Attributes"]["MessageGroupId"] == webhook.appointment.id
         dedupe = message["Attributes"]["MessageDeduplicationId"]
-        assert dedupe.startswith(original.dedupeId + ".redrive-")
+        assert dedupe.startswith(original.dedupe_id + ".redrive-")
         # A fresh idempotency key: the enricher completed the original's claim when quarantining it.
-        assert ingest_body.dedupeId == dedupe
-        assert ingest_body.receivedAt == original.receivedAt
+        assert ingest_body.dedupe_id == dedupe
+        assert ingest_body.received_at == original.received_at
         assert message["MessageAttributes"]["eventType"]["StringValue"] == webhook.type
         assert message["MessageAttributes"]["locationId"]["StringValue"] == webhook.locationId
     left = stack.drain(stack.quarantine_queue_url, wait_seconds=0)
@@ -223,11 +224,12 @@ def test_backfill_validates_paces_and_summarises(stack: LocalStack, tmp_path: Pa
     assert len(queued) == 3
     webhook_ids = set()
     for message in queued:
-        ingest = IngestMessage.model_validate_json(message["Body"])
+        ingest = IngestMessage.decode(message["Body"])
         webhook = AppointmentWebhook.model_validate_json(ingest.body)
         assert webhook.type == "AppointmentUpdate"
         assert webhook.webhookId is not None and webhook.webhookId.startswith("backfill-")
-        assert ingest.dedupeId == webhook.webhookId
+        assert ingest.dedupe_id == webhook.webhookId
+        assert ingest.trigger == "backfill"
         assert message["Attributes"]["MessageGroupId"] == webhook.appointment.id
         assert message["Attributes"]["MessageDeduplicationId"] == webhook.webhookId
         assert message["MessageAttributes"]["locationId"]["StringValue"] == webhook.locationId
@@ -375,3 +377,50 @@ def test_a_redriven_message_is_enriched_again(
     records = [json.loads(m["Body"]) for m in local_stack.drain(local_stack.enriched_queue_url)]
     assert [(r["appointmentId"], r["webhookId"]) for r in records] == [(appointment_id, "wh-e2e-redrive")]
     assert visible(local_stack, local_stack.quarantine_queue_url) == 0
+
+
+# ----- show ------------------------------------------------------------------------------------
+
+
+def test_show_prints_what_the_ledger_holds_for_one_appointment(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from appointment_enricher.dynamo_ledger import DynamoLedger  # noqa: PLC0415
+    from appointment_enricher.ledger import LedgerEntry  # noqa: PLC0415
+
+    monkeypatch.setenv("LEDGER_TABLE_NAME", stack.ledger_table_name)
+    change = {
+        "kind": "cancelled",
+        "kinds": ["cancelled"],
+        "changedFields": ["appointmentStatus"],
+        "previous": {},
+    }
+    DynamoLedger(stack.client("dynamodb"), stack.ledger_table_name).save(
+        LedgerEntry(
+            appointment_id="ShowMe1",
+            location_id="Loc1",
+            date_updated=datetime(2026, 11, 30, 9, 0, tzinfo=UTC),
+            deleted=False,
+            appointment={
+                "id": "ShowMe1",
+                "appointmentStatus": "cancelled",
+                "startTime": "2026-12-01T10:00:00Z",
+            },
+            recent=(("wh-1", change),),
+        )
+    )
+    run = cli("show", "ShowMe1")
+    assert run.code == 0, run.err
+    assert "2026-11-30T09:00:00.000Z" in run.out and "Loc1" in run.out
+    assert "appointmentStatus" in run.out and "cancelled" in run.out and "wh-1" in run.out
+
+    as_json = cli("show", "ShowMe1", "--json")
+    view = json.loads(as_json.out)
+    assert view["deleted"] is False and view["revision"] == 1 and view["locationId"] == "Loc1"
+    assert view["recent"] == [{"dedupeId": "wh-1", "change": change}]
+
+    missing = cli("show", "NotThere")
+    assert missing.code == 1 and "not in the ledger" in missing.err
+    assert cli("show", "bad id!").code == 2

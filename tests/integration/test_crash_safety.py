@@ -3,10 +3,11 @@
 An enricher "container" (``python -m dev.soak worker``: SqsPoller + EnricherFunction) runs in its
 own process against this test's moto server and sandbox, over HTTP. The sandbox is slowed down so
 a batch spends seconds in upstream fetches; the process is killed with SIGKILL once the batch's
-first fetch is on the wire, i.e. after its messages were received and claimed (INPROGRESS in
-DynamoDB) and before they were published or deleted. After the visibility timeout a fresh process
-takes over: the messages come back, the stale claims expire (they last as long as the killed
-invocation could have run) and every webhook ends as exactly one record.
+first fetch is on the wire, i.e. after its messages were received and read against the ledger
+and before they were published or deleted. After the visibility timeout a fresh process takes
+over: the messages come back and every webhook ends as exactly one record. (The local stack runs
+with the ledger on, so its receipts and conditional writes are the claims: there is no
+INPROGRESS record to expire.)
 """
 
 from __future__ import annotations
@@ -130,8 +131,24 @@ def _assert_balanced(stack: Any, records: list[dict[str, Any]], webhook_ids: lis
     assert sorted(published) == sorted(webhook_ids), "lost records after the crash"
     assert stack.drain(stack.quarantine_queue_url, wait_seconds=0) == []
     assert stack.drain(stack.ingest_dlq_url, wait_seconds=0) == []
-    claims = stack.client("dynamodb").scan(TableName=stack.table_name)["Items"]
-    assert len(claims) == len(webhook_ids) and all(c["status"]["S"] == "COMPLETED" for c in claims)
+    assert _receipts(stack) == dict.fromkeys(webhook_ids, "published")
+    # The ledger is on: per appointment, in publish order, one "created" and then "unchanged"
+    # (the sandbox serves one state per appointment), whatever the crash cut.
+    kinds: dict[str, list[str]] = {}
+    for message in records:
+        record = json.loads(message["Body"])
+        kinds.setdefault(record["appointmentId"], []).append(record["change"]["kind"])
+    assert all(k == ["created"] + ["unchanged"] * (len(k) - 1) for k in kinds.values()), kinds
+
+
+def _receipts(stack: Any) -> dict[str, str]:
+    """Settled deliveries (receipt items in the idempotency table), dedupe id -> outcome."""
+    items = stack.client("dynamodb").scan(TableName=stack.table_name)["Items"]
+    return {
+        i["id"]["S"].removeprefix("receipt#"): i["outcome"]["S"]
+        for i in items
+        if i["id"]["S"].startswith("receipt#")
+    }
 
 
 def test_sigkill_mid_batch_then_fresh_enricher_balances(moto_server, sandbox) -> None:
@@ -157,8 +174,7 @@ def test_sigkill_mid_batch_then_fresh_enricher_balances(moto_server, sandbox) ->
         # Nothing of the killed batch was published, and its messages are in flight, not lost.
         assert stack.drain(stack.enriched_queue_url, wait_seconds=0) == []
         assert queue_depth(sqs, stack.ingest_queue_url, in_flight=True) == total
-        claims = stack.client("dynamodb").scan(TableName=stack.table_name)["Items"]
-        assert claims and all(c["status"]["S"] == "INPROGRESS" for c in claims)
+        assert _receipts(stack) == {}  # nothing of it was settled
 
         time.sleep(VISIBILITY_TIMEOUT)
         sandbox.set_latency(0)
@@ -190,3 +206,71 @@ def test_sigkill_after_publish_before_ack_publishes_nothing_twice(moto_server, s
         stop_process(first)
     later = _finish_with_fresh_enricher(stack, env, total - len(early))
     _assert_balanced(stack, early + later, webhook_ids)
+
+
+class Killed(BaseException):
+    """The container dying: raised where a crash would stop the process, caught by nothing."""
+
+
+def test_crash_between_ledger_write_and_publish_leaves_no_gap_and_no_contradiction(
+    stack_env: dict[str, str], local_stack: Any, sandbox: Any
+) -> None:
+    """The ledger is written ahead of the publish. The process dies in between: nothing is
+    published, nothing acknowledged, nothing settled. The retry publishes every webhook once with
+    the change the ledger recorded for it (not ``unchanged``), and the appointment's next change
+    is told against exactly that state."""
+    from appointment_enricher.dynamo_ledger import DynamoLedger  # noqa: PLC0415
+    from dev.lambda_loader import load_function_module  # noqa: PLC0415
+    from tests.integration.test_change_tracking import send  # noqa: PLC0415
+    from tests.integration.test_enricher_pipeline import Driver, put  # noqa: PLC0415
+
+    module = load_function_module("enricher")
+    module.service.deadline_margin_seconds = 0.5
+    driver = Driver(module, local_stack, timeout_seconds=2.0)
+    ids = [f"Crash{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    webhooks: dict[str, list[str]] = {}
+    for a in ids:
+        put(sandbox, a, dateUpdated="2026-11-30T10:00:00Z", appointmentStatus="confirmed")
+        webhooks[a] = [send(local_stack, a, "AppointmentCreate"), send(local_stack, a)]
+
+    def die(messages: Any) -> dict[str, str]:
+        raise Killed
+
+    real_publish = module.service.publisher.publish
+    module.service.publisher.publish = die
+    messages = driver.poller.receive()
+    assert len(messages) == 6
+    with pytest.raises(Killed):
+        driver.poller.process(messages)
+    module.service.publisher.publish = real_publish
+    sqs = local_stack.client("sqs")
+    for m in messages:
+        sqs.change_message_visibility(
+            QueueUrl=local_stack.ingest_queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+        )
+    assert local_stack.drain(local_stack.enriched_queue_url, wait_seconds=0) == []
+    ledger = DynamoLedger(local_stack.client("dynamodb"), local_stack.ledger_table_name)
+    held = ledger.entries(ids)
+    assert all(held[a].change_for(w) is not None for a in ids for w in webhooks[a])  # written ahead
+
+    put(sandbox, ids[0], dateUpdated="2026-11-30T10:01:00Z", appointmentStatus="cancelled")
+    assert _receipts(local_stack) == {}
+    driver.run_until_empty()
+    records = [
+        json.loads(m["Body"]) for m in local_stack.drain(local_stack.enriched_queue_url, wait_seconds=0)
+    ]
+    by_appointment: dict[str, list[tuple[str, str]]] = {}
+    for record in records:
+        by_appointment.setdefault(record["appointmentId"], []).append(
+            (record["webhookId"], record["change"]["kind"])
+        )
+    for a in ids:  # every webhook once, in order, with its recorded change
+        assert by_appointment[a] == [(webhooks[a][0], "created"), (webhooks[a][1], "unchanged")]
+
+    send(local_stack, ids[0])
+    driver.run_until_empty()
+    (next_record,) = [
+        json.loads(m["Body"]) for m in local_stack.drain(local_stack.enriched_queue_url, wait_seconds=0)
+    ]
+    assert next_record["change"]["kind"] == "cancelled"
+    assert next_record["change"]["previous"] == {"appointmentStatus": "confirmed"}

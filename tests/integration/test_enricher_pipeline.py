@@ -156,10 +156,16 @@ def idempotency_items(stack: LocalStack) -> list[dict[str, Any]]:
     return items
 
 
+def receipts(stack: LocalStack) -> list[dict[str, Any]]:
+    """Settled deliveries: with the ledger on (the local stack's default) receipts in the
+    idempotency table replace the Powertools claims."""
+    return [i for i in idempotency_items(stack) if i["id"]["S"].startswith("receipt#")]
+
+
 # ----- exactly one effect per webhook --------------------------------------------------------
 
 
-def test_duplicates_publish_once_with_the_real_idempotency_table(
+def test_duplicates_publish_once_with_the_ledgers_receipts(
     driver: Driver, local_stack: LocalStack, sandbox: SandboxServer
 ) -> None:
     a = appointment_id()
@@ -175,10 +181,12 @@ def test_duplicates_publish_once_with_the_real_idempotency_table(
         "calendarId": SEED["calendarId"],
         "appointmentStatus": SEED["appointmentStatus"],
         "schemaVersion": "1",
+        "changeKind": "created",  # the local stack runs with the ledger on
     }
-    (item,) = idempotency_items(local_stack)
-    assert item["status"]["S"] == "COMPLETED"
+    (item,) = receipts(local_stack)
+    assert item["id"]["S"] == "receipt#" + webhook_id and item["outcome"]["S"] == "published"
     assert int(item["expiration"]["N"]) >= time.time() + 2 * MAX_AGE - 60  # TTL >= 2x max age
+    assert len(idempotency_items(local_stack)) == 1  # the receipt replaces the Powertools claim
 
     # The sender retries after FIFO's five-minute window: a new SQS message, same webhook.
     enqueue(local_stack, a, webhook_id=webhook_id, sqs_dedupe="resent-" + webhook_id)
@@ -189,6 +197,30 @@ def test_duplicates_publish_once_with_the_real_idempotency_table(
     assert published(local_stack) == []
     assert upstream_calls(sandbox, a) == 1
     assert local_stack.drain(local_stack.ingest_queue_url, wait_seconds=0) == []
+
+
+def test_without_a_ledger_duplicates_publish_once_with_the_powertools_idempotency_table(
+    stack_env: dict[str, str],
+    local_stack: LocalStack,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEDGER_TABLE_NAME", "")
+    driver = Driver(load_function_module("enricher"), local_stack)
+    a = appointment_id()
+    put(sandbox, a)
+    webhook_id = enqueue(local_stack, a)
+    messages, kept = driver.step()
+    assert kept == set()
+    (record,) = published(local_stack)
+    assert record["webhookId"] == webhook_id and "change" not in record and record["trigger"] == "webhook"
+    (item,) = idempotency_items(local_stack)
+    assert item["status"]["S"] == "COMPLETED"
+    assert int(item["expiration"]["N"]) >= time.time() + 2 * MAX_AGE - 60
+    enqueue(local_stack, a, webhook_id=webhook_id, sqs_dedupe="resent-" + webhook_id)
+    driver.step()
+    driver.poller.process(messages)
+    assert published(local_stack) == [] and upstream_calls(sandbox, a) == 1
 
 
 class FailingPublishes:
@@ -217,11 +249,11 @@ def test_a_record_that_failed_part_way_is_completed_by_the_retry(
     webhook_id = enqueue(local_stack, a)
     messages, kept = driver.step()
     assert kept == {messages[0]["MessageId"]}  # claimed + fetched, then the publish failed
-    assert published(local_stack) == [] and idempotency_items(local_stack) == []  # claim released
+    assert published(local_stack) == [] and receipts(local_stack) == []  # not settled
     _, kept = driver.step()
     assert kept == set()
     assert [r["webhookId"] for r in published(local_stack)] == [webhook_id]
-    assert [i["status"]["S"] for i in idempotency_items(local_stack)] == ["COMPLETED"]
+    assert [i["outcome"]["S"] for i in receipts(local_stack)] == ["published"]
 
 
 # ----- order and coalescing ------------------------------------------------------------------
@@ -288,7 +320,7 @@ def test_a_retry_budget_past_the_deadline_is_a_batch_item_failure(
 ) -> None:
     a, b = appointment_id(), appointment_id()
     put(sandbox, a)
-    put(sandbox, b)
+    put(sandbox, b, locationId="OtherLocation000001")
     sandbox.queue_faults([Fault.error(429, headers={"Retry-After": "120"})], event_id=a)
     enqueue(local_stack, a)
     enqueue(local_stack, b, location="OtherLocation000001")  # its own rate-limit window
@@ -357,7 +389,7 @@ def test_every_quarantined_message_carries_its_reason(
     assert local_stack.drain(local_stack.ingest_queue_url, wait_seconds=0) == []
     # Completed, so a late duplicate is not quarantined twice (redrive gives a fresh dedupe id);
     # the unparseable message has no dedupe id to claim.
-    assert [i["status"]["S"] for i in idempotency_items(local_stack)] == ["COMPLETED"] * 5
+    assert [i["outcome"]["S"] for i in receipts(local_stack)] == ["quarantined"] * 5
 
 
 def test_404_and_deletes_publish_deleted_records_from_the_snapshot(
@@ -431,8 +463,9 @@ def test_outcomes_are_emitted_as_emf_metrics_and_logged_with_the_dedupe_id(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ok, gone, rejected, limited = (appointment_id() for _ in range(4))
-    for event_id in (ok, rejected, limited):
+    for event_id in (ok, rejected):
         put(sandbox, event_id)
+    put(sandbox, limited, locationId="OtherLocation000002")
     sandbox.queue_faults([Fault.error(422)], event_id=rejected)
     sandbox.queue_faults(
         [Fault.error(429), Fault.error(429, headers={"Retry-After": "120"})], event_id=limited

@@ -144,6 +144,19 @@ def for_moto(policy: dict[str, Any]) -> dict[str, Any]:
     return policy
 
 
+def _masked_in_moto(policy: dict[str, Any], others: list[dict[str, Any]]) -> bool:
+    """True when, with resources widened to "*", the other statements grant all of its actions."""
+
+    def actions(p: dict[str, Any]) -> set[str]:
+        return {a for st in p["PolicyDocument"]["Statement"] for a in st["Action"]}
+
+    granted = set().union(*(actions(o) for o in others)) if others else set()
+    return (
+        all(st["Resource"] == "*" for st in policy["PolicyDocument"]["Statement"])
+        and actions(policy) <= granted
+    )
+
+
 def policy_labels(policies: list[dict[str, Any]]) -> list[str]:
     labels = []
     for policy in policies:
@@ -397,6 +410,7 @@ def test_the_enricher_works_with_exactly_its_role(
         *EXPECTED_STATEMENTS[output_mode],
         "IdempotencyRecords",
         "WriteBackRotatedPowerLeadsToken",
+        "LedgerReadWrite",
     ]
     refresh = oauth_secret(stack, sandbox)
     enrich(stack, make_user(url, admin, policies), sandbox, monkeypatch)
@@ -405,7 +419,7 @@ def test_the_enricher_works_with_exactly_its_role(
 
 
 @pytest.mark.parametrize(
-    ("output_mode", "missing"), [(mode, index) for mode in ("topic", "queue") for index in range(5)]
+    ("output_mode", "missing"), [(mode, index) for mode in ("topic", "queue") for index in range(6)]
 )
 def test_the_enricher_needs_every_statement_of_its_role(
     output_mode: str,
@@ -420,8 +434,14 @@ def test_the_enricher_needs_every_statement_of_its_role(
 ) -> None:
     url, admin = iam_moto
     policies = role_policies(template, "EnricherFunctionRole", resolver)
-    assert len(policies) == 5
+    assert len(policies) == 6
     kept = policies[:missing] + policies[missing + 1 :]
+    if _masked_in_moto(policies[missing], kept):
+        pytest.skip(
+            f"{policy_labels([policies[missing]])[0]}: moto checks these actions against '*' only and "
+            "another statement grants the same ones on its own table; the resource scoping of both "
+            "is checked statically (tests/unit/test_template.py)"
+        )
     refresh = oauth_secret(stack, sandbox)
     enrich(stack, make_user(url, admin, kept), sandbox, monkeypatch)
     assert enriched_outcome(stack, refresh) != COMPLETE

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import requests
 
-from appointment_enricher.receiver import MAX_BODY_BYTES
+from appointment_enricher.wire import MAX_BODY_BYTES, IngestMessage, parse_json_object, read_webhook
 from dev.awslocal import LocalStack
 from dev.gateway import Gateway
 from dev.lambda_loader import load_handler
-from dev.signing import iso_timestamp, make_webhook, sign_ed25519, sign_rsa
+from dev.signing import DEV_APP_ID, iso_timestamp, make_webhook, sign_ed25519, sign_rsa
 
 pytestmark = pytest.mark.integration
 
@@ -215,7 +215,7 @@ def test_largest_body_fits_the_queue_even_at_worst_case_escaping(gateway: Gatewa
 
 
 @pytest.mark.parametrize("how", ["nonexistent", "deleted"])
-def test_queue_unavailable_is_503_and_nothing_else_is_5xx(
+def test_queue_unavailable_is_429_with_retry_after_and_nothing_is_5xx(
     stack_env: dict[str, str], local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, how: str
 ):
     if how == "nonexistent":
@@ -224,10 +224,81 @@ def test_queue_unavailable_is_503_and_nothing_else_is_5xx(
     if how == "deleted":
         local_stack.client("sqs").delete_queue(QueueUrl=local_stack.ingest_queue_url)
     with Gateway(handler) as gateway:
-        raw = body(webhook_id=f"wh-int-503-{how}")
+        raw = body(webhook_id=f"wh-int-429-{how}")
         response = post(gateway, raw, ed(raw))
-        assert_error(response, 503, "unavailable")
+        assert_error(response, 429, "queue_unavailable")
+        assert response.headers["retry-after"] == "60"
         # Rejections do not touch the queue, so they keep their own status.
         assert_error(post(gateway, raw, {}), 401, "missing_signature")
         ignored = json.dumps({"type": "ContactCreate", "timestamp": iso_timestamp()}).encode()
         assert post(gateway, ignored, ed(ignored)).status_code == 200
+
+
+def test_verified_events_of_another_tenant_are_ignored_counted_and_never_queued(
+    stack_env: dict[str, str], local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    """HighLevel signs every app's webhooks with one key: the signature proves the sender only."""
+    monkeypatch.setenv("WEBHOOK_APP_IDS", f"app_other_1,{DEV_APP_ID}")
+    monkeypatch.setenv("WEBHOOK_LOCATION_IDS", LOCATION)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    handler = load_handler("webhook")
+    ours = body(webhook_id="wh-int-tenant-ours")
+
+    def variant(**changes: Any) -> bytes:
+        document = json.loads(body(webhook_id=f"wh-int-tenant-{uuid.uuid4().hex[:8]}"))
+        for key, value in changes.items():
+            if value is None:
+                document.pop(key)
+            else:
+                document[key] = value
+        return json.dumps(document).encode()
+
+    foreign = {
+        "foreign_app": variant(appId="app_someone_else"),
+        "missing_app_id": variant(appId=None),
+        "foreign_location": variant(locationId="loc_NOTOURS"),
+    }
+    with Gateway(handler) as gateway:
+        accepted = post(gateway, ours, ed(ours))
+        assert accepted.status_code == 202, accepted.text
+        for reason, raw in foreign.items():
+            response = post(gateway, raw, ed(raw))
+            assert (response.status_code, response.json()) == (200, {"status": "ignored", "reason": reason})
+        # Unsigned, a foreign body is still just unauthenticated: nothing about tenancy is disclosed.
+        assert_error(post(gateway, foreign["foreign_app"], {}), 401, "missing_signature")
+    assert set(queued(local_stack)) == {"wh-int-tenant-ours"}
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    counts = [m.get("WebhookForeignTenant", 0) for m in emf]  # EMF: a number, or a list of them
+    assert sum(sum(c) if isinstance(c, list) else c for c in counts) == 3, emf
+
+
+ODD_BODIES: dict[str, dict[str, Any]] = {
+    "webhookId base64-ish": {"webhookId": "a/b+c="},
+    "webhookId number": {"webhookId": 12345},
+    "webhookId over 128": {"webhookId": "w" * 129},
+    "webhookId trailing newline": {"webhookId": "wh-odd-1\n"},
+    "timestamp a number": {"timestamp": 1714564800000},
+    "timestamp unreadable": {"timestamp": "yesterday"},
+    "startTime empty": {"appointment": {"id": "appt_odd_1", "startTime": ""}},
+    "dateUpdated numeric": {"appointment": {"id": "appt_odd_1", "dateUpdated": 1714564800000}},
+    "lone surrogate": {"appointment": {"id": "appt_odd_1", "title": "\ud83d"}},
+}
+
+
+def test_signed_bodies_that_are_ours_but_odd_are_accepted_once(gateway: Gateway, local_stack: LocalStack):
+    """A final 4xx would lose a genuine event: odd content is the enricher's business."""
+    expected: dict[str, str] = {}
+    for name, changes in ODD_BODIES.items():
+        document = json.loads(body(appointment_id="appt_odd_1", webhook_id=f"wh-odd-{uuid.uuid4().hex[:8]}"))
+        document.update(changes)
+        raw = json.dumps(document).encode()  # ensure_ascii: a lone surrogate travels as an escape
+        first = post(gateway, raw, ed(raw))
+        assert first.status_code == 202, (name, first.text)
+        assert post(gateway, raw, ed(raw)).status_code == 202  # the sender's retry: deduplicated
+        expected[first.json()["dedupeId"]] = name
+    on_queue = queued(local_stack)
+    assert set(on_queue) == set(expected)
+    for dedupe_id, entry in on_queue.items():
+        message = IngestMessage.decode(json.dumps(entry["message"]))
+        assert read_webhook(parse_json_object(message.body)).appointment_id == "appt_odd_1"
+        assert entry["group"] == "appt_odd_1", expected[dedupe_id]

@@ -31,6 +31,9 @@ def test_soak_500_webhooks_with_faults_balances() -> None:
     assert figures["quarantined"] >= 1  # the invalid appointment really was exercised
     statuses = figures["upstreamStatuses"]
     assert statuses.get(429) and statuses.get(500), statuses  # and the fault bursts really hit
+    kinds = figures["changeKinds"]  # the ledger is on: every record says what changed
+    assert "None" not in kinds and sum(kinds.values()) == figures["records"], kinds
+    assert set(figures["firstChangePerAppointment"]) <= {"created", "deleted"}, figures
 
 
 # ---- the checker itself: each guard must fire on the failure it exists for ------------------
@@ -115,3 +118,53 @@ def test_late_duplicate_of_a_quarantined_webhook_is_not_quarantined_twice(
         poller.poll_once()
         quarantined += local_stack.drain(local_stack.quarantine_queue_url, wait_seconds=0)
     assert len(quarantined) == 1
+
+
+def test_soak_with_intake_faults_and_highlevel_retry_policy_balances() -> None:
+    """Queue writes fail, hang, trickle or land-then-fail at intake; the sender retries only 429
+    (6 attempts, Retry-After honoured, 10 minutes compressed to 0.5 s), everything else is final.
+    Every webhook still ends as exactly one record or quarantined message; none is given up."""
+    lines: list[str] = []
+    result = run_soak(
+        SoakConfig(
+            events=300,
+            workers=3,
+            senders=4,
+            seed=23,
+            timeout=55,
+            verbose=False,
+            intake_faults=True,
+            sender="highlevel",
+            retry_unit=0.5,
+            foreign=10,
+        ),
+        say=lines.append,
+    )
+    report(result, say=lines.append)
+    assert result.verdict.ok, "\n".join(lines)
+    figures = result.verdict.figures
+    assert figures["accepted"] == 300
+    assert figures["uniqueRecords"] + figures["quarantined"] == 300
+    assert figures["senderGivenUp"] == 0
+    assert figures["foreignIgnored"] == 10
+    hit = figures["intakeFaultsHit"]
+    assert sum(hit.values()) >= 5, hit  # the intake faults really were in the path ...
+    assert hit.get("hang", 0) + hit.get("trickle", 0) >= 1, hit  # ... slow ones included
+    statuses = figures["deliveryStatuses"]
+    # botocore's one retry absorbs some fast faults; the rest were answered 429, then retried.
+    assert statuses.get(429, 0) >= 1, statuses
+    assert not any(status >= 500 for status in statuses), statuses
+
+
+def test_checker_counts_a_webhook_the_sender_gave_up_on_but_not_a_silent_refusal() -> None:
+    plan, sent, data = _balanced()
+    webhook = plan.webhooks[0]
+    sent.accepted.discard(webhook.webhook_id)
+    data.records = [r for r in data.records if r["webhookId"] != webhook.webhook_id]
+    data.ordered = [r for r in data.ordered if r["webhookId"] != webhook.webhook_id]
+    data.quarantine = [q for q in data.quarantine if webhook.webhook_id not in q[0]["body"]]
+    sent.not_accepted[webhook.webhook_id] = 429
+    sent.given_up.add(webhook.webhook_id)
+    assert "not accepted" not in _problems(plan, sent, data)
+    sent.given_up.clear()  # the same 429 without the sender knowing it gave up: a lost event
+    assert "not accepted" in _problems(plan, sent, data)

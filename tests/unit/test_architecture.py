@@ -11,15 +11,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = "appointment_enricher"
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "layers" / "shared" / PACKAGE
 DOMAIN = {"models", "enrichment", "wire", "formats", "changes"}
 FORBIDDEN_IN_DOMAIN = {"boto3", "botocore", "requests"}
-# A cycle that exists where this rule was introduced and is being broken separately; it is the
-# only one tolerated by test_no_import_cycles, and test_known_cycle_is_gone says when it is gone.
-KNOWN_CYCLE = frozenset({"oauth", "tokens"})
 
 Graph = dict[str, set[str]]
 
@@ -106,10 +101,6 @@ def cycles(graph: Graph) -> list[set[str]]:
     return found
 
 
-def without_known_cycle(graph: Graph) -> Graph:
-    return {m: {t for t in targets if {m, t} != KNOWN_CYCLE} for m, targets in graph.items()}
-
-
 def reachable(graph: Graph, start: str) -> set[str]:
     seen = {start}
     todo = [start]
@@ -127,18 +118,8 @@ def test_the_package_is_found() -> None:
 
 
 def test_no_import_cycles() -> None:
-    found = cycles(without_known_cycle(internal_graph(module_imports())))
+    found = cycles(internal_graph(module_imports()))
     assert not found, f"import cycles in {PACKAGE}: {[sorted(c) for c in found]}"
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="oauth <-> tokens: tokens imports oauth lazily for OAuth secrets while oauth imports "
-    "tokens.TokenUnavailable; being broken separately (this case turns green once it is)",
-)
-def test_known_cycle_is_gone() -> None:
-    graph = internal_graph(module_imports())
-    assert not [c for c in cycles(graph) if c & KNOWN_CYCLE]
 
 
 def test_domain_imports_no_aws_or_http_client() -> None:

@@ -17,6 +17,8 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.POWERLEADS_API_VERSION == "2021-04-15"
     assert settings.IDEMPOTENCY_TABLE_NAME is None
     assert settings.idempotency_ttl_seconds == 2 * 86400
+    assert settings.LEDGER_TABLE_NAME is None and settings.NOT_FOUND_GRACE_SECONDS == 120
+    assert settings.SUPPRESS_UNCHANGED_RECORDS is False
 
 
 def test_idempotency_ttl_is_twice_the_webhook_max_age() -> None:
@@ -34,6 +36,8 @@ def test_idempotency_ttl_is_twice_the_webhook_max_age() -> None:
         ({"ENRICHER_MAX_WORKERS": "0"}, "ENRICHER_MAX_WORKERS"),
         ({"POWERLEADS_MAX_ATTEMPTS": "lots"}, "POWERLEADS_MAX_ATTEMPTS"),
         ({"WEBHOOK_MAX_AGE_SECONDS": "-1"}, "WEBHOOK_MAX_AGE_SECONDS"),
+        ({"NOT_FOUND_GRACE_SECONDS": "-5"}, "NOT_FOUND_GRACE_SECONDS"),
+        ({"SUPPRESS_UNCHANGED_RECORDS": "true"}, "LEDGER_TABLE_NAME"),
     ],
 )
 def test_bad_configuration_names_the_variable(changes: dict[str, str], named: str) -> None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from appointment_enricher import enricher as enricher_module
+from appointment_enricher import groups as groups_module
 from appointment_enricher.config import EnricherSettings
 from appointment_enricher.enricher import EnricherService, Outcome, Stats
 from appointment_enricher.idempotency import Claim
+from appointment_enricher.ledger import BatchRead, LedgerConflict, LedgerEntry
 from appointment_enricher.powerleads import (
     AppointmentNotFound,
     InvalidUpstreamBody,
@@ -290,14 +292,14 @@ def test_groups_are_fetched_concurrently(parts) -> None:
 
 def test_an_unexpected_error_retries_the_rest_of_the_group(parts, monkeypatch) -> None:
     _source, sink, _, memory = parts
-    real = enricher_module.build_record
+    real = groups_module.build_record
 
     def build(webhook: Any, *args: Any, **kwargs: Any) -> Any:
         if webhook.webhookId == "wh-2":
             raise RuntimeError("bug")
         return real(webhook, *args, **kwargs)
 
-    monkeypatch.setattr(enricher_module, "build_record", build)
+    monkeypatch.setattr(groups_module, "build_record", build)
     items, failures, _ = run(service(*parts), [sqs(1, "A"), sqs(2, "A"), sqs(3, "A"), sqs(4, "B")])
     assert failures == [{"itemIdentifier": f"msg-{n}"} for n in (1, 2, 3)]
     assert [m.dedupe_id for m in sink.delivered] == ["wh-4"]
@@ -329,13 +331,79 @@ def test_deletes_need_no_fetch(parts) -> None:
     assert counts["RecordsDeleted"] == 1
 
 
-def test_404_publishes_deleted_records_from_the_snapshots(parts) -> None:
-    source, sink, _, _ = parts
+def test_404_after_the_grace_publishes_deleted_records_from_the_snapshots(parts) -> None:
+    source, sink, parked, memory = parts
     source.results["A"] = AppointmentNotFound("HTTP 404", status=404)
-    _, failures, counts = run(service(*parts), [sqs(1, "A"), sqs(2, "A")])
+    svc = service(source, sink, parked, memory, not_found_grace_seconds=5)  # the events are 5 s old
+    _, failures, counts = run(svc, [sqs(1, "A"), sqs(2, "A")])
     assert failures == [] and len(source.calls) == 1
     assert [r["deleted"] for r in bodies(sink.delivered)] == [True, True]
     assert counts["RecordsDeleted"] == 2
+
+
+def test_404_within_the_grace_is_retried_not_published(parts) -> None:
+    source, sink, parked, memory = parts
+    source.results["A"] = AppointmentNotFound("HTTP 404", status=404)
+    svc = service(source, sink, parked, memory, not_found_grace_seconds=6)
+    items, failures, _ = run(svc, [sqs(1, "A"), sqs(2, "A", "AppointmentDelete"), sqs(3, "B")])
+    assert failures == [{"itemIdentifier": "msg-1"}, {"itemIdentifier": "msg-2"}]  # the delete waits its turn
+    assert items[0].error_type == "NotFoundWithinGrace"
+    assert [m.dedupe_id for m in sink.delivered] == ["wh-3"] and parked.sent == []
+    assert memory.state == {"wh-3": "COMPLETED"}  # released: the retry decides
+
+
+def test_an_unreadable_received_at_cannot_wait_for_the_grace(parts) -> None:
+    source, sink, _parked, _memory = parts
+    source.results["A"] = AppointmentNotFound("HTTP 404", status=404)
+    record = sqs(1, "A")
+    ingest = json.loads(record["body"]) | {"receivedAt": "yesterday"}
+    _, failures, _ = run(service(*parts), [record | {"body": json.dumps(ingest)}])
+    assert failures == [] and [r["deleted"] for r in bodies(sink.delivered)] == [True]
+
+
+def test_an_appointment_of_another_location_is_quarantined_never_published(parts) -> None:
+    source, sink, parked, memory = parts
+    source.results["A"] = {"event": event("A", locationId="someone-else")}
+    items, failures, counts = run(service(*parts), [sqs(1, "A"), sqs(2, "A")])
+    assert failures == [] and sink.delivered == []
+    assert [p["error_type"] for p in parked.sent] == ["LocationMismatch", "LocationMismatch"]
+    assert "another location" in (items[0].error_message or "")
+    assert counts["RecordsQuarantined"] == 2 and memory.state["wh-1"] == "COMPLETED"
+
+
+def test_every_record_says_what_produced_it(parts) -> None:
+    _source, sink, _, _ = parts
+    record = sqs(1, "A")
+    ingest = json.loads(record["body"]) | {"trigger": "reconcile"}
+    run(service(*parts), [record | {"body": json.dumps(ingest)}, sqs(2, "B")])
+    assert [r["trigger"] for r in bodies(sink.delivered)] == ["reconcile", "webhook"]
+    assert all("change" not in r for r in bodies(sink.delivered))  # no ledger, no change
+
+
+def test_snapshot_fields_of_any_shape_are_accepted_and_kept(parts) -> None:
+    _source, sink, parked, _ = parts
+    webhook = {
+        "type": "AppointmentDelete",
+        "locationId": LOC,
+        "webhookId": 12345,
+        "timestamp": {"odd": True},
+        "appId": ["x"],
+        "appointment": {
+            "id": "A",
+            "startTime": 17,
+            "endTime": "not a time",
+            "calendarId": None,
+            "isRecurring": "true",
+        },
+    }
+    ingest = {"body": json.dumps(webhook), "receivedAt": "2026-01-02T03:04:00Z", "dedupeId": "d1"}
+    record = {"messageId": "m1", "body": json.dumps(ingest), "attributes": {"MessageGroupId": "A"}}
+    _, failures, _ = run(service(*parts), [record])
+    assert failures == [] and parked.sent == []
+    (out,) = bodies(sink.delivered)
+    assert out["appointment"]["startTime"] == 17 and out["appointment"]["endTime"] == "not a time"
+    assert out["webhookId"] == "12345"
+    assert out["derived"]["startTimeUtc"] is None and out["derived"]["isRecurring"] is True
 
 
 # ----- upstream resilience at the batch level -----------------------------------------------
@@ -432,3 +500,114 @@ def test_when_quarantine_is_unreachable_the_message_is_retried_not_dropped(parts
     items, failures, _ = run(svc, [sqs(1, "A")])
     assert failures == [{"itemIdentifier": "msg-1"}] and items[0].error_type == "QuarantineFailed"
     assert memory.state == {}
+
+
+# ----- change tracking (in-memory ledger; the DynamoDB cases run over the wire) ----------------
+
+
+class MemoryLedger:
+    """The ``Ledger`` port in memory, with the revision condition of the real adapter."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, LedgerEntry] = {}
+        self.locations: set[str] = set()
+        self.receipts: dict[str, str] = {}
+        self.conflict_once = False
+        self.broken = False
+        self.reads: list[list[str]] = []
+
+    def entries(self, appointment_ids: Any) -> dict[str, LedgerEntry]:
+        if self.broken:
+            raise RuntimeError("dynamodb down")
+        self.reads.append(list(appointment_ids))
+        return {i: self.items[i] for i in appointment_ids if i in self.items}
+
+    def known_locations(self) -> list[str]:
+        return sorted(self.locations)
+
+    def read(self, appointment_ids: Any, dedupe_ids: Any) -> BatchRead:
+        entries = self.entries(appointment_ids)
+        return BatchRead(entries, frozenset(d for d in dedupe_ids if d in self.receipts))
+
+    def put_receipt(self, dedupe_id: str, outcome: str) -> None:
+        self.receipts[dedupe_id] = outcome
+
+    def save(self, entry: LedgerEntry) -> None:
+        stored = self.items.get(entry.appointment_id)
+        if self.conflict_once or (stored.revision if stored else 0) != entry.revision:
+            self.conflict_once = False
+            raise LedgerConflict("changed")
+        self.items[entry.appointment_id] = replace(entry, revision=entry.revision + 1)
+
+    def remember_location(self, location_id: str) -> None:
+        self.locations.add(location_id)
+
+
+def test_one_ledger_read_per_batch_and_each_record_carries_its_change(parts) -> None:
+    source, sink, parked, memory = parts
+    book = MemoryLedger()
+    svc = service(source, sink, parked, memory, ledger=book)
+    _, failures, _ = run(svc, [sqs(1, "A"), sqs(2, "B"), sqs(3, "A")])
+    assert failures == [] and book.reads == [["A", "B"]]
+    assert [(r["appointmentId"], r["change"]["kind"]) for r in bodies(sink.delivered)] == [
+        ("A", "created"),
+        ("B", "created"),
+        ("A", "unchanged"),
+    ]
+    assert [m.attributes["changeKind"] for m in sink.delivered] == ["created", "created", "unchanged"]
+    assert book.items["A"].revision == 1 and book.locations == {LOC}
+
+
+def test_a_ledger_conflict_retries_the_appointment_and_publishes_nothing_of_it(parts) -> None:
+    source, sink, parked, memory = parts
+    book = MemoryLedger()
+    book.conflict_once = True
+    items, failures, _ = run(service(source, sink, parked, memory, ledger=book), [sqs(1, "A"), sqs(2, "A")])
+    assert failures == [{"itemIdentifier": "msg-1"}, {"itemIdentifier": "msg-2"}]
+    assert items[0].error_type == "LedgerConflict" and sink.delivered == [] and memory.state == {}
+
+
+def test_an_unreachable_ledger_retries_everything(parts) -> None:
+    source, sink, parked, memory = parts
+    book = MemoryLedger()
+    book.broken = True
+    items, failures, _ = run(service(source, sink, parked, memory, ledger=book), [sqs(1, "A"), sqs(2, "B")])
+    assert len(failures) == 2 and sink.delivered == [] and items[0].error_type == "LedgerUnavailable"
+
+
+def test_suppressed_records_complete_their_claims_and_are_counted(parts) -> None:
+    source, sink, parked, memory = parts
+    svc = service(source, sink, parked, memory, ledger=MemoryLedger(), suppress_unchanged=True)
+    items, failures, counts = run(svc, [sqs(1, "A"), sqs(2, "A")])
+    assert failures == [] and [i.outcome for i in items] == [Outcome.PUBLISHED, Outcome.SUPPRESSED]
+    assert len(sink.delivered) == 1 and counts["UnchangedSuppressed"] == 1
+    assert memory.state == {"wh-1": "COMPLETED", "wh-2": "COMPLETED"}
+
+
+def test_with_a_ledger_and_no_idempotency_store_receipts_are_the_claims(parts) -> None:
+    source, sink, parked, _ = parts
+    book = MemoryLedger()
+    svc = service(source, sink, parked, None, ledger=book)
+    source.results["Q"] = UpstreamRejected("HTTP 422", status=422)
+    _, failures, _ = run(svc, [sqs(1, "A"), sqs(2, "A"), sqs(3, "Q")])
+    assert failures == [] and book.receipts == {
+        "wh-1": "published",
+        "wh-2": "published",
+        "wh-3": "quarantined",
+    }
+    calls = len(source.calls)
+    items, failures, counts = run(
+        svc, [sqs(1, "A") | {"messageId": "late"}, sqs(3, "Q") | {"messageId": "l3"}]
+    )
+    assert failures == [] and [i.outcome for i in items] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
+    assert len(source.calls) == calls and len(sink.delivered) == 2 and len(parked.sent) == 1
+    assert counts["DuplicatesSkipped"] == 2
+
+
+def test_receipts_are_written_only_for_settled_deliveries(parts) -> None:
+    source, sink, parked, _ = parts
+    book = MemoryLedger()
+    sink.fail_once = {"msg-1"}
+    _, failures, _ = run(service(source, sink, parked, None, ledger=book), [sqs(1, "A")])
+    assert failures == [{"itemIdentifier": "msg-1"}] and book.receipts == {}
+    assert book.items["A"].recent[0][0] == "wh-1"  # written ahead: the retry gets this change

@@ -13,7 +13,6 @@ from appointment_enricher.models import (
     AppointmentWebhook,
     EnrichedRecord,
     GetAppointmentResponse,
-    IngestMessage,
 )
 from dev.export_schema import SCHEMA_PATH, render
 
@@ -124,9 +123,21 @@ def test_webhook_type_must_be_an_appointment_event() -> None:
         )
 
 
-def test_ingest_message_requires_a_dedupe_id() -> None:
-    with pytest.raises(ValidationError):
-        IngestMessage.model_validate({"body": "{}", "receivedAt": "2026-01-01T00:00:00Z"})
+def test_webhook_snapshot_fields_of_any_shape_are_kept_as_sent() -> None:
+    """Only type, locationId and appointment.id are required (what intake checks)."""
+    webhook = AppointmentWebhook.model_validate(
+        {
+            "type": "AppointmentUpdate",
+            "locationId": "L1",
+            "webhookId": {"not": "a string"},
+            "timestamp": 1700000000,
+            "appId": 7,
+            "appointment": {"id": "A1", "startTime": [1, 2], "dateUpdated": "garbage", "isRecurring": "yes"},
+        }
+    )
+    dumped = webhook.model_dump(exclude_unset=True)
+    assert dumped["appointment"]["startTime"] == [1, 2] and dumped["webhookId"] == {"not": "a string"}
+    assert dumped["appointment"]["isRecurring"] == "yes"
 
 
 def test_committed_json_schema_is_current() -> None:

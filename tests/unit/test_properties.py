@@ -1,7 +1,7 @@
 """Property tests (hypothesis): webhook parser, intake, appointment model and enriched record.
 
 Properties:
-* ``receiver.parse_body`` on any bytes returns a dict or raises ``BadRequest``; on any JSON it
+* ``wire.parse_json_object`` on any bytes returns a dict or raises ``WireError``; on any JSON it
   accepts exactly the strict subset (object, no NaN/Infinity, no duplicate keys, depth <= 32);
 * ``WebhookReceiver.receive`` (fake sink, verifier from fresh test keys) never raises and answers
   only documented statuses with a JSON error body; it queues only what it answers 202 for, under
@@ -33,9 +33,11 @@ from pydantic import ValidationError
 from appointment_enricher.enricher import EnricherService, Outcome
 from appointment_enricher.enrichment import build_record
 from appointment_enricher.models import Appointment, AppointmentWebhook, EnrichedRecord
-from appointment_enricher.receiver import MAX_JSON_DEPTH, BadRequest, WebhookReceiver, parse_body
+from appointment_enricher.receiver import WebhookReceiver
 from appointment_enricher.signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier
-from appointment_enricher.wire import is_valid_id
+from appointment_enricher.wire import MAX_JSON_DEPTH, IngestMessage, WebhookRef, is_valid_id, read_webhook
+from appointment_enricher.wire import WireError as BadRequest
+from appointment_enricher.wire import parse_json_object as parse_body
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "enriched-record-v1.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -295,12 +297,12 @@ def test_receive_signed_documents_answers_as_documented(doc: dict[str, Any]) -> 
     reply = _receiver(sink).receive(raw, _sign(raw))
     _check_reply(reply, sink)
     if reply.status == 202:
-        # What was queued is what the enricher can parse: a valid webhook model for the same ids.
-        queued = json.loads(sink.sent[0]["body"])
-        assert queued["body"].encode() == raw
-        webhook = AppointmentWebhook.model_validate_json(queued["body"])
-        assert webhook.appointment.id == sink.sent[0]["group_id"] == doc["appointment"]["id"]
-        assert is_valid_id(webhook.locationId)
+        # What was queued reads back under the same wire rules, for the same ids.
+        queued = IngestMessage.decode(sink.sent[0]["body"])
+        assert queued.body.encode() == raw
+        ref = read_webhook(parse_body(queued.body))
+        assert ref.appointment_id == sink.sent[0]["group_id"] == doc["appointment"]["id"]
+        assert is_valid_id(ref.location_id)
     appointment = doc.get("appointment")
     hostile = not (isinstance(appointment, dict) and is_valid_id(appointment.get("id")))
     if doc.get("type") in {"AppointmentCreate", "AppointmentUpdate", "AppointmentDelete"} and hostile:
@@ -316,6 +318,113 @@ def test_receive_rejects_a_signature_over_different_bytes(doc: dict[str, Any], c
     sink = FakeSink()
     reply = _receiver(sink).receive(tampered, signed)
     assert reply.status == 401 and not sink.sent
+
+
+# ---- what intake accepts, the enricher can read ------------------------------------------------
+
+lone_surrogates = st.text(
+    alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=2
+)
+odd_values = (
+    json_values | lone_surrogates | st.sampled_from(["", "a/b+c=", "x" * 129, "wh-1\n", 1714564800000])
+)
+
+
+@st.composite
+def accepted_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """Signed appointment webhooks whose routing fields are usable and everything else is odd:
+    webhookId, appId, timestamp and snapshot fields of any JSON type, lone surrogates in text."""
+    snapshot: dict[str, Any] = {"id": draw(valid_ids)}
+    for name in draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "startTime",
+                    "endTime",
+                    "dateUpdated",
+                    "dateAdded",
+                    "title",
+                    "calendarId",
+                    "isRecurring",
+                    "x",
+                ]
+            ),
+            unique=True,
+            max_size=5,
+        )
+    ):
+        snapshot[name] = draw(odd_values)
+    doc: dict[str, Any] = {
+        "type": draw(st.sampled_from(["AppointmentCreate", "AppointmentUpdate", "AppointmentDelete"])),
+        "locationId": draw(valid_ids),
+        "appointment": snapshot,
+    }
+    for name in ("webhookId", "appId", "versionId"):
+        if draw(st.booleans()):
+            doc[name] = draw(odd_values)
+    if draw(st.booleans()):  # anything but a readable string: accepted unchecked
+        doc["timestamp"] = draw(json_values.filter(lambda v: not isinstance(v, str)) | lone_surrogates)
+    return doc
+
+
+def _accept(doc: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    raw = json.dumps(doc).encode()  # ensure_ascii: lone surrogates travel as \\udXXX escapes
+    sink = FakeSink()
+    reply = _receiver(sink).receive(raw, _sign(raw))
+    assert reply.status == 202, reply
+    [sent] = sink.sent
+    return raw, sent
+
+
+@SETTINGS
+@given(accepted_documents())
+def test_what_intake_accepts_decodes_under_the_wire_rules(doc: dict[str, Any]) -> None:
+    raw, sent = _accept(doc)
+    message = IngestMessage.decode(sent["body"])
+    assert message.body.encode() == raw  # the body exactly as received, re-verifiable
+    assert message.dedupe_id == sent["dedupe_id"]
+    assert message.trigger == "webhook"
+    ref = read_webhook(parse_body(message.body))
+    assert (ref.appointment_id, ref.location_id, ref.type) == (
+        sent["group_id"],
+        doc["locationId"],
+        doc["type"],
+    )
+    assert sent["attributes"] == {"eventType": doc["type"], "locationId": doc["locationId"]}
+
+
+def _fetched(ref: WebhookRef) -> dict[str, Any]:
+    return {
+        "id": ref.appointment_id,
+        "title": "t",
+        "calendarId": "c",
+        "locationId": ref.location_id,
+        "contactId": "k",
+        "groupId": "g",
+        "appointmentStatus": "confirmed",
+        "assignedUserId": "u",
+        "users": [],
+        "startTime": "2026-05-01T10:00:00Z",
+        "endTime": "2026-05-01T10:30:00Z",
+        "dateAdded": "2026-01-01T00:00:00Z",
+        "dateUpdated": "2026-01-01T00:00:00Z",
+    }
+
+
+@SETTINGS
+@given(accepted_documents())
+def test_what_intake_accepts_the_enricher_does_not_call_an_invalid_ingest_message(
+    doc: dict[str, Any],
+) -> None:
+    _, sent = _accept(doc)
+    ref = read_webhook(parse_body(IngestMessage.decode(sent["body"]).body))
+    quarantine = _Quarantine()
+    service = EnricherService(_Source(_fetched(ref)), _Publisher(), quarantine, max_workers=1)
+    record = {"messageId": "m1", "body": sent["body"], "attributes": {"MessageGroupId": sent["group_id"]}}
+    [item] = service.process([record], lambda: 60_000)
+    assert item.error_type != "InvalidIngestMessage", (item.outcome, item.error_type)
+    assert "InvalidIngestMessage" not in quarantine.sent
+    assert item.outcome.name == "PUBLISHED", (item.outcome, item.error_type)
 
 
 # ---- appointment model and record ------------------------------------------------------------

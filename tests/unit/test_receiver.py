@@ -1,7 +1,8 @@
 """WebhookReceiver.receive: every branch of the intake ladder, with fresh Ed25519 / RSA-4096 keys.
 
 size (413) -> signature (401) -> UTF-8/JSON/depth (400) -> replay window (401 stale) -> type
-(200 ignored) -> fields (400) -> durable enqueue (202, or 503 when the queue write failed).
+(200 ignored) -> fields (400) -> tenant (200 ignored) -> durable enqueue within a deadline (202,
+or 429 with Retry-After when the queue write failed or was too slow).
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,9 +29,11 @@ from appointment_enricher.receiver import (
     ReceiverConfig,
     ReceiverConfigError,
     Reply,
+    Tenancy,
     WebhookReceiver,
 )
 from appointment_enricher.signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier
+from appointment_enricher.wire import IngestMessage, read_webhook, webhook_dedupe_id
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 ED = ed25519.Ed25519PrivateKey.generate()
@@ -90,8 +96,14 @@ def sign(body: bytes, scheme: str = "ed25519") -> dict[str, str]:
     return headers
 
 
-def deliver(body: bytes, scheme: str = "ed25519", sink: RecordingSink | None = None, **kw: Any) -> Reply:
-    return receiver(sink, **kw).receive(body, sign(body, scheme))
+def deliver(
+    body: bytes,
+    scheme: str = "ed25519",
+    sink: RecordingSink | None = None,
+    deadline: float | None = None,
+    **kw: Any,
+) -> Reply:
+    return receiver(sink, **kw).receive(body, sign(body, scheme), deadline=deadline)
 
 
 def assert_error(reply: Reply, status: int, error: str, *mentions: str) -> None:
@@ -295,9 +307,22 @@ def test_stale_applies_to_ignored_types_too():
     assert_error(deliver(raw(webhook(type="ContactCreate", timestamp="2020-01-01T00:00:00Z"))), 401, "stale")
 
 
-@pytest.mark.parametrize("timestamp", [1714564800000, "yesterday", "", {"at": 1}])
-def test_unreadable_timestamp_is_400_naming_it(timestamp):
-    assert_error(deliver(raw(webhook(timestamp=timestamp))), 400, "invalid_field", "timestamp")
+@pytest.mark.parametrize(
+    ("timestamp", "note"),
+    [
+        (1714564800000, "timestamp_not_a_string"),
+        ({"at": 1}, "timestamp_not_a_string"),
+        ("yesterday", "timestamp_unreadable"),
+        ("", "timestamp_unreadable"),
+    ],
+)
+def test_unusable_timestamp_is_accepted_unchecked_and_noted(timestamp, note):
+    """Only a readable string is checked for freshness: refusing the rest finally could lose an event."""
+    sink = RecordingSink()
+    reply = deliver(raw(webhook(timestamp=timestamp)), sink=sink)
+    assert reply.status == 202, reply
+    assert reply.notes == (note,)
+    assert len(sink.sent) == 1
 
 
 # ---- 400 body --------------------------------------------------------------------------------------
@@ -335,8 +360,6 @@ BAD_BODIES: dict[str, tuple[bytes, str, tuple[str, ...]]] = {
     "path traversal id": (raw(webhook(appointment={"id": "../admin"})), "invalid_field", ("appointment.id",)),
     "129-char id": (raw(webhook(appointment={"id": "a" * 129})), "invalid_field", ("appointment.id",)),
     "unicode id": (raw(webhook(appointment={"id": "appt_é"})), "invalid_field", ("appointment.id",)),
-    "bad webhookId": (raw(webhook(webhookId="wh 1/2")), "invalid_field", ("webhookId",)),
-    "numeric webhookId": (raw(webhook(webhookId=5)), "invalid_field", ("webhookId",)),
 }
 
 
@@ -376,7 +399,94 @@ def test_other_verified_types_are_ignored_with_200(event_type):
     assert sink.sent == []
 
 
-# ---- 503 ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "webhook_id",
+    ["a/b+c=", 5, "x" * 129, "wh-1\n", "wh 1/2", True, 1.5],
+    ids=["base64ish", "number", "129 chars", "trailing newline", "space slash", "bool", "float"],
+)
+def test_odd_webhook_id_is_accepted_under_a_stable_digest(webhook_id):
+    """The id is the sender's business: a retry carries the same one, so its digest dedupes it."""
+    sink = RecordingSink()
+    body = raw(webhook(webhookId=webhook_id))
+    reply = deliver(body, sink=sink)
+    assert reply.status == 202, reply
+    [sent] = sink.sent
+    expected = webhook_dedupe_id(read_webhook(json.loads(body)).webhook_id, body)
+    assert sent["dedupe_id"] == reply.dedupe_id == expected
+    assert re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", expected)  # a valid FIFO deduplication id
+    assert expected != hashlib.sha256(body).hexdigest()  # derived from the id, not these bytes
+    # A redelivery with another timestamp (other bytes, same webhookId) gets the same dedupe id.
+    again = raw(webhook(webhookId=webhook_id, timestamp="2026-05-01T11:59:30.000Z"))
+    assert deliver(again).dedupe_id == expected
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [
+        {"id": "appt_XYZ789", "startTime": ""},
+        {"id": "appt_XYZ789", "dateUpdated": 1714564800000},
+        {"id": "appt_XYZ789", "startTime": None, "endTime": {"a": 1}, "isRecurring": "maybe"},
+        {"id": "appt_XYZ789", "title": "\ud800 cut emoji"},
+    ],
+    ids=["empty startTime", "numeric dateUpdated", "odd types", "lone surrogate"],
+)
+def test_odd_snapshot_fields_are_accepted(snapshot):
+    sink = RecordingSink()
+    body = raw(webhook(appointment=snapshot))
+    assert deliver(body, sink=sink).status == 202
+    message = IngestMessage.decode(sink.sent[0]["body"])
+    assert message.body.encode() == body
+
+
+def test_lone_surrogate_escape_is_accepted_and_the_queued_message_stays_strict():
+    sink = RecordingSink()
+    body = b'{"type":"AppointmentUpdate","locationId":"loc_1","appointment":{"id":"a1","title":"x\\ud83d"}}'
+    assert b"\\ud83d" in body
+    assert deliver(body, sink=sink).status == 202
+    text = sink.sent[0]["body"]
+    text.encode("utf-8")  # strict: no lone surrogate made it into the message text
+    assert IngestMessage.decode(text).body.encode() == body  # the raw body, byte for byte
+
+
+# ---- tenancy -----------------------------------------------------------------------------------------
+
+
+TENANT = Tenancy(app_ids=frozenset({"app_ours"}), location_ids=frozenset({"loc_ABC123", "loc_2"}))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "status", "reason"),
+    [
+        ({"appId": "app_ours"}, 202, None),
+        ({"appId": "app_other"}, 200, "foreign_app"),
+        ({"appId": None}, 200, "missing_app_id"),
+        ({"appId": "app_ours", "locationId": "loc_other"}, 200, "foreign_location"),
+    ],
+)
+def test_tenancy_ignores_verified_events_that_are_not_ours(overrides, status, reason):
+    sink = RecordingSink()
+    reply = deliver(raw(webhook(**overrides)), sink=sink, tenancy=TENANT)
+    assert reply.status == status, reply
+    if reason is None:
+        assert len(sink.sent) == 1
+    else:
+        assert reply.body == {"status": "ignored", "reason": reason}
+        assert (reply.outcome, reply.cause) == ("foreign", reason)
+        assert sink.sent == []
+
+
+def test_tenancy_unset_means_any_app_and_location():
+    assert deliver(raw(webhook(appId="anything", locationId="anywhere"))).status == 202
+    only_locations = Tenancy(location_ids=frozenset({"loc_ABC123"}))
+    assert deliver(raw(webhook(appId=None)), tenancy=only_locations).status == 202
+
+
+def test_tenancy_is_checked_after_the_signature_and_the_fields():
+    assert_error(receiver(tenancy=TENANT).receive(raw(webhook(appId="x")), {}), 401, "missing_signature")
+    assert_error(deliver(raw(webhook(appId="x", locationId="a/b")), tenancy=TENANT), 400, "invalid_field")
+
+
+# ---- 429 ---------------------------------------------------------------------------------------------
 
 
 class FakeClientError(Exception):
@@ -386,10 +496,11 @@ class FakeClientError(Exception):
 
 
 @pytest.mark.parametrize("error", [FakeClientError(), TimeoutError("read timeout"), RuntimeError("boom")])
-def test_failed_queue_write_is_503_never_accepted(error):
+def test_failed_queue_write_is_429_with_retry_after_never_accepted(error):
     reply = deliver(raw(webhook()), sink=RecordingSink(error=error))
-    assert_error(reply, 503, "unavailable")
-    assert reply.outcome == "failed"
+    assert_error(reply, 429, "queue_unavailable")
+    assert reply.headers == {"retry-after": "60"}
+    assert reply.outcome == "deferred"
     assert reply.dedupe_id == "wh-0001"
     assert reply.cause is not None
     assert reply.cause.startswith(type(error).__name__)
@@ -412,6 +523,43 @@ class OrderCheckingSink(RecordingSink):
         result = super().send(body, group_id=group_id, dedupe_id=dedupe_id, attributes=attributes)
         self.returned = True
         return result
+
+
+class SlowSink(RecordingSink):
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.finished = threading.Event()
+
+    def send(self, body: str, *, group_id: str, dedupe_id: str, attributes: Mapping[str, str]) -> str:
+        time.sleep(self.seconds)
+        result = super().send(body, group_id=group_id, dedupe_id=dedupe_id, attributes=attributes)
+        self.finished.set()
+        return result
+
+
+def test_a_queue_write_past_the_deadline_is_429_at_the_deadline():
+    sink = SlowSink(1.0)
+    started = time.monotonic()
+    reply = deliver(raw(webhook()), sink=sink, deadline=started + 0.2)
+    elapsed = time.monotonic() - started
+    assert_error(reply, 429, "queue_timeout")
+    assert reply.headers["retry-after"] == "60"
+    assert 0.2 <= elapsed < 0.5, elapsed
+    # The write carries on and may land: the retry's identical dedupe id makes that harmless.
+    assert sink.finished.wait(2)
+    assert sink.sent[0]["dedupe_id"] == reply.dedupe_id == "wh-0001"
+
+
+def test_a_queue_write_within_the_deadline_is_accepted():
+    reply = deliver(raw(webhook()), sink=SlowSink(0.05), deadline=time.monotonic() + 2)
+    assert reply.status == 202
+
+
+def test_a_deadline_already_passed_defers_without_waiting():
+    started = time.monotonic()
+    reply = deliver(raw(webhook()), sink=SlowSink(0.5), deadline=started - 1)
+    assert (reply.status, time.monotonic() - started < 0.2) == (429, True)
 
 
 def test_accepted_only_after_the_write_returned():
@@ -442,7 +590,7 @@ def test_accepted_only_after_the_write_returned():
     ),
     signed=st.booleans(),
 )
-def test_only_a_queue_failure_is_5xx_and_only_202_writes(body, signed):
+def test_never_5xx_and_only_202_writes(body, signed):
     sink = RecordingSink()
     reply = receiver(sink).receive(body, sign(body) if signed else {})
     assert reply.status in (200, 202, 400, 401)
@@ -484,8 +632,19 @@ def test_config_signature_required(value, expected):
             {"INGEST_QUEUE_URL": "q", "WEBHOOK_MAX_AGE_SECONDS": str(30 * 86400 + 1)},
             "WEBHOOK_MAX_AGE_SECONDS",
         ),
+        ({"INGEST_QUEUE_URL": "q", "WEBHOOK_APP_IDS": "ok,bad id"}, "WEBHOOK_APP_IDS"),
+        ({"INGEST_QUEUE_URL": "q", "WEBHOOK_APP_IDS": ",,"}, "WEBHOOK_APP_IDS"),
+        ({"INGEST_QUEUE_URL": "q", "WEBHOOK_LOCATION_IDS": "loc/1"}, "WEBHOOK_LOCATION_IDS"),
     ],
 )
 def test_config_errors_name_the_variable(env, variable):
     with pytest.raises(ReceiverConfigError, match=variable):
         ReceiverConfig.from_env(env)
+
+
+def test_config_reads_the_tenancy_allow_lists():
+    env = {"INGEST_QUEUE_URL": "q", "WEBHOOK_APP_IDS": " app1 , app2", "WEBHOOK_LOCATION_IDS": "L1"}
+    config = ReceiverConfig.from_env(env)
+    assert config.tenancy == Tenancy(frozenset({"app1", "app2"}), frozenset({"L1"}))
+    unset = ReceiverConfig.from_env({"INGEST_QUEUE_URL": "q", "WEBHOOK_APP_IDS": "  "})
+    assert unset.tenancy == Tenancy(None, None)

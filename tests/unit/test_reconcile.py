@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from appointment_enricher.ledger import LedgerEntry
 from appointment_enricher.models import AppointmentWebhook
 from appointment_enricher.powerleads import UpstreamRejected, UpstreamUnavailable
 from appointment_enricher.reconcile import Window, decide, recovery_message, snapshot
@@ -23,10 +23,9 @@ T1 = "2026-11-20T10:00:00.000Z"
 T2 = "2026-11-21T10:00:00.000Z"
 
 
-@dataclass
-class Entry:
-    date_updated: datetime | None
-    deleted: bool = False
+def Entry(date_updated: datetime | None, deleted: bool = False) -> LedgerEntry:
+    """A ledger entry as the ledger's adapter returns it (the reconciler reads two fields)."""
+    return LedgerEntry("Appt", "Loc1", date_updated, deleted)
 
 
 def at(text: str) -> datetime:
@@ -162,10 +161,10 @@ class FakeUpstream:
 
 class FakeLedger:
     def __init__(self) -> None:
-        self.items: dict[str, Entry] = {}
+        self.items: dict[str, LedgerEntry] = {}
         self.locations: list[str] = []
 
-    def entries(self, appointment_ids: Sequence[str]) -> Mapping[str, Entry]:
+    def entries(self, appointment_ids: Sequence[str]) -> dict[str, LedgerEntry]:
         return {a: self.items[a] for a in appointment_ids if a in self.items}
 
     def known_locations(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""DynamoDB adapters of the reconciler with a stub client: chunking, unprocessed keys, item shapes."""
+"""The reconciler's cursor store with a stub client: chunking, unprocessed keys, item shapes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from appointment_enricher.reconcile_store import DynamoCursorStore, LedgerLayoutReader, batch_get
+from appointment_enricher.reconcile_store import DynamoCursorStore, batch_get
 from appointment_enricher.reconciler import Cursor
 
 
@@ -48,22 +48,6 @@ def test_batch_get_gives_up_when_keys_stay_unprocessed() -> None:
     client = StubClient({}, unprocessed=100)
     with pytest.raises(RuntimeError, match="unprocessed"):
         batch_get(client, "t", ["a", "b", "c", "d"] * 50, "id", sleep=lambda _s: None)  # type: ignore[arg-type]
-
-
-def test_ledger_layout_entries() -> None:
-    items = {
-        "appointment#A1": {
-            "id": {"S": "appointment#A1"},
-            "locationId": {"S": "L1"},
-            "dateUpdated": {"S": "2026-11-30T10:00:00.000Z"},
-            "deleted": {"BOOL": True},
-        },
-        "appointment#A2": {"id": {"S": "appointment#A2"}, "locationId": {"S": "L1"}},
-    }
-    entries = LedgerLayoutReader(StubClient(items), "t").entries(["A1", "A2", "A3"])  # type: ignore[arg-type]
-    assert set(entries) == {"A1", "A2"}
-    assert entries["A1"].deleted and entries["A1"].date_updated is not None
-    assert entries["A2"].date_updated is None and not entries["A2"].deleted
 
 
 def test_cursor_items_round_trip_and_a_finished_sweep_clears_the_position() -> None:

@@ -234,12 +234,31 @@ def check_environment(t: Template) -> None:
 
 
 def check_idempotency_table(t: Template) -> None:
-    p = props(t, "IdempotencyTable")
+    for table in ("IdempotencyTable", "LedgerTable"):
+        _check_table(props(t, table))
+    assert is_ref(function_env(t, "EnricherFunction").get("LEDGER_TABLE_NAME"), "LedgerTable")
+
+
+def _check_table(p: dict[str, Any]) -> None:
     assert p.get("BillingMode") == "PAY_PER_REQUEST"
     assert p.get("KeySchema") == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert {"AttributeName": "id", "AttributeType": "S"} in (p.get("AttributeDefinitions") or [])
     assert p.get("TimeToLiveSpecification") == {"AttributeName": "expiration", "Enabled": True}
     assert (p.get("SSESpecification") or {}).get("SSEEnabled") is True
+
+
+def check_not_found_grace(t: Template) -> None:
+    """A 404 is retried until NOT_FOUND_GRACE_SECONDS; each retry waits the ingest visibility
+    timeout, so the receives left after the first must cover the largest grace allowed."""
+    env = function_env(t, "EnricherFunction")
+    assert is_ref(env.get("NOT_FOUND_GRACE_SECONDS"), "NotFoundGraceSeconds")
+    grace = (t.get("Parameters") or {}).get("NotFoundGraceSeconds") or {}
+    assert grace.get("Default") == 120
+    visibility = props(t, "IngestQueue").get("VisibilityTimeout")
+    receives = param_default(t, (props(t, "IngestQueue").get("RedrivePolicy") or {}).get("maxReceiveCount"))
+    assert isinstance(visibility, int) and isinstance(receives, int)
+    assert (receives - 1) * visibility >= grace.get("MaxValue", 10**9), (visibility, receives, grace)
+    assert param_default(t, env.get("SUPPRESS_UNCHANGED_RECORDS")) == "false"
 
 
 def check_output_fanout(t: Template) -> None:
@@ -286,6 +305,7 @@ def check_outputs(t: Template) -> None:
         "IngestDLQUrl",
         "QuarantineQueueUrl",
         "IdempotencyTableName",
+        "LedgerTableName",
         "DashboardUrl",
     ):
         assert name in outputs, name
@@ -404,15 +424,19 @@ ALLOWED_POLICY_TEMPLATES = {
     },
     "ReconcilerFunction": {"SQSSendMessagePolicy", "AWSSecretsManagerGetSecretValuePolicy"},
 }
-# Inline statements (see the comments in template.yaml), by Sid: exactly these actions. The
-# reconciler reads the ledger (no Scan or Query) and writes only its cursor items.
-IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+# Inline statements (see the comments in template.yaml), by Sid: exactly these actions.
+# With the ledger on (the template always sets it) the idempotency table holds receipts only.
+IDEMPOTENCY_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:PutItem"}
+# The ledger: entries read in batches, written one by one, the locations set grown; no Scan, Query.
+# The reconciler reads it (no Scan or Query) and writes only its own cursor items.
+LEDGER_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 WRITE_BACK_ACTIONS = {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}
-RECONCILER_TABLE = "IdempotencyTable"  # the ledger table (LEDGER_TABLE_NAME)
+RECONCILER_TABLE = "LedgerTable"  # LEDGER_TABLE_NAME
 INLINE_ALLOWED = {
     "EnricherFunction": {
         "IdempotencyRecords": IDEMPOTENCY_ACTIONS,
         "WriteBackRotatedPowerLeadsToken": WRITE_BACK_ACTIONS,
+        "LedgerReadWrite": LEDGER_ACTIONS,
     },
     "ReconcilerFunction": {
         "WriteBackRotatedPowerLeadsToken": WRITE_BACK_ACTIONS,
@@ -443,6 +467,8 @@ def _secret_arn_ok(resource: Any) -> bool:
 def _inline_resource_ok(sid: str, resource: Any) -> bool:
     if sid == "IdempotencyRecords":
         return bool(resource == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]})
+    if sid == "LedgerReadWrite":
+        return bool(resource == {"Fn::GetAtt": ["LedgerTable", "Arn"]})
     if sid.startswith("Reconcile"):
         return is_getatt(resource, RECONCILER_TABLE, "Arn")
     return _secret_arn_ok(resource)
@@ -666,6 +692,7 @@ CHECKS: dict[str, Callable[[Template], None]] = {
         check_enricher_event_source,
         check_environment,
         check_idempotency_table,
+        check_not_found_grace,
         check_output_fanout,
         check_log_groups,
         check_outputs,
@@ -781,6 +808,15 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ),
     ("table ttl", "check_idempotency_table", _delete(R, "IdempotencyTable", P, "TimeToLiveSpecification")),
     ("table sse", "check_idempotency_table", _delete(R, "IdempotencyTable", P, "SSESpecification")),
+    ("grace env", "check_not_found_grace", _delete(*ENR_ENV, "NOT_FOUND_GRACE_SECONDS")),
+    ("grace too long", "check_not_found_grace", _set(3600, "Parameters", "NotFoundGraceSeconds", "MaxValue")),
+    ("ledger ttl", "check_idempotency_table", _delete(R, "LedgerTable", P, "TimeToLiveSpecification")),
+    ("ledger env", "check_idempotency_table", _delete(*ENR_ENV, "LEDGER_TABLE_NAME")),
+    (
+        "ledger scan",
+        "check_function_policies",
+        _set(["dynamodb:Scan"], R, "EnricherFunction", P, "Policies", 6, "Statement", 0, "Action"),
+    ),
     ("raw delivery", "check_output_fanout", _delete(R, "EnrichedQueueSubscription", P, "RawMessageDelivery")),
     (
         "source arn",

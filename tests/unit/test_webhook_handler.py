@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +43,8 @@ ENV_VARS = (
     "WEBHOOK_RSA_PUBLIC_KEY",
     "WEBHOOK_SIGNATURE_REQUIRED",
     "WEBHOOK_MAX_AGE_SECONDS",
+    "WEBHOOK_APP_IDS",
+    "WEBHOOK_LOCATION_IDS",
     "POWERTOOLS_METRICS_DISABLED",
     "POWERTOOLS_METRICS_NAMESPACE",
 )
@@ -112,6 +116,7 @@ def ed_sig(body: bytes) -> str:
 def invoke(module: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     result = module.lambda_handler(event, make_context("WebhookFunction"))
     assert result["headers"]["content-type"] == "application/json"
+    assert ("retry-after" in result["headers"]) == (result["statusCode"] == 429)
     return result["statusCode"], json.loads(result["body"])
 
 
@@ -196,16 +201,99 @@ def test_every_error_body_is_error_and_message(load, body, headers, status, erro
     assert reply["error"] == error
 
 
-def test_failed_queue_write_is_503_with_the_cause_logged(load, capsys):
+NOT_QUEUED = "webhook not queued; sender asked to retry"
+
+
+def test_failed_queue_write_is_429_with_the_cause_logged(load, capsys):
     module = load(RecordingSink(error=ConnectionError("endpoint unreachable")))
     body = body_for()
-    status, reply = invoke(module, event_for(body))
-    assert status == 503
-    assert reply["error"] == "unavailable"
-    [line] = [x for x in log_lines(capsys.readouterr().out) if x["message"] == "webhook not queued"]
+    result = module.lambda_handler(event_for(body), make_context("WebhookFunction"))
+    assert (result["statusCode"], result["headers"]["retry-after"]) == (429, "60")
+    assert json.loads(result["body"])["error"] == "queue_unavailable"
+    out = capsys.readouterr().out
+    [line] = [x for x in log_lines(out) if x["message"] == NOT_QUEUED]
     assert line["level"] == "ERROR"
     assert line["cause"] == "ConnectionError"
     assert line["correlation_id"] == "wh-handler-1"
+    emf = [json.loads(x) for x in out.splitlines() if '"_aws"' in x]
+    assert any("WebhookQueueFailed" in m for m in emf), emf
+
+
+def test_the_queue_write_is_bounded_by_the_lambda_remaining_time(load):
+    """With 0.7 s left the write gets 0.2 s (0.5 s margin), not the 2.5 s budget."""
+
+    class Hanging(RecordingSink):
+        def send(self, body: str, **kw: Any) -> str:
+            threading.Event().wait(5)
+            return "late"
+
+    module = load(Hanging())
+    started = time.monotonic()
+    result = module.lambda_handler(
+        event_for(body_for()), make_context("WebhookFunction", timeout_seconds=0.7)
+    )
+    elapsed = time.monotonic() - started
+    assert (result["statusCode"], json.loads(result["body"])["error"]) == (429, "queue_timeout")
+    assert elapsed < 0.6, elapsed
+
+
+def test_an_exception_in_receive_is_429_internal_error(load, capsys, monkeypatch):
+    module = load()
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(module.receiver, "receive", boom)
+    status, reply = invoke(module, event_for(body_for()))
+    assert (status, reply["error"]) == (429, "internal_error")
+    out = capsys.readouterr().out
+    [line] = [x for x in log_lines(out) if x["message"] == NOT_QUEUED]
+    assert line["cause"] == "KeyError"
+    assert any("WebhookInternalError" in json.loads(x) for x in out.splitlines() if '"_aws"' in x)
+
+
+def test_an_exception_while_answering_is_still_429(load, monkeypatch):
+    module = load()
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("cannot build the answer")
+
+    monkeypatch.setattr(module, "_respond", boom)
+    status, reply = invoke(module, event_for(body_for()))
+    assert (status, reply["error"]) == (429, "internal_error")
+
+
+def test_a_broken_logger_or_metrics_does_not_change_the_answer(load, monkeypatch):
+    sink = RecordingSink()
+    module = load(sink)
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("instrumentation down")
+
+    monkeypatch.setattr(module.metrics, "add_metric", boom)
+    monkeypatch.setattr(module.logger, "info", boom)
+    assert invoke(module, event_for(body_for()))[0] == 202
+    assert len(sink.sent) == 1
+
+
+def test_tenancy_from_the_environment(load, capsys):
+    sink = RecordingSink()
+    module = load(sink, WEBHOOK_APP_IDS="app_ours", WEBHOOK_LOCATION_IDS="loc_ABC123")
+    assert invoke(module, event_for(body_for(appId="app_ours")))[0] == 202
+    status, reply = invoke(module, event_for(body_for(appId="app_theirs")))
+    assert (status, reply) == (200, {"status": "ignored", "reason": "foreign_app"})
+    assert len(sink.sent) == 1
+    out = capsys.readouterr().out
+    assert "unset" not in out  # no cold-start warning when both lists are set
+    emf = [json.loads(x) for x in out.splitlines() if '"_aws"' in x]
+    assert any("WebhookForeignTenant" in m for m in emf), emf
+
+
+def test_tenancy_unset_warns_at_cold_start(load, capsys):
+    load()
+    warnings = [x["message"] for x in log_lines(capsys.readouterr().out) if x["level"] == "WARNING"]
+    assert any(w.startswith("WEBHOOK_APP_IDS unset") for w in warnings), warnings
+    assert any(w.startswith("WEBHOOK_LOCATION_IDS unset") for w in warnings), warnings
 
 
 def test_ignored_type_is_200_and_counted(load, capsys):
@@ -240,9 +328,9 @@ def test_no_body_signature_or_event_in_logs_even_with_log_event_on(load, capsys)
     for event in cases:
         invoke(module, event)
     module.receiver.sink = RecordingSink(error=RuntimeError("down"))
-    invoke(module, event_for(body, {"x-ghl-signature": signature}))  # 503
+    invoke(module, event_for(body, {"x-ghl-signature": signature}))  # 429
     out = capsys.readouterr().out
-    answered = [x for x in log_lines(out) if x["message"] in ("webhook answered", "webhook not queued")]
+    answered = [x for x in log_lines(out) if x["message"] in ("webhook answered", NOT_QUEUED)]
     assert len(answered) == len(cases) + 1
     assert SECRET_TITLE not in out
     assert signature not in out
@@ -335,9 +423,11 @@ def test_sqs_client_fails_fast_and_finds_a_region(load, monkeypatch):
     module = load()
     assert module.built_sink.url == QUEUE_URL
     client = module.built_sink.client
-    assert client.meta.config.connect_timeout <= 2
-    assert client.meta.config.read_timeout <= 5
-    assert client.meta.config.retries["total_max_attempts"] <= 3
+    # The receiver's deadline is the hard bound; these keep a write that outlives it short.
+    assert client.meta.config.connect_timeout <= 1
+    assert client.meta.config.read_timeout <= 2
+    assert client.meta.config.retries["total_max_attempts"] <= 2
+    assert client.meta.config.retries["mode"] == "standard"
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")

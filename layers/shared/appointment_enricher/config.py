@@ -12,6 +12,8 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from .wire import DEFAULT_NOT_FOUND_GRACE_SECONDS
+
 DEFAULT_API_BASE_URL = "https://services.leadconnectorhq.com"
 DEFAULT_API_VERSION = "2021-04-15"
 MAX_AGE_LIMIT_SECONDS = 30 * 86400  # as the receiver's bound: the idempotency TTL is twice this
@@ -48,6 +50,9 @@ class EnricherSettings(_Settings):
     OUTPUT_QUEUE_URL: str | None = None
     DEAD_LETTER_QUEUE_URL: str
     IDEMPOTENCY_TABLE_NAME: str | None = None
+    LEDGER_TABLE_NAME: str | None = None  # unset: no change tracking
+    NOT_FOUND_GRACE_SECONDS: int = Field(default=DEFAULT_NOT_FOUND_GRACE_SECONDS, ge=0, le=86_400)
+    SUPPRESS_UNCHANGED_RECORDS: bool = False  # needs the ledger; unchanged records are counted, not sent
     POWERLEADS_API_BASE_URL: str = DEFAULT_API_BASE_URL
     POWERLEADS_API_VERSION: str = DEFAULT_API_VERSION
     POWERLEADS_TOKEN_SECRET_ID: str | None = None
@@ -67,6 +72,10 @@ class EnricherSettings(_Settings):
             raise ValueError("set OUTPUT_TOPIC_ARN, OUTPUT_QUEUE_URL or both")
         if not self.POWERLEADS_TOKEN_SECRET_ID and not self.POWERLEADS_TOKEN:
             raise ValueError("set POWERLEADS_TOKEN_SECRET_ID (or POWERLEADS_TOKEN for local runs)")
+        if self.SUPPRESS_UNCHANGED_RECORDS and not self.LEDGER_TABLE_NAME:
+            raise ValueError(
+                "SUPPRESS_UNCHANGED_RECORDS needs LEDGER_TABLE_NAME (unchanged is known from the ledger)"
+            )
         return self
 
     @property

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
-from .models import Appointment, AppointmentSnapshot, AppointmentWebhook, Derived, EnrichedRecord
-from .wire import parse_upstream_time, rfc3339
+from .changes import Change
+from .models import (
+    Appointment,
+    AppointmentSnapshot,
+    AppointmentWebhook,
+    Derived,
+    EnrichedRecord,
+    RecordChange,
+)
+from .wire import Trigger, rfc3339, try_upstream_time
 
 # Recurring instance ids: <masterId>_<startEpochMs>_<durationSeconds>
 _INSTANCE_ID = re.compile(r"^(?P<master>[A-Za-z0-9-]+)_(?P<start>\d{10,16})_(?P<dur>\d{1,7})$")
 
 
-def _offset_as_sent(raw: str | None) -> str | None:
-    """The UTC offset the upstream wrote (``+05:30``); None when it sent a local time without one."""
-    if raw is None:
+def _offset_as_sent(raw: Any) -> str | None:
+    """The UTC offset the upstream wrote (``+05:30``); None when it sent a local time without one
+    (or anything that does not parse)."""
+    if try_upstream_time(raw) is None:
         return None
-    offset = datetime.fromisoformat(raw.strip()).utcoffset()
+    offset = datetime.fromisoformat(str(raw).strip()).utcoffset()
     if offset is None:
         return None
     minutes = int(offset.total_seconds() // 60)
@@ -25,12 +35,15 @@ def _offset_as_sent(raw: str | None) -> str | None:
 
 
 def derive(appointment: Appointment | AppointmentSnapshot) -> Derived:
-    """Compute ``derived``: UTC times, duration, offset as sent, recurring-instance facts."""
-    start = parse_upstream_time(appointment.startTime) if appointment.startTime else None
-    end = parse_upstream_time(appointment.endTime) if appointment.endTime else None
+    """Compute ``derived``: UTC times, duration, offset as sent, recurring-instance facts.
+
+    Snapshot fields may be of any shape: each value is derived only when it parses.
+    """
+    start = try_upstream_time(appointment.startTime)
+    end = try_upstream_time(appointment.endTime)
     duration = (end - start).total_seconds() / 60 if start and end else None
 
-    master_id = appointment.masterEventId
+    master_id = appointment.masterEventId if isinstance(appointment.masterEventId, str) else None
     instance_start: str | None = None
     instance_duration: int | None = None
     match = _INSTANCE_ID.fullmatch(appointment.id)
@@ -42,7 +55,8 @@ def derive(appointment: Appointment | AppointmentSnapshot) -> Derived:
             instance_start = None
         instance_duration = int(match["dur"])
 
-    is_recurring = bool(appointment.isRecurring) or match is not None
+    is_recurring = appointment.isRecurring in (True, "true") or match is not None
+    status = appointment.appointmentStatus
     return Derived(
         startTimeUtc=rfc3339(start) if start else None,
         endTimeUtc=rfc3339(end) if end else None,
@@ -52,7 +66,7 @@ def derive(appointment: Appointment | AppointmentSnapshot) -> Derived:
         instanceStartUtc=instance_start,
         instanceDurationSeconds=instance_duration,
         isRecurring=is_recurring,
-        appointmentStatus=appointment.appointmentStatus,
+        appointmentStatus=status if isinstance(status, str) else None,
     )
 
 
@@ -62,16 +76,28 @@ def build_record(
     *,
     received_at: str,
     now: datetime,
+    webhook_id: str | None = None,
+    trigger: Trigger = "webhook",
+    change: Change | None = None,
 ) -> EnrichedRecord:
-    """One record per webhook. ``appointment`` None means deleted: the webhook snapshot is used."""
+    """One record per webhook. ``appointment`` None means deleted: the webhook snapshot is used.
+
+    ``webhook_id``: the webhook's id as text (``wire.WebhookRef``; defaults to a string
+    ``webhookId``); ``change`` only when tracked.
+    """
+    if webhook_id is None and isinstance(webhook.webhookId, str) and webhook.webhookId:
+        webhook_id = webhook.webhookId
     deleted = appointment is None or webhook.type == "AppointmentDelete"
     body: Appointment | AppointmentSnapshot = (
         webhook.appointment if deleted or appointment is None else appointment
     )
+    extra: dict[str, Any] = {}
+    if change is not None:
+        extra["change"] = RecordChange.model_validate(change.as_json())
     return EnrichedRecord(
         schemaVersion="1",
         eventType=webhook.type,
-        webhookId=webhook.webhookId,
+        webhookId=webhook_id,
         locationId=webhook.locationId,
         appointmentId=webhook.appointment.id,
         receivedAt=received_at,
@@ -79,4 +105,6 @@ def build_record(
         deleted=deleted,
         appointment=body,
         derived=derive(body),
+        trigger=trigger,
+        **extra,
     )

@@ -13,9 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from .wire import ID_PATTERN, parse_upstream_time
-
-EventType = Literal["AppointmentCreate", "AppointmentUpdate", "AppointmentDelete"]
+from .changes import ChangeKind
+from .wire import ID_PATTERN, EventType, Trigger, parse_upstream_time
 
 
 def _check_time(value: str) -> str:
@@ -72,46 +71,41 @@ class GetAppointmentResponse(BaseModel):
 
 
 class AppointmentSnapshot(BaseModel):
-    """The appointment as the webhook carries it: only the id is guaranteed."""
+    """The appointment as the webhook carries it: only the id is guaranteed (intake checked it).
+
+    Every other field is kept exactly as sent, whatever its shape: a signed webhook is never
+    refused for its snapshot (the enricher fetches the truth), and a delete publishes it as is.
+    ``derive`` computes values only from what parses.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     id: ResourceId
-    calendarId: str | None = None
-    contactId: str | None = None
-    title: str | None = None
-    appointmentStatus: str | None = None
-    startTime: UpstreamTime | None = None
-    endTime: UpstreamTime | None = None
-    dateAdded: UpstreamTime | None = None
-    dateUpdated: UpstreamTime | None = None
-    isRecurring: bool | None = None
-    masterEventId: str | None = None
+    calendarId: Any = None
+    contactId: Any = None
+    title: Any = None
+    appointmentStatus: Any = None
+    startTime: Any = None
+    endTime: Any = None
+    dateAdded: Any = None
+    dateUpdated: Any = None
+    isRecurring: Any = None
+    masterEventId: Any = None
 
 
 class AppointmentWebhook(BaseModel):
-    """An appointment webhook delivery (AppointmentCreate/Update/Delete)."""
+    """An appointment webhook delivery: ``type``, ``locationId`` and ``appointment.id`` are what
+    ``wire.read_webhook`` requires; ``webhookId``, ``timestamp``, ``appId`` are kept as sent."""
 
     model_config = ConfigDict(extra="allow")
 
     type: EventType
     locationId: ResourceId
     appointment: AppointmentSnapshot
-    webhookId: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")] | None = None
-    timestamp: UpstreamTime | None = None
-    appId: str | None = None
-    versionId: str | None = None
-
-
-class IngestMessage(BaseModel):
-    """What the receiver puts on the ingest queue: the raw body as received, for re-verification."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    body: str = Field(description="The webhook body exactly as received (UTF-8)")
-    receivedAt: str
-    dedupeId: Annotated[str, Field(min_length=1, max_length=128)]
-    signatures: dict[str, str] = Field(default_factory=dict)
+    webhookId: Any = None
+    timestamp: Any = None
+    appId: Any = None
+    versionId: Any = None
 
 
 class Derived(BaseModel):
@@ -126,6 +120,21 @@ class Derived(BaseModel):
     instanceDurationSeconds: int | None
     isRecurring: bool
     appointmentStatus: str | None
+
+
+class RecordChange(BaseModel):
+    """What changed since the last record of this appointment (present when a ledger is on)."""
+
+    kind: ChangeKind = Field(description="The first of kinds, in precedence order")
+    kinds: list[ChangeKind] = Field(
+        description="Every kind that applies, in the order deleted, created, cancelled, rescheduled, "
+        "statusChanged, reassigned, updated, unchanged"
+    )
+    changedFields: list[str] = Field(
+        description="Sorted appointment fields that differ from the last record (times as instants; "
+        "dateUpdated alone is no change)"
+    )
+    previous: dict[str, Any] = Field(description="The earlier values of changedFields, as earlier published")
 
 
 class EnrichedRecord(BaseModel):
@@ -149,6 +158,10 @@ class EnrichedRecord(BaseModel):
         "the webhook snapshot when deleted"
     )
     derived: Derived
+    trigger: Trigger = Field(
+        default="webhook", description="What produced the event: webhook, reconcile or backfill"
+    )
+    change: RecordChange | None = Field(default=None, description="Present when change tracking is on")
 
 
 def enriched_record_json_schema() -> dict[str, Any]:

@@ -9,37 +9,19 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .outbound import MAX_MESSAGE_BYTES, OutboundMessage
 from .queues import string_attributes
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
+__all__ = ["MAX_MESSAGE_BYTES", "OutboundMessage", "Publisher", "SnsDestination", "SqsDestination"]
+
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024  # SNS PublishBatch / SQS SendMessageBatch total payload
-MAX_MESSAGE_BYTES = 256 * 1024
-
-
-@dataclass(frozen=True)
-class OutboundMessage:
-    """One enriched record ready to publish. ``entry_id`` is unique within a publish call."""
-
-    entry_id: str
-    body: str
-    attributes: dict[str, str]
-    group_id: str
-    dedupe_id: str
-
-    @cached_property
-    def payload_bytes(self) -> int:
-        """Body plus attribute names and values, as AWS counts message size (computed once)."""
-        return len(self.body.encode()) + sum(
-            len(k) + len(v) + len("String") for k, v in self.attributes.items()
-        )
 
 
 class Destination(Protocol):

@@ -45,7 +45,7 @@ class IngestQueue:
         self.url = url
 
     def send(self, body: str, *, group_id: str, dedupe_id: str, attributes: Mapping[str, str]) -> str:
-        """Durably queue one webhook; raises on failure (the receiver then answers 503)."""
+        """Durably queue one webhook; raises on failure (the receiver then answers 429)."""
         response = self.client.send_message(
             QueueUrl=self.url,
             MessageBody=body,

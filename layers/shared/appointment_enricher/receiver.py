@@ -1,51 +1,134 @@
-"""Webhook intake: verify, validate, enqueue, and answer in a way the sender's retries respect.
+"""Webhook intake: verify, check the tenant, enqueue, and answer so the sender's retries respect it.
 
-Order of checks: size (413) -> signature over the raw bytes (401) -> UTF-8 + JSON (400) ->
-freshness of ``timestamp`` (401 stale) -> ``type`` (other types: 200 ignored) -> fields (400) ->
-durable enqueue (202, or 503 so the sender retries). Only a failed queue write returns 5xx.
+Order of checks: size (413) -> signature over the raw bytes (401) -> strict JSON (400) ->
+freshness of a string ``timestamp`` (401 stale) -> ``type`` (other types: 200 ignored) ->
+routing fields (400) -> tenant (another app or location: 200 ignored) -> durable enqueue within a
+deadline (202, or 429 with ``Retry-After`` so the sender retries).
 
-Validation here is hand-rolled on purpose: the receiver must stay cheap to import (no pydantic
-model build on its cold path) and must name the failing field precisely.
+Why 429 and not 503: HighLevel's documented retry policy retries only 429; every other status is
+final for it, so a 5xx for a transient failure would lose the event. This module never answers
+a 5xx; ``functions/webhook/app.py`` turns anything unexpected into a 429 as well.
+
+What a body must hold is decided in ``wire`` (the one set of wire rules the enricher shares):
+a signed body that is ours is accepted whenever its type, location and appointment id are
+usable, however odd the rest (webhookId, snapshot fields, timestamp type) may be, because the
+enricher fetches the truth and a final 4xx would lose a genuine event.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from .signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier, Verdict, header_value
-from .wire import APPOINTMENT_EVENT_TYPES, is_valid_id, parse_upstream_time, rfc3339
+from .wire import (
+    APPOINTMENT_EVENT_TYPES,
+    DEFAULT_MAX_AGE_SECONDS,
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_MAX_AGE_SECONDS,
+    IngestMessage,
+    WebhookRef,
+    WireError,
+    event_type,
+    ingest_attributes,
+    is_valid_id,
+    parse_json_object,
+    parse_upstream_time,
+    read_webhook,
+    rfc3339,
+    webhook_dedupe_id,
+)
 
-MAX_BODY_BYTES = 256 * 1024
-MAX_JSON_DEPTH = 32
+__all__ = [
+    "DEFAULT_MAX_AGE_SECONDS",
+    "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
+    "RETRY_AFTER_SECONDS",
+    "BadRequest",
+    "ReceiverConfig",
+    "ReceiverConfigError",
+    "Reply",
+    "Sink",
+    "Tenancy",
+    "WebhookReceiver",
+    "transient",
+]
+
+BadRequest = WireError  # the name older callers and tests know
 MAX_FUTURE_SKEW = timedelta(minutes=5)
-_WEBHOOK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-
+# What we ask the sender to wait. HighLevel documents its own schedule (about 10 minutes); the
+# header is a hint for senders that honour it, and short enough that a blip costs little.
+RETRY_AFTER_SECONDS = 60
+# The queue write gets this long by default; the handler passes a deadline that also respects
+# the Lambda's remaining time. The whole answer stays under 3 s.
+DEFAULT_SEND_BUDGET_SECONDS = 2.5
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
-DEFAULT_MAX_AGE_SECONDS = 86400
-MAX_AGE_LIMIT_SECONDS = 30 * 86400  # a wider replay window is no window (and 10**12 overflows datetime)
 
 
 class ReceiverConfigError(RuntimeError):
     """WebhookFunction is misconfigured: the cold start fails with a message naming the variable."""
 
 
+def _id_list(environ: Mapping[str, str], name: str) -> frozenset[str] | None:
+    """A comma-separated id allow-list; unset or blank means "any" (None)."""
+    text = environ.get(name, "").strip()
+    if not text:
+        return None
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [part for part in ids if not is_valid_id(part)]
+    if bad or not ids:
+        raise ReceiverConfigError(
+            f"{name} must be a comma-separated list of ids matching [A-Za-z0-9_-]{{1,128}}"
+            f" ({len(bad)} invalid)"
+        )
+    return frozenset(ids)
+
+
+@dataclass(frozen=True)
+class Tenancy:
+    """Which marketplace apps and locations this deployment serves (None = any).
+
+    HighLevel signs every app's webhooks with one key, so a valid signature proves the sender,
+    not the recipient: an event for another app or location is answered 200 ignored (a final
+    answer, so it is not retried at us) and counted, never queued.
+    """
+
+    app_ids: frozenset[str] | None = None
+    location_ids: frozenset[str] | None = None
+
+    def foreign(self, ref: WebhookRef) -> str | None:
+        """Why ``ref`` is not ours (``foreign_app``, ``missing_app_id``, ``foreign_location``), or None.
+
+        A body without ``appId`` while app ids are configured is not ours: HighLevel's real
+        deliveries carry ``appId``, so its absence means the body did not come through our app.
+        """
+        if self.app_ids is not None:
+            if ref.app_id is None:
+                return "missing_app_id"
+            if ref.app_id not in self.app_ids:
+                return "foreign_app"
+        if self.location_ids is not None and ref.location_id not in self.location_ids:
+            return "foreign_location"
+        return None
+
+
 @dataclass(frozen=True)
 class ReceiverConfig:
-    """The environment WebhookFunction reads (DESIGN.md), parsed without pydantic (cold start)."""
+    """The environment WebhookFunction reads (the runtime contract), parsed without pydantic."""
 
     ingest_queue_url: str
     ed25519_public_key: str | None = None
     rsa_public_key: str | None = None
     signature_required: bool = True
     max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS
+    tenancy: Tenancy = field(default_factory=Tenancy)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ReceiverConfig:
@@ -64,9 +147,10 @@ class ReceiverConfig:
             max_age = int(max_age_text)
         except ValueError:
             max_age = 0
-        if not 0 < max_age <= MAX_AGE_LIMIT_SECONDS:
+        if not 0 < max_age <= MAX_MAX_AGE_SECONDS:
+            # A wider replay window is no window (and 10**12 seconds overflows datetime).
             raise ReceiverConfigError(
-                f"WEBHOOK_MAX_AGE_SECONDS must be a whole number of seconds in 1..{MAX_AGE_LIMIT_SECONDS}"
+                f"WEBHOOK_MAX_AGE_SECONDS must be a whole number of seconds in 1..{MAX_MAX_AGE_SECONDS}"
             )
         return cls(
             ingest_queue_url=queue_url,
@@ -74,6 +158,7 @@ class ReceiverConfig:
             rsa_public_key=text("WEBHOOK_RSA_PUBLIC_KEY"),
             signature_required=required in _TRUE,
             max_age_seconds=max_age,
+            tenancy=Tenancy(_id_list(environ, "WEBHOOK_APP_IDS"), _id_list(environ, "WEBHOOK_LOCATION_IDS")),
         )
 
 
@@ -83,114 +168,72 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class Reply:
-    """HTTP answer: status + JSON body."""
+    """HTTP answer: status + JSON body (+ headers), and what the handler logs and counts."""
 
     status: int
     body: dict[str, Any]
-    outcome: str = "rejected"  # accepted | ignored | rejected | failed
+    outcome: str = "rejected"  # accepted | ignored | foreign | rejected | deferred
     dedupe_id: str | None = None
     verdict: str | None = None  # which signature verified (ed25519 | rsa), or missing | invalid
-    cause: str | None = None  # why a queue write failed (exception class / AWS error code)
+    cause: str | None = None  # why we deferred: exception class / AWS error code, never a payload
+    headers: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # oddities accepted anyway (logged), e.g. timestamp_not_checked
 
 
 def _error(status: int, error: str, message: str, outcome: str = "rejected") -> Reply:
     return Reply(status, {"error": error, "message": message}, outcome)
 
 
-class BadRequest(ValueError):
-    def __init__(self, error: str, message: str) -> None:
-        super().__init__(message)
-        self.error = error
+def transient(error: str, message: str, cause: str | None = None) -> Reply:
+    """429 with ``Retry-After``: the one answer HighLevel retries under every published policy."""
+    return Reply(
+        429,
+        {"error": error, "message": message},
+        "deferred",
+        cause=cause,
+        headers={"retry-after": str(RETRY_AFTER_SECONDS)},
+    )
 
 
-def _reject_constant(name: str) -> Any:
-    raise BadRequest("invalid_json", f"{name} is not valid JSON")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise BadRequest("invalid_json", f"duplicate key {key[:40]!r}: refusing an ambiguous body")
-        result[key] = value
-    return result
-
-
-def _encodable(text: str) -> bool:
-    """False for a lone UTF-16 surrogate (``"\\ud800"``): Python's json accepts it, but no strict
-    JSON parser downstream (pydantic's included) will, so it must be refused here, at intake."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth, iteratively (no recursion on hostile input); refuses lone surrogates."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            deepest = max(deepest, depth)
-            for key, child in node.items():
-                if not _encodable(key):
-                    raise BadRequest("invalid_json", "lone UTF-16 surrogate escape in a key")
-                stack.append((child, depth + 1))
-        elif isinstance(node, list):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in node)
-        elif isinstance(node, str) and not _encodable(node):
-            raise BadRequest("invalid_json", "lone UTF-16 surrogate escape in a string")
-    return deepest
-
-
-def parse_body(raw: bytes) -> dict[str, Any]:
-    """Strict JSON: UTF-8, an object, no NaN/Infinity, no duplicate keys, bounded depth."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("invalid_encoding", "body is not valid UTF-8") from None
-    try:
-        document = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
-    except RecursionError:
-        raise BadRequest("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError as exc:
-        if isinstance(exc, BadRequest):
-            raise
-        raise BadRequest("invalid_json", f"body is not valid JSON: {exc.args[0][:80]}") from None
-    if not isinstance(document, dict):
-        raise BadRequest("invalid_json", "body must be a JSON object")
-    if _depth(document) > MAX_JSON_DEPTH:
-        raise BadRequest("too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    return document
-
-
-def _require_id(container: Mapping[str, Any], name: str, path: str) -> str:
-    value = container.get(name)
-    if value is None or value == "":
-        raise BadRequest("missing_field", f"{path} is required")
-    if not is_valid_id(value):
-        raise BadRequest("invalid_field", f"{path} must match [A-Za-z0-9_-]{{1,128}}")
-    return str(value)
-
-
-def _dedupe_id(document: Mapping[str, Any], raw: bytes) -> str:
-    """``webhookId`` when it is a usable FIFO deduplication id, else sha256 of the raw body."""
-    webhook_id = document.get("webhookId")
-    if isinstance(webhook_id, str) and _WEBHOOK_ID.match(webhook_id):
-        return webhook_id
-    return hashlib.sha256(raw).hexdigest()
-
-
-def _failure_cause(exc: BaseException) -> str:
+def failure_cause(exc: BaseException) -> str:
     """Exception class and, for botocore errors, the AWS error code: enough to act on, no payload."""
     response = getattr(exc, "response", None)
     code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
     return f"{type(exc).__name__}: {code}" if code else type(exc).__name__
+
+
+class _SendTimeout(Exception):
+    """The queue write did not return before the deadline (it may still land later)."""
+
+
+def _send_within(send: Callable[[], str], deadline: float | None) -> str:
+    """Run ``send`` and wait for it until ``deadline`` (``time.monotonic()``); no deadline: inline.
+
+    A daemon thread per call, so a write stuck on a trickling socket (botocore's read timeout is
+    per read, not per response) cannot hold the answer nor the next invocation. If it lands after
+    we answered 429, the sender's retry carries the same dedupe id: FIFO deduplication (5 min)
+    or the enricher's idempotency table makes the second copy a no-op.
+    """
+    if deadline is None:
+        return send()
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append(("ok", send()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome.append(("error", exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="ingest-send", daemon=True).start()
+    if not done.wait(max(0.0, deadline - time.monotonic())):
+        raise _SendTimeout("queue write still running at the deadline")
+    kind, value = outcome[0]
+    if kind == "error":
+        raise value
+    return str(value)
 
 
 @dataclass
@@ -200,11 +243,13 @@ class WebhookReceiver:
     verifier: SignatureVerifier
     sink: Sink
     signature_required: bool = True
-    max_age: timedelta = timedelta(days=1)
+    max_age: timedelta = timedelta(seconds=DEFAULT_MAX_AGE_SECONDS)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    tenancy: Tenancy = field(default_factory=Tenancy)
 
-    def receive(self, raw: bytes, headers: Mapping[str, str]) -> Reply:
-        """Answer one delivery. ``headers`` names are matched regardless of case."""
+    def receive(self, raw: bytes, headers: Mapping[str, str], *, deadline: float | None = None) -> Reply:
+        """Answer one delivery. ``headers`` names are matched regardless of case; ``deadline``
+        (``time.monotonic()``) bounds the queue write."""
         if len(raw) > MAX_BODY_BYTES:
             return _error(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
         verdict = self.verifier.verify(raw, headers)
@@ -218,95 +263,94 @@ class WebhookReceiver:
                 verdict=verdict.value,
             )
         try:
-            document = parse_body(raw)
-        except BadRequest as exc:
+            document = parse_json_object(raw)
+        except WireError as exc:
             return replace(_error(400, exc.error, str(exc)), verdict=verdict.value)
-        dedupe_id = _dedupe_id(document, raw)
-        try:
-            stale = self._stale(document.get("timestamp"))
-            if stale:
-                return replace(_error(401, "stale", stale), verdict=verdict.value, dedupe_id=dedupe_id)
-            event_type = document.get("type")
-            if event_type is None or event_type == "":
-                raise BadRequest("missing_field", "type is required")
-            if not isinstance(event_type, str):
-                raise BadRequest("invalid_field", "type must be a string")
-            if event_type not in APPOINTMENT_EVENT_TYPES:
-                return Reply(
-                    200,
-                    {"status": "ignored", "type": event_type[:64]},
-                    "ignored",
-                    dedupe_id,
-                    verdict=verdict.value,
-                )
-            if verdict is Verdict.MISSING and event_type == "AppointmentDelete":
-                # Unsigned mode is for local work; a forged delete would publish a tombstone.
-                return replace(
-                    _error(401, "missing_signature", "an unsigned AppointmentDelete is never accepted"),
-                    verdict=verdict.value,
-                    dedupe_id=dedupe_id,
-                )
-            location_id = _require_id(document, "locationId", "locationId")
-            appointment = document.get("appointment")
-            if appointment is None:
-                raise BadRequest("missing_field", "appointment.id is required")
-            if not isinstance(appointment, dict):
-                raise BadRequest("invalid_field", "appointment must be an object")
-            appointment_id = _require_id(appointment, "id", "appointment.id")
-            webhook_id = document.get("webhookId")
-            if webhook_id not in (None, "") and (
-                not isinstance(webhook_id, str) or not _WEBHOOK_ID.match(webhook_id)
-            ):
-                raise BadRequest("invalid_field", "webhookId must match [A-Za-z0-9_.:-]{1,128}")
-        except BadRequest as exc:
-            return replace(_error(400, exc.error, str(exc)), verdict=verdict.value, dedupe_id=dedupe_id)
+        reply = self._route(raw, document, headers, deadline, unsigned=verdict is Verdict.MISSING)
+        return replace(reply, verdict=verdict.value)
 
-        signatures = {
-            name: value for name in (ED25519_HEADER, RSA_HEADER) if (value := header_value(headers, name))
-        }
-        message = {
-            "body": raw.decode("utf-8"),
-            "receivedAt": rfc3339(self.clock()),
-            "dedupeId": dedupe_id,
-            "signatures": signatures,
-        }
+    def _route(
+        self,
+        raw: bytes,
+        document: dict[str, Any],
+        headers: Mapping[str, str],
+        deadline: float | None,
+        *,
+        unsigned: bool,
+    ) -> Reply:
+        webhook_id = document.get("webhookId")
+        # Until the body is read, the log correlation id: a string webhookId as read_webhook takes it.
+        correlation = webhook_dedupe_id(
+            webhook_id if isinstance(webhook_id, str) and webhook_id else None, raw
+        )
+        stale, notes = self._freshness(document.get("timestamp"))
+        if stale:
+            return replace(_error(401, "stale", stale), dedupe_id=correlation)
         try:
-            self.sink.send(
-                json.dumps(message, separators=(",", ":")),
-                group_id=appointment_id,
-                dedupe_id=dedupe_id,
-                attributes={"eventType": event_type, "locationId": location_id},
-            )
-        except Exception as exc:  # noqa: BLE001 - any queue failure means: not accepted, sender retries
+            kind = event_type(document)
+            if kind not in APPOINTMENT_EVENT_TYPES:
+                return Reply(
+                    200, {"status": "ignored", "type": kind[:64]}, "ignored", correlation, notes=notes
+                )
+            ref = read_webhook(document)
+        except WireError as exc:
+            return replace(_error(400, exc.error, str(exc)), dedupe_id=correlation, notes=notes)
+        dedupe_id = webhook_dedupe_id(ref.webhook_id, raw)
+        if unsigned and ref.type == "AppointmentDelete":
+            # Unsigned mode is for local work; a forged delete would publish a tombstone.
+            reply = _error(401, "missing_signature", "an unsigned AppointmentDelete is never accepted")
+            return replace(reply, dedupe_id=dedupe_id, notes=notes)
+        reason = self.tenancy.foreign(ref)
+        if reason is not None:
             return Reply(
-                503,
-                {"error": "unavailable", "message": "could not queue the webhook; retry"},
-                "failed",
-                dedupe_id,
-                verdict=verdict.value,
-                cause=_failure_cause(exc),
+                200, {"status": "ignored", "reason": reason}, "foreign", dedupe_id, cause=reason, notes=notes
             )
+        message = IngestMessage(
+            body=raw.decode("utf-8"),
+            received_at=rfc3339(self.clock()),
+            dedupe_id=dedupe_id,
+            signatures={n: v for n in (ED25519_HEADER, RSA_HEADER) if (v := header_value(headers, n))},
+        )
+        try:
+            _send_within(
+                lambda: self.sink.send(
+                    message.encode(),
+                    group_id=ref.appointment_id,
+                    dedupe_id=dedupe_id,
+                    attributes=ingest_attributes(ref),
+                ),
+                deadline,
+            )
+        except _SendTimeout:
+            reply = transient(
+                "queue_timeout", "the queue did not confirm the write in time; retry", "timeout"
+            )
+            return replace(reply, dedupe_id=dedupe_id, notes=notes)
+        except Exception as exc:  # noqa: BLE001 - any queue failure means: not accepted, sender retries
+            reply = transient("queue_unavailable", "could not queue the webhook; retry", failure_cause(exc))
+            return replace(reply, dedupe_id=dedupe_id, notes=notes)
         return Reply(
             202,
-            {"status": "accepted", "dedupeId": dedupe_id, "appointmentId": appointment_id},
+            {"status": "accepted", "dedupeId": dedupe_id, "appointmentId": ref.appointment_id},
             "accepted",
             dedupe_id,
-            verdict=verdict.value,
+            notes=notes,
         )
 
-    def _stale(self, timestamp: Any) -> str | None:
-        """Replay window: older than max age, or more than five minutes ahead."""
+    def _freshness(self, timestamp: Any) -> tuple[str | None, tuple[str, ...]]:
+        """(why the body is stale, notes). Only a readable string timestamp is checked: any other
+        value is accepted unchecked and noted, since refusing it finally could lose an event."""
         if timestamp is None:
-            return None
+            return None, ()
         if not isinstance(timestamp, str):
-            raise BadRequest("invalid_field", "timestamp must be an ISO 8601 string")
+            return None, ("timestamp_not_a_string",)
         try:
             sent = parse_upstream_time(timestamp)
         except ValueError:
-            raise BadRequest("invalid_field", "timestamp must be an ISO 8601 date-time") from None
+            return None, ("timestamp_unreadable",)
         now = self.clock()
         if sent < now - self.max_age:
-            return f"timestamp is older than {int(self.max_age.total_seconds())} seconds"
+            return f"timestamp is older than {int(self.max_age.total_seconds())} seconds", ()
         if sent > now + MAX_FUTURE_SKEW:
-            return "timestamp is more than five minutes in the future"
-        return None
+            return "timestamp is more than five minutes in the future", ()
+        return None, ()

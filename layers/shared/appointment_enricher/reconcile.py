@@ -19,11 +19,12 @@ publishes it like any webhook.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from .ledger import LedgerEntry
 from .wire import (
     IngestMessage,
     WebhookRef,
@@ -38,25 +39,6 @@ RecoveryKind = Literal["AppointmentUpdate", "AppointmentDelete"]
 
 _TIME_FIELDS = ("startTime", "endTime", "dateAdded", "dateUpdated")
 _TEXT_FIELDS = ("calendarId", "contactId", "title", "appointmentStatus", "masterEventId", "groupId")
-
-
-class LedgerEntryView(Protocol):
-    """What the reconciler reads of one ledger entry (the ledger's ``LedgerEntry`` has these)."""
-
-    @property
-    def date_updated(self) -> datetime | None: ...
-
-    @property
-    def deleted(self) -> bool: ...
-
-
-class LedgerReader(Protocol):
-    """The read side of the ledger the enricher keeps: entries by appointment id, and the locations
-    it has seen. Stand-in for the ledger module's port (same method names and shapes)."""
-
-    def entries(self, appointment_ids: Sequence[str]) -> Mapping[str, LedgerEntryView]: ...
-
-    def known_locations(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -81,7 +63,7 @@ def is_listed_deleted(event: Mapping[str, Any]) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
-def decide(event: Mapping[str, Any], entry: LedgerEntryView | None) -> Recovery | None:
+def decide(event: Mapping[str, Any], entry: LedgerEntry | None) -> Recovery | None:
     """What the pipeline missed of this listed event, or None when the ledger is up to date."""
     appointment_id = listed_id(event)
     if appointment_id is None:

@@ -1,26 +1,18 @@
-"""DynamoDB adapters of the reconciler: its cursors, and a reader of the ledger's agreed layout.
+"""The reconciler's cursors, in the ledger table (``LEDGER_TABLE_NAME``, key ``id``, TTL
+``expiration``), beside the ledger's own items (read through ``dynamo_ledger.DynamoLedger``).
 
-Both live in the ledger table (``LEDGER_TABLE_NAME``, key ``id``, TTL ``expiration``):
-
-* ``id = "cursor#<locationId>"``: where an unfinished sweep of that location resumes
-  (``calendarId``, ``startMs``); a finished sweep leaves ``completedAt`` and no position. The
-  reconciler may write only these items (the template's IAM condition on the key prefix).
-* ``LedgerLayoutReader`` reads the ledger's items as agreed with the enricher's ledger:
-  ``id = "appointment#<appointmentId>"`` with ``locationId``, ``dateUpdated`` (RFC 3339 UTC, absent
-  when unknown), ``deleted``; and ``id = "locations"`` with the string set ``locationIds``. It is a
-  stand-in for the ledger module's own DynamoDB adapter, read-only, with the same two methods.
+``id = "cursor#<locationId>"``: where an unfinished sweep of that location resumes
+(``calendarId``, ``startMs``); a finished sweep leaves ``completedAt`` and no position. The
+reconciler may write only these items (the template's IAM condition on the key prefix).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .reconciler import Cursor
-from .wire import try_upstream_time
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -62,45 +54,6 @@ def batch_get(
         else:
             raise RuntimeError(f"DynamoDB left {len(request[table]['Keys'])} keys unprocessed")
     return found
-
-
-@dataclass(frozen=True)
-class LayoutEntry:
-    """One appointment as the ledger's agreed layout holds it."""
-
-    appointment_id: str
-    location_id: str | None
-    date_updated: datetime | None
-    deleted: bool
-
-
-class LedgerLayoutReader:
-    """Reads ledger items in the agreed layout (see the module docstring); never writes them."""
-
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
-        self.client, self.table = client, table
-
-    def entries(self, appointment_ids: Sequence[str]) -> dict[str, LayoutEntry]:
-        items = batch_get(
-            self.client,
-            self.table,
-            [f"appointment#{a}" for a in appointment_ids],
-            "id, locationId, dateUpdated, deleted",
-        )
-        entries: dict[str, LayoutEntry] = {}
-        for item in items:
-            appointment_id = item["id"]["S"].removeprefix("appointment#")
-            entries[appointment_id] = LayoutEntry(
-                appointment_id,
-                item.get("locationId", {}).get("S"),
-                try_upstream_time(item.get("dateUpdated", {}).get("S")),
-                bool(item.get("deleted", {}).get("BOOL", False)),
-            )
-        return entries
-
-    def known_locations(self) -> list[str]:
-        item = self.client.get_item(TableName=self.table, Key={"id": {"S": "locations"}}).get("Item") or {}
-        return sorted(item.get("locationIds", {}).get("SS", []))
 
 
 class DynamoCursorStore:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from .config import ReconcilerSettings
+from .dynamo_ledger import DynamoLedger
 from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
 from .queues import IngestQueue
-from .reconcile_store import DynamoCursorStore, LedgerLayoutReader
+from .reconcile_store import DynamoCursorStore
 from .reconciler import CursorStore, IngestSink, Pacer, ReconcileOptions, Reconciler
 from .sdk import dynamodb_client, secretsmanager_client, sqs_client
 from .tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
@@ -48,7 +49,7 @@ def build_reconciler(
     table = settings.LEDGER_TABLE_NAME
     return Reconciler(
         client,
-        LedgerLayoutReader(dynamodb, table),
+        DynamoLedger(dynamodb, table),  # read only: entries and known locations
         cursors or DynamoCursorStore(dynamodb, table),
         sink or IngestQueue(sqs_client(), settings.INGEST_QUEUE_URL),
         pacer=pacer,

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .reconcile import LedgerReader, Window, decide, listed_id, recovery_message
+from .ledger import LedgerReader
+from .reconcile import Window, decide, listed_id, recovery_message
 from .wire import is_valid_id
 
 Log = Callable[..., None]

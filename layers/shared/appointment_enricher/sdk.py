@@ -22,11 +22,11 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
-# The sender waits on the receiver: fail fast (it retries) rather than hang past the function timeout.
+# The receiver: short timeouts, two attempts in all; its own send deadline is the hard bound.
 INTAKE_CONFIG = Config(
-    connect_timeout=2,
-    read_timeout=4,
-    retries={"mode": "standard", "max_attempts": 2},
+    connect_timeout=1,
+    read_timeout=2,
+    retries={"mode": "standard", "total_max_attempts": 2},
     tcp_keepalive=True,
 )
 # The enricher: a few attempts (throttling included) well inside its 60 s budget. botocore's

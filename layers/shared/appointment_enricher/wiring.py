@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .config import EnricherSettings
+from .dynamo_ledger import DynamoLedger
 from .enricher import EnricherService, Stats
 from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
 from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
@@ -53,9 +54,24 @@ def build_enricher(
         )
     else:
         tokens = StaticTokens(settings.POWERLEADS_TOKEN or "")
-    idempotency: Idempotency = (
-        PowertoolsIdempotency(
-            settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds, client=dynamodb_client()
+    dynamodb = dynamodb_client() if settings.IDEMPOTENCY_TABLE_NAME or settings.LEDGER_TABLE_NAME else None
+    ledger = (
+        DynamoLedger(
+            dynamodb,
+            settings.LEDGER_TABLE_NAME,
+            receipt_ttl_seconds=settings.idempotency_ttl_seconds,
+            receipts_table_name=settings.IDEMPOTENCY_TABLE_NAME,
+        )
+        if dynamodb is not None and settings.LEDGER_TABLE_NAME
+        else None
+    )
+    # With the ledger on, its conditional writes and the receipts (kept in the idempotency table
+    # when there is one) are the claims (tracking.ReceiptClaims): no Powertools records then.
+    idempotency: Idempotency | None = (
+        None
+        if ledger is not None
+        else PowertoolsIdempotency(
+            settings.IDEMPOTENCY_TABLE_NAME, settings.idempotency_ttl_seconds, client=dynamodb
         )
         if settings.IDEMPOTENCY_TABLE_NAME
         else NoIdempotency()
@@ -78,6 +94,9 @@ def build_enricher(
         Publisher(destinations),
         Quarantine(sqs, settings.DEAD_LETTER_QUEUE_URL),
         idempotency,
+        ledger=ledger,
+        not_found_grace_seconds=settings.NOT_FOUND_GRACE_SECONDS,
+        suppress_unchanged=settings.SUPPRESS_UNCHANGED_RECORDS,
         max_workers=settings.ENRICHER_MAX_WORKERS,
         deadline_margin_seconds=settings.ENRICHER_DEADLINE_MARGIN_SECONDS,
         log=log,

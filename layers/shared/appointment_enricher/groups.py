@@ -1,0 +1,193 @@
+"""Steps 2-4 for one FIFO group (one appointment), in batch order, on a worker thread:
+claim each message, fetch the appointment once for the whole group (coalescing; deletes need
+none), check it, track its change, build and measure each record, then write the ledger.
+
+A record that fails retryably fails every later record of its group (they return to the queue
+with it, in order); earlier records still go out. Permanent failures are quarantined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from .enrichment import build_record
+from .fetching import AppointmentSource, FetchFailure, FetchResult, NotFound, fetch, not_found_is_final
+from .idempotency import Claim, Idempotency
+from .items import Item, Outcome, ParsedItem, Ready, retry_rest
+from .ledger import BatchRead, LedgerConflict
+from .models import Appointment
+from .outbound import MAX_MESSAGE_BYTES, outbound_message
+from .parsing import validation_summary
+from .tracking import NoTracking, Track, Tracker
+from .wire import try_upstream_time
+
+
+def claim_group(
+    idempotency: Idempotency,
+    group: list[ParsedItem],
+    remaining_ms: Callable[[], int],
+    receipts: frozenset[str] = frozenset(),
+) -> list[ParsedItem]:
+    """Step 2: the items this invocation may process, in order; the rest are settled here.
+    ``receipts``: dedupe ids the ledger says were settled already (duplicates, no claim needed)."""
+    claimed: list[ParsedItem] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(group):
+        item, dedupe = entry.item, entry.dedupe_id
+        if dedupe in seen:  # the same webhook twice in one batch: the first one carries it
+            item.fail(Outcome.DUPLICATE, "DuplicateInBatch", "same dedupe id earlier in this batch")
+            continue
+        seen.add(dedupe)
+        if dedupe in receipts:
+            item.outcome = Outcome.DUPLICATE
+            continue
+        try:
+            claim = idempotency.claim(dedupe, remaining_ms())
+        except Exception as exc:  # noqa: BLE001 - the table is unreachable: retry later
+            retry_rest(group[index:], "IdempotencyUnavailable", f"{type(exc).__name__}: {exc}")
+            break
+        if claim is Claim.DONE:
+            item.outcome = Outcome.DUPLICATE
+            continue
+        if claim is Claim.BUSY:
+            retry_rest(group[index:], "InProgressElsewhere", "another invocation holds this webhook")
+            break
+        item.claimed = True
+        claimed.append(entry)
+    return claimed
+
+
+@dataclass(frozen=True)
+class GroupContext:
+    """What one batch shares with its groups."""
+
+    remaining_ms: Callable[[], int]
+    deadline: float
+    read: Callable[[], BatchRead]  # the batch's ledger read (waits for it)
+    now: datetime
+
+
+class GroupPreparer:
+    """Steps 2-4 for one group; stateless across groups, so one instance serves a whole batch."""
+
+    def __init__(
+        self,
+        source: AppointmentSource,
+        idempotency: Idempotency,
+        tracker: Tracker | NoTracking,
+        *,
+        not_found_grace_seconds: float,
+    ) -> None:
+        self.source = source
+        self.idempotency = idempotency
+        self.tracker = tracker
+        self.grace = not_found_grace_seconds
+
+    def prepare(self, group: list[ParsedItem], context: GroupContext) -> None:
+        try:
+            batch = context.read()
+        except Exception as exc:  # noqa: BLE001 - no ledger, no change: retry later
+            retry_rest(group, "LedgerUnavailable", f"{type(exc).__name__}: {exc}")
+            return
+        claimed = claim_group(self.idempotency, group, context.remaining_ms, batch.receipts)
+        if not claimed:
+            return
+        known = batch.entries
+        tracks: dict[str, Track] = {}
+        fetched: dict[tuple[str, str], FetchResult] = {}
+        for index, entry in enumerate(claimed):
+            ref = entry.parsed.ref
+            if ref.appointment_id not in tracks:
+                tracks[ref.appointment_id] = Track(ref, known.get(ref.appointment_id))
+            track = tracks[ref.appointment_id]
+            appointment: Appointment | None = None
+            if ref.type != "AppointmentDelete":
+                key = (ref.appointment_id, ref.location_id)
+                if key not in fetched:
+                    fetched[key] = fetch(self.source, *key, deadline=context.deadline)
+                result = fetched[key]
+                problem = self._problem(entry, result, track, context.now)
+                if problem is not None:
+                    if problem.retryable:
+                        retry_rest(claimed[index:], problem.error_type, problem.message)
+                        break
+                    entry.item.fail(Outcome.QUARANTINED, problem.error_type, problem.message)
+                    continue
+                appointment = result if isinstance(result, Appointment) else None
+            self._build(entry, appointment, track, context.now)
+        self._save(tracks, claimed)
+
+    def _problem(
+        self, entry: ParsedItem, result: FetchResult, track: Track, now: datetime
+    ) -> FetchFailure | None:
+        """Why this fetch result cannot become a record now (None: it can)."""
+        if isinstance(result, FetchFailure):
+            return result
+        if isinstance(result, NotFound):
+            if not_found_is_final(entry.parsed.ingest.received_at, now, self.grace):
+                return None  # a tombstone from the webhook's snapshot
+            return FetchFailure(
+                "NotFoundWithinGrace", f"upstream 404 within {self.grace:g} s of receipt: may lag", True
+            )
+        if self.tracker.enabled and track.stale(try_upstream_time(result.dateUpdated)):
+            return FetchFailure(
+                "StaleRead", "upstream returned an older dateUpdated than already published", True
+            )
+        return None
+
+    def _build(self, entry: ParsedItem, appointment: Appointment | None, track: Track, now: datetime) -> None:
+        item, parsed = entry.item, entry.parsed
+        webhook = parsed.webhook
+        step = None
+        if self.tracker.enabled:
+            published = appointment.model_dump(mode="json", exclude_unset=True) if appointment else None
+            date = try_upstream_time(
+                appointment.dateUpdated if appointment else webhook.appointment.dateUpdated
+            )
+            step = track.propose(entry.dedupe_id, published, date)
+        try:
+            record = build_record(
+                webhook,
+                appointment,
+                received_at=parsed.ingest.received_at,
+                now=now,
+                webhook_id=parsed.ref.webhook_id,
+                trigger=parsed.ingest.trigger,
+                change=step.change if step else None,
+            )
+            outbound = outbound_message(record, item.message_id, entry.dedupe_id)
+        except ValidationError as exc:
+            item.fail(Outcome.QUARANTINED, "InvalidRecord", validation_summary(exc))
+            return
+        except ValueError as exc:
+            item.fail(Outcome.QUARANTINED, "InvalidRecord", f"{type(exc).__name__}: {exc}")
+            return
+        size = outbound.payload_bytes
+        if size > MAX_MESSAGE_BYTES:
+            item.fail(
+                Outcome.QUARANTINED,
+                "RecordTooLarge",
+                f"record is {size} bytes with its attributes; SNS/SQS accept {MAX_MESSAGE_BYTES}",
+            )
+            return
+        if step is not None:
+            track.commit(step)
+        item.stage = Ready(parsed, record, outbound, step.change if step else None)
+
+    def _save(self, tracks: dict[str, Track], claimed: list[ParsedItem]) -> None:
+        """Write each moved track before anything of it is published; on failure, its records retry."""
+        for appointment_id, track in tracks.items():
+            try:
+                self.tracker.save(track)
+            except Exception as exc:  # noqa: BLE001 - conflict or outage: nothing of it went out yet
+                error_type = "LedgerConflict" if isinstance(exc, LedgerConflict) else "LedgerUnavailable"
+                mine = [e.item for e in claimed if e.parsed.ref.appointment_id == appointment_id]
+                retry_rest(_ready(mine), error_type, f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _ready(items: list[Item]) -> list[Item]:
+    return [item for item in items if item.ready is not None]

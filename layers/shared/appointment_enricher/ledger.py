@@ -1,0 +1,116 @@
+"""The ledger: what was last published for each appointment, so every record can say what changed
+and the reconciler can tell which appointments the webhooks missed.
+
+Port and pure rules only (no boto3): ``dynamo_ledger.DynamoLedger`` is the DynamoDB adapter.
+
+Item layout (a contract with the reconciler; key ``id`` (S), TTL ``expiration`` (N)):
+
+* ``id = "appointment#<appointmentId>"``: ``locationId`` (S); ``dateUpdated`` (S, RFC 3339 UTC
+  with milliseconds, so it also sorts as a string; absent when unknown); ``deleted`` (BOOL);
+  ``appointment`` (B, zlib-compressed JSON: the appointment object as last published, what
+  ``change`` diffs against; compressed to keep the item under 1 KB, one write unit, when it
+  can); ``recent`` (S, JSON ``[[dedupeId, change], ...]``: the deliveries of the batch that last
+  wrote the item, so a redelivery gets the same ``change``; see ``RECENT_LIMIT``); ``revision``
+  (N, for conditional writes); ``expiration`` (N, epoch seconds).
+* ``id = "locations"``: ``locationIds`` (SS), every location the ledger has seen.
+* ``id = "receipt#<dedupeId>"``: ``outcome`` (S: published, suppressed or quarantined),
+  ``expiration`` (N): a delivery that was settled; a later delivery of it is a duplicate. With
+  the ledger on, these replace the idempotency table's claims (see ``tracking``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+APPOINTMENT_KEY_PREFIX: Final = "appointment#"
+LOCATIONS_KEY: Final = "locations"
+RECEIPT_KEY_PREFIX: Final = "receipt#"
+MAX_KEYS_PER_READ: Final = 100  # BatchGetItem's limit
+# Deliveries of the batch that last wrote the item, with their change. A FIFO group is blocked
+# while one of its messages awaits a retry, so whatever comes back to be retried is from that
+# batch: a batch's worth (SQS FIFO: at most 10) is all a redelivery can need.
+RECENT_LIMIT: Final = 10
+DEFAULT_LEDGER_TTL_SECONDS: Final = 400 * 86_400  # past the reconciler's 90-day lookahead, with room
+
+
+def appointment_key(appointment_id: str) -> str:
+    return APPOINTMENT_KEY_PREFIX + appointment_id
+
+
+def ledger_time(moment: datetime) -> str:
+    """RFC 3339 UTC, always with milliseconds: equal-width strings compare as instants do."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_ledger_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One appointment as last published. ``revision`` 0 means the ledger holds no item yet."""
+
+    appointment_id: str
+    location_id: str
+    date_updated: datetime | None
+    deleted: bool
+    appointment: Mapping[str, Any] = field(default_factory=dict)
+    recent: tuple[tuple[str, Mapping[str, Any]], ...] = ()  # (dedupe id, change), oldest first
+    revision: int = 0
+
+    def change_for(self, dedupe_id: str) -> Mapping[str, Any] | None:
+        """The ``change`` a delivery with this dedupe id was recorded with, if it is recent."""
+        found: Mapping[str, Any] | None = None
+        for seen, change in self.recent:
+            if seen == dedupe_id:
+                found = change
+        return found
+
+
+@dataclass(frozen=True)
+class BatchRead:
+    """What one batch needs from the ledger, read in one call."""
+
+    entries: Mapping[str, LedgerEntry] = field(default_factory=dict)
+    receipts: frozenset[str] = frozenset()  # dedupe ids already settled
+
+
+class LedgerConflict(Exception):
+    """The item changed since it was read (another writer, or a newer state): retry the message."""
+
+
+class LedgerReader(Protocol):
+    """What the reconciler reads."""
+
+    def entries(self, appointment_ids: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Entries by appointment id; ids the ledger does not hold are absent."""
+        ...
+
+    def known_locations(self) -> list[str]:
+        """Every location id the ledger has seen, sorted."""
+        ...
+
+
+class Ledger(LedgerReader, Protocol):
+    """What the enricher also writes."""
+
+    def read(self, appointment_ids: Sequence[str], dedupe_ids: Sequence[str]) -> BatchRead:
+        """Entries and receipts together (one BatchGetItem for a batch of ten)."""
+        ...
+
+    def put_receipt(self, dedupe_id: str, outcome: str) -> None:
+        """Record that a delivery was settled (expires with the idempotency window)."""
+        ...
+
+    def save(self, entry: LedgerEntry) -> None:
+        """Write ``entry`` as revision ``entry.revision + 1`` if the stored item is still at
+        ``entry.revision`` (0: absent); ``LedgerConflict`` otherwise."""
+        ...
+
+    def remember_location(self, location_id: str) -> None:
+        """Add a location to the ``locations`` item (once per container per location)."""
+        ...

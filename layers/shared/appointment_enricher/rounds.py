@@ -1,0 +1,57 @@
+"""Step 5: publish in rounds. Round n publishes the n-th ready record of every group still in
+good standing (ten per call), so a failed publish never lets a later record of the same
+appointment overtake it: the failed one and the rest of its group return to the queue.
+
+With ``suppress_unchanged``, a record whose change is ``unchanged`` is not published: it is
+settled as SUPPRESSED (counted and logged), in its place in the round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from .items import Item, Outcome, Ready, retry_rest
+from .outbound import OutboundMessage
+
+
+class RecordPublisher(Protocol):
+    def publish(self, messages: Sequence[OutboundMessage]) -> dict[str, str]: ...
+
+
+def _suppressed(ready: Ready, suppress_unchanged: bool) -> bool:
+    return suppress_unchanged and ready.change is not None and ready.change.kind == "unchanged"
+
+
+def publish_in_rounds(
+    publisher: RecordPublisher, groups: Sequence[Sequence[Item]], *, suppress_unchanged: bool = False
+) -> None:
+    queues = [[i for i in group if i.outcome is Outcome.PENDING and i.ready] for group in groups]
+    while True:
+        heads = [(queue, queue.pop(0)) for queue in queues if queue]
+        if not heads:
+            return
+        outgoing: list[OutboundMessage] = []
+        for _, item in heads:
+            ready = item.ready
+            if ready is None:  # filtered above; a stage never goes back
+                continue
+            if _suppressed(ready, suppress_unchanged):
+                item.outcome = Outcome.SUPPRESSED
+            else:
+                outgoing.append(ready.outbound)
+        if not outgoing:
+            continue
+        try:
+            failed = publisher.publish(outgoing)
+        except Exception as exc:  # noqa: BLE001 - nothing known to be out: all of them again
+            failed = {m.entry_id: f"{type(exc).__name__}: {exc}"[:300] for m in outgoing}
+        for queue, item in heads:
+            if item.outcome is not Outcome.PENDING:
+                continue
+            if item.message_id in failed:
+                item.fail(Outcome.RETRY, "PublishFailed", failed[item.message_id])
+                retry_rest(queue, "EarlierRecordFailed", "an earlier record of this appointment failed")
+                queue.clear()
+            else:
+                item.outcome = Outcome.PUBLISHED

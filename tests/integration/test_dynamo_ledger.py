@@ -1,0 +1,202 @@
+"""The ledger's DynamoDB adapter over the wire (moto server), in the item layout the reconciler reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from appointment_enricher.dynamo_ledger import DynamoLedger
+from appointment_enricher.ledger import LedgerConflict, LedgerEntry, ledger_time
+from dev.awslocal import LocalStack
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def _ledger(stack: LocalStack, client: Any = None) -> DynamoLedger:
+    return DynamoLedger(
+        client or stack.client("dynamodb"), stack.ledger_table_name, clock=lambda: NOW, sleep=lambda _: None
+    )
+
+
+def _entry(appointment_id: str, **over: Any) -> LedgerEntry:
+    fields: dict[str, Any] = {
+        "appointment_id": appointment_id,
+        "location_id": "L1",
+        "date_updated": datetime(2026, 11, 30, 10, 0, 0, 500_000, tzinfo=UTC),
+        "deleted": False,
+        "appointment": {"id": appointment_id, "appointmentStatus": "confirmed", "price": 1.5},
+        "recent": (("w1", {"kind": "created", "kinds": ["created"]}),),
+    }
+    fields.update(over)
+    return LedgerEntry(**fields)
+
+
+def test_saved_entry_reads_back_in_the_contract_layout(local_stack: LocalStack) -> None:
+    ledger = _ledger(local_stack)
+    ledger.save(_entry("A1"))
+
+    raw = local_stack.client("dynamodb").get_item(
+        TableName=local_stack.ledger_table_name, Key={"id": {"S": "appointment#A1"}}
+    )["Item"]
+    assert raw["locationId"] == {"S": "L1"}
+    assert raw["dateUpdated"] == {"S": "2026-11-30T10:00:00.500Z"}
+    assert raw["deleted"] == {"BOOL": False}
+    assert raw["revision"] == {"N": "1"}
+    assert int(raw["expiration"]["N"]) > NOW.timestamp() + 90 * 86400
+
+    entry = ledger.entries(["A1", "missing"])
+    assert set(entry) == {"A1"}
+    got = entry["A1"]
+    assert got.location_id == "L1" and not got.deleted and got.revision == 1
+    assert got.date_updated == datetime(2026, 11, 30, 10, 0, 0, 500_000, tzinfo=UTC)
+    assert got.appointment["price"] == 1.5  # numbers stay numbers (no Decimal)
+    assert got.change_for("w1") == {"kind": "created", "kinds": ["created"]}
+    assert got.change_for("w2") is None
+
+
+def test_unknown_date_updated_is_absent_not_empty(local_stack: LocalStack) -> None:
+    ledger = _ledger(local_stack)
+    ledger.save(_entry("A2", date_updated=None, deleted=True))
+    raw = local_stack.client("dynamodb").get_item(
+        TableName=local_stack.ledger_table_name, Key={"id": {"S": "appointment#A2"}}
+    )["Item"]
+    assert "dateUpdated" not in raw and raw["deleted"] == {"BOOL": True}
+    assert ledger.entries(["A2"])["A2"].date_updated is None
+
+
+def test_write_is_conditional_on_the_revision_read(local_stack: LocalStack) -> None:
+    ledger = _ledger(local_stack)
+    ledger.save(_entry("A3"))
+    with pytest.raises(LedgerConflict):
+        ledger.save(_entry("A3"))  # revision 0 = "absent", but it exists now
+    first = ledger.entries(["A3"])["A3"]
+    later = first.date_updated + timedelta(minutes=1) if first.date_updated else None
+    ledger.save(_entry("A3", revision=first.revision, date_updated=later))
+    with pytest.raises(LedgerConflict):
+        ledger.save(_entry("A3", revision=first.revision))  # a second writer of the same read
+    assert ledger.entries(["A3"])["A3"].revision == 2
+    assert ledger.entries(["A3"])["A3"].date_updated == later
+
+
+def test_more_than_100_ids_are_read_in_chunks(local_stack: LocalStack) -> None:
+    ledger = _ledger(local_stack)
+    ids = [f"B{i:03d}" for i in range(0, 230, 2)]  # 115 stored
+    for appointment_id in ids:
+        ledger.save(_entry(appointment_id))
+    wanted = [f"B{i:03d}" for i in range(230)]  # 230 asked: 3 BatchGetItem calls
+    calls: list[int] = []
+    real = local_stack.client("dynamodb")
+
+    class Counting:
+        exceptions = real.exceptions
+
+        def batch_get_item(self, **kwargs: Any) -> Any:
+            calls.append(len(kwargs["RequestItems"][local_stack.ledger_table_name]["Keys"]))
+            return real.batch_get_item(**kwargs)
+
+    found = _ledger(local_stack, Counting()).entries(wanted)
+    assert sorted(found) == ids
+    assert calls == [100, 100, 30]
+
+
+def test_unprocessed_keys_are_retried(local_stack: LocalStack) -> None:
+    """A throttled BatchGetItem returns some keys unprocessed; they are asked for again."""
+    ledger = _ledger(local_stack)
+    ids = [f"C{i}" for i in range(6)]
+    for appointment_id in ids:
+        ledger.save(_entry(appointment_id))
+    real = local_stack.client("dynamodb")
+    table = local_stack.ledger_table_name
+    calls: list[int] = []
+
+    class Throttled:
+        exceptions = real.exceptions
+
+        def batch_get_item(self, **kwargs: Any) -> Any:
+            keys = kwargs["RequestItems"][table]["Keys"]
+            calls.append(len(keys))
+            if len(calls) == 1:  # serve half, hand back the rest unprocessed
+                response = real.batch_get_item(RequestItems={table: {"Keys": keys[:3]}})
+                response["UnprocessedKeys"] = {table: {"Keys": keys[3:], "ConsistentRead": True}}
+                return response
+            return real.batch_get_item(**kwargs)
+
+    found = _ledger(local_stack, Throttled()).entries(ids)
+    assert sorted(found) == ids
+    assert calls == [6, 3]
+
+
+def test_known_locations_are_added_once_per_container(local_stack: LocalStack) -> None:
+    ledger = _ledger(local_stack)
+    assert ledger.known_locations() == []
+    real = local_stack.client("dynamodb")
+    updates: list[str] = []
+
+    class Counting:
+        exceptions = real.exceptions
+
+        def update_item(self, **kwargs: Any) -> Any:
+            updates.append(kwargs["ExpressionAttributeValues"][":l"]["SS"][0])
+            return real.update_item(**kwargs)
+
+        def get_item(self, **kwargs: Any) -> Any:
+            return real.get_item(**kwargs)
+
+    container = _ledger(local_stack, Counting())
+    for location in ("L2", "L1", "L2", "L1"):
+        container.remember_location(location)
+    _ledger(local_stack, Counting()).remember_location("L1")  # another container: ADD is idempotent
+    assert updates == ["L2", "L1", "L1"]
+    assert ledger.known_locations() == ["L1", "L2"]
+
+
+def test_the_appointment_is_stored_compressed_and_read_back_whole(local_stack: LocalStack) -> None:
+    appointment = {"id": "D1", "notes": "x" * 2000, "startTime": "2026-12-01T10:00:00+05:30"}
+    ledger = _ledger(local_stack)
+    ledger.save(_entry("D1", appointment=appointment))
+    raw = local_stack.client("dynamodb").get_item(
+        TableName=local_stack.ledger_table_name, Key={"id": {"S": "appointment#D1"}}
+    )["Item"]
+    assert len(raw["appointment"]["B"]) < 200  # 2 KB of JSON, compressed
+    assert ledger.entries(["D1"])["D1"].appointment == appointment
+
+
+def test_ledger_time_sorts_as_instants() -> None:
+    whole = ledger_time(datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC))
+    later = ledger_time(datetime(2026, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC))
+    assert whole == "2026-01-01T00:00:00.000Z" and whole < later
+
+
+def test_entries_and_receipts_are_read_in_one_call_across_two_tables(local_stack: LocalStack) -> None:
+    """Receipts live in the idempotency table; one BatchGetItem names both tables."""
+    real = local_stack.client("dynamodb")
+    calls: list[dict[str, bool]] = []
+
+    class Counting:
+        exceptions = real.exceptions
+
+        def batch_get_item(self, **kwargs: Any) -> Any:
+            calls.append({table: r["ConsistentRead"] for table, r in kwargs["RequestItems"].items()})
+            return real.batch_get_item(**kwargs)
+
+        def put_item(self, **kwargs: Any) -> Any:
+            return real.put_item(**kwargs)
+
+    ledger = DynamoLedger(
+        Counting(),
+        local_stack.ledger_table_name,
+        receipts_table_name=local_stack.table_name,
+        clock=lambda: NOW,
+    )
+    ledger.save(_entry("R1"))
+    ledger.put_receipt("w-done", "published")
+    read = ledger.read(["R1", "R2"], ["w-done", "w-new"])
+    assert set(read.entries) == {"R1"} and read.receipts == {"w-done"}
+    # Entries strongly consistent; receipts (a duplicate comes minutes later) at half the price.
+    assert calls == [{local_stack.ledger_table_name: True, local_stack.table_name: False}]
+    receipt = real.get_item(TableName=local_stack.table_name, Key={"id": {"S": "receipt#w-done"}})["Item"]
+    assert receipt["outcome"] == {"S": "published"} and int(receipt["expiration"]["N"]) > NOW.timestamp()

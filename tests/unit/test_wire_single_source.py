@@ -1,0 +1,41 @@
+"""One set of wire rules: the receiver and the tooling (dev/, bench/) use ``wire`` rather than
+copies of its rules. A copy drifts: the receiver would accept what the tooling cannot build, or
+the other way round. This scans the source for the tell-tale fragments of each rule."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WIRE = ROOT / "layers" / "shared" / "appointment_enricher" / "wire.py"
+SCANNED = [
+    ROOT / "layers" / "shared" / "appointment_enricher" / "receiver.py",
+    ROOT / "functions" / "webhook" / "app.py",
+    *sorted((ROOT / "dev").glob("*.py")),
+    *sorted((ROOT / "bench").glob("*.py")),
+]
+# fragment -> the wire rule it would copy
+COPIES = {
+    r"A-Za-z0-9_-\]\{1,128\}": "the id pattern (wire.is_valid_id / ID_PATTERN)",
+    r"A-Za-z0-9_\.:-\]": "the verbatim webhookId pattern (wire.webhook_dedupe_id)",
+    r"[\"']receivedAt[\"']\s*:": "building an ingest message (wire.IngestMessage.encode)",
+    r"object_pairs_hook": "strict JSON (wire.parse_json_object)",
+    r"256\s*\*\s*1024": "the body limit (wire.MAX_BODY_BYTES)",
+}
+
+
+@pytest.mark.parametrize("path", SCANNED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_second_copy_of_a_wire_rule(path: Path) -> None:
+    text = path.read_text()
+    found = [rule for fragment, rule in COPIES.items() if re.search(fragment, text)]
+    assert not found, f"{path.relative_to(ROOT)} copies {found}: use appointment_enricher.wire"
+
+
+def test_the_fragments_do_match_wire_itself() -> None:
+    """The scan would catch a copy: every fragment occurs in wire.py, where the rules live."""
+    text = WIRE.read_text()
+    for fragment in COPIES:
+        assert re.search(fragment, text), fragment
