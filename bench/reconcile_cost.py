@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
         ddb = stack.client("dynamodb")
         env = {
             **stack.env(sandbox.url),
-            "LEDGER_TABLE_NAME": stack.table_name,
             "POWERLEADS_TOKEN": "sandbox-token",
         }
         env.pop("POWERLEADS_TOKEN_SECRET_ID")
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                     start_in=timedelta(hours=1 + (i * 97 * 24) // max(appointments, 1)),
                 )
                 sandbox.put_appointment(event)
-                seed_ledger(ddb, stack.table_name, event["id"], location, event["dateUpdated"])
+                seed_ledger(ddb, env["LEDGER_TABLE_NAME"], event["id"], location, event["dateUpdated"])
             sandbox.reset()  # request log and rate limiter; then the latency for this run
             sandbox.set_latency(args.latency_ms)
             reconciler = build_reconciler(ReconcilerSettings.from_env(env))

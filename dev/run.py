@@ -434,7 +434,7 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
             POWERTOOLS_LOG_LEVEL=level,
             POWERTOOLS_METRICS_DISABLED="false" if args.verbose else "true",
         )
-        os.environ.update(reconciler_env(dict(os.environ), stack.table_name, SEED_LOCATION))
+        os.environ.update(reconciler_env(dict(os.environ), stack.ledger_table_name, SEED_LOCATION))
 
         webhook = load_handler("webhook")
         enricher = load_handler("enricher")

@@ -324,7 +324,7 @@ def run_reconcile_soak(
             POWERTOOLS_METRICS_DISABLED="true",
             POWERTOOLS_LOG_LEVEL="ERROR",
         )
-        env.update(reconciler_env(env, stack.table_name, *locations))
+        env.update(reconciler_env(env, stack.ledger_table_name, *locations))
         os.environ.update(env)
         switch = OutageSwitch(load_handler("webhook"))
         gateway = Gateway(switch).start()

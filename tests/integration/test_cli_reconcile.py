@@ -21,7 +21,7 @@ LOC = "CliReconLoc01"
 @pytest.fixture
 def cli_env(stack_env: dict[str, str], local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> str:
     """The function's variables in the shell; returns the ledger table."""
-    extra = reconciler_env(stack_env, local_stack.table_name)
+    extra = reconciler_env(stack_env, local_stack.ledger_table_name)
     extra.pop("RECONCILE_LOCATION_IDS")
     for name, value in extra.items():
         monkeypatch.setenv(name, value)

@@ -33,7 +33,10 @@ EARLIER = "2026-01-01T00:00:00.000Z"
 def recon_env(
     stack_env: dict[str, str], local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
-    extra = {**reconciler_env(stack_env, local_stack.table_name), "RECONCILE_DEADLINE_MARGIN_SECONDS": "2"}
+    extra = {
+        **reconciler_env(stack_env, local_stack.ledger_table_name),
+        "RECONCILE_DEADLINE_MARGIN_SECONDS": "2",
+    }
     extra.pop("RECONCILE_LOCATION_IDS")
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
