@@ -325,3 +325,18 @@ def test_emits_its_metrics_and_one_summary_log_line(
     assert summary["enqueued"] == 1 and summary["locationsSwept"] == [LOC]
     logged = json.dumps([vars(r) for r in records], default=str) + json.dumps(lines)
     assert "Bearer" not in logged and DEFAULT_TOKEN not in logged
+
+
+def test_the_enricher_publishes_the_recovery_and_the_next_run_finds_nothing_new(
+    reconcile: Handler, poller: Any, sandbox: SandboxServer, local_stack: LocalStack, placed: list[str]
+) -> None:
+    """Through the real enricher and its ledger: no hand-seeded catch-up."""
+    event = put(sandbox, placed, recent_event("ReconE2E0001", LOC))
+    assert invoke(reconcile, {"locationIds": [LOC]})["enqueued"] == 1
+    poller.poll_once()
+    records = [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url)]
+    (record,) = [r for r in records if r.get("appointmentId") == event["id"]]
+    assert record["trigger"] == "reconcile" and record["eventType"] == "AppointmentUpdate"
+    assert record["appointment"]["dateUpdated"] == event["dateUpdated"]
+    again = invoke(reconcile, {"locationIds": [LOC]})
+    assert again["enqueued"] == 0 and again["skipped"] == 1, again
