@@ -360,3 +360,12 @@ def test_pacer_yields_when_the_upstream_window_is_mostly_spent() -> None:
     pacer.observe("Loc1", headers)
     assert pacer.wait_needed("Loc1") == pytest.approx(10.0)
     assert pacer.wait_needed("Loc2") == 0
+
+
+def test_an_unsafe_calendar_id_from_upstream_is_never_requested() -> None:
+    world = World()
+    world.add("Loc1", "Cal1", "A1")
+    world.upstream.calendars["Loc1"].append("../admin")
+    summary = world.run(["Loc1"])
+    assert [c[2] for c in world.upstream.calls if c[0] == "events"] == ["Cal1"]
+    assert summary["invalid"] == 1 and summary["calendars"] == 1 and summary["enqueued"] == 1
