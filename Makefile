@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck unit integration e2e cfn-lint bench soak sam-build sam-validate clean
+.PHONY: run demo test lint typecheck unit integration e2e cfn-lint bench soak soak-reconcile sam-build sam-validate clean
 
 $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -47,6 +47,9 @@ bench: $(STAMP)        ## writes BENCHMARKS.md (not part of `make test`)
 
 soak: $(STAMP)         ## 10,000 webhooks with upstream and intake faults, HighLevel retry policy
 	$(BIN)/python -m dev.soak --events 10000 --intake-faults --sender highlevel --foreign 20
+
+soak-reconcile: $(STAMP)  ## 2,000 changes, 5 % of webhooks never sent + an intake outage; one reconcile pass recovers them
+	$(BIN)/python -m dev.soak --reconcile --events 2000
 
 clean:
 	rm -rf $(VENV) .venv-sam .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -5,6 +5,7 @@
     plenrich backfill [--ingest-queue-url URL] [--file F | stdin] [--location LOC] [--rate 8] [--dry-run]
     plenrich replay   [--url URL] [--keep-ids] [--scheme ed25519|rsa|both] [FILE ...]
     plenrich show     APPOINTMENT_ID [--ledger-table NAME] [--json]
+    plenrich reconcile [--location LOC ...] [--dry-run] [--max-seconds 600]
 
 AWS access is plain boto3, so ``AWS_ENDPOINT_URL`` (the local stack), ``AWS_PROFILE`` and
 ``AWS_REGION`` work as usual; queue URLs come from the flags or from the functions' variables
@@ -575,6 +576,104 @@ def cmd_replay(args: argparse.Namespace, env: Env) -> int:
     return PARTIAL if failures else OK
 
 
+@dataclass
+class _Recorded:
+    """``--dry-run``: what would be enqueued, and cursors neither read nor written."""
+
+    sent: list[tuple[str, str]] = field(default_factory=list)  # (group id, event type)
+
+    def send(self, body: str, *, group_id: str, dedupe_id: str, attributes: Mapping[str, str]) -> str:
+        self.sent.append((group_id, attributes.get("eventType", "")))
+        return f"dry-run-{len(self.sent)}"
+
+    def load(self, location_ids: Sequence[str]) -> dict[str, Any]:
+        return {}
+
+    def save(self, location_id: str, cursor: Any) -> None:
+        """A dry run leaves the scheduled run's cursors alone."""
+
+
+def cmd_reconcile(args: argparse.Namespace, env: Env) -> int:
+    """Run the reconciler here, with the function's variables (INGEST_QUEUE_URL, LEDGER_TABLE_NAME,
+    POWERLEADS_*, RECONCILE_*): sweep, compare with the ledger, enqueue what the webhooks missed."""
+    bad = [loc for loc in args.location if not is_valid_id(loc)]
+    if bad:
+        raise UsageError(f"--location must match [A-Za-z0-9_-]{{1,128}}: {_truncate(bad[0], 40)!r}")
+    from dev.lambda_loader import add_code_paths  # noqa: PLC0415 - the layer's package, as in Lambda
+
+    add_code_paths()
+    from appointment_enricher.config import ConfigError, ReconcilerSettings  # noqa: PLC0415
+    from appointment_enricher.reconcile_wiring import build_reconciler  # noqa: PLC0415
+
+    variables = dict(os.environ)
+    for name, value in (("AWS_ENDPOINT_URL", args.endpoint_url), ("AWS_DEFAULT_REGION", args.region)):
+        if value:
+            os.environ[name] = value  # boto3 inside the reconciler reads these
+    if args.ingest_queue_url:
+        variables["INGEST_QUEUE_URL"] = args.ingest_queue_url
+    if args.dry_run:
+        variables.setdefault("INGEST_QUEUE_URL", "dry-run (nothing is sent)")
+    try:
+        settings = ReconcilerSettings.from_env(variables)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    recorded = _Recorded()
+    reconciler = build_reconciler(
+        settings, sink=recorded if args.dry_run else None, cursors=recorded if args.dry_run else None
+    )
+    locations, errors = reconciler.locations(args.location, settings.RECONCILE_LOCATION_IDS)
+    if not locations:
+        raise UsageError("no locations: pass --location, set RECONCILE_LOCATION_IDS, or fill the ledger")
+    progress = Progress("reconcile" + (" (dry run)" if args.dry_run else ""), len(locations), env.stderr)
+    finished: set[str] = set()
+
+    def on_step(tally: Any) -> None:
+        if tally.complete and tally.location_id not in finished:
+            finished.add(tally.location_id)
+            progress.advance()
+
+    try:
+        summary = reconciler.run(locations, time.monotonic() + args.max_seconds, on_step=on_step)
+    finally:
+        progress.close()
+    summary["errors"] += errors
+    rows = [
+        (
+            t["location_id"],
+            t["calendars"],
+            t["requests"],
+            t["listed"],
+            t["recovered"].get("AppointmentUpdate", 0),
+            t["recovered"].get("AppointmentDelete", 0),
+            t["skipped"],
+            t["errors"],
+            "yes" if t["complete"] else "no (resumes next run)",
+        )
+        for t in summary["perLocation"]
+    ]
+    headers = (
+        "locationId",
+        "calendars",
+        "requests",
+        "listed",
+        "updates",
+        "deletes",
+        "current",
+        "errors",
+        "complete",
+    )
+    env.stdout.write(table(headers, rows) + "\n")
+    verb = "would enqueue" if args.dry_run else "enqueued"
+    env.stdout.write(
+        f"{verb} {summary['enqueued']} change(s) no webhook delivered; {summary['errors']} error(s); "
+        f"{summary['requests']} upstream request(s) in {summary['durationMs'] / 1000:.1f} s"
+        f"{'; stopped early' if summary['stoppedEarly'] else ''}\n"
+    )
+    for group_id, kind in recorded.sent:
+        env.stdout.write(f"would enqueue {kind} {group_id}\n")
+    return PARTIAL if summary["errors"] or summary["stoppedEarly"] else OK
+
+
 # ----- entry point --------------------------------------------------------------------------------
 
 
@@ -679,6 +778,17 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--ledger-table", default=os.environ.get("LEDGER_TABLE_NAME"))
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(run=cmd_show)
+
+    reconcile = commands.add_parser("reconcile", help="recover appointment changes no webhook delivered")
+    reconcile.add_argument(
+        "--location", action="append", default=[], help="sweep this location (repeatable; default: all)"
+    )
+    reconcile.add_argument("--ingest-queue-url", default=None, help="default: INGEST_QUEUE_URL")
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="list what would be enqueued; enqueue nothing"
+    )
+    reconcile.add_argument("--max-seconds", type=float, default=600.0, help="stop (and keep cursors) after")
+    reconcile.set_defaults(run=cmd_reconcile)
     return parser
 
 

@@ -37,6 +37,7 @@ from dev.awslocal import LocalStack, start_local_stack
 from dev.gateway import ROUTE_PATH, Gateway
 from dev.lambda_loader import load_handler
 from dev.poller import SqsPoller
+from dev.reconcile_local import ReconcileLoop, recent_event, reconciler_env
 from dev.signing import (
     ED25519_HEADER,
     EVENTS_DIR,
@@ -374,6 +375,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="ingest queue visibility timeout (default: the template's)",
     )
     parser.add_argument("--no-samples", action="store_true", help="run mode: don't send the sample webhooks")
+    parser.add_argument(
+        "--reconcile-every",
+        type=float,
+        default=30.0,
+        help="run mode: invoke the reconciler every N seconds (0: never; deployed it runs every 15 min)",
+    )
     parser.add_argument("--verbose", action="store_true", help="handler logs at INFO, metrics on")
     return parser.parse_args(argv)
 
@@ -427,6 +434,7 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
             POWERTOOLS_LOG_LEVEL=level,
             POWERTOOLS_METRICS_DISABLED="false" if args.verbose else "true",
         )
+        os.environ.update(reconciler_env(dict(os.environ), stack.ledger_table_name, SEED_LOCATION))
 
         webhook = load_handler("webhook")
         enricher = load_handler("enricher")
@@ -452,6 +460,16 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
         say(f"  PowerLeads   {base_url}{'' if args.powerleads_url else ' (sandbox)'}")
         say(f"  moto server  {stack.endpoint_url}")
         say()
+
+        if not args.demo and args.reconcile_every > 0:
+            if not args.powerleads_url:  # a change no webhook will announce, for the reconciler to find
+                missed = recent_event("RunMissedAppt01", SEED_LOCATION, "RunReconcileCal1")
+                sandbox.put_appointment(missed)
+                say(
+                    f"  reconciler   every {args.reconcile_every:g} s; {missed['id']} changed with no webhook"
+                )
+            loop = ReconcileLoop(load_handler("reconciler"), args.reconcile_every, say).start()
+            cleanup.callback(loop.stop)
 
         if args.demo:
             return run_demo(

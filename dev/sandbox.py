@@ -9,6 +9,10 @@ library so it never drags dependencies into the shipped layer:
   shapes (NestJS style ``{statusCode, message, error}``), plus the ``X-RateLimit-*`` headers and
   a real sliding-window limiter (100 requests / 10 s per location by default).
 * ``POST /oauth/token`` (single-use refresh tokens) and ``POST /oauth/locationToken``.
+* ``GET /calendars/?locationId=L`` and ``GET /calendars/events?locationId=L&calendarId=C&startTime=
+  <epoch ms>&endTime=<epoch ms>`` (the reconciler's list endpoints) with the documented query
+  parameters (422 when one is missing), events filtered by start time, and an appointment deleted
+  here listed afterwards with ``deleted: true`` (while Get Appointment answers 404 for it).
 * Fault injection and a control plane under ``/_sandbox/`` so another process (``make run``)
   can drive it. Control-plane calls are neither rate limited nor logged.
 
@@ -27,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,6 +42,8 @@ API_VERSION = "2021-04-15"
 DEFAULT_TOKEN = "sandbox-token"  # noqa: S105 - a published dev-only token, not a secret
 APPOINTMENTS_PREFIX = "/calendars/events/appointments/"
 CONTROL_PREFIX = "/_sandbox/"
+CALENDARS_PATH = "/calendars/"
+EVENTS_PATH = "/calendars/events"
 DEFAULT_APPOINTMENTS_DIR = Path(__file__).resolve().parent.parent / "events" / "appointments"
 DEFAULT_SCOPE = "calendars.readonly calendars/events.readonly"
 
@@ -224,6 +231,8 @@ class SandboxServer:
         self._grants: dict[str, _Grant] = {}
         self._clients: dict[str, _OAuthClient] = {}
         self._appointments: dict[str, dict[str, Any]] = {}
+        self._tombstones: dict[str, dict[str, Any]] = {}  # deleted appointments, listed as deleted
+        self._list_faults: deque[Fault] = deque()  # consumed by list requests only
         self._faults: deque[Fault] = deque()
         self._latency_ms = 0
         self._forced_zero: list[int] = []  # interval_ms to report, one per upcoming response
@@ -286,8 +295,11 @@ class SandboxServer:
             self._appointments[event["id"]] = copy.deepcopy(dict(event))
 
     def delete_appointment(self, event_id: str) -> None:
+        """Gone for Get Appointment (404); still listed by ``/calendars/events`` with ``deleted: true``."""
         with self._lock:
-            self._appointments.pop(event_id, None)
+            event = self._appointments.pop(event_id, None)
+            if event is not None:
+                self._tombstones[event_id] = {**event, "deleted": True, "dateUpdated": _now_text()}
 
     def appointment_ids(self) -> list[str]:
         with self._lock:
@@ -312,6 +324,11 @@ class SandboxServer:
                     dataclasses.replace(fault, event_id=event_id) if event_id is not None else fault
                 )
 
+    def queue_list_faults(self, faults: Iterable[Fault]) -> None:
+        """Faults for the list endpoints (``/calendars/``, ``/calendars/events``), one per request."""
+        with self._lock:
+            self._list_faults.extend(faults)
+
     def set_rate_limit_remaining_zero(self, interval_ms: int | None = None, count: int = 1) -> None:
         """Make the next ``count`` appointment responses say ``X-RateLimit-Remaining: 0``.
 
@@ -326,6 +343,7 @@ class SandboxServer:
         """Clear faults, latency, the request log and the rate limiter (data and tokens stay)."""
         with self._lock:
             self._faults.clear()
+            self._list_faults.clear()
             self._latency_ms = 0
             self._forced_zero.clear()
             self._log.clear()
@@ -586,7 +604,11 @@ class SandboxServer:
             return self._control(method, path, payload)
 
         entry = self._record(method, raw_path, raw_headers)
-        reply = self._upstream(method, path, headers, body)
+        query = urlsplit(raw_path).query
+        if method == "GET" and path in (CALENDARS_PATH, EVENTS_PATH):
+            reply = _list_reply(self, path, {k: v[0] for k, v in parse_qs(query).items()}, headers)
+        else:
+            reply = self._upstream(method, path, headers, body)
         self._set_status(entry, None if reply.drop else reply.status)
         return reply
 
@@ -601,6 +623,106 @@ class SandboxServer:
                 return self._oauth_token(form)
             return self._oauth_location_token(form, headers)
         return _Reply(404, {"statusCode": 404, "message": f"Cannot {method} {path}", "error": "Not Found"})
+
+
+def _list_reply(
+    sandbox: SandboxServer, path: str, query: Mapping[str, str], headers: Mapping[str, str]
+) -> _Reply:
+    """The two list endpoints: auth, Version, rate limit, query checks, then the listing (a function,
+    not a method, to keep the server class about serving)."""
+    if sandbox._latency_ms:
+        sandbox._stopping.wait(sandbox._latency_ms / 1000)
+    with sandbox._lock:
+        fault = sandbox._list_faults.popleft() if sandbox._list_faults else None
+    valid, bound_location, user_type = sandbox._auth(sandbox._bearer(headers))
+    location_id = query.get("locationId", "")
+    with sandbox._lock:
+        key = bound_location or location_id or "-"
+        if valid and headers.get("version") == API_VERSION and fault is None:
+            allowed, remaining, daily = sandbox._limiter.hit(key)
+        else:
+            allowed = True
+            remaining, daily = sandbox._limiter.peek(key)
+        rate = sandbox._rate_headers(remaining, daily, sandbox._limiter.interval_ms)
+    if fault is not None:
+        if fault.kind == "drop":
+            return _Reply(0, drop=True)
+        if fault.status == 429:
+            rate["X-RateLimit-Remaining"] = "0"
+        body = fault.body if fault.body is not None else _error_body(fault.status)
+        return _Reply(fault.status, body, {**rate, **fault.headers})
+    missing = _missing_list_params(path, query)
+    checks: list[tuple[bool, int, dict[str, Any]]] = [
+        (not valid, 401, UNAUTHORIZED),
+        (headers.get("version") != API_VERSION, 400, BAD_VERSION),
+        (not allowed, 429, TOO_MANY),
+        (bool(missing), 422, {"statusCode": 422, "message": missing, "error": "Unprocessable Entity"}),
+        (user_type != "Location" or bound_location not in (None, location_id), 403, FORBIDDEN),
+    ]
+    for failed, status, error in checks:
+        if failed:
+            return _Reply(status, error, rate)
+    with sandbox._lock:
+        events = [
+            copy.deepcopy(e)
+            for e in (*sandbox._appointments.values(), *sandbox._tombstones.values())
+            if e.get("locationId") == location_id
+        ]
+    if path == CALENDARS_PATH:
+        calendars = sorted({str(e["calendarId"]) for e in events if e.get("calendarId")})
+        body = [
+            {"id": c, "locationId": location_id, "name": f"Calendar {c}", "isActive": True} for c in calendars
+        ]
+        return _Reply(200, {"calendars": body}, rate)
+    return _Reply(200, {"events": _listed(events, query)}, rate)
+
+
+def _now_text() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _epoch_ms(value: Any) -> int | None:
+    """An upstream time (ISO 8601 with offset or ``Z``, or ``YYYY-MM-DD HH:MM:SS`` as UTC) in ms."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _missing_list_params(path: str, query: Mapping[str, str]) -> list[str]:
+    """HighLevel-style 422 messages for the query parameters the SDK marks required."""
+    problems = [] if query.get("locationId") else ["locationId should not be empty"]
+    if path == EVENTS_PATH:
+        if not any(query.get(name) for name in ("calendarId", "userId", "groupId")):
+            problems.append("one of calendarId, userId or groupId is required")
+        for name in ("startTime", "endTime"):
+            if not query.get(name, "").isdigit():
+                problems.append(f"{name} must be epoch milliseconds")
+    return problems
+
+
+def _listed(events: Iterable[dict[str, Any]], query: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Events of the calendar / user / group whose start lies in [startTime, endTime] (inclusive)."""
+    start, end = int(query["startTime"]), int(query["endTime"])
+
+    def matches(event: dict[str, Any]) -> bool:
+        if query.get("calendarId") and event.get("calendarId") != query["calendarId"]:
+            return False
+        if query.get("groupId") and event.get("groupId") != query["groupId"]:
+            return False
+        user = query.get("userId")
+        if user and user != event.get("assignedUserId") and user not in (event.get("users") or []):
+            return False
+        moment = _epoch_ms(event.get("startTime"))
+        return moment is not None and start <= moment <= end
+
+    return sorted((e for e in events if matches(e)), key=lambda e: (_epoch_ms(e.get("startTime")), e["id"]))
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -2,6 +2,7 @@
 
     python -m dev.soak --events 10000          # make soak
     python -m dev.soak --events 500 --quick    # the version `make test` runs (tests/integration)
+    python -m dev.soak --reconcile --events 2000   # lost webhooks, one reconcile pass (dev/soak_reconcile.py)
 
 Path: sender threads -> local gateway (real HTTP) -> WebhookFunction -> IngestQueue.fifo (moto
 server, its own process) -> SqsPoller + EnricherFunction in ``--workers`` processes (one Lambda
@@ -1252,6 +1253,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:])
+    if "--reconcile" in argv:  # lost webhooks recovered by one reconcile pass: dev/soak_reconcile.py
+        from dev.soak_reconcile import main as reconcile_soak_main  # noqa: PLC0415
+
+        return reconcile_soak_main([a for a in argv if a != "--reconcile"])
     parser = argparse.ArgumentParser(
         prog="python -m dev.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

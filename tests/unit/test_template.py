@@ -99,7 +99,11 @@ def as_list(value: Any) -> list[Any]:
 # --------------------------------------------------------------------------------------------
 # contract checks
 # --------------------------------------------------------------------------------------------
-FUNCTIONS = {"WebhookFunction": "functions/webhook", "EnricherFunction": "functions/enricher"}
+FUNCTIONS = {
+    "WebhookFunction": "functions/webhook",
+    "EnricherFunction": "functions/enricher",
+    "ReconcilerFunction": "functions/reconciler",
+}
 
 RECEIVER_ENV = {
     "INGEST_QUEUE_URL",
@@ -418,19 +422,27 @@ ALLOWED_POLICY_TEMPLATES = {
         "SQSSendMessagePolicy",
         "AWSSecretsManagerGetSecretValuePolicy",
     },
+    "ReconcilerFunction": {"SQSSendMessagePolicy", "AWSSecretsManagerGetSecretValuePolicy"},
 }
 # Inline statements (see the comments in template.yaml), by Sid: exactly these actions.
 # With the ledger on (the template always sets it) the idempotency table holds receipts only.
 IDEMPOTENCY_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:PutItem"}
 # The ledger: entries read in batches, written one by one, the locations set grown; no Scan, Query.
+# The reconciler reads it (no Scan or Query) and writes only its own cursor items.
 LEDGER_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 WRITE_BACK_ACTIONS = {"secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"}
+RECONCILER_TABLE = "LedgerTable"  # LEDGER_TABLE_NAME
 INLINE_ALLOWED = {
     "EnricherFunction": {
         "IdempotencyRecords": IDEMPOTENCY_ACTIONS,
         "WriteBackRotatedPowerLeadsToken": WRITE_BACK_ACTIONS,
         "LedgerReadWrite": LEDGER_ACTIONS,
-    }
+    },
+    "ReconcilerFunction": {
+        "WriteBackRotatedPowerLeadsToken": WRITE_BACK_ACTIONS,
+        "ReconcileLedgerRead": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
+        "ReconcileCursorWrite": {"dynamodb:PutItem"},
+    },
 }
 TOKEN_SECRET_PARAMS = {"PowerLeadsTokenSecretArn", "PowerLeadsTokenSecretName"}
 OAUTH_CONDITION = "TokenSecretIsOAuthApp"
@@ -457,6 +469,8 @@ def _inline_resource_ok(sid: str, resource: Any) -> bool:
         return bool(resource == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]})
     if sid == "LedgerReadWrite":
         return bool(resource == {"Fn::GetAtt": ["LedgerTable", "Arn"]})
+    if sid.startswith("Reconcile"):
+        return is_getatt(resource, RECONCILER_TABLE, "Arn")
     return _secret_arn_ok(resource)
 
 
@@ -498,16 +512,17 @@ def check_secret_write_only_for_oauth(t: Template) -> None:
     assert t["Conditions"][OAUTH_CONDITION] == {
         "Fn::Equals": [{"Ref": "PowerLeadsTokenSecretIsOAuthApp"}, "true"]
     }
-    found = 0
-    for raw in props(t, "EnricherFunction").get("Policies") or []:
-        text = json.dumps(raw)
-        if "secretsmanager:PutSecretValue" in text or "UpdateSecretVersionStage" in text:
-            assert isinstance(raw, dict) and "Fn::If" in raw, "secret write not conditional"
-            condition, yes, no = raw["Fn::If"]
-            assert condition == OAUTH_CONDITION and no == {"Ref": "AWS::NoValue"}
-            assert "WriteBackRotatedPowerLeadsToken" in json.dumps(yes)
-            found += 1
-    assert found == 1
+    for fn in ("EnricherFunction", "ReconcilerFunction"):
+        found = 0
+        for raw in props(t, fn).get("Policies") or []:
+            text = json.dumps(raw)
+            if "secretsmanager:PutSecretValue" in text or "UpdateSecretVersionStage" in text:
+                assert isinstance(raw, dict) and "Fn::If" in raw, f"{fn}: secret write not conditional"
+                condition, yes, no = raw["Fn::If"]
+                assert condition == OAUTH_CONDITION and no == {"Ref": "AWS::NoValue"}
+                assert "WriteBackRotatedPowerLeadsToken" in json.dumps(yes)
+                found += 1
+        assert found == 1, fn
 
 
 def check_enricher_grants(t: Template) -> None:
@@ -566,6 +581,60 @@ def check_no_wildcards_anywhere(t: Template) -> None:
     # No raw IAM resources or managed-policy ARNs smuggled in beside the SAM policies.
     for type_ in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
         assert not of_type(t, type_), type_
+
+
+RECONCILER_ENV = {
+    "INGEST_QUEUE_URL",
+    "LEDGER_TABLE_NAME",
+    "POWERLEADS_API_BASE_URL",
+    "POWERLEADS_API_VERSION",
+    "POWERLEADS_TOKEN_SECRET_ID",
+    "RECONCILE_LOCATION_IDS",
+    "RECONCILE_LOOKBACK_DAYS",
+    "RECONCILE_LOOKAHEAD_DAYS",
+}
+
+
+def check_reconciler(t: Template) -> None:
+    """Scheduled, no retries of a failed sweep, the contract env, its grants, its alarm and widget."""
+    p = props(t, "ReconcilerFunction")
+    (event,) = (p.get("Events") or {}).values()
+    assert event["Type"] in ("ScheduleV2", "Schedule")
+    assert param_default(t, event["Properties"]["ScheduleExpression"]) == "rate(15 minutes)"
+    assert (p.get("EventInvokeConfig") or {}).get("MaximumRetryAttempts") == 0
+    assert p["Timeout"] <= 900
+    env = function_env(t, "ReconcilerFunction")
+    assert set(env) >= RECONCILER_ENV
+    assert is_ref(env["INGEST_QUEUE_URL"], "IngestQueue")
+    assert is_ref(env["LEDGER_TABLE_NAME"], RECONCILER_TABLE)
+    assert param_default(t, env["RECONCILE_LOOKBACK_DAYS"]) == 7
+    assert param_default(t, env["RECONCILE_LOOKAHEAD_DAYS"]) == 90
+    queues = [
+        item["SQSSendMessagePolicy"]
+        for raw in p["Policies"]
+        for item in unwrap_if(raw)
+        if "SQSSendMessagePolicy" in item
+    ]
+    assert queues == [{"QueueName": {"Fn::GetAtt": ["IngestQueue", "QueueName"]}}]
+    (cursor,) = [st for st in _statements(t) if st.get("Sid") == "ReconcileCursorWrite"]
+    assert cursor.get("Condition") == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["cursor#*"]}}
+    alarms = [
+        a
+        for a in _alarms(t)
+        if any(
+            (m.get("MetricStat") or {}).get("Metric", {}).get("MetricName") == "ReconcileErrors"
+            for m in a.get("Metrics") or []
+        )
+    ]
+    assert len(alarms) == 1, "no alarm on ReconcileErrors"
+    (alarm,) = alarms
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    body = json.dumps(
+        _sub_to_json(
+            next(iter(of_type(t, "AWS::CloudWatch::Dashboard").values()))["Properties"]["DashboardBody"]
+        )
+    )
+    assert '"ReconcileEnqueued"' in body and '"ReconcileErrors"' in body
 
 
 def check_secure_transport(t: Template) -> None:
@@ -638,6 +707,7 @@ CHECKS: dict[str, Callable[[Template], None]] = {
         check_secure_transport,
         check_parameters_refuse_unsafe_values,
         check_unsigned_mode_not_deployable,
+        check_reconciler,
     )
 }
 
@@ -683,6 +753,7 @@ GF = ("Globals", "Function")
 ENR_ENV = (R, "EnricherFunction", P, "Environment", "Variables")
 WH_ENV = (R, "WebhookFunction", P, "Environment", "Variables")
 SQS_EVENT = (R, "EnricherFunction", P, "Events", "Ingest", P)
+RECON = (R, "ReconcilerFunction", P)
 
 MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ("transform", "check_sam_transform", _delete("Transform")),
@@ -952,6 +1023,29 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
             R,
             "Sneaky",
         ),
+    ),
+    (
+        "reconcile schedule",
+        "check_reconciler",
+        _set("rate(1 day)", "Parameters", "ReconcileSchedule", "Default"),
+    ),
+    ("reconcile retries", "check_reconciler", _delete(*RECON, "EventInvokeConfig")),
+    (
+        "reconcile env",
+        "check_reconciler",
+        _delete(*RECON, "Environment", "Variables", "RECONCILE_LOOKAHEAD_DAYS"),
+    ),
+    (
+        "reconcile any queue",
+        "check_reconciler",
+        _set({"SQSSendMessagePolicy": {"QueueName": "other"}}, *RECON, "Policies", 0),
+    ),
+    ("cursor any key", "check_reconciler", _delete(*RECON, "Policies", 2, "Statement", 1, "Condition")),
+    ("reconcile alarm", "check_reconciler", _delete(R, "ReconcileErrorsAlarm")),
+    (
+        "reconcile scan",
+        "check_function_policies",
+        _set(["dynamodb:Scan"], *RECON, "Policies", 2, "Statement", 0, "Action"),
     ),
     (
         "secret created",

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .wire import DEFAULT_NOT_FOUND_GRACE_SECONDS
 
@@ -82,3 +82,42 @@ class EnricherSettings(_Settings):
     def idempotency_ttl_seconds(self) -> int:
         """At least twice the webhook max age, so a redelivery inside the accepted window is caught."""
         return 2 * self.WEBHOOK_MAX_AGE_SECONDS
+
+
+def _id_list(value: object) -> object:
+    """``RECONCILE_LOCATION_IDS``: comma-separated ids; blanks between commas are ignored."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+LocationIds = Annotated[
+    list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")]], BeforeValidator(_id_list)
+]
+
+
+class ReconcilerSettings(_Settings):
+    """ReconcilerFunction: what it sweeps, where it reads the ledger, where it enqueues."""
+
+    INGEST_QUEUE_URL: str
+    LEDGER_TABLE_NAME: str  # the comparison needs it, and the cursors live there
+    POWERLEADS_API_BASE_URL: str = DEFAULT_API_BASE_URL
+    POWERLEADS_API_VERSION: str = DEFAULT_API_VERSION
+    POWERLEADS_TOKEN_SECRET_ID: str | None = None
+    POWERLEADS_TOKEN: str | None = Field(default=None, repr=False)
+    RECONCILE_LOCATION_IDS: LocationIds = Field(default_factory=list)
+    RECONCILE_LOOKBACK_DAYS: float = Field(default=7, ge=0, le=366)
+    RECONCILE_LOOKAHEAD_DAYS: float = Field(default=90, ge=0, le=731)
+    # The reconciler's share of each location's 100 requests / 10 s (the enricher needs the rest).
+    RECONCILE_REQUESTS_PER_10S: int = Field(default=20, ge=1, le=50)
+    RECONCILE_MAX_EVENTS_PER_WINDOW: int = Field(default=250, ge=10)
+    RECONCILE_DEADLINE_MARGIN_SECONDS: float = Field(default=10.0, ge=0)
+    POWERLEADS_CONNECT_TIMEOUT_SECONDS: float = Field(default=3.05, gt=0)
+    POWERLEADS_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    POWERLEADS_MAX_ATTEMPTS: int = Field(default=4, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _needs_token(self) -> ReconcilerSettings:
+        if not self.POWERLEADS_TOKEN_SECRET_ID and not self.POWERLEADS_TOKEN:
+            raise ValueError("set POWERLEADS_TOKEN_SECRET_ID (or POWERLEADS_TOKEN for local runs)")
+        return self

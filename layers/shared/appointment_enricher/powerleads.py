@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 
@@ -207,6 +207,29 @@ class PowerLeadsClient:
         if not is_valid_id(event_id):
             raise UpstreamRejected("refusing to request an appointment id outside [A-Za-z0-9_-]{1,128}")
         url = f"{self.base_url}/calendars/events/appointments/{quote(event_id, safe='')}"
+        return self._get_with_retries(url, location_id, deadline)
+
+    def list_calendars(self, location_id: str, *, deadline: float) -> list[dict[str, Any]]:
+        """``GET /calendars/?locationId=L`` -> the ``calendars`` array (same retries and gate)."""
+        _require_ids(location_id=location_id)
+        payload = self._get_with_retries(
+            f"{self.base_url}/calendars/?{urlencode({'locationId': location_id})}", location_id, deadline
+        )
+        return _objects(payload, "calendars")
+
+    def list_events(
+        self, location_id: str, calendar_id: str, start_ms: int, end_ms: int, *, deadline: float
+    ) -> list[dict[str, Any]]:
+        """``GET /calendars/events`` for one calendar, ``startTime``/``endTime`` in epoch ms -> ``events``."""
+        _require_ids(location_id=location_id, calendar_id=calendar_id)
+        query = urlencode(
+            {"locationId": location_id, "calendarId": calendar_id, "startTime": start_ms, "endTime": end_ms}
+        )
+        payload = self._get_with_retries(f"{self.base_url}/calendars/events?{query}", location_id, deadline)
+        return _objects(payload, "events")
+
+    def _get_with_retries(self, url: str, location_id: str, deadline: float) -> dict[str, Any]:
+        """One GET with the retry loop every endpoint shares."""
         attempt = 0
         while True:
             # Another worker may have seen ``X-RateLimit-Remaining: 0`` for this location.
@@ -291,3 +314,20 @@ class PowerLeadsClient:
     def _observed(self, status: int | None, started: float) -> None:
         if self.observe is not None:
             self.observe(status, (self.clock() - started) * 1000)
+
+
+def _require_ids(**ids: str) -> None:
+    """Never put an id from outside into a request unless it is ``[A-Za-z0-9_-]{1,128}``."""
+    for name, value in ids.items():
+        if not is_valid_id(value):
+            raise UpstreamRejected(f"refusing to request a {name} outside [A-Za-z0-9_-]{{1,128}}")
+
+
+def _objects(payload: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The list under ``key``; a missing list is empty, anything else is a broken response."""
+    items = payload.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise InvalidUpstreamBody(f"{key} is not a list")
+    return [item for item in items if isinstance(item, dict)]

@@ -1,0 +1,72 @@
+"""ReconcilerFunction: on a schedule, recover every appointment change no webhook delivered.
+
+Takes an EventBridge Scheduler / ``Scheduled Event`` (or ``{}``): sweeps ``RECONCILE_LOCATION_IDS``
+plus every location the ledger knows; ``{"locationIds": [...]}`` limits the run to those. Returns
+a JSON-serialisable summary and logs it as one line. Thin by design: collaborators are built once
+per container (``appointment_enricher.reconcile_wiring``); the rules live in ``reconcile``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from appointment_enricher.config import ReconcilerSettings
+from appointment_enricher.reconcile_wiring import build_reconciler
+from appointment_enricher.sdk import quiet_sdk_loggers
+from appointment_enricher.wire import is_valid_id
+
+quiet_sdk_loggers()  # botocore at DEBUG would log secret values (LogLevel=DEBUG)
+logger = Logger()
+metrics = Metrics()
+settings = ReconcilerSettings.from_env()
+
+
+def _log(level: str, message: str, **fields: Any) -> None:
+    """Ids, counts and error class names only: never a token or a listed event."""
+    getattr(logger, level)(message, extra={k: v for k, v in fields.items() if v is not None})
+
+
+reconciler = build_reconciler(settings, log=_log)
+
+
+def requested_locations(event: Any) -> list[str] | str:
+    """The event's ``locationIds`` (possibly empty), or the reason they are unusable."""
+    if not isinstance(event, dict) or event.get("locationIds") is None:
+        return []
+    ids = event["locationIds"]
+    if not isinstance(ids, list) or not all(is_valid_id(i) for i in ids):
+        return "locationIds must be a list of ids matching [A-Za-z0-9_-]{1,128}"
+    return list(ids)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    requested = requested_locations(event)
+    if isinstance(requested, str):
+        logger.error("reconcile refused", extra={"reason": requested})
+        metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=1)
+        return {"error": "invalid_event", "message": requested, "errors": 1, "enqueued": 0}
+    # The run stops in time to store its cursors; the margin covers those writes and the return.
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
+    deadline -= settings.RECONCILE_DEADLINE_MARGIN_SECONDS
+    locations, errors = reconciler.locations(requested, settings.RECONCILE_LOCATION_IDS)
+    summary = reconciler.run(locations, deadline)
+    summary["errors"] += errors
+    metrics.add_metric(name="ReconcileEnqueued", unit=MetricUnit.Count, value=summary["enqueued"])
+    metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=summary["errors"])
+    metrics.add_metric(name="ReconcileRequests", unit=MetricUnit.Count, value=summary["requests"])
+    metrics.add_metric(name="ReconcileDuration", unit=MetricUnit.Milliseconds, value=summary["durationMs"])
+    if summary["stoppedEarly"]:
+        metrics.add_metric(name="ReconcileStoppedEarly", unit=MetricUnit.Count, value=1)
+    per_location = summary.pop("perLocation")
+    logger.info(
+        "reconcile run", extra={**summary, "locationsSwept": [p["location_id"] for p in per_location]}
+    )
+    summary["perLocation"] = per_location
+    return summary

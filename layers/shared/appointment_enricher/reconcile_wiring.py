@@ -1,0 +1,91 @@
+"""Composition root of the ReconcilerFunction (and of ``plenrich reconcile``): settings in, a ready
+``Reconciler`` out. Every client is made once per container; AWS clients come from ``sdk`` (its
+timeouts and retry mode).
+
+The HTTP session carries a response hook that hands each list response's ``X-RateLimit-*``
+headers to the reconciler's ``Pacer``, so the reconciler sees how much of a location's window the
+enricher is using without the HTTP client knowing about pacing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from .config import ReconcilerSettings
+from .dynamo_ledger import DynamoLedger
+from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
+from .queues import IngestQueue
+from .reconcile_store import DynamoCursorStore
+from .reconciler import CursorStore, IngestSink, Pacer, ReconcileOptions, Reconciler
+from .sdk import dynamodb_client, secretsmanager_client, sqs_client
+from .tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
+
+if TYPE_CHECKING:
+    import requests
+
+
+def build_reconciler(
+    settings: ReconcilerSettings,
+    log: Callable[..., None] | None = None,
+    sink: IngestSink | None = None,
+    cursors: CursorStore | None = None,
+) -> Reconciler:
+    """The reconciler; ``sink`` and ``cursors`` replace the ingest queue and the stored cursors
+    (``plenrich reconcile --dry-run`` enqueues nothing and leaves the scheduled run's cursors be)."""
+    pacer = Pacer(budget=settings.RECONCILE_REQUESTS_PER_10S)
+    session = pooled_session(pool_size=4)
+    session.hooks["response"].append(_rate_limit_hook(pacer))
+    client = PowerLeadsClient(
+        settings.POWERLEADS_API_BASE_URL,
+        _tokens(settings, session),
+        api_version=settings.POWERLEADS_API_VERSION,
+        timeout=(settings.POWERLEADS_CONNECT_TIMEOUT_SECONDS, settings.POWERLEADS_READ_TIMEOUT_SECONDS),
+        retry=RetryPolicy(max_attempts=settings.POWERLEADS_MAX_ATTEMPTS),
+        session=session,
+    )
+    dynamodb = dynamodb_client()
+    table = settings.LEDGER_TABLE_NAME
+    return Reconciler(
+        client,
+        DynamoLedger(dynamodb, table),  # read only: entries and known locations
+        cursors or DynamoCursorStore(dynamodb, table),
+        sink or IngestQueue(sqs_client(), settings.INGEST_QUEUE_URL),
+        pacer=pacer,
+        options=ReconcileOptions(
+            lookback_days=settings.RECONCILE_LOOKBACK_DAYS,
+            lookahead_days=settings.RECONCILE_LOOKAHEAD_DAYS,
+            max_events=settings.RECONCILE_MAX_EVENTS_PER_WINDOW,
+        ),
+        log=log,
+    )
+
+
+def _rate_limit_hook(pacer: Pacer) -> Callable[..., Any]:
+    """A requests response hook: the location comes from the list request's ``locationId``."""
+
+    def observe(response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+        location = parse_qs(urlsplit(response.request.url or "").query).get("locationId")
+        if location:
+            pacer.observe(location[0], response.headers)
+
+    return observe
+
+
+def _tokens(settings: ReconcilerSettings, session: requests.Session) -> TokenSource:
+    """As the enricher's: a secret (token, per-location map or OAuth app) or a plain token."""
+    secret_id = settings.POWERLEADS_TOKEN_SECRET_ID
+    if not secret_id:
+        return StaticTokens(settings.POWERLEADS_TOKEN or "")
+    secrets = secretsmanager_client()
+
+    def oauth() -> TokenSource:
+        from .oauth import OAuthTokens  # noqa: PLC0415 - only OAuth secrets need it
+
+        # The OAuth counters are the enricher's metrics; the reconciler's errors show in its summary.
+        return OAuthTokens(
+            secret_id, secrets, session, settings.POWERLEADS_API_BASE_URL, count=lambda _name: None
+        )
+
+    return SecretTokens(secret_id, powertools_secret_fetcher(client=secrets), oauth_factory=oauth)
