@@ -7,7 +7,7 @@ the clock covers exactly: imports + init + the first request handled.
 
 Kinds (``spec["kind"]``):
 
-* ``floor``: ``import boto3`` + one SQS client (the issue's floor), then one ``SendMessage``
+* ``floor``: ``import boto3`` + one SQS client (the floor of the goals), then one ``SendMessage``
   (reported apart), then ``records`` more sends timed one by one (the warm floor);
 * ``receiver``: load ``functions/webhook/app.py`` + handle the first signed webhook, then
   ``records`` more webhooks timed one by one; peak RSS at the end;

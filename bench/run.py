@@ -1,4 +1,4 @@
-"""``make bench``: every figure of issue 6 on the local stack, written to ``BENCHMARKS.md``.
+"""``make bench``: every benchmark figure on the local stack, written to ``BENCHMARKS.md``.
 
     python -m bench.run                       # full run (>= 5 runs per figure), ~3-5 minutes
     python -m bench.run --runs 1 --records 5 --batches 1 --no-peer --output /tmp/b.md   # smoke
@@ -677,7 +677,7 @@ def render(r: Results, args: argparse.Namespace, meta: dict[str, Any], elapsed: 
     lines = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (`python -m bench.run`); do not edit by hand. Issue 6.",
+        "Written by `make bench` (`python -m bench.run`); do not edit by hand.",
         f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s with "
         f"`--runs {args.runs} --records {args.records} --batches {args.batches}`.",
         "",
@@ -924,7 +924,7 @@ def _method(args: argparse.Namespace) -> list[str]:
         "(identical for all) is outside it. Handlers are loaded with `dev.lambda_loader` after the "
         "contract env points them at the moto server and the sandbox; logs at INFO and EMF metrics "
         "are on, as deployed, and go to /dev/null; X-Ray is off (`POWERTOOLS_TRACE_DISABLED`).",
-        '- **Floor**: a fresh process doing `import boto3` + `boto3.client("sqs")` (the issue\'s '
+        '- **Floor**: a fresh process doing `import boto3` + `boto3.client("sqs")` (our '
         "definition, used for the goals). Its first `SendMessage` to the FIFO ingest queue is timed "
         "separately and shown as *floor + 1 SendMessage*, the like-for-like cost of what the "
         "receiver does on its first request.",
@@ -973,7 +973,7 @@ def _kept_sections(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Benchmarks of issue 6; writes BENCHMARKS.md.")
+    parser = argparse.ArgumentParser(description="The benchmarks; writes BENCHMARKS.md.")
     parser.add_argument("--runs", type=int, default=5, help="cold-start runs (>= 5 for the report)")
     parser.add_argument("--records", type=int, default=1000, help="records per RSS / warm-latency run")
     parser.add_argument("--batches", type=int, default=7, help="timed batch pairs per implementation")

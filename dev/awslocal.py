@@ -411,7 +411,7 @@ class LocalStack:
         output_mode: OutputMode = "topic",
         **extra: str,
     ) -> dict[str, str]:
-        """The runtime-contract env vars (DESIGN.md) for the handlers, from the template, plus ``extra``.
+        """The runtime-contract env (docs/ARCHITECTURE.md) for the handlers, from the template, + ``extra``.
 
         ``output_mode`` is the template's OutputMode: ``topic`` (default) sets only
         OUTPUT_TOPIC_ARN and records reach EnrichedQueue through the subscription; ``queue``

@@ -7,7 +7,7 @@ Scopes (everything is lazy; unit tests that use none of these start nothing):
   server under a unique name suffix, so tests never see each other's messages.
 * ``sandbox_server`` (session) / ``sandbox`` (function): one sandbox PowerLeads API; ``sandbox``
   resets its faults, latency, request log and rate limiter before each test.
-* ``stack_env`` (function): the runtime-contract env (DESIGN.md) for ``local_stack`` + ``sandbox``
+* ``stack_env`` (function): the runtime-contract env (docs/ARCHITECTURE.md) for ``local_stack`` + ``sandbox``
   applied with monkeypatch (restored after the test); returns the dict.
 * ``webhook_handler`` / ``enricher_handler`` (function): ``functions/<name>/app.py`` loaded
   afresh *after* ``stack_env`` (a cold start reading this test's env).

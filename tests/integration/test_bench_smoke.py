@@ -1,4 +1,4 @@
-"""Smoke of ``make bench`` (issue 6): one tiny run of every row, no timing assertions.
+"""Smoke of ``make bench``: one tiny run of every row, no timing assertions.
 
 Keeps the bench working inside ``make test``; the peer SDK (its own venv) is skipped.
 """
