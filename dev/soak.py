@@ -941,7 +941,7 @@ class SoakResult:
 
 
 @contextmanager
-def _saved_environ() -> Iterator[None]:
+def saved_environ() -> Iterator[None]:
     """Restore ``os.environ`` afterwards (the soak also runs inside pytest)."""
     saved = dict(os.environ)
     try:
@@ -1056,7 +1056,7 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
     with (
         _children() as procs,
         log_path.open("w") as worker_log,
-        _saved_environ(),
+        saved_environ(),
         open(os.devnull, "w") as devnull,
         redirect_stdout(devnull),  # the in-process webhook handler's EMF lines; `say` keeps its own
     ):

@@ -31,12 +31,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dev.reconcile_local import recent_event
+from dev.soak import saved_environ
+from dev.sqs import QueueReader
 
 EXIT_OK, EXIT_UNRECOVERED, EXIT_INFRA = 0, 1, 2
 
@@ -231,37 +233,30 @@ def compare(
 
 
 class LastRecords:
-    """Reads the FIFO output queue in a thread, keeping the last record per appointment."""
+    """Reads the FIFO output queue in a thread (``dev.sqs.QueueReader``), keeping the last record
+    per appointment."""
 
     def __init__(self, sqs: Any, url: str) -> None:
-        self.sqs, self.url = sqs, url
         self.last: dict[str, dict[str, Any]] = {}
         self.count = 0
         self.reconciled = 0
         self.changed_at = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._reader = QueueReader(sqs, url, self._keep, name="last-records")
 
     def start(self) -> LastRecords:
-        self._thread.start()
+        self._reader.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        self._reader.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            messages = self.sqs.receive_message(
-                QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-            ).get("Messages", [])
-            for message in messages:
-                record = json.loads(message["Body"])
-                self.last[str(record.get("appointmentId"))] = record
-                self.count += 1
-                self.reconciled += record.get("trigger") == "reconcile"
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
-                self.changed_at = time.monotonic()
+    def _keep(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            record = json.loads(message["Body"])
+            self.last[str(record.get("appointmentId"))] = record
+            self.count += 1
+            self.reconciled += record.get("trigger") == "reconcile"
+        self.changed_at = time.monotonic()
 
 
 def wait_idle(sqs: Any, ingest_url: str, records: LastRecords, deadline: float, quiet: float = 3.0) -> bool:
@@ -306,7 +301,7 @@ def run_reconcile_soak(
     appointment_ids = {c.appointment_id for c in changes}
     locations = sorted({c.location_id for c in changes})
     problems: list[str] = []
-    with contextlib.ExitStack() as stack_cleanup, _saved_environ():
+    with contextlib.ExitStack() as stack_cleanup, saved_environ():
         server, endpoint = start_moto_server()
         stack_cleanup.callback(server.stop)
         stack = create_resources(endpoint, suffix=f"rsk{uuid.uuid4().hex[:6]}", visibility_timeout=10)
@@ -409,16 +404,6 @@ def run_reconcile_soak(
         "totalSeconds": round(time.monotonic() - started, 1),
     }
     return ReconcileSoakResult(figures, problems)
-
-
-@contextlib.contextmanager
-def _saved_environ() -> Iterator[None]:
-    saved = dict(os.environ)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def report(result: ReconcileSoakResult, say: Callable[[str], None] = print) -> None:
