@@ -1,4 +1,4 @@
-"""A fault-injecting HTTP proxy in front of moto server's SQS (dev only).
+"""A fault-injecting HTTP proxy in front of moto server (dev only): SQS, or any JSON-protocol service.
 
 Point a client's ``AWS_ENDPOINT_URL`` at :attr:`FaultProxy.url` and every request is forwarded
 to moto unchanged, unless a fault is set. Faults apply only to the operations named in
@@ -13,7 +13,8 @@ Faults, for proving the receiver answers 429 in time whatever the queue does:
 * ``Fault.hang()``: read the request, answer nothing until the fault is cleared (or ``seconds``);
 * ``Fault.trickle()``: forward to moto (the write lands), then send its answer 1 byte a second,
   which botocore's per-read timeout never catches;
-* ``Fault.landed_then_error(500)``: forward to moto (the write lands), then answer an error.
+* ``Fault.landed_then_error(500)``: forward to moto (the write lands), then answer an error;
+* ``Fault.passthrough()``: no fault for that one request (to queue "the 2nd to 5th fail").
 
 Set a standing fault with :meth:`FaultProxy.set_fault` (``None`` clears it and releases hangs),
 or queue one-off faults for the next matching requests with :meth:`FaultProxy.queue`.
@@ -37,10 +38,15 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # error | throttle | hang | trickle | landed_then_error
+    kind: str  # passthrough | error | throttle | hang | trickle | landed_then_error
     status: int = 500
     seconds: float = 60.0  # hang: longest wait; trickle: delay between bytes is 1 / bytes_per_second
     bytes_per_second: float = 1.0
+
+    @classmethod
+    def passthrough(cls) -> Fault:
+        """No fault for this one request (a place holder in a queue of one-off faults)."""
+        return cls("passthrough")
 
     @classmethod
     def error(cls, status: int) -> Fault:
@@ -65,7 +71,7 @@ class Fault:
     @property
     def forwards(self) -> bool:
         """Whether the request reaches moto (the write lands) despite the fault."""
-        return self.kind in ("trickle", "landed_then_error")
+        return self.kind in ("passthrough", "trickle", "landed_then_error")
 
 
 @dataclass
@@ -240,7 +246,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.proxy.stats.requests[operation] += 1
         fault, released = self.proxy._take(operation)
         headers = list(self.headers.items())
-        if fault is None:
+        if fault is None or fault.kind == "passthrough":
             self._reply(*self.proxy._forward("POST", self.path, headers, body))
             return
         with self.proxy.stats.lock:

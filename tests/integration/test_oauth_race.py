@@ -10,7 +10,6 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -20,6 +19,7 @@ import requests
 from appointment_enricher.oauth import OAuthTokens
 from appointment_enricher.sdk import BACKEND_CONFIG
 from dev.awslocal import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION, start_moto_server
+from dev.faultproxy import Fault, FaultProxy
 from dev.sandbox import SandboxServer
 
 pytestmark = pytest.mark.integration
@@ -206,45 +206,6 @@ def test_agency_token_yields_cached_location_tokens(moto_url: str, sandbox: Sand
     assert sandbox.oauth_refresh_count == 1
 
 
-class ThrottlingProxy:
-    """Forwards to moto server, but answers ``ThrottlingException`` (as Secrets Manager does) to the
-    PutSecretValue calls whose 1-based numbers are in ``throttle``."""
-
-    def __init__(self, upstream: str, throttle: set[int]) -> None:
-        self.upstream, self.throttle, self.puts = upstream, throttle, 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.headers.get("X-Amz-Target") == "secretsmanager.PutSecretValue":
-                    proxy.puts += 1
-                    if proxy.puts in proxy.throttle:
-                        self._reply(400, b'{"__type":"ThrottlingException","message":"Rate exceeded"}')
-                        return
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                answer = requests.post(proxy.upstream + self.path, data=body, headers=headers, timeout=10)
-                self._reply(answer.status_code, answer.content)
-
-            def _reply(self, status: int, payload: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_throttled_put_secret_value_keeps_the_grant_alive(moto_url: str, sandbox: SandboxServer) -> None:
     sandbox.add_oauth_client(CLIENT_ID, CLIENT_SECRET, "rt-1", location_id=LOCATION)
     oauth = {
@@ -256,7 +217,8 @@ def test_a_throttled_put_secret_value_keeps_the_grant_alive(moto_url: str, sandb
     secret_id = make_secret(moto_url, oauth)
     # Put 1 takes the lease; puts 2-5 (the write-back and botocore's three standard-mode retries)
     # are throttled, so the save fails for now; put 6 is our retry on a later lookup.
-    proxy = ThrottlingProxy(moto_url, throttle={2, 3, 4, 5})
+    proxy = FaultProxy(moto_url, operations=("PutSecretValue",)).start()
+    proxy.queue([Fault.passthrough(), *[Fault.throttle()] * 4])
     clock, counted = Clock(), []
     client = boto3.client(
         "secretsmanager",
@@ -278,14 +240,14 @@ def test_a_throttled_put_secret_value_keeps_the_grant_alive(moto_url: str, sandb
         )
         token = first.token_for(LOCATION)
         assert fetch(sandbox, token) == 200  # the container keeps working on the rotated grant
-        assert (counted, proxy.puts) == (["OAuthWriteBackFailed"], 5)
+        assert (counted, proxy.stats.requests["PutSecretValue"]) == (["OAuthWriteBackFailed"], 5)
         assert stored(moto_url, secret_id)["refreshToken"] == "rt-1"  # spent, not yet replaced
         clock.advance(2)  # past the first backoff: the next lookup saves the rotation
         assert first.token_for(LOCATION) == token
         saved = stored(moto_url, secret_id)
         assert saved["refreshToken"] != "rt-1" and "refreshLease" not in saved
     finally:
-        proxy.close()
+        proxy.stop()
     clock.advance(LIFETIME)  # another container refreshes with what was saved
     assert container(secret_id, moto_url, sandbox, clock).token_for(LOCATION) != token
     assert (sandbox.oauth_refresh_count, sandbox.oauth_reuse_count) == (2, 0)
