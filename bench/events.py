@@ -64,3 +64,17 @@ def write_jsonl(path: Path, items: Iterator[dict[str, Any]]) -> Path:
             out.write(json.dumps(item, separators=(",", ":")))
             out.write("\n")
     return path
+
+
+def write_batch_pairs(path: Path, ids: list[str], location: str, count: int) -> Path:
+    """``count`` lines of {"distinct": 10 appointments, "same": 10 updates of one} SQS batches."""
+    return write_jsonl(
+        path,
+        (
+            {
+                "distinct": distinct_batch(ids, location),
+                "same": same_appointment_batch(ids[i % len(ids)], location),
+            }
+            for i in range(count)
+        ),
+    )

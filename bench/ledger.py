@@ -53,15 +53,8 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, d
                 for mode in MODES:
                     log(f"run {run + 1}/{args.runs}: ledger {mode}")
                     extra = {"LEDGER_TABLE_NAME": ""} if mode == "off" else {}
-                    pairs = events.write_jsonl(
-                        work / f"batches-{mode}-{run}.jsonl",
-                        (
-                            {
-                                "distinct": events.distinct_batch(ids, location),
-                                "same": events.same_appointment_batch(ids[i % len(ids)], location),
-                            }
-                            for i in range(args.batches + 2)
-                        ),
+                    pairs = events.write_batch_pairs(
+                        work / f"batches-{mode}-{run}.jsonl", ids, location, args.batches + 2
                     )
                     batch = run_probe(
                         {

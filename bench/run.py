@@ -331,15 +331,8 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
 
             log("warm batches at 100 ms upstream latency: product, then naive")
             for impl in ("enricher", "naive"):
-                pairs = events.write_jsonl(
-                    work / f"batches-{impl}.jsonl",
-                    (
-                        {
-                            "distinct": events.distinct_batch(ids, location),
-                            "same": events.same_appointment_batch(ids[i % len(ids)], location),
-                        }
-                        for i in range(args.batches + 2)
-                    ),
+                pairs = events.write_batch_pairs(
+                    work / f"batches-{impl}.jsonl", ids, location, args.batches + 2
                 )
                 batch = run_probe(
                     {
