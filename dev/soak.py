@@ -468,50 +468,6 @@ class SendStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def send_lane(
-    url: str,
-    lane: list[Webhook],
-    stats: SendStats,
-    stop: threading.Event,
-    *,
-    backlog: Callable[[], int] | None = None,
-    max_backlog: int = 0,
-) -> None:
-    """POST each webhook in order; like HighLevel, retry a non-2xx (here: a few times, briefly).
-
-    With ``max_backlog``, wait while more than that many accepted webhooks have no outcome yet:
-    moto's SQS gets slower with every queued message, and an unbounded backlog would measure moto
-    rather than the pipeline.
-    """
-    import requests  # noqa: PLC0415
-
-    session = requests.Session()
-    for webhook in lane:
-        while backlog is not None and max_backlog and backlog() > max_backlog and not stop.is_set():
-            stop.wait(0.05)
-        if stop.is_set():
-            return
-        status = 0
-        for attempt in range(5):
-            try:
-                status = session.post(url, data=webhook.body, headers=webhook.headers, timeout=30).status_code
-            except requests.RequestException:
-                status = 0
-            with stats.lock:
-                stats.deliveries += 1
-                stats.statuses[status] += 1
-                stats.retries += 1 if attempt else 0
-            if 200 <= status < 300 or status in (400, 401, 413):
-                break
-            stop.wait(0.2 * (attempt + 1))
-        with stats.lock:
-            if status == 202:
-                stats.accepted.add(webhook.webhook_id)
-            else:
-                stats.not_accepted[webhook.webhook_id] = status
-    session.close()
-
-
 HIGHLEVEL_RETRY_SPACING_SECONDS = 600  # documented: every 10 minutes (plus jitter)
 HIGHLEVEL_MAX_ATTEMPTS = 6
 
@@ -527,22 +483,51 @@ def highlevel_retry_delay(retry_after: str | None, unit: float, rng: random.Rand
     return unit * spacing / HIGHLEVEL_RETRY_SPACING_SECONDS * (1 + 0.2 * rng.random())
 
 
-def send_lane_highlevel(
+@dataclass
+class SenderPolicy:
+    """When a sender retries a delivery, and after how long (``None``: the answer is final).
+
+    ``highlevel``: HighLevel's documented policy, only 429 retried, 6 attempts, Retry-After
+    honoured, 10 minutes compressed to ``unit`` seconds. Otherwise an eager sender that retries
+    any answer but 2xx, 400, 401 and 413 a few times, briefly (the soak's default)."""
+
+    highlevel: bool = False
+    unit: float = 1.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    @property
+    def attempts(self) -> int:
+        return HIGHLEVEL_MAX_ATTEMPTS if self.highlevel else 5
+
+    def delay(self, status: int, attempt: int, retry_after: str | None) -> float | None:
+        if attempt >= self.attempts - 1:
+            return None
+        if self.highlevel:
+            return highlevel_retry_delay(retry_after, self.unit, self.rng) if status == 429 else None
+        if 200 <= status < 300 or status in (400, 401, 413):
+            return None
+        return 0.2 * (attempt + 1)
+
+
+def send_lane(
     url: str,
     lane: list[Webhook],
     stats: SendStats,
     stop: threading.Event,
     *,
+    policy: SenderPolicy | None = None,
     backlog: Callable[[], int] | None = None,
     max_backlog: int = 0,
-    retry_unit: float = 1.0,
-    seed: int = 0,
 ) -> None:
-    """POST each webhook in order as HighLevel's documented policy does: retry only a 429 (up to
-    6 attempts, honouring Retry-After); any other status, a connection error included, is final."""
+    """POST each webhook in order, retrying as ``policy`` says (a connection error is status 0).
+
+    With ``max_backlog``, wait while more than that many accepted webhooks have no outcome yet:
+    moto's SQS gets slower with every queued message, and an unbounded backlog would measure moto
+    rather than the pipeline.
+    """
     import requests  # noqa: PLC0415
 
-    rng = random.Random(seed)
+    policy = policy or SenderPolicy()
     session = requests.Session()
     for webhook in lane:
         while backlog is not None and max_backlog and backlog() > max_backlog and not stop.is_set():
@@ -550,7 +535,7 @@ def send_lane_highlevel(
         if stop.is_set():
             return
         status, ignored = 0, False
-        for attempt in range(HIGHLEVEL_MAX_ATTEMPTS):
+        for attempt in range(policy.attempts):
             retry_after = None
             try:
                 response = session.post(url, data=webhook.body, headers=webhook.headers, timeout=30)
@@ -562,20 +547,24 @@ def send_lane_highlevel(
                 stats.deliveries += 1
                 stats.statuses[status] += 1
                 stats.retries += 1 if attempt else 0
-            if status != 429:
+            delay = policy.delay(status, attempt, retry_after)
+            if delay is None:
                 break
-            if attempt < HIGHLEVEL_MAX_ATTEMPTS - 1:
-                stop.wait(highlevel_retry_delay(retry_after, retry_unit, rng))
-        with stats.lock:
-            if status == 202:
-                stats.accepted.add(webhook.webhook_id)
-            elif ignored:
-                stats.ignored.add(webhook.webhook_id)
-            else:
-                stats.not_accepted[webhook.webhook_id] = status
-                if status == 429:
-                    stats.given_up.add(webhook.webhook_id)
+            stop.wait(delay)
+        _tally(stats, webhook.webhook_id, status, ignored)
     session.close()
+
+
+def _tally(stats: SendStats, webhook_id: str, status: int, ignored: bool) -> None:
+    with stats.lock:
+        if status == 202:
+            stats.accepted.add(webhook_id)
+        elif ignored:
+            stats.ignored.add(webhook_id)
+        else:
+            stats.not_accepted[webhook_id] = status
+            if status == 429:
+                stats.given_up.add(webhook_id)  # the sender's last attempt was still a 429
 
 
 @dataclass
@@ -1003,11 +992,12 @@ def make_sender(config: SoakConfig, url: str) -> Callable[..., None]:
     """The sender the soak plays: the plain one, or one that follows HighLevel's retry policy."""
 
     def send(lane: list[Webhook], stats: SendStats, stop: threading.Event, **kw: Any) -> None:
-        if config.sender == "highlevel":
-            seed = config.seed + len(lane)
-            send_lane_highlevel(url, lane, stats, stop, retry_unit=config.retry_unit, seed=seed, **kw)
-        else:
-            send_lane(url, lane, stats, stop, **kw)
+        policy = SenderPolicy(
+            highlevel=config.sender == "highlevel",
+            unit=config.retry_unit,
+            rng=random.Random(config.seed + len(lane)),
+        )
+        send_lane(url, lane, stats, stop, policy=policy, **kw)
 
     return send
 
