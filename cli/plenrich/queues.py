@@ -17,7 +17,7 @@ from plenrich.sqs import held_messages, progress_total, release
 
 MAX_DEDUPE_ID = 128
 ERROR_TEXT_WIDTH = 60
-QUARANTINE = ("--quarantine-url", "QUARANTINE_QUEUE_URL")
+QUARANTINE = ("--quarantine-url (or --dlq-url)", "QUARANTINE_QUEUE_URL (or DEAD_LETTER_QUEUE_URL)")
 INGEST = ("--ingest-queue-url", "INGEST_QUEUE_URL")
 
 

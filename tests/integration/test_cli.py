@@ -137,7 +137,9 @@ def test_the_quarantine_queue_flag_its_alias_and_both_variables(
     for flags in (["--quarantine-url", url], ["--dlq-url", url]):
         run = cli("inspect", "--wait", "0", *flags)
         assert run.code == 0 and "3 message(s)" in run.out, run.err
-    assert "--quarantine-url or QUARANTINE_QUEUE_URL is required" in cli("inspect").err
+    missing = cli("inspect")
+    assert missing.code == 2
+    assert "--quarantine-url (or --dlq-url) or QUARANTINE_QUEUE_URL (or DEAD_LETTER_QUEUE_URL)" in missing.err
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", url)
     assert "3 message(s)" in cli("inspect", "--wait", "0").out
     monkeypatch.setenv("QUARANTINE_QUEUE_URL", url)
