@@ -6,11 +6,15 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run demo test lint typecheck unit integration e2e cfn-lint bench soak soak-reconcile sam-build sam-validate clean
 
-$(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
+# The dev package (dev/, editable), then the operations CLI from its own package (cli/, editable:
+# .venv/bin/plenrich); in this order, since reinstalling the dev package removes the plenrich
+# script an older checkout's dev package installed.
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml cli/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>/dev/null || $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e ./cli 2>/dev/null || $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e ./cli
 	@touch $@
 
 run: $(STAMP)          ## the local stack: moto server, sandbox PowerLeads, gateway, poller; keeps serving
@@ -24,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/shared/appointment_enricher functions dev bench
+	$(BIN)/mypy layers/shared/appointment_enricher functions dev bench cli/plenrich
 
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml

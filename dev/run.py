@@ -533,8 +533,9 @@ def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event,
     say(
         f"  AWS_ENDPOINT_URL={stack.endpoint_url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
         f"AWS_DEFAULT_REGION={stack.region} INGEST_QUEUE_URL={stack.ingest_queue_url} "
-        f"DEAD_LETTER_QUEUE_URL={stack.quarantine_queue_url} .venv/bin/plenrich inspect"
+        f"QUARANTINE_QUEUE_URL={stack.quarantine_queue_url} .venv/bin/plenrich inspect"
     )
+    say(f"Replay the signed samples: .venv/bin/python -m dev.replay --url {gateway.webhook_url}")
     say("Serving; records print as they arrive. Ctrl-C to stop.")
     try:
         while not stopping.wait(0.5):

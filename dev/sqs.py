@@ -1,5 +1,5 @@
-"""SQS helpers shared by the dev tools, the soak and the tests (dev only; stdlib imports only, so
-``plenrich --help`` stays fast): queue depth, draining once, draining continuously in a thread."""
+"""SQS helpers shared by the dev tools, the soak and the tests (dev only; stdlib imports only):
+queue depth, draining once, draining continuously in a thread."""
 
 from __future__ import annotations
 

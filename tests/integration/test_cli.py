@@ -1,27 +1,27 @@
-"""``plenrich`` (dev/cli.py) against the local stack: moto server over HTTP, real HTTP for replay."""
+"""``plenrich`` (cli/plenrich) against the local stack: moto server over HTTP, in process through
+``plenrich.main.main`` and once as the installed console script."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appointment_enricher.models import AppointmentWebhook
 from appointment_enricher.queues import IngestQueue, Quarantine
 from appointment_enricher.wire import IngestMessage
 from dev.awslocal import REGION, LocalStack, aws_base_env, create_resources, unique_suffix
-from dev.cli import Env, main
-from dev.signing import EVENTS_DIR, KEYS_DIR, ingest_message, sample_webhook
+from dev.signing import ingest_message, sample_webhook
 from dev.sqs import queue_depth
+from plenrich.context import Env
+from plenrich.main import main
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,8 @@ def stack(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
     for name, value in aws_base_env(moto_server, REGION).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("INGEST_QUEUE_URL", stack.ingest_queue_url)
-    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.quarantine_queue_url)
+    monkeypatch.delenv("DEAD_LETTER_QUEUE_URL", raising=False)
+    monkeypatch.setenv("QUARANTINE_QUEUE_URL", stack.quarantine_queue_url)
     return stack
 
 
@@ -123,6 +124,27 @@ def test_inspect_filters_and_prints_json(stack: LocalStack) -> None:
     assert [r["errorType"] for r in records] == ["UpstreamRejected"]
     assert records[0]["appointmentId"] == "Hc3Jd8Fe2Gh5Ki9Lm0Np"
     assert visible(stack, stack.quarantine_queue_url) == 3
+
+
+def test_the_quarantine_queue_flag_its_alias_and_both_variables(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--quarantine-url`` and its older name ``--dlq-url`` are one flag; without either, the
+    functions' ``QUARANTINE_QUEUE_URL`` wins over its older name ``DEAD_LETTER_QUEUE_URL``."""
+    seed(stack)
+    url = stack.quarantine_queue_url
+    monkeypatch.delenv("QUARANTINE_QUEUE_URL")
+    for flags in (["--quarantine-url", url], ["--dlq-url", url]):
+        run = cli("inspect", "--wait", "0", *flags)
+        assert run.code == 0 and "3 message(s)" in run.out, run.err
+    missing = cli("inspect")
+    assert missing.code == 2
+    assert "--quarantine-url (or --dlq-url) or QUARANTINE_QUEUE_URL (or DEAD_LETTER_QUEUE_URL)" in missing.err
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", url)
+    assert "3 message(s)" in cli("inspect", "--wait", "0").out
+    monkeypatch.setenv("QUARANTINE_QUEUE_URL", url)
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", "http://127.0.0.1:9/not-this-one")
+    assert "3 message(s)" in cli("inspect", "--wait", "0").out
 
 
 # ----- redrive ------------------------------------------------------------------------------------
@@ -260,93 +282,6 @@ def test_backfill_dry_run_queues_nothing(stack: LocalStack) -> None:
     assert visible(stack, stack.ingest_queue_url) == 0
 
 
-# ----- replay -------------------------------------------------------------------------------------
-
-
-class Capture(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), CaptureHandler)
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        self.fail_type: str | None = None
-
-
-class CaptureHandler(BaseHTTPRequestHandler):
-    server: Capture
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        failing = self.server.fail_type and json.loads(body)["type"] == self.server.fail_type
-        status = 500 if failing else 202
-        payload = json.dumps({"status": "failed" if failing else "accepted"}).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def capture() -> Iterator[Capture]:
-    server = Capture()
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def verify_ed25519(body: bytes, signature: str) -> None:
-    key = serialization.load_pem_public_key((KEYS_DIR / "ed25519-public.pem").read_bytes())
-    assert isinstance(key, Ed25519PublicKey)
-    key.verify(base64.b64decode(signature), body)  # raises when invalid
-
-
-def test_replay_resigns_samples_with_fresh_ids(capture: Capture) -> None:
-    url = f"http://127.0.0.1:{capture.server_address[1]}/webhooks/appointments"
-    run = cli("replay", "--url", url)
-    samples = sorted((EVENTS_DIR / "webhooks").glob("*.json"))
-    assert run.code == 0, run.out
-    assert [line.split()[:2] for line in run.out.splitlines()] == [[f"{p.name}:", "202"] for p in samples]
-    assert "replay [" in run.err and f"{len(samples)}/{len(samples)}" in run.err
-    assert len(capture.requests) == len(samples)
-    originals = {json.loads(p.read_bytes())["webhookId"] for p in samples}
-    for path, headers, body in capture.requests:
-        assert path == "/webhooks/appointments"
-        verify_ed25519(body, headers["x-ghl-signature"])
-        assert json.loads(body)["webhookId"] not in originals
-
-
-def test_replay_keep_ids_and_reports_failures(capture: Capture) -> None:
-    capture.fail_type = "AppointmentDelete"
-    url = f"http://127.0.0.1:{capture.server_address[1]}/hook"
-    sample = EVENTS_DIR / "webhooks" / "delete.json"
-    other = EVENTS_DIR / "webhooks" / "create.json"
-    run = cli("replay", "--url", url, "--keep-ids", "--scheme", "both", str(sample), str(other))
-    assert run.code == 1
-    assert "delete.json: 500" in run.out and "create.json: 202" in run.out
-    sent = [json.loads(body)["webhookId"] for _, _, body in capture.requests]
-    assert sent == [json.loads(sample.read_bytes())["webhookId"], json.loads(other.read_bytes())["webhookId"]]
-    assert all("x-wh-signature" in headers for _, headers, _ in capture.requests)
-
-
-def test_replay_to_a_closed_port_is_a_partial_failure() -> None:
-    run = cli(
-        "replay",
-        "--url",
-        "http://127.0.0.1:9/x",
-        "--timeout",
-        "2",
-        str(EVENTS_DIR / "webhooks" / "create.json"),
-    )
-    assert run.code == 1 and "create.json: error" in run.out
-
-
 # ----- redrive end to end -------------------------------------------------------------------------
 
 
@@ -424,3 +359,49 @@ def test_show_prints_what_the_ledger_holds_for_one_appointment(
     missing = cli("show", "NotThere")
     assert missing.code == 1 and "not in the ledger" in missing.err
     assert cli("show", "bad id!").code == 2
+
+
+# ----- the installed console script -----------------------------------------------------------
+
+
+def installed_plenrich() -> str:
+    """The ``plenrich`` script beside this interpreter (``make`` installs ``-e ./cli`` in .venv)."""
+    script = shutil.which("plenrich", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.fail("no plenrich script beside the interpreter: install the CLI (pip install -e ./cli)")
+    return script
+
+
+def test_the_console_script_runs_help_and_a_real_command(stack: LocalStack, tmp_path: Path) -> None:
+    script = installed_plenrich()
+    # Run from elsewhere, with nothing of the repository on the path: the script finds its own
+    # package and the appointment_enricher it ships.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    help_run = subprocess.run(
+        [script, "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env, check=False
+    )
+    assert help_run.returncode == 0, help_run.stderr
+    for command in ("inspect", "redrive", "backfill", "show", "reconcile"):
+        assert command in help_run.stdout
+    assert "replay" not in help_run.stdout  # dev tooling: python -m dev.replay
+
+    seed(stack)
+    run = subprocess.run(
+        [script, "inspect", "--wait", "0", "--json", "--error-type", "UpstreamRejected"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [(r["errorType"], r["appointmentId"]) for r in records] == [
+        ("UpstreamRejected", "Hc3Jd8Fe2Gh5Ki9Lm0Np")
+    ]
+    assert visible(stack, stack.quarantine_queue_url) == 3
+    usage = subprocess.run(
+        [script, "redrive", "--bogus"], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert usage.returncode == 2

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from dev.awslocal import LocalStack
-from dev.cli import Env, main
 from dev.reconcile_local import recent_event, reconciler_env, seed_ledger
 from dev.sandbox import SandboxServer
+from plenrich.context import Env
+from plenrich.main import main
 from tests.conftest import drain
 
 pytestmark = pytest.mark.integration

@@ -451,7 +451,8 @@ def test_the_enricher_needs_every_statement_of_its_role(
 def test_redrive_works_with_the_documented_operator_policy_and_needs_all_of_it(
     missing: str | None, resolver: Resolver, stack: LocalStack, iam_moto: Any
 ) -> None:
-    from dev.cli import Env, main  # noqa: PLC0415
+    from plenrich.context import Env  # noqa: PLC0415
+    from plenrich.main import main  # noqa: PLC0415
 
     url, admin = iam_moto
     sqs = stack.client("sqs")
@@ -485,7 +486,7 @@ def test_redrive_works_with_the_documented_operator_policy_and_needs_all_of_it(
         "redrive",
         "--wait",
         "0",
-        "--dlq-url",
+        "--quarantine-url",
         stack.quarantine_queue_url,
         "--ingest-queue-url",
         stack.ingest_queue_url,

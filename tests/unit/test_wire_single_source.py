@@ -1,4 +1,4 @@
-"""One set of wire rules: the receiver and the tooling (dev/, bench/) use ``wire`` rather than
+"""One set of wire rules: the receiver and the tooling (dev/, bench/, cli/) use ``wire`` rather than
 copies of its rules. A copy drifts: the receiver would accept what the tooling cannot build, or
 the other way round. This scans the source for the tell-tale fragments of each rule."""
 
@@ -16,6 +16,7 @@ SCANNED = [
     ROOT / "functions" / "webhook" / "app.py",
     *sorted((ROOT / "dev").glob("*.py")),
     *sorted((ROOT / "bench").glob("*.py")),
+    *sorted((ROOT / "cli" / "plenrich").glob("*.py")),
 ]
 # fragment -> the wire rule it would copy
 COPIES = {

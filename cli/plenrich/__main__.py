@@ -1,0 +1,5 @@
+"""``python -m plenrich``."""
+
+from plenrich.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""The ``plenrich`` command line: the parser, and the dispatch to each command's module."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from plenrich.backfill import cmd_backfill
+from plenrich.context import PARTIAL, USAGE, Env, UsageError
+from plenrich.ledger import cmd_reconcile, cmd_show
+from plenrich.queues import cmd_inspect, cmd_redrive
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _quarantine_default() -> str | None:
+    return os.environ.get("QUARANTINE_QUEUE_URL") or os.environ.get("DEAD_LETTER_QUEUE_URL")
+
+
+def _quarantine_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--quarantine-url",
+        "--dlq-url",
+        dest="quarantine_url",
+        default=_quarantine_default(),
+        help="quarantine queue (default: QUARANTINE_QUEUE_URL, else DEAD_LETTER_QUEUE_URL); "
+        "--dlq-url is the older name of this flag",
+    )
+    sub.add_argument("--error-type", action="append", default=[], help="only this errorType (repeatable)")
+    sub.add_argument("--max", type=_positive_int, default=0, help="at most N messages")
+    sub.add_argument("--visibility-timeout", type=_positive_int, default=120, help=argparse.SUPPRESS)
+    sub.add_argument("--wait", type=int, default=1, help=argparse.SUPPRESS)
+
+
+def _queue_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    inspect = commands.add_parser("inspect", help="show quarantined messages and why, consuming none")
+    _quarantine_flags(inspect)
+    inspect.add_argument("--json", action="store_true", help="one JSON object per line")
+    inspect.set_defaults(run=cmd_inspect)
+
+    redrive = commands.add_parser("redrive", help="move quarantined messages back to the ingest queue")
+    _quarantine_flags(redrive)
+    redrive.add_argument("--ingest-queue-url", default=os.environ.get("INGEST_QUEUE_URL"))
+    redrive.add_argument("--dry-run", action="store_true", help="list what would move; move nothing")
+    redrive.set_defaults(run=cmd_redrive)
+
+    backfill = commands.add_parser("backfill", help="re-enrich appointments from a list of ids")
+    backfill.add_argument("--file", help="'<locationId> <appointmentId>' per line (default: stdin)")
+    backfill.add_argument("--location", help="location for lines that hold only an appointment id")
+    backfill.add_argument("--rate", type=float, default=8.0, help="messages per second (< 10; default 8)")
+    backfill.add_argument("--ingest-queue-url", default=os.environ.get("INGEST_QUEUE_URL"))
+    backfill.add_argument("--dry-run", action="store_true", help="validate and list; queue nothing")
+    backfill.set_defaults(run=cmd_backfill)
+
+
+def _ledger_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    show = commands.add_parser("show", help="what the ledger holds for one appointment")
+    show.add_argument("appointment_id", metavar="APPOINTMENT_ID")
+    show.add_argument("--ledger-table", default=os.environ.get("LEDGER_TABLE_NAME"))
+    show.add_argument("--json", action="store_true", help="one JSON object")
+    show.set_defaults(run=cmd_show)
+
+    reconcile = commands.add_parser("reconcile", help="recover appointment changes no webhook delivered")
+    reconcile.add_argument(
+        "--location", action="append", default=[], help="sweep this location (repeatable; default: all)"
+    )
+    reconcile.add_argument("--ingest-queue-url", default=None, help="default: INGEST_QUEUE_URL")
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="list what would be enqueued; enqueue nothing"
+    )
+    reconcile.add_argument("--max-seconds", type=float, default=600.0, help="stop (and keep cursors) after")
+    reconcile.set_defaults(run=cmd_reconcile)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plenrich", description="Operate the PowerLeads appointment enricher (AWS or the local stack)."
+    )
+    parser.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: AWS_ENDPOINT_URL / AWS)")
+    parser.add_argument("--region", default=None, help="AWS region (default: the usual boto3 lookup)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _queue_commands(commands)
+    _ledger_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
+    env = env or Env()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        code: int = args.run(args, env)
+    except UsageError as exc:
+        env.stderr.write(f"plenrich {args.command}: error: {exc}\n")
+        return USAGE
+    except KeyboardInterrupt:
+        env.stderr.write("\ninterrupted\n")
+        return PARTIAL
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
