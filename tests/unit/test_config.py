@@ -61,3 +61,20 @@ def test_a_config_error_carries_no_value_in_its_message_or_traceback() -> None:
 def test_webhook_max_age_is_bounded() -> None:
     with pytest.raises(ConfigError, match="WEBHOOK_MAX_AGE_SECONDS"):
         EnricherSettings.from_env({**BASE, "WEBHOOK_MAX_AGE_SECONDS": str(10**12)})
+
+
+@pytest.mark.parametrize("name", ["QUARANTINE_QUEUE_URL", "DEAD_LETTER_QUEUE_URL"])
+def test_either_name_of_the_quarantine_queue_configures_the_enricher(name: str) -> None:
+    env = {"OUTPUT_TOPIC_ARN": "arn:t", "POWERLEADS_TOKEN": "t", name: "https://sqs/quarantine"}
+    assert EnricherSettings.from_env(env).QUARANTINE_QUEUE_URL == "https://sqs/quarantine"
+
+
+def test_the_new_quarantine_name_wins_over_the_old_one() -> None:
+    env = {**BASE, "QUARANTINE_QUEUE_URL": "https://sqs/new", "DEAD_LETTER_QUEUE_URL": "https://sqs/old"}
+    assert EnricherSettings.from_env(env).QUARANTINE_QUEUE_URL == "https://sqs/new"
+
+
+def test_a_missing_quarantine_queue_names_both_variables() -> None:
+    env = {"OUTPUT_TOPIC_ARN": "arn:t", "POWERLEADS_TOKEN": "t"}
+    with pytest.raises(ConfigError, match="QUARANTINE_QUEUE_URL or DEAD_LETTER_QUEUE_URL"):
+        EnricherSettings.from_env(env)

@@ -26,6 +26,7 @@ from .ledger import (
     BatchRead,
     LedgerConflict,
     LedgerEntry,
+    UnprocessedKeys,
     appointment_key,
     ledger_time,
     parse_ledger_time,
@@ -151,7 +152,7 @@ class DynamoLedger:
             if not request:
                 return items
         left = sum(len(r["Keys"]) for r in request.values())
-        raise RuntimeError(f"ledger read left {left} keys unprocessed")
+        raise UnprocessedKeys(f"ledger read left {left} keys unprocessed")
 
     def known_locations(self) -> list[str]:
         response = self.client.get_item(

@@ -82,8 +82,10 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from .powerleads import DEFAULT_TIMEOUT
 from .secret_store import LEASE_STAGE, OAuthError, SecretStore, Snapshot
 from .tokens import checked_token, is_oauth_document
+from .wire import DEFAULT_API_BASE_URL
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -92,7 +94,6 @@ __all__ = ["LEASE_STAGE", "LocationTokens", "OAuthError", "OAuthTokens", "is_oau
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a secret
 LOCATION_TOKEN_PATH = "/oauth/locationToken"  # noqa: S105 - a URL path, not a secret
 # The Version header HighLevel documents for /oauth/locationToken.
@@ -224,7 +225,7 @@ class OAuthTokens:
         secret_id: str,
         secrets_client: SecretsManagerClient,
         session: requests.Session,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str = DEFAULT_API_BASE_URL,
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -232,7 +233,7 @@ class OAuthTokens:
         margin: float = 300.0,
         lease_seconds: float = 60.0,
         poll_seconds: float = 0.25,
-        timeout: tuple[float, float] = (3.05, 10.0),
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         forced_refresh_interval: float = 300.0,
         count: Callable[[str], None] | None = None,
     ) -> None:

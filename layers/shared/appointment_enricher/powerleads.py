@@ -20,18 +20,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 import requests
 
+from .errors import EnricherError
 from .tokens import TokenSource
-from .wire import is_valid_id
+from .wire import DEFAULT_API_VERSION, is_valid_id
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# (connect, read) seconds per attempt, each also capped by the time left; with ``RetryPolicy``'s
+# defaults, the one home of the upstream timeout and retry defaults (``config`` reads them here).
+DEFAULT_TIMEOUT: Final = (3.05, 10.0)
 
 
-class PowerLeadsError(Exception):
+class PowerLeadsError(EnricherError):
     """Base of upstream failures. ``retryable`` decides batch item failure vs quarantine."""
 
     retryable = True
@@ -178,9 +182,9 @@ class PowerLeadsClient:
         base_url: str,
         tokens: TokenSource,
         *,
-        api_version: str = "2021-04-15",
+        api_version: str = DEFAULT_API_VERSION,
         session: requests.Session | None = None,
-        timeout: tuple[float, float] = (3.05, 10.0),
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         gate: RateLimitGate | None = None,
         sleep: Callable[[float], None] = time.sleep,

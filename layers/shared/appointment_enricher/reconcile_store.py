@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .ledger import UnprocessedKeys
 from .reconciler import Cursor
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def batch_get(
                 break
             sleep(min(1.0, 0.05 * (2**attempt)))
         else:
-            raise RuntimeError(f"DynamoDB left {len(request[table]['Keys'])} keys unprocessed")
+            raise UnprocessedKeys(f"DynamoDB left {len(request[table]['Keys'])} keys unprocessed")
     return found
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from .errors import classify
 from .ledger import LedgerReader
 from .reconcile import Window, decide, listed_id, recovery_message
 from .wire import is_valid_id
@@ -279,14 +280,14 @@ class Reconciler:
             )
         except Exception as exc:  # noqa: BLE001 - one location's failure must not stop the others
             tally.errors += 1
-            retryable = bool(getattr(exc, "retryable", True))
+            _error_type, retryable = classify(exc)  # not ours: retryable
             self.log(
                 "warning",
                 "upstream list failed",
                 locationId=loc,
                 calendarId=sweep.calendar,
                 error=type(exc).__name__,
-                status=getattr(exc, "status", None),
+                status=getattr(exc, "status", None),  # an HTTP error's status, for the log
                 retryable=retryable,
             )
             if retryable or sweep.calendars is None:

@@ -92,7 +92,7 @@ def build_enricher(
     service = EnricherService(
         client,
         Publisher(destinations),
-        Quarantine(sqs, settings.DEAD_LETTER_QUEUE_URL),
+        Quarantine(sqs, settings.QUARANTINE_QUEUE_URL),
         idempotency,
         ledger=ledger,
         not_found_grace_seconds=settings.NOT_FOUND_GRACE_SECONDS,
