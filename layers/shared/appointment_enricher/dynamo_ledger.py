@@ -31,6 +31,7 @@ from .ledger import (
     ledger_time,
     parse_ledger_time,
 )
+from .wire import DEFAULT_MAX_AGE_SECONDS
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -78,7 +79,7 @@ class DynamoLedger:
         table_name: str,
         *,
         ttl_seconds: int = DEFAULT_LEDGER_TTL_SECONDS,
-        receipt_ttl_seconds: int = 2 * 86_400,
+        receipt_ttl_seconds: int = 2 * DEFAULT_MAX_AGE_SECONDS,  # as the enricher's idempotency TTL
         receipts_table_name: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
