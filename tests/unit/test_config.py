@@ -8,7 +8,7 @@ import pytest
 
 from appointment_enricher.config import ConfigError, EnricherSettings
 
-BASE = {"DEAD_LETTER_QUEUE_URL": "https://sqs/q", "OUTPUT_TOPIC_ARN": "arn:t", "POWERLEADS_TOKEN": "t"}
+BASE = {"QUARANTINE_QUEUE_URL": "https://sqs/q", "OUTPUT_TOPIC_ARN": "arn:t", "POWERLEADS_TOKEN": "t"}
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -30,7 +30,7 @@ def test_idempotency_ttl_is_twice_the_webhook_max_age() -> None:
 @pytest.mark.parametrize(
     ("changes", "named"),
     [
-        ({"DEAD_LETTER_QUEUE_URL": ""}, "DEAD_LETTER_QUEUE_URL"),
+        ({"QUARANTINE_QUEUE_URL": ""}, "QUARANTINE_QUEUE_URL"),
         ({"OUTPUT_TOPIC_ARN": ""}, "OUTPUT_TOPIC_ARN"),
         ({"POWERLEADS_TOKEN": ""}, "POWERLEADS_TOKEN_SECRET_ID"),
         ({"ENRICHER_MAX_WORKERS": "0"}, "ENRICHER_MAX_WORKERS"),
@@ -50,7 +50,7 @@ def test_the_token_never_appears_in_repr() -> None:
 
 
 def test_a_config_error_carries_no_value_in_its_message_or_traceback() -> None:
-    env = {"POWERLEADS_TOKEN": "super-secret", "DEAD_LETTER_QUEUE_URL": "https://sqs/q"}  # no output
+    env = {"POWERLEADS_TOKEN": "super-secret", "QUARANTINE_QUEUE_URL": "https://sqs/q"}  # no output
     with pytest.raises(ConfigError) as raised:
         EnricherSettings.from_env(env)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
