@@ -4,6 +4,8 @@
   count: they still tie the two modules together; ``if TYPE_CHECKING:`` imports do not).
 * The domain modules (``models``, ``enrichment`` and any ``wire``, ``formats`` or ``changes``)
   import neither boto3/botocore nor requests, directly or through the package's other modules.
+* One name per clock (``clocks``): no parameter, field or attribute is called ``clock`` or
+  ``wall``; ``now``, ``monotonic`` and ``epoch`` say which clock it is.
 """
 
 from __future__ import annotations
@@ -137,6 +139,31 @@ def test_domain_imports_no_aws_or_http_client() -> None:
     assert not problems, problems
 
 
+AMBIGUOUS_CLOCK_NAMES = {"clock", "wall"}
+
+
+def clock_names(tree: ast.AST) -> set[str]:
+    """Parameters, class fields and ``self.`` attributes named like an ambiguous clock."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg):
+            found.add(node.arg)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            found.add(node.target.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            found.add(node.attr)
+    return found & AMBIGUOUS_CLOCK_NAMES
+
+
+def test_one_name_per_clock() -> None:
+    problems = {
+        path.stem: sorted(names)
+        for path in sorted(PACKAGE_DIR.glob("*.py"))
+        if (names := clock_names(ast.parse(path.read_text(encoding="utf-8"))))
+    }
+    assert not problems, f"say which clock (now, monotonic, epoch): {problems}"
+
+
 # ---- the checks themselves catch what they guard -------------------------------------------
 
 
@@ -166,6 +193,12 @@ def test_domain_rule_catches_a_transitive_http_import(tmp_path: Path) -> None:
     graph = internal_graph(imports)
     assert "formats" in reachable(graph, "models")
     assert "requests" in imports["formats"]
+
+
+def test_clock_name_check_sees_parameters_fields_and_attributes() -> None:
+    source = "class A:\n    wall: int\n    def f(self, clock):\n        self.clock = clock\n"
+    assert clock_names(ast.parse(source)) == {"clock", "wall"}
+    assert clock_names(ast.parse("def f(now, monotonic, epoch):\n    pass\n")) == set()
 
 
 def test_tools_import_no_private_names_from_the_product_or_dev() -> None:

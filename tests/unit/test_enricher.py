@@ -151,7 +151,7 @@ def parts() -> tuple[Source, Sink, Parked, Memory]:
 
 
 def service(source: Source, sink: Sink, parked: Parked, memory: Memory | None, **kw: Any) -> EnricherService:
-    return EnricherService(source, sink, parked, memory, clock=lambda: NOW, **kw)
+    return EnricherService(source, sink, parked, memory, now=lambda: NOW, **kw)
 
 
 def run(svc: EnricherService, records: list[dict[str, Any]], remaining: int = 60_000):

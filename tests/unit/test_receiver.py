@@ -63,7 +63,7 @@ class RecordingSink:
 
 
 def receiver(sink: RecordingSink | None = None, **kwargs: Any) -> WebhookReceiver:
-    return WebhookReceiver(verifier=VERIFIER, sink=sink or RecordingSink(), clock=lambda: NOW, **kwargs)
+    return WebhookReceiver(verifier=VERIFIER, sink=sink or RecordingSink(), now=lambda: NOW, **kwargs)
 
 
 def webhook(**overrides: Any) -> dict[str, Any]:

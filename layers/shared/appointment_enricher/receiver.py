@@ -21,9 +21,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
+from .clocks import Monotonic, WallClock, utc_now
 from .config import Tenancy
 from .signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier, Verdict, header_value
 from .wire import (
@@ -109,8 +110,8 @@ class _SendTimeout(Exception):
     """The queue write did not return before the deadline (it may still land later)."""
 
 
-def _send_within(send: Callable[[], str], deadline: float | None) -> str:
-    """Run ``send`` and wait for it until ``deadline`` (``time.monotonic()``); no deadline: inline.
+def _send_within(send: Callable[[], str], deadline: float | None, monotonic: Monotonic) -> str:
+    """Run ``send`` and wait for it until ``deadline`` (a ``monotonic()`` value); no deadline: inline.
 
     A daemon thread per call, so a write stuck on a trickling socket (botocore's read timeout is
     per read, not per response) cannot hold the answer nor the next invocation. If it lands after
@@ -131,7 +132,7 @@ def _send_within(send: Callable[[], str], deadline: float | None) -> str:
             done.set()
 
     threading.Thread(target=run, name="ingest-send", daemon=True).start()
-    if not done.wait(max(0.0, deadline - time.monotonic())):
+    if not done.wait(max(0.0, deadline - monotonic())):
         raise _SendTimeout("queue write still running at the deadline")
     kind, value = outcome[0]
     if kind == "error":
@@ -147,12 +148,13 @@ class WebhookReceiver:
     sink: Sink
     signature_required: bool = True
     max_age: timedelta = timedelta(seconds=DEFAULT_MAX_AGE_SECONDS)
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    now: WallClock = field(default=utc_now)
+    monotonic: Monotonic = field(default=time.monotonic)  # the clock of ``deadline``
     tenancy: Tenancy = field(default_factory=Tenancy)
 
     def receive(self, raw: bytes, headers: Mapping[str, str], *, deadline: float | None = None) -> Reply:
         """Answer one delivery. ``headers`` names are matched regardless of case; ``deadline``
-        (``time.monotonic()``) bounds the queue write."""
+        (a ``monotonic()`` value) bounds the queue write."""
         if len(raw) > MAX_BODY_BYTES:
             return _error(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
         verdict = self.verifier.verify(raw, headers)
@@ -210,7 +212,7 @@ class WebhookReceiver:
             )
         message = IngestMessage(
             body=raw.decode("utf-8"),
-            received_at=rfc3339(self.clock()),
+            received_at=rfc3339(self.now()),
             dedupe_id=dedupe_id,
             signatures={n: v for n in (ED25519_HEADER, RSA_HEADER) if (v := header_value(headers, n))},
         )
@@ -223,6 +225,7 @@ class WebhookReceiver:
                     attributes=ingest_attributes(ref),
                 ),
                 deadline,
+                self.monotonic,
             )
         except _SendTimeout:
             reply = transient(
@@ -251,7 +254,7 @@ class WebhookReceiver:
             sent = parse_upstream_time(timestamp)
         except ValueError:
             return None, ("timestamp_unreadable",)
-        now = self.clock()
+        now = self.now()
         if sent < now - self.max_age:
             return f"timestamp is older than {int(self.max_age.total_seconds())} seconds", ()
         if sent > now + MAX_FUTURE_SKEW:
