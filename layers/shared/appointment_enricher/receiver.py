@@ -33,6 +33,7 @@ from .wire import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
     IngestMessage,
+    WebhookRef,
     WireError,
     event_type,
     ingest_attributes,
@@ -210,6 +211,18 @@ class WebhookReceiver:
             return Reply(
                 200, {"status": "ignored", "reason": reason}, "foreign", dedupe_id, cause=reason, notes=notes
             )
+        reply = self._enqueue(raw, ref, dedupe_id, headers, deadline)
+        return replace(reply, dedupe_id=dedupe_id, notes=notes)
+
+    def _enqueue(
+        self,
+        raw: bytes,
+        ref: WebhookRef,
+        dedupe_id: str,
+        headers: Mapping[str, str],
+        deadline: float | None,
+    ) -> Reply:
+        """The durable write, bounded by ``deadline``: 202 once queued, 429 otherwise."""
         message = IngestMessage(
             body=raw.decode("utf-8"),
             received_at=rfc3339(self.now()),
@@ -228,20 +241,11 @@ class WebhookReceiver:
                 self.monotonic,
             )
         except _SendTimeout:
-            reply = transient(
-                "queue_timeout", "the queue did not confirm the write in time; retry", "timeout"
-            )
-            return replace(reply, dedupe_id=dedupe_id, notes=notes)
+            return transient("queue_timeout", "the queue did not confirm the write in time; retry", "timeout")
         except Exception as exc:  # noqa: BLE001 - any queue failure means: not accepted, sender retries
-            reply = transient("queue_unavailable", "could not queue the webhook; retry", failure_cause(exc))
-            return replace(reply, dedupe_id=dedupe_id, notes=notes)
-        return Reply(
-            202,
-            {"status": "accepted", "dedupeId": dedupe_id, "appointmentId": ref.appointment_id},
-            "accepted",
-            dedupe_id,
-            notes=notes,
-        )
+            return transient("queue_unavailable", "could not queue the webhook; retry", failure_cause(exc))
+        body = {"status": "accepted", "dedupeId": dedupe_id, "appointmentId": ref.appointment_id}
+        return Reply(202, body, "accepted")
 
     def _freshness(self, timestamp: Any) -> tuple[str | None, tuple[str, ...]]:
         """(why the body is stale, notes). Only a readable string timestamp is checked: any other
