@@ -64,12 +64,17 @@ class _Settings(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{names.get(str(e['loc'][0]), str(e['loc'][0])) if e['loc'] else 'config'}: {e['msg']}"
-                for e in exc.errors()
-            )
+            problems = "; ".join(f"{_where(e['loc'], names)}: {e['msg']}" for e in exc.errors())
             # from None: the chained pydantic error would print the input (the token) in tracebacks.
             raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _where(loc: tuple[int | str, ...], names: Mapping[str, str]) -> str:
+    """The variable an error is about (both names of an aliased one), with any list index."""
+    if not loc:
+        return "config"
+    first = str(loc[0])
+    return ".".join([names.get(first, first), *map(str, loc[1:])])
 
 
 class EnricherSettings(_Settings):
