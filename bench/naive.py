@@ -26,17 +26,24 @@ import requests
 from appointment_enricher.enrichment import build_record
 from appointment_enricher.idempotency import Claim, Idempotency, NoIdempotency, PowertoolsIdempotency
 from appointment_enricher.models import AppointmentWebhook, GetAppointmentResponse
+from appointment_enricher.powerleads import DEFAULT_TIMEOUT
 from appointment_enricher.queues import string_attributes
 from appointment_enricher.tokens import SecretTokens, StaticTokens, powertools_secret_fetcher
-from appointment_enricher.wire import IngestMessage, parse_json_object
+from appointment_enricher.wire import (
+    DEFAULT_API_BASE_URL,
+    DEFAULT_API_VERSION,
+    DEFAULT_MAX_AGE_SECONDS,
+    IngestMessage,
+    parse_json_object,
+)
 
-BASE_URL = os.environ.get("POWERLEADS_API_BASE_URL", "https://services.leadconnectorhq.com").rstrip("/")
-API_VERSION = os.environ.get("POWERLEADS_API_VERSION", "2021-04-15")
+BASE_URL = os.environ.get("POWERLEADS_API_BASE_URL", DEFAULT_API_BASE_URL).rstrip("/")
+API_VERSION = os.environ.get("POWERLEADS_API_VERSION", DEFAULT_API_VERSION)
 TOPIC_ARN = os.environ.get("OUTPUT_TOPIC_ARN", "")
 QUEUE_URL = os.environ.get("OUTPUT_QUEUE_URL", "")
 TABLE = os.environ.get("IDEMPOTENCY_TABLE_NAME", "")
 SECRET_ID = os.environ.get("POWERLEADS_TOKEN_SECRET_ID", "")
-TTL_SECONDS = 2 * int(os.environ.get("WEBHOOK_MAX_AGE_SECONDS", "86400"))
+TTL_SECONDS = 2 * int(os.environ.get("WEBHOOK_MAX_AGE_SECONDS", str(DEFAULT_MAX_AGE_SECONDS)))
 
 sns = boto3.client("sns")
 sqs = boto3.client("sqs")
@@ -57,7 +64,7 @@ def fetch(appointment_id: str, location_id: str) -> dict[str, Any] | None:
             "Version": API_VERSION,
             "Accept": "application/json",
         },
-        timeout=(3.05, 10),
+        timeout=DEFAULT_TIMEOUT,
     )
     if response.status_code == 404:
         return None

@@ -9,7 +9,8 @@ Pointing the SDK at the sandbox (read from its source, ``highlevel/highlevel.py`
 ``services/calendars/calendars.py``): the client builds ``httpx.AsyncClient(base_url=
 HighLevel.BASE_URL)`` in ``__init__``, so the class attribute is set before construction; each
 call forces ``Version: <instance>.API_VERSION`` (``"v3"`` by default, which the real Get
-Appointment and the sandbox reject), so the instance attribute is set to ``2021-04-15``.
+Appointment and the sandbox reject), so the instance attribute is set to the product's version,
+which ``bench.run`` passes in the spec (``api_version``, from ``wire.DEFAULT_API_VERSION``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> int:
     t_import = time.perf_counter()
     highlevel.HighLevel.BASE_URL = spec["base_url"]
     client = highlevel.HighLevel(private_integration_token=spec["token"], log_level="error")
-    client.API_VERSION = "2021-04-15"
+    client.API_VERSION = spec["api_version"]
     response = asyncio.run(client.calendars.get_appointment(spec["appointment_id"]))
     cold = time.perf_counter() - t0
     event = response.get("event") if isinstance(response, dict) else None

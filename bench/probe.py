@@ -323,13 +323,15 @@ def run_batch(spec: dict[str, Any]) -> dict[str, Any]:
     sandbox = spec["sandbox_url"]
     latency = int(spec["latency_ms"])
     handler = _load(spec.get("impl", "enricher"))
+    from appointment_enricher.wire import DEFAULT_API_VERSION  # noqa: PLC0415 - on the path once loaded
+
     batches = read_jsonl(spec["batches"])
     for _ in range(int(spec.get("warmup", 2))):  # cold start, token, connections: out of the way
         handler(next(batches)["distinct"], make_context("EnricherFunction", timeout_seconds=60))
     counter = CallCounter().install()
     session = requests.Session()
     probe_url = f"{sandbox}/calendars/events/appointments/{spec['floor_id']}"
-    probe_headers = {"Authorization": f"Bearer {spec['token']}", "Version": "2021-04-15"}
+    probe_headers = {"Authorization": f"Bearer {spec['token']}", "Version": DEFAULT_API_VERSION}
     session.get(probe_url, headers=probe_headers, timeout=10).raise_for_status()
 
     out: dict[str, list[Any]] = {

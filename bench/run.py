@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cost, events
+from dev.lambda_loader import add_code_paths
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "bench" / "out"
@@ -125,6 +126,14 @@ class Services:
         except subprocess.TimeoutExpired:
             self.proc.terminate()
             self.proc.wait(timeout=15)
+
+
+def _api_version() -> str:
+    """The product's ``Version`` header, for the standalone peer probe (stdlib + the SDK only)."""
+    add_code_paths()
+    from appointment_enricher.wire import DEFAULT_API_VERSION  # noqa: PLC0415 - after the paths
+
+    return DEFAULT_API_VERSION
 
 
 def child_env(services: Services, **extra: str) -> dict[str, str]:
@@ -322,6 +331,7 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                             "base_url": services.info["sandbox_url"],
                             "token": SANDBOX_TOKEN,
                             "appointment_id": ids[3],
+                            "api_version": _api_version(),
                         },
                         env,
                         work,

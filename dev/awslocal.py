@@ -43,6 +43,7 @@ from typing import Any, Literal
 import boto3
 from moto.server import ThreadedMotoServer
 
+from appointment_enricher.wire import DEFAULT_API_BASE_URL
 from dev.cfn import (
     TEMPLATE_PATH,
     Physical,
@@ -61,7 +62,7 @@ KEYS_DIR = REPO_ROOT / "dev" / "keys"
 REGION = "us-east-1"
 DUMMY_ACCESS_KEY = "testing"  # moto accepts any credentials
 DUMMY_SECRET_KEY = "testing"  # noqa: S105
-DEFAULT_POWERLEADS_API_BASE_URL = "https://services.leadconnectorhq.com"
+DEFAULT_POWERLEADS_API_BASE_URL = DEFAULT_API_BASE_URL  # the product's default (wire)
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - the sandbox API's default accepted token
 # The one resource the template expects to exist already (a parameter names it): created here.
 TOKEN_SECRET_PARAMETER = "PowerLeadsTokenSecretName"  # noqa: S105 - a parameter name

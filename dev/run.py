@@ -32,7 +32,7 @@ from typing import Any, TextIO
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from appointment_enricher.wire import parse_json_object, read_webhook
+from appointment_enricher.wire import DEFAULT_API_VERSION, parse_json_object, read_webhook
 from dev.awslocal import LocalStack, start_local_stack
 from dev.gateway import ROUTE_PATH, Gateway
 from dev.lambda_loader import load_handler
@@ -57,7 +57,7 @@ SEED_LOCATION = "0007BWpSzSwfiuSl0tR2"
 SEED_START_UTC = "2023-09-25T10:30:00Z"
 BAD_SIGNATURE_APPOINTMENT = "Bx7kQ2mN9pLr4TsVw1Yz"
 DEFAULT_PORT = 3000
-API_VERSION = "2021-04-15"
+API_VERSION = DEFAULT_API_VERSION  # what the product sends (wire)
 
 
 # ---- output -------------------------------------------------------------------------------

@@ -30,12 +30,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from appointment_enricher.config import ReceiverConfig
 from appointment_enricher.queues import IngestQueue
 from appointment_enricher.receiver import (
     DEFAULT_SEND_BUDGET_SECONDS,
     MAX_BODY_BYTES,
     RETRY_AFTER_SECONDS,
-    ReceiverConfig,
     Reply,
     WebhookReceiver,
     failure_cause,

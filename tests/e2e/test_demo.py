@@ -93,7 +93,7 @@ def test_sample_apigw_events_are_accepted_by_the_handler(stack_env, monkeypatch)
     """events/apigw/*.json verify against the dev keys (their timestamps age: the receiver's clock is
     set to the day they were signed; the replay window cannot exceed 30 days)."""
     module = load_function_module("webhook")
-    monkeypatch.setattr(module.receiver, "clock", lambda: datetime(2026, 11, 24, 4, 0, tzinfo=UTC))
+    monkeypatch.setattr(module.receiver, "now", lambda: datetime(2026, 11, 24, 4, 0, tzinfo=UTC))
     handler = module.lambda_handler
     for name in ("create", "update", "delete", "recurring-instance-rsa"):
         event = json.loads((EVENTS_DIR / "apigw" / f"{name}.json").read_text())

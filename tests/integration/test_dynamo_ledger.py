@@ -18,7 +18,7 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 def _ledger(stack: LocalStack, client: Any = None) -> DynamoLedger:
     return DynamoLedger(
-        client or stack.client("dynamodb"), stack.ledger_table_name, clock=lambda: NOW, sleep=lambda _: None
+        client or stack.client("dynamodb"), stack.ledger_table_name, now=lambda: NOW, sleep=lambda _: None
     )
 
 
@@ -190,7 +190,7 @@ def test_entries_and_receipts_are_read_in_one_call_across_two_tables(local_stack
         Counting(),
         local_stack.ledger_table_name,
         receipts_table_name=local_stack.table_name,
-        clock=lambda: NOW,
+        now=lambda: NOW,
     )
     ledger.save(_entry("R1"))
     ledger.put_receipt("w-done", "published")

@@ -180,7 +180,7 @@ STEPS: dict[str, tuple[str, str, Any, int]] = {
     "tenancy": ("receiver", "tenancy", _Exploding(), 429),
     "ingest message": ("receiver_module", "IngestMessage", _boom, 429),
     "attributes": ("receiver_module", "ingest_attributes", _boom, 429),
-    "clock": ("receiver", "clock", _boom, 429),
+    "clock": ("receiver", "now", _boom, 429),
     "sink": ("receiver", "sink", _Exploding(), 429),
     "reply building": ("module", "_respond", _boom, 429),
     "metrics": ("metrics", "add_metric", _boom, 202),

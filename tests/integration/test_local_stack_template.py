@@ -122,7 +122,7 @@ def test_local_stack_has_the_templates_resources(local_stack: LocalStack) -> Non
     # The resources the product reads by name, as the template wires them.
     env = local_stack.env()
     assert env["INGEST_QUEUE_URL"] == local_stack.ref("IngestQueue")
-    assert env["DEAD_LETTER_QUEUE_URL"] == local_stack.ref("QuarantineQueue")
+    assert env["QUARANTINE_QUEUE_URL"] == local_stack.ref("QuarantineQueue")
     assert env["IDEMPOTENCY_TABLE_NAME"] == local_stack.ref("IdempotencyTable")
     assert env["OUTPUT_TOPIC_ARN"] == local_stack.ref("EnrichedTopic") and "OUTPUT_QUEUE_URL" not in env
 

@@ -79,7 +79,7 @@ def make_secret(url: str, oauth: dict[str, Any]) -> str:
 
 def container(secret_id: str, url: str, sandbox: SandboxServer, clock: Clock) -> OAuthTokens:
     return OAuthTokens(
-        secret_id, secrets_client(url), requests.Session(), sandbox.url, clock=clock, poll_seconds=0.02
+        secret_id, secrets_client(url), requests.Session(), sandbox.url, epoch=clock, poll_seconds=0.02
     )
 
 
@@ -234,7 +234,7 @@ def test_a_throttled_put_secret_value_keeps_the_grant_alive(moto_url: str, sandb
             client,
             requests.Session(),
             sandbox.url,
-            clock=clock,
+            epoch=clock,
             monotonic=clock,
             count=counted.append,
         )

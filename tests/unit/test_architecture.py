@@ -4,6 +4,10 @@
   count: they still tie the two modules together; ``if TYPE_CHECKING:`` imports do not).
 * The domain modules (``models``, ``enrichment`` and any ``wire``, ``formats`` or ``changes``)
   import neither boto3/botocore nor requests, directly or through the package's other modules.
+* No class in the shipped code (``layers/shared``, ``functions``) is over ``MAX_CLASS_LINES``
+  lines, and no product file carries a per-file complexity ignore in ``pyproject.toml``.
+* One name per clock (``clocks``): no parameter, field or attribute is called ``clock`` or
+  ``wall``; ``now``, ``monotonic`` and ``epoch`` say which clock it is.
 """
 
 from __future__ import annotations
@@ -137,6 +141,70 @@ def test_domain_imports_no_aws_or_http_client() -> None:
     assert not problems, problems
 
 
+ROOT = PACKAGE_DIR.parents[2]
+MAX_CLASS_LINES = 200
+COMPLEXITY_RULES = {"C901", "PLR0912", "PLR0915"}
+
+
+def class_sizes(tree: ast.AST) -> dict[str, int]:
+    """Class name -> its lines, decorators excluded (``end_lineno - lineno + 1``)."""
+    return {
+        node.name: (node.end_lineno or node.lineno) - node.lineno + 1
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+    }
+
+
+def test_no_class_over_the_size_limit() -> None:
+    shipped = sorted([*(ROOT / "layers" / "shared").rglob("*.py"), *(ROOT / "functions").rglob("*.py")])
+    assert PACKAGE_DIR / "receiver.py" in shipped
+    problems = [
+        f"{path.relative_to(ROOT)}: {name} has {size} lines"
+        for path in shipped
+        for name, size in class_sizes(ast.parse(path.read_text(encoding="utf-8"))).items()
+        if size > MAX_CLASS_LINES
+    ]
+    assert not problems, f"split them (at most {MAX_CLASS_LINES} lines): {problems}"
+
+
+def test_no_product_file_is_exempt_from_the_complexity_gate() -> None:
+    import tomllib  # noqa: PLC0415 - only this test reads pyproject.toml
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    ignores = config["tool"]["ruff"]["lint"].get("per-file-ignores", {})
+    exempt = {
+        pattern: sorted(set(rules) & COMPLEXITY_RULES)
+        for pattern, rules in ignores.items()
+        if pattern.startswith(("layers/", "functions/")) and set(rules) & COMPLEXITY_RULES
+    }
+    assert not exempt, f"split the code instead: {exempt}"
+
+
+AMBIGUOUS_CLOCK_NAMES = {"clock", "wall"}
+
+
+def clock_names(tree: ast.AST) -> set[str]:
+    """Parameters, class fields and ``self.`` attributes named like an ambiguous clock."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg):
+            found.add(node.arg)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            found.add(node.target.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            found.add(node.attr)
+    return found & AMBIGUOUS_CLOCK_NAMES
+
+
+def test_one_name_per_clock() -> None:
+    problems = {
+        path.stem: sorted(names)
+        for path in sorted(PACKAGE_DIR.glob("*.py"))
+        if (names := clock_names(ast.parse(path.read_text(encoding="utf-8"))))
+    }
+    assert not problems, f"say which clock (now, monotonic, epoch): {problems}"
+
+
 # ---- the checks themselves catch what they guard -------------------------------------------
 
 
@@ -168,9 +236,20 @@ def test_domain_rule_catches_a_transitive_http_import(tmp_path: Path) -> None:
     assert "requests" in imports["formats"]
 
 
+def test_class_size_counts_a_class_from_its_line_to_its_end() -> None:
+    source = "class A:\n    x = 1\n\n    def f(self):\n        return 2\nclass B:\n    pass\n"
+    assert class_sizes(ast.parse(source)) == {"A": 5, "B": 2}
+
+
+def test_clock_name_check_sees_parameters_fields_and_attributes() -> None:
+    source = "class A:\n    wall: int\n    def f(self, clock):\n        self.clock = clock\n"
+    assert clock_names(ast.parse(source)) == {"clock", "wall"}
+    assert clock_names(ast.parse("def f(now, monotonic, epoch):\n    pass\n")) == set()
+
+
 def test_tools_import_no_private_names_from_the_product_or_dev() -> None:
     """bench/, dev/ and the CLI (cli/plenrich) use the product's and each other's public API only."""
-    root = PACKAGE_DIR.parents[2]
+    root = ROOT
     problems = []
     for path in sorted([*root.glob("bench/*.py"), *root.glob("dev/*.py"), *root.glob("cli/plenrich/*.py")]):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

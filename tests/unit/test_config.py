@@ -8,7 +8,7 @@ import pytest
 
 from appointment_enricher.config import ConfigError, EnricherSettings
 
-BASE = {"DEAD_LETTER_QUEUE_URL": "https://sqs/q", "OUTPUT_TOPIC_ARN": "arn:t", "POWERLEADS_TOKEN": "t"}
+BASE = {"QUARANTINE_QUEUE_URL": "https://sqs/q", "OUTPUT_TOPIC_ARN": "arn:t", "POWERLEADS_TOKEN": "t"}
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -30,7 +30,7 @@ def test_idempotency_ttl_is_twice_the_webhook_max_age() -> None:
 @pytest.mark.parametrize(
     ("changes", "named"),
     [
-        ({"DEAD_LETTER_QUEUE_URL": ""}, "DEAD_LETTER_QUEUE_URL"),
+        ({"QUARANTINE_QUEUE_URL": ""}, "QUARANTINE_QUEUE_URL"),
         ({"OUTPUT_TOPIC_ARN": ""}, "OUTPUT_TOPIC_ARN"),
         ({"POWERLEADS_TOKEN": ""}, "POWERLEADS_TOKEN_SECRET_ID"),
         ({"ENRICHER_MAX_WORKERS": "0"}, "ENRICHER_MAX_WORKERS"),
@@ -50,7 +50,7 @@ def test_the_token_never_appears_in_repr() -> None:
 
 
 def test_a_config_error_carries_no_value_in_its_message_or_traceback() -> None:
-    env = {"POWERLEADS_TOKEN": "super-secret", "DEAD_LETTER_QUEUE_URL": "https://sqs/q"}  # no output
+    env = {"POWERLEADS_TOKEN": "super-secret", "QUARANTINE_QUEUE_URL": "https://sqs/q"}  # no output
     with pytest.raises(ConfigError) as raised:
         EnricherSettings.from_env(env)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
@@ -61,3 +61,20 @@ def test_a_config_error_carries_no_value_in_its_message_or_traceback() -> None:
 def test_webhook_max_age_is_bounded() -> None:
     with pytest.raises(ConfigError, match="WEBHOOK_MAX_AGE_SECONDS"):
         EnricherSettings.from_env({**BASE, "WEBHOOK_MAX_AGE_SECONDS": str(10**12)})
+
+
+@pytest.mark.parametrize("name", ["QUARANTINE_QUEUE_URL", "DEAD_LETTER_QUEUE_URL"])
+def test_either_name_of_the_quarantine_queue_configures_the_enricher(name: str) -> None:
+    env = {"OUTPUT_TOPIC_ARN": "arn:t", "POWERLEADS_TOKEN": "t", name: "https://sqs/quarantine"}
+    assert EnricherSettings.from_env(env).QUARANTINE_QUEUE_URL == "https://sqs/quarantine"
+
+
+def test_the_new_quarantine_name_wins_over_the_old_one() -> None:
+    env = {**BASE, "QUARANTINE_QUEUE_URL": "https://sqs/new", "DEAD_LETTER_QUEUE_URL": "https://sqs/old"}
+    assert EnricherSettings.from_env(env).QUARANTINE_QUEUE_URL == "https://sqs/new"
+
+
+def test_a_missing_quarantine_queue_names_both_variables() -> None:
+    env = {"OUTPUT_TOPIC_ARN": "arn:t", "POWERLEADS_TOKEN": "t"}
+    with pytest.raises(ConfigError, match="QUARANTINE_QUEUE_URL or DEAD_LETTER_QUEUE_URL"):
+        EnricherSettings.from_env(env)

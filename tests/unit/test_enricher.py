@@ -151,7 +151,7 @@ def parts() -> tuple[Source, Sink, Parked, Memory]:
 
 
 def service(source: Source, sink: Sink, parked: Parked, memory: Memory | None, **kw: Any) -> EnricherService:
-    return EnricherService(source, sink, parked, memory, clock=lambda: NOW, **kw)
+    return EnricherService(source, sink, parked, memory, now=lambda: NOW, **kw)
 
 
 def run(svc: EnricherService, records: list[dict[str, Any]], remaining: int = 60_000):
@@ -240,7 +240,7 @@ def test_without_a_table_every_message_is_processed(parts) -> None:
 
 
 def test_idempotency_ttl_is_at_least_twice_the_webhook_max_age() -> None:
-    env = {"DEAD_LETTER_QUEUE_URL": "q", "OUTPUT_QUEUE_URL": "o", "POWERLEADS_TOKEN": "t"}
+    env = {"QUARANTINE_QUEUE_URL": "q", "OUTPUT_QUEUE_URL": "o", "POWERLEADS_TOKEN": "t"}
     for max_age in ("60", "86400", "604800"):
         settings = EnricherSettings.from_env(env | {"WEBHOOK_MAX_AGE_SECONDS": max_age})
         assert settings.idempotency_ttl_seconds >= 2 * int(max_age)

@@ -174,7 +174,7 @@ def make(secrets: FakeSecrets, upstream: FakeUpstream, clock: Clock | None = Non
     session: Any = upstream
     clock = clock or Clock()
     kw.setdefault("monotonic", clock)  # one fake clock for epoch and deadline time
-    return OAuthTokens("sec", client, session, BASE, clock=clock, **kw)
+    return OAuthTokens("sec", client, session, BASE, epoch=clock, **kw)
 
 
 def token_calls(upstream: FakeUpstream) -> list[dict[str, str]]:

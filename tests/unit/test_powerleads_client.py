@@ -98,7 +98,7 @@ def make(
         session=session,  # type: ignore[arg-type]
         retry=Policy(base.base_delay, base.max_delay, base.max_attempts),
         sleep=clock.sleep,
-        clock=clock,
+        monotonic=clock,
         observe=stats.upstream if stats else None,
         timeout=(3.0, 10.0),
     )
@@ -166,7 +166,7 @@ def test_retry_after_wins_over_rate_limit_window_when_both_are_sent() -> None:
 
 
 def test_retry_after_http_date_and_garbage() -> None:
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", epoch=1445412470.0) == pytest.approx(10.0)
     assert retry_after_seconds("1.5") == 1.5
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds("-3") is None
@@ -192,7 +192,7 @@ def test_remaining_zero_on_success_pauses_the_next_call_for_that_location_only()
 
 
 def test_gate_ignores_unreadable_headers() -> None:
-    gate = RateLimitGate(clock=lambda: 0.0)
+    gate = RateLimitGate(monotonic=lambda: 0.0)
     gate.observe("l", {"X-RateLimit-Remaining": "x", "X-RateLimit-Interval-Milliseconds": "5"})
     gate.observe("l", {"X-RateLimit-Remaining": "3", "X-RateLimit-Interval-Milliseconds": "5000"})
     assert gate.wait_needed("l") == 0.0

@@ -65,7 +65,7 @@ class FakeSink:
 
 
 def _receiver(sink: FakeSink) -> WebhookReceiver:
-    return WebhookReceiver(verifier=VERIFIER, sink=sink, clock=lambda: NOW)
+    return WebhookReceiver(verifier=VERIFIER, sink=sink, now=lambda: NOW)
 
 
 def _sign(body: bytes) -> dict[str, str]:

@@ -23,13 +23,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appointment_enricher.config import ReceiverConfig, Tenancy
+from appointment_enricher.errors import ConfigError
 from appointment_enricher.receiver import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
-    ReceiverConfig,
-    ReceiverConfigError,
     Reply,
-    Tenancy,
     WebhookReceiver,
 )
 from appointment_enricher.signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier
@@ -64,7 +63,7 @@ class RecordingSink:
 
 
 def receiver(sink: RecordingSink | None = None, **kwargs: Any) -> WebhookReceiver:
-    return WebhookReceiver(verifier=VERIFIER, sink=sink or RecordingSink(), clock=lambda: NOW, **kwargs)
+    return WebhookReceiver(verifier=VERIFIER, sink=sink or RecordingSink(), now=lambda: NOW, **kwargs)
 
 
 def webhook(**overrides: Any) -> dict[str, Any]:
@@ -638,7 +637,7 @@ def test_config_signature_required(value, expected):
     ],
 )
 def test_config_errors_name_the_variable(env, variable):
-    with pytest.raises(ReceiverConfigError, match=variable):
+    with pytest.raises(ConfigError, match=variable):
         ReceiverConfig.from_env(env)
 
 

@@ -205,11 +205,11 @@ class World:
             self.ledger,
             self.cursors,
             self.sink,
-            pacer=Pacer(budget=options.pop("budget", 20), clock=self.clock),
+            pacer=Pacer(budget=options.pop("budget", 20), monotonic=self.clock),
             options=ReconcileOptions(**options),
-            clock=self.clock,
+            monotonic=self.clock,
             sleep=self.clock.sleep,
-            wall=lambda: NOW,
+            now=lambda: NOW,
         )
 
     def add(
@@ -349,7 +349,7 @@ def test_locations_are_the_requested_ones_else_configured_plus_known() -> None:
 
 def test_pacer_yields_when_the_upstream_window_is_mostly_spent() -> None:
     clock = FakeClock()
-    pacer = Pacer(budget=20, reserve=0.5, clock=clock)
+    pacer = Pacer(budget=20, reserve=0.5, monotonic=clock)
     pacer.observe("Loc1", {"X-RateLimit-Remaining": "80", "X-RateLimit-Max": "100"})
     assert pacer.wait_needed("Loc1") == 0
     headers = {

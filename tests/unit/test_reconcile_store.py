@@ -52,7 +52,7 @@ def test_batch_get_gives_up_when_keys_stay_unprocessed() -> None:
 
 def test_cursor_items_round_trip_and_a_finished_sweep_clears_the_position() -> None:
     client = StubClient({})
-    store = DynamoCursorStore(client, "t", clock=lambda: 1_000_000.0)  # type: ignore[arg-type]
+    store = DynamoCursorStore(client, "t", epoch=lambda: 1_000_000.0)  # type: ignore[arg-type]
     store.save("L1", Cursor("Cal7", 123))
     store.save("L2", None)
     first, second = client.puts

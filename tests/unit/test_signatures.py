@@ -15,12 +15,12 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+from appointment_enricher.errors import ConfigError
 from appointment_enricher.signatures import (
     ED25519_HEADER,
     PUBLISHED_ED25519_PUBLIC_KEY,
     PUBLISHED_RSA_PUBLIC_KEY,
     RSA_HEADER,
-    KeyConfigError,
     SignatureVerifier,
     Verdict,
     spki_sha256,
@@ -240,7 +240,7 @@ def test_pem_forms_that_fit_an_env_var_are_accepted(ed_key):
 
 
 def _config_error(ed: str | bytes | None, rsa_pem: str | bytes | None) -> str:
-    with pytest.raises(KeyConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         SignatureVerifier.from_pem(ed, rsa_pem)
     return str(info.value)
 

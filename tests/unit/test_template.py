@@ -115,7 +115,7 @@ RECEIVER_ENV = {
 ENRICHER_ENV = {
     "OUTPUT_TOPIC_ARN",
     "OUTPUT_QUEUE_URL",
-    "DEAD_LETTER_QUEUE_URL",
+    "QUARANTINE_QUEUE_URL",
     "IDEMPOTENCY_TABLE_NAME",
     "POWERLEADS_API_BASE_URL",
     "POWERLEADS_API_VERSION",
@@ -218,7 +218,7 @@ def check_environment(t: Template) -> None:
     assert param_default(t, webhook["WEBHOOK_SIGNATURE_REQUIRED"]) == "true"
     assert param_default(t, webhook["WEBHOOK_MAX_AGE_SECONDS"]) == 86400
     enricher = function_env(t, "EnricherFunction")
-    assert is_ref(enricher["DEAD_LETTER_QUEUE_URL"], "QuarantineQueue")
+    assert is_ref(enricher["QUARANTINE_QUEUE_URL"], "QuarantineQueue")
     assert is_ref(enricher["IDEMPOTENCY_TABLE_NAME"], "IdempotencyTable")
     # The enricher sizes the idempotency TTL from the same max age the receiver enforces.
     assert enricher.get("WEBHOOK_MAX_AGE_SECONDS") == webhook["WEBHOOK_MAX_AGE_SECONDS"]
@@ -791,7 +791,7 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ("batch size", "check_enricher_event_source", _delete(*SQS_EVENT, "BatchSize")),
     ("ingest env", "check_environment", _delete(*WH_ENV, "INGEST_QUEUE_URL")),
     ("rsa key env", "check_environment", _delete(*WH_ENV, "WEBHOOK_RSA_PUBLIC_KEY")),
-    ("dlq env", "check_environment", _delete(*ENR_ENV, "DEAD_LETTER_QUEUE_URL")),
+    ("dlq env", "check_environment", _delete(*ENR_ENV, "QUARANTINE_QUEUE_URL")),
     ("enricher max age", "check_environment", _delete(*ENR_ENV, "WEBHOOK_MAX_AGE_SECONDS")),
     ("token env", "check_environment", _delete(*ENR_ENV, "POWERLEADS_TOKEN_SECRET_ID")),
     ("output queue env", "check_environment", _delete(*ENR_ENV, "OUTPUT_QUEUE_URL")),

@@ -121,3 +121,45 @@ def test_a_plain_secret_with_a_trailing_newline_is_the_token_without_it() -> Non
 def test_a_static_token_is_validated_at_cold_start() -> None:
     with pytest.raises(TokenUnavailable, match="POWERLEADS_TOKEN"):
         StaticTokens("tok\n")
+
+
+# ---- one builder for the enricher's and the reconciler's token source -----------------------
+
+
+def test_both_composition_roots_build_the_token_source_in_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ast  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from appointment_enricher import token_wiring  # noqa: PLC0415
+
+    package = Path(token_wiring.__file__).parent
+    for root in ("wiring.py", "reconcile_wiring.py"):
+        tree = ast.parse((package / root).read_text())
+        called = {
+            n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        }
+        assert "build_token_source" in called, root
+        assert not called & {"SecretTokens", "StaticTokens", "OAuthTokens"}, root
+
+    session = object()
+    plain = token_wiring.build_token_source(
+        secret_id=None,
+        token="tok",
+        base_url="https://x",
+        session=session,
+        count=print,  # type: ignore[arg-type]
+    )
+    assert isinstance(plain, StaticTokens) and plain.token_for("L") == "tok"
+    counted: list[str] = []
+    monkeypatch.setattr(token_wiring, "secretsmanager_client", object)
+    secret = token_wiring.build_token_source(
+        secret_id="sec",
+        token=None,
+        base_url="https://x",
+        session=session,
+        count=counted.append,  # type: ignore[arg-type]
+    )
+    assert isinstance(secret, SecretTokens)
+    assert secret._oauth_factory is not None
+    oauth = secret._oauth_factory()
+    assert type(oauth).__name__ == "OAuthTokens" and oauth.session is session  # type: ignore[attr-defined]

@@ -25,8 +25,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from appointment_enricher.receiver import MAX_BODY_BYTES, ReceiverConfigError
-from appointment_enricher.signatures import KeyConfigError
+from appointment_enricher.errors import ConfigError
+from appointment_enricher.receiver import MAX_BODY_BYTES
 from dev.gateway import build_http_api_event
 from dev.lambda_context import make_context
 from dev.lambda_loader import load_function_module
@@ -406,12 +406,12 @@ def test_configured_keys_are_used_not_the_published_ones(load):
 @pytest.mark.parametrize(
     ("env", "error", "variable"),
     [
-        ({"WEBHOOK_ED25519_PUBLIC_KEY": "garbage"}, KeyConfigError, "WEBHOOK_ED25519_PUBLIC_KEY"),
-        ({"WEBHOOK_ED25519_PUBLIC_KEY": _pem(RSA)}, KeyConfigError, "WEBHOOK_ED25519_PUBLIC_KEY"),
-        ({"WEBHOOK_RSA_PUBLIC_KEY": _pem(ED)}, KeyConfigError, "WEBHOOK_RSA_PUBLIC_KEY"),
-        ({"INGEST_QUEUE_URL": ""}, ReceiverConfigError, "INGEST_QUEUE_URL"),
-        ({"WEBHOOK_MAX_AGE_SECONDS": "-5"}, ReceiverConfigError, "WEBHOOK_MAX_AGE_SECONDS"),
-        ({"WEBHOOK_SIGNATURE_REQUIRED": "nope"}, ReceiverConfigError, "WEBHOOK_SIGNATURE_REQUIRED"),
+        ({"WEBHOOK_ED25519_PUBLIC_KEY": "garbage"}, ConfigError, "WEBHOOK_ED25519_PUBLIC_KEY"),
+        ({"WEBHOOK_ED25519_PUBLIC_KEY": _pem(RSA)}, ConfigError, "WEBHOOK_ED25519_PUBLIC_KEY"),
+        ({"WEBHOOK_RSA_PUBLIC_KEY": _pem(ED)}, ConfigError, "WEBHOOK_RSA_PUBLIC_KEY"),
+        ({"INGEST_QUEUE_URL": ""}, ConfigError, "INGEST_QUEUE_URL"),
+        ({"WEBHOOK_MAX_AGE_SECONDS": "-5"}, ConfigError, "WEBHOOK_MAX_AGE_SECONDS"),
+        ({"WEBHOOK_SIGNATURE_REQUIRED": "nope"}, ConfigError, "WEBHOOK_SIGNATURE_REQUIRED"),
     ],
 )
 def test_bad_configuration_fails_the_cold_start_naming_the_variable(load, env, error, variable):
@@ -475,7 +475,7 @@ def test_import_cost_no_pydantic_requests_or_enricher():
         "pydantic_core",
         "appointment_enricher.enricher",
         "appointment_enricher.models",
-        "appointment_enricher.config",
+        "appointment_enricher._settings",  # config's pydantic half (config itself is the receiver's too)
         "appointment_enricher.powerleads",
         "appointment_enricher.enrichment",
     }

@@ -40,3 +40,36 @@ def test_the_fragments_do_match_wire_itself() -> None:
     text = WIRE.read_text()
     for fragment in COPIES:
         assert re.search(fragment, text), fragment
+
+
+# ---- defaults: defined once (wire.py; upstream timeouts and retries in powerleads.py) -------------
+
+DEFAULTS = {
+    r"leadconnectorhq\.com": "the upstream base URL (wire.DEFAULT_API_BASE_URL)",
+    r"2021-04-15": "the upstream API version (wire.DEFAULT_API_VERSION)",
+    r"default=86_?400|[\"']86_?400[\"']|2 \* 86_?400": "the replay window (wire.DEFAULT_MAX_AGE_SECONDS)",
+    r"default=120\b": "the not-found grace (wire.DEFAULT_NOT_FOUND_GRACE_SECONDS)",
+    r"3\.05": "the upstream timeouts (powerleads.DEFAULT_TIMEOUT)",
+}
+PACKAGE = ROOT / "layers" / "shared" / "appointment_enricher"
+DEFAULT_USERS = [
+    *sorted(p for p in PACKAGE.glob("*.py") if p.name not in {"wire.py", "powerleads.py"}),
+    *sorted((ROOT / "functions").glob("*/app.py")),
+    ROOT / "dev" / "awslocal.py",
+    ROOT / "dev" / "run.py",
+    *sorted(p for p in (ROOT / "bench").glob("*.py") if p.name != "run.py"),  # run.py: report prose
+]
+
+
+@pytest.mark.parametrize("path", DEFAULT_USERS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_second_copy_of_a_default(path: Path) -> None:
+    text = path.read_text()
+    found = [rule for fragment, rule in DEFAULTS.items() if re.search(fragment, text)]
+    assert not found, f"{path.relative_to(ROOT)} repeats {found}: import it"
+
+
+def test_the_default_fragments_match_where_the_defaults_live() -> None:
+    text = WIRE.read_text() + (PACKAGE / "powerleads.py").read_text()
+    assert re.search(r"leadconnectorhq\.com", text) and re.search(r"2021-04-15", text)
+    assert re.search(r"3\.05", text)
+    assert re.search(r"86_?400", text) and re.search(r"\b120\b", text)

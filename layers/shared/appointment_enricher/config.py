@@ -1,123 +1,142 @@
-"""The enricher's environment variables as a pydantic model.
+"""Every function's environment, in one module: the receiver's, the enricher's, the reconciler's.
 
-The receiver reads its few variables in ``receiver.ReceiverConfig`` without pydantic, to keep its
-cold start near ``import boto3``; both fail the cold start with a message naming the variable.
+Why two files: the receiver's settings (``ReceiverConfig``, its tenancy) are a plain dataclass
+parsed by hand, defined here at module level; the enricher's and the reconciler's are pydantic
+models living in the private ``_settings`` module and reached through this module's
+``__getattr__`` (PEP 562). ``from .config import ReceiverConfig`` therefore never imports pydantic
+(it would cost the receiver's cold start most of its budget: BENCHMARKS.md, and a subprocess test
+in ``tests/unit/test_webhook_handler.py`` keeps it so), while ``from .config import
+EnricherSettings`` loads ``_settings`` and pydantic on first use. Callers see one module.
+
+Every function fails its cold start with the one ``errors.ConfigError``, whose message names the
+variable and never its value. Defaults come from ``wire`` (URLs, versions, windows) and
+``powerleads`` (timeouts, retries), never repeated here.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from typing import Annotated, Self
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from .errors import ConfigError
+from .wire import DEFAULT_MAX_AGE_SECONDS, MAX_MAX_AGE_SECONDS, WebhookRef, is_valid_id
 
-from .wire import DEFAULT_NOT_FOUND_GRACE_SECONDS
+if TYPE_CHECKING:
+    from ._settings import EnricherSettings, LocationIds, ReconcilerSettings
 
-DEFAULT_API_BASE_URL = "https://services.leadconnectorhq.com"
-DEFAULT_API_VERSION = "2021-04-15"
-MAX_AGE_LIMIT_SECONDS = 30 * 86400  # as the receiver's bound: the idempotency TTL is twice this
-
-
-class ConfigError(RuntimeError):
-    """The function is misconfigured: fail the cold start with a message naming the variable."""
-
-
-class _Settings(BaseModel):
-    # hide_input_in_errors: a validation error would otherwise carry the values (POWERLEADS_TOKEN).
-    model_config = ConfigDict(
-        frozen=True, extra="ignore", str_strip_whitespace=True, hide_input_in_errors=True
-    )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
-        env = os.environ if environ is None else environ
-        data = {name: value for name, value in env.items() if name in cls.model_fields and value != ""}
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()
-            )
-            # from None: the chained pydantic error would print the input (the token) in tracebacks.
-            raise ConfigError(f"invalid configuration: {problems}") from None
-
-
-class EnricherSettings(_Settings):
-    """EnricherFunction."""
-
-    OUTPUT_TOPIC_ARN: str | None = None
-    OUTPUT_QUEUE_URL: str | None = None
-    DEAD_LETTER_QUEUE_URL: str
-    IDEMPOTENCY_TABLE_NAME: str | None = None
-    LEDGER_TABLE_NAME: str | None = None  # unset: no change tracking
-    NOT_FOUND_GRACE_SECONDS: int = Field(default=DEFAULT_NOT_FOUND_GRACE_SECONDS, ge=0, le=86_400)
-    SUPPRESS_UNCHANGED_RECORDS: bool = False  # needs the ledger; unchanged records are counted, not sent
-    POWERLEADS_API_BASE_URL: str = DEFAULT_API_BASE_URL
-    POWERLEADS_API_VERSION: str = DEFAULT_API_VERSION
-    POWERLEADS_TOKEN_SECRET_ID: str | None = None
-    POWERLEADS_TOKEN: str | None = Field(default=None, repr=False)
-    WEBHOOK_MAX_AGE_SECONDS: int = Field(default=86400, gt=0, le=MAX_AGE_LIMIT_SECONDS)
-    ENRICHER_MAX_WORKERS: int = Field(default=10, ge=1, le=64)  # a full FIFO batch in one wave
-    POWERLEADS_CONNECT_TIMEOUT_SECONDS: float = Field(default=3.05, gt=0)
-    POWERLEADS_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
-    POWERLEADS_MAX_ATTEMPTS: int = Field(default=6, ge=1, le=20)
-    POWERLEADS_RETRY_BASE_SECONDS: float = Field(default=0.2, gt=0)
-    POWERLEADS_RETRY_MAX_SECONDS: float = Field(default=5.0, gt=0)
-    ENRICHER_DEADLINE_MARGIN_SECONDS: float = Field(default=5.0, ge=0)
-
-    @model_validator(mode="after")
-    def _needs_output_and_token(self) -> EnricherSettings:
-        if not self.OUTPUT_TOPIC_ARN and not self.OUTPUT_QUEUE_URL:
-            raise ValueError("set OUTPUT_TOPIC_ARN, OUTPUT_QUEUE_URL or both")
-        if not self.POWERLEADS_TOKEN_SECRET_ID and not self.POWERLEADS_TOKEN:
-            raise ValueError("set POWERLEADS_TOKEN_SECRET_ID (or POWERLEADS_TOKEN for local runs)")
-        if self.SUPPRESS_UNCHANGED_RECORDS and not self.LEDGER_TABLE_NAME:
-            raise ValueError(
-                "SUPPRESS_UNCHANGED_RECORDS needs LEDGER_TABLE_NAME (unchanged is known from the ledger)"
-            )
-        return self
-
-    @property
-    def idempotency_ttl_seconds(self) -> int:
-        """At least twice the webhook max age, so a redelivery inside the accepted window is caught."""
-        return 2 * self.WEBHOOK_MAX_AGE_SECONDS
-
-
-def _id_list(value: object) -> object:
-    """``RECONCILE_LOCATION_IDS``: comma-separated ids; blanks between commas are ignored."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-LocationIds = Annotated[
-    list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")]], BeforeValidator(_id_list)
+__all__ = [
+    "ConfigError",
+    "EnricherSettings",
+    "LocationIds",
+    "ReceiverConfig",
+    "ReconcilerSettings",
+    "Tenancy",
 ]
 
+_LAZY = frozenset({"EnricherSettings", "ReconcilerSettings", "LocationIds"})
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
 
-class ReconcilerSettings(_Settings):
-    """ReconcilerFunction: what it sweeps, where it reads the ledger, where it enqueues."""
 
-    INGEST_QUEUE_URL: str
-    LEDGER_TABLE_NAME: str  # the comparison needs it, and the cursors live there
-    POWERLEADS_API_BASE_URL: str = DEFAULT_API_BASE_URL
-    POWERLEADS_API_VERSION: str = DEFAULT_API_VERSION
-    POWERLEADS_TOKEN_SECRET_ID: str | None = None
-    POWERLEADS_TOKEN: str | None = Field(default=None, repr=False)
-    RECONCILE_LOCATION_IDS: LocationIds = Field(default_factory=list)
-    RECONCILE_LOOKBACK_DAYS: float = Field(default=7, ge=0, le=366)
-    RECONCILE_LOOKAHEAD_DAYS: float = Field(default=90, ge=0, le=731)
-    # The reconciler's share of each location's 100 requests / 10 s (the enricher needs the rest).
-    RECONCILE_REQUESTS_PER_10S: int = Field(default=20, ge=1, le=50)
-    RECONCILE_MAX_EVENTS_PER_WINDOW: int = Field(default=250, ge=10)
-    RECONCILE_DEADLINE_MARGIN_SECONDS: float = Field(default=10.0, ge=0)
-    POWERLEADS_CONNECT_TIMEOUT_SECONDS: float = Field(default=3.05, gt=0)
-    POWERLEADS_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
-    POWERLEADS_MAX_ATTEMPTS: int = Field(default=4, ge=1, le=20)
+def __getattr__(name: str) -> Any:
+    """The pydantic settings, imported on first use (PEP 562): see the module docstring."""
+    if name in _LAZY:
+        from . import _settings  # noqa: PLC0415 - lazily: the receiver never pays for pydantic
 
-    @model_validator(mode="after")
-    def _needs_token(self) -> ReconcilerSettings:
-        if not self.POWERLEADS_TOKEN_SECRET_ID and not self.POWERLEADS_TOKEN:
-            raise ValueError("set POWERLEADS_TOKEN_SECRET_ID (or POWERLEADS_TOKEN for local runs)")
-        return self
+        return getattr(_settings, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _id_list(environ: Mapping[str, str], name: str) -> frozenset[str] | None:
+    """A comma-separated id allow-list; unset or blank means "any" (None)."""
+    text = environ.get(name, "").strip()
+    if not text:
+        return None
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [part for part in ids if not is_valid_id(part)]
+    if bad or not ids:
+        raise ConfigError(
+            f"{name} must be a comma-separated list of ids matching [A-Za-z0-9_-]{{1,128}}"
+            f" ({len(bad)} invalid)"
+        )
+    return frozenset(ids)
+
+
+@dataclass(frozen=True)
+class Tenancy:
+    """Which marketplace apps and locations this deployment serves (None = any).
+
+    HighLevel signs every app's webhooks with one key, so a valid signature proves the sender,
+    not the recipient: an event for another app or location is answered 200 ignored (a final
+    answer, so it is not retried at us) and counted, never queued.
+    """
+
+    app_ids: frozenset[str] | None = None
+    location_ids: frozenset[str] | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Tenancy:
+        """``WEBHOOK_APP_IDS`` and ``WEBHOOK_LOCATION_IDS``."""
+        return cls(_id_list(environ, "WEBHOOK_APP_IDS"), _id_list(environ, "WEBHOOK_LOCATION_IDS"))
+
+    def foreign(self, ref: WebhookRef) -> str | None:
+        """Why ``ref`` is not ours (``foreign_app``, ``missing_app_id``, ``foreign_location``), or None.
+
+        A body without ``appId`` while app ids are configured is not ours: HighLevel's real
+        deliveries carry ``appId``, so its absence means the body did not come through our app.
+        """
+        if self.app_ids is not None:
+            if ref.app_id is None:
+                return "missing_app_id"
+            if ref.app_id not in self.app_ids:
+                return "foreign_app"
+        if self.location_ids is not None and ref.location_id not in self.location_ids:
+            return "foreign_location"
+        return None
+
+
+def _max_age(text: str | None) -> int:
+    try:
+        max_age = int(text or DEFAULT_MAX_AGE_SECONDS)
+    except ValueError:
+        max_age = 0
+    if not 0 < max_age <= MAX_MAX_AGE_SECONDS:
+        # A wider replay window is no window (and 10**12 seconds overflows datetime).
+        raise ConfigError(
+            f"WEBHOOK_MAX_AGE_SECONDS must be a whole number of seconds in 1..{MAX_MAX_AGE_SECONDS}"
+        )
+    return max_age
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """The environment WebhookFunction reads (the runtime contract), parsed without pydantic."""
+
+    ingest_queue_url: str
+    ed25519_public_key: str | None = None
+    rsa_public_key: str | None = None
+    signature_required: bool = True
+    max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS
+    tenancy: Tenancy = field(default_factory=Tenancy)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ReceiverConfig:
+        def text(name: str) -> str | None:
+            value = environ.get(name, "").strip()
+            return value or None
+
+        queue_url = text("INGEST_QUEUE_URL")
+        if not queue_url:
+            raise ConfigError("INGEST_QUEUE_URL is required (the FIFO ingest queue URL)")
+        required = (text("WEBHOOK_SIGNATURE_REQUIRED") or "true").lower()
+        if required not in _TRUE | _FALSE:
+            raise ConfigError("WEBHOOK_SIGNATURE_REQUIRED must be true or false")
+        return cls(
+            ingest_queue_url=queue_url,
+            ed25519_public_key=text("WEBHOOK_ED25519_PUBLIC_KEY"),
+            rsa_public_key=text("WEBHOOK_RSA_PUBLIC_KEY"),
+            signature_required=required in _TRUE,
+            max_age_seconds=_max_age(text("WEBHOOK_MAX_AGE_SECONDS")),
+            tenancy=Tenancy.from_env(environ),
+        )

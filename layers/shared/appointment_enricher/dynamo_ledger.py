@@ -14,9 +14,9 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .clocks import WallClock, utc_now
 from .ledger import (
     APPOINTMENT_KEY_PREFIX,
     DEFAULT_LEDGER_TTL_SECONDS,
@@ -26,10 +26,12 @@ from .ledger import (
     BatchRead,
     LedgerConflict,
     LedgerEntry,
+    UnprocessedKeys,
     appointment_key,
     ledger_time,
     parse_ledger_time,
 )
+from .wire import DEFAULT_MAX_AGE_SECONDS
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -77,9 +79,9 @@ class DynamoLedger:
         table_name: str,
         *,
         ttl_seconds: int = DEFAULT_LEDGER_TTL_SECONDS,
-        receipt_ttl_seconds: int = 2 * 86_400,
+        receipt_ttl_seconds: int = 2 * DEFAULT_MAX_AGE_SECONDS,  # as the enricher's idempotency TTL
         receipts_table_name: str | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: WallClock = utc_now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
@@ -88,7 +90,7 @@ class DynamoLedger:
         self.receipt_ttl_seconds = receipt_ttl_seconds
         # Receipts are short-lived idempotency records: the idempotency table when there is one.
         self.receipts_table_name = receipts_table_name or table_name
-        self.clock = clock
+        self.now = now
         self.sleep = sleep
         self._locations_added: set[str] = set()
         self._lock = threading.Lock()
@@ -112,7 +114,7 @@ class DynamoLedger:
             Item={
                 "id": {"S": RECEIPT_KEY_PREFIX + dedupe_id},
                 "outcome": {"S": outcome},
-                "expiration": {"N": str(int(self.clock().timestamp()) + self.receipt_ttl_seconds)},
+                "expiration": {"N": str(int(self.now().timestamp()) + self.receipt_ttl_seconds)},
             },
         )
 
@@ -151,7 +153,7 @@ class DynamoLedger:
             if not request:
                 return items
         left = sum(len(r["Keys"]) for r in request.values())
-        raise RuntimeError(f"ledger read left {left} keys unprocessed")
+        raise UnprocessedKeys(f"ledger read left {left} keys unprocessed")
 
     def known_locations(self) -> list[str]:
         response = self.client.get_item(
@@ -169,7 +171,7 @@ class DynamoLedger:
             "appointment": {"B": zlib.compress(_compact(dict(entry.appointment)).encode(), 9)},
             "recent": {"S": _compact([[dedupe, change] for dedupe, change in entry.recent])},
             "revision": {"N": str(entry.revision + 1)},
-            "expiration": {"N": str(int(self.clock().timestamp()) + self.ttl_seconds)},
+            "expiration": {"N": str(int(self.now().timestamp()) + self.ttl_seconds)},
         }
         if entry.date_updated is not None:
             item["dateUpdated"] = {"S": ledger_time(entry.date_updated)}

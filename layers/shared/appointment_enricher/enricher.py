@@ -22,9 +22,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
+from .clocks import Monotonic, WallClock, utc_now
 from .fetching import AppointmentSource
 from .groups import GroupContext, GroupPreparer
 from .idempotency import Idempotency, NoIdempotency
@@ -64,8 +64,8 @@ class EnricherService:
         suppress_unchanged: bool = False,
         max_workers: int = 8,
         deadline_margin_seconds: float = DEADLINE_MARGIN_SECONDS,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        monotonic: Callable[[], float] = time.monotonic,
+        now: WallClock = utc_now,
+        monotonic: Monotonic = time.monotonic,
         log: Callable[..., None] | None = None,
     ) -> None:
         self.source = source
@@ -76,7 +76,7 @@ class EnricherService:
         self.tracker = Tracker(ledger) if ledger is not None else NoTracking()
         self.not_found_grace_seconds = not_found_grace_seconds
         self.suppress_unchanged = suppress_unchanged
-        self.clock = clock
+        self.now = now
         self.monotonic = monotonic
         self.log = log or (lambda *args, **kwargs: None)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="enrich")
@@ -108,7 +108,7 @@ class EnricherService:
             [[e.item for e in group] for group in groups.values()],
             suppress_unchanged=self.suppress_unchanged,
         )
-        Settler(self.quarantine, self.idempotency, self._pool, clock=self.clock, log=self.log).settle(
+        Settler(self.quarantine, self.idempotency, self._pool, now=self.now, log=self.log).settle(
             items, stats
         )
         return items
@@ -124,7 +124,7 @@ class EnricherService:
         ids = sorted({e.parsed.ref.appointment_id for group in groups.values() for e in group})
         dedupe_ids = [e.dedupe_id for group in groups.values() for e in group]
         read: Future[BatchRead] = self._pool.submit(self.tracker.read, ids, dedupe_ids)
-        context = GroupContext(remaining_ms, deadline, read.result, self.clock())
+        context = GroupContext(remaining_ms, deadline, read.result, self.now())
         preparer = GroupPreparer(
             self.source, self.idempotency, self.tracker, not_found_grace_seconds=self.not_found_grace_seconds
         )

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from .errors import classify
 from .models import Appointment, GetAppointmentResponse
 from .parsing import validation_summary
 from .wire import try_upstream_time
@@ -42,11 +43,11 @@ def fetch(
 ) -> FetchResult:
     try:
         payload = source.get_appointment(appointment_id, location_id, deadline=deadline)
-    except Exception as exc:  # noqa: BLE001 - classified by the adapter's error_type/retryable
-        error_type = str(getattr(exc, "error_type", type(exc).__name__))
+    except Exception as exc:  # noqa: BLE001 - ours say what they are; anything else is retryable
+        error_type, retryable = classify(exc)
         if error_type == "AppointmentNotFound":
             return NotFound()
-        return FetchFailure(error_type, str(exc)[:500] or error_type, bool(getattr(exc, "retryable", True)))
+        return FetchFailure(error_type, str(exc)[:500] or error_type, retryable)
     try:
         appointment = GetAppointmentResponse.model_validate(payload).event
     except ValidationError as exc:

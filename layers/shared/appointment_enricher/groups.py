@@ -184,7 +184,7 @@ class GroupPreparer:
             try:
                 self.tracker.save(track)
             except Exception as exc:  # noqa: BLE001 - conflict or outage: nothing of it went out yet
-                error_type = "LedgerConflict" if isinstance(exc, LedgerConflict) else "LedgerUnavailable"
+                error_type = exc.error_type if isinstance(exc, LedgerConflict) else "LedgerUnavailable"
                 mine = [e.item for e in claimed if e.parsed.ref.appointment_id == appointment_id]
                 retry_rest(_ready(mine), error_type, f"{type(exc).__name__}: {exc}"[:300])
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
+from .errors import EnricherError
+
 APPOINTMENT_KEY_PREFIX: Final = "appointment#"
 LOCATIONS_KEY: Final = "locations"
 RECEIPT_KEY_PREFIX: Final = "receipt#"
@@ -79,8 +81,18 @@ class BatchRead:
     receipts: frozenset[str] = frozenset()  # dedupe ids already settled
 
 
-class LedgerConflict(Exception):
+class LedgerConflict(EnricherError):
     """The item changed since it was read (another writer, or a newer state): retry the message."""
+
+    error_type = "LedgerConflict"
+    retryable = True
+
+
+class UnprocessedKeys(EnricherError, RuntimeError):
+    """A DynamoDB batch read left keys unprocessed after its retries: try again later."""
+
+    error_type = "LedgerUnavailable"
+    retryable = True
 
 
 class LedgerReader(Protocol):

@@ -82,8 +82,11 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from .clocks import Epoch, Monotonic
+from .powerleads import DEFAULT_TIMEOUT
 from .secret_store import LEASE_STAGE, OAuthError, SecretStore, Snapshot
 from .tokens import checked_token, is_oauth_document
+from .wire import DEFAULT_API_BASE_URL
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -92,7 +95,6 @@ __all__ = ["LEASE_STAGE", "LocationTokens", "OAuthError", "OAuthTokens", "is_oau
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://services.leadconnectorhq.com"
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path, not a secret
 LOCATION_TOKEN_PATH = "/oauth/locationToken"  # noqa: S105 - a URL path, not a secret
 # The Version header HighLevel documents for /oauth/locationToken.
@@ -134,14 +136,14 @@ class LocationTokens:
         session: requests.Session,
         *,
         timeout: tuple[float, float],
-        clock: Callable[[], float],
-        monotonic: Callable[[], float],
+        epoch: Epoch,
+        monotonic: Monotonic,
         margin: float,
     ) -> None:
         self.base_url = base_url
         self.session = session
         self.timeout = timeout
-        self.clock = clock
+        self.epoch = epoch
         self.monotonic = monotonic
         self.margin = margin
         self._tokens: dict[str, _Token] = {}
@@ -155,7 +157,7 @@ class LocationTokens:
     def _cached(self, location_id: str) -> str | None:
         with self._state:
             cached = self._tokens.get(location_id)
-        return cached.value if cached and cached.usable(self.clock(), self.margin) else None
+        return cached.value if cached and cached.usable(self.epoch(), self.margin) else None
 
     def get(
         self,
@@ -186,7 +188,7 @@ class LocationTokens:
                 raise OAuthError(f"location token for {location_id}: HTTP {response.status_code}")
             where = f"the location token response for {location_id}"
             token = checked_token(payload.get("access_token"), where)
-            now = self.clock()
+            now = self.epoch()
             entry = _Token(token, now + (_number(payload.get("expires_in")) or 86_399.0), now)
             with self._state:
                 self._tokens[location_id] = entry
@@ -224,22 +226,22 @@ class OAuthTokens:
         secret_id: str,
         secrets_client: SecretsManagerClient,
         session: requests.Session,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str = DEFAULT_API_BASE_URL,
         *,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        epoch: Epoch = time.time,
+        monotonic: Monotonic = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         margin: float = 300.0,
         lease_seconds: float = 60.0,
         poll_seconds: float = 0.25,
-        timeout: tuple[float, float] = (3.05, 10.0),
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         forced_refresh_interval: float = 300.0,
         count: Callable[[str], None] | None = None,
     ) -> None:
         self.secret_id = secret_id
         self.session = session
         self.base_url = base_url.rstrip("/")
-        self.clock = clock  # epoch seconds: lease and expiry times are shared through the secret
+        self.epoch = epoch  # lease and expiry times are shared with other containers through the secret
         self.monotonic = monotonic  # the enricher's deadline clock
         self.sleep = sleep
         self.margin = margin
@@ -249,7 +251,7 @@ class OAuthTokens:
         self.forced_refresh_interval = forced_refresh_interval
         self.store = SecretStore(secret_id, secrets_client, monotonic=monotonic, count=count)
         self.locations = LocationTokens(
-            self.base_url, session, timeout=timeout, clock=clock, monotonic=monotonic, margin=margin
+            self.base_url, session, timeout=timeout, epoch=epoch, monotonic=monotonic, margin=margin
         )
         self.owner = uuid.uuid4().hex  # this container, in lease records
         self.refreshes = 0  # refreshes this instance performed (tests, metrics)
@@ -315,12 +317,12 @@ class OAuthTokens:
     def _access_token(self, deadline: float | None) -> str:
         with self._state:
             cached = self._token
-        if cached.usable(self.clock(), self.margin):
+        if cached.usable(self.epoch(), self.margin):
             return cached.value
         with self._refresh:  # single flight across this container's threads
             with self._state:
                 cached = self._token
-            if cached.usable(self.clock(), self.margin):
+            if cached.usable(self.epoch(), self.margin):
                 return cached.value
             return self._obtain(deadline)
 
@@ -357,7 +359,7 @@ class OAuthTokens:
             snapshot = self.store.read()
             if not is_oauth_document(snapshot.document):
                 raise OAuthError(f"secret {self.secret_id} holds no oauth clientId/clientSecret/refreshToken")
-            now = self.clock()
+            now = self.epoch()
             if not self._needs_refresh(snapshot.oauth, now):
                 return self._adopt(snapshot.oauth)
             if self.store.unsaved:
@@ -391,7 +393,7 @@ class OAuthTokens:
     def _spend(self, leased: Snapshot) -> str:
         """We hold the lease: spend the refresh token once and save the rotated one."""
         try:
-            fresh = refresh_grant(self.session, self.base_url, self.timeout, leased.oauth, self.clock())
+            fresh = refresh_grant(self.session, self.base_url, self.timeout, leased.oauth, self.epoch())
         except OAuthError:
             self.store.release(leased)
             raise

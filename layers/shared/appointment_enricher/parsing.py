@@ -15,7 +15,7 @@ from .items import Item, Outcome, Parsed, Unparsed
 from .models import AppointmentWebhook
 from .wire import IngestMessage, WireError, parse_json_object, read_webhook
 
-INVALID = "InvalidIngestMessage"
+INVALID = WireError.error_type
 
 
 def validation_summary(exc: ValidationError) -> str:

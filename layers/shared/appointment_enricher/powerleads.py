@@ -20,18 +20,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 import requests
 
+from .clocks import Monotonic
+from .errors import EnricherError
 from .tokens import TokenSource
-from .wire import is_valid_id
+from .wire import DEFAULT_API_VERSION, is_valid_id
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# (connect, read) seconds per attempt, each also capped by the time left; with ``RetryPolicy``'s
+# defaults, the one home of the upstream timeout and retry defaults (``config`` reads them here).
+DEFAULT_TIMEOUT: Final = (3.05, 10.0)
 
 
-class PowerLeadsError(Exception):
+class PowerLeadsError(EnricherError):
     """Base of upstream failures. ``retryable`` decides batch item failure vs quarantine."""
 
     retryable = True
@@ -95,7 +100,7 @@ def error_message(response: requests.Response) -> tuple[str, str | None]:
     )
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+def retry_after_seconds(value: str | None, epoch: float | None = None) -> float | None:
     """``Retry-After`` as delta-seconds or an HTTP date; None when absent or unreadable."""
     if not value:
         return None
@@ -110,7 +115,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         when = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError):
         return None
-    return max(0.0, when - (time.time() if now is None else now))
+    return max(0.0, when - (time.time() if epoch is None else epoch))
 
 
 @dataclass
@@ -121,13 +126,13 @@ class RateLimitGate:
     until ``X-RateLimit-Interval-Milliseconds`` has passed.
     """
 
-    clock: Callable[[], float] = time.monotonic
+    monotonic: Monotonic = time.monotonic
     _resume_at: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_needed(self, location_id: str) -> float:
         with self._lock:
-            return max(0.0, self._resume_at.get(location_id, 0.0) - self.clock())
+            return max(0.0, self._resume_at.get(location_id, 0.0) - self.monotonic())
 
     def observe(self, location_id: str, headers: Any, retry_after: float | None = None) -> None:
         """Read one response's headers. An explicit ``Retry-After`` is the more precise signal
@@ -144,7 +149,7 @@ class RateLimitGate:
         if exhausted:
             pause = interval if retry_after is None else retry_after
             with self._lock:
-                self._resume_at[location_id] = self.clock() + pause
+                self._resume_at[location_id] = self.monotonic() + pause
 
 
 @dataclass(frozen=True)
@@ -178,13 +183,13 @@ class PowerLeadsClient:
         base_url: str,
         tokens: TokenSource,
         *,
-        api_version: str = "2021-04-15",
+        api_version: str = DEFAULT_API_VERSION,
         session: requests.Session | None = None,
-        timeout: tuple[float, float] = (3.05, 10.0),
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         gate: RateLimitGate | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Monotonic = time.monotonic,
         observe: ResponseObserver | None = None,
         pool_size: int = 16,
     ) -> None:
@@ -193,16 +198,16 @@ class PowerLeadsClient:
         self.api_version = api_version
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        self.gate = gate or RateLimitGate(clock=clock)
+        self.gate = gate or RateLimitGate(monotonic=monotonic)
         self.sleep = sleep
-        self.clock = clock
+        self.monotonic = monotonic
         self.observe = observe
         self.session = session or pooled_session(pool_size)
 
     def get_appointment(self, event_id: str, location_id: str, *, deadline: float) -> dict[str, Any]:
         """``GET /calendars/events/appointments/{eventId}``; returns the parsed JSON body.
 
-        ``deadline`` is a ``clock()`` value; no attempt or wait starts past it.
+        ``deadline`` is a ``monotonic()`` value; no attempt or wait starts past it.
         """
         if not is_valid_id(event_id):
             raise UpstreamRejected("refusing to request an appointment id outside [A-Za-z0-9_-]{1,128}")
@@ -255,7 +260,7 @@ class PowerLeadsClient:
 
     def _wait(self, delay: float, deadline: float, why: str, cause: PowerLeadsError | None = None) -> None:
         """Sleep ``delay`` unless that runs past ``deadline``: then give up (retryable) at once."""
-        if self.clock() + delay > deadline:
+        if self.monotonic() + delay > deadline:
             raise UpstreamUnavailable(
                 f"retry budget exhausted after: {why}", status=cause.status if cause else None
             ) from cause
@@ -263,7 +268,7 @@ class PowerLeadsClient:
             self.sleep(delay)
 
     def _attempt(self, url: str, location_id: str, deadline: float) -> dict[str, Any]:
-        left = deadline - self.clock()
+        left = deadline - self.monotonic()
         if left <= 0:
             raise UpstreamUnavailable("retry budget exhausted before the request could start")
         # No single attempt may outlive the budget: cap both timeouts by what is left.
@@ -274,7 +279,7 @@ class PowerLeadsClient:
             "Version": self.api_version,
             "Accept": "application/json",
         }
-        started = self.clock()
+        started = self.monotonic()
         try:
             response = self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False)
         except requests.Timeout as exc:
@@ -313,7 +318,7 @@ class PowerLeadsClient:
 
     def _observed(self, status: int | None, started: float) -> None:
         if self.observe is not None:
-            self.observe(status, (self.clock() - started) * 1000)
+            self.observe(status, (self.monotonic() - started) * 1000)
 
 
 def _require_ids(**ids: str) -> None:

@@ -21,22 +21,22 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
+from .clocks import Monotonic, WallClock, utc_now
+from .config import Tenancy
 from .signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier, Verdict, header_value
 from .wire import (
     APPOINTMENT_EVENT_TYPES,
     DEFAULT_MAX_AGE_SECONDS,
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
-    MAX_MAX_AGE_SECONDS,
     IngestMessage,
     WebhookRef,
     WireError,
     event_type,
     ingest_attributes,
-    is_valid_id,
     parse_json_object,
     parse_upstream_time,
     read_webhook,
@@ -50,8 +50,6 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "RETRY_AFTER_SECONDS",
     "BadRequest",
-    "ReceiverConfig",
-    "ReceiverConfigError",
     "Reply",
     "Sink",
     "Tenancy",
@@ -67,99 +65,6 @@ RETRY_AFTER_SECONDS = 60
 # The queue write gets this long by default; the handler passes a deadline that also respects
 # the Lambda's remaining time. The whole answer stays under 3 s.
 DEFAULT_SEND_BUDGET_SECONDS = 2.5
-
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
-
-
-class ReceiverConfigError(RuntimeError):
-    """WebhookFunction is misconfigured: the cold start fails with a message naming the variable."""
-
-
-def _id_list(environ: Mapping[str, str], name: str) -> frozenset[str] | None:
-    """A comma-separated id allow-list; unset or blank means "any" (None)."""
-    text = environ.get(name, "").strip()
-    if not text:
-        return None
-    ids = [part.strip() for part in text.split(",") if part.strip()]
-    bad = [part for part in ids if not is_valid_id(part)]
-    if bad or not ids:
-        raise ReceiverConfigError(
-            f"{name} must be a comma-separated list of ids matching [A-Za-z0-9_-]{{1,128}}"
-            f" ({len(bad)} invalid)"
-        )
-    return frozenset(ids)
-
-
-@dataclass(frozen=True)
-class Tenancy:
-    """Which marketplace apps and locations this deployment serves (None = any).
-
-    HighLevel signs every app's webhooks with one key, so a valid signature proves the sender,
-    not the recipient: an event for another app or location is answered 200 ignored (a final
-    answer, so it is not retried at us) and counted, never queued.
-    """
-
-    app_ids: frozenset[str] | None = None
-    location_ids: frozenset[str] | None = None
-
-    def foreign(self, ref: WebhookRef) -> str | None:
-        """Why ``ref`` is not ours (``foreign_app``, ``missing_app_id``, ``foreign_location``), or None.
-
-        A body without ``appId`` while app ids are configured is not ours: HighLevel's real
-        deliveries carry ``appId``, so its absence means the body did not come through our app.
-        """
-        if self.app_ids is not None:
-            if ref.app_id is None:
-                return "missing_app_id"
-            if ref.app_id not in self.app_ids:
-                return "foreign_app"
-        if self.location_ids is not None and ref.location_id not in self.location_ids:
-            return "foreign_location"
-        return None
-
-
-@dataclass(frozen=True)
-class ReceiverConfig:
-    """The environment WebhookFunction reads (the runtime contract), parsed without pydantic."""
-
-    ingest_queue_url: str
-    ed25519_public_key: str | None = None
-    rsa_public_key: str | None = None
-    signature_required: bool = True
-    max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS
-    tenancy: Tenancy = field(default_factory=Tenancy)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> ReceiverConfig:
-        def text(name: str) -> str | None:
-            value = environ.get(name, "").strip()
-            return value or None
-
-        queue_url = text("INGEST_QUEUE_URL")
-        if not queue_url:
-            raise ReceiverConfigError("INGEST_QUEUE_URL is required (the FIFO ingest queue URL)")
-        required = (text("WEBHOOK_SIGNATURE_REQUIRED") or "true").lower()
-        if required not in _TRUE | _FALSE:
-            raise ReceiverConfigError("WEBHOOK_SIGNATURE_REQUIRED must be true or false")
-        max_age_text = text("WEBHOOK_MAX_AGE_SECONDS") or str(DEFAULT_MAX_AGE_SECONDS)
-        try:
-            max_age = int(max_age_text)
-        except ValueError:
-            max_age = 0
-        if not 0 < max_age <= MAX_MAX_AGE_SECONDS:
-            # A wider replay window is no window (and 10**12 seconds overflows datetime).
-            raise ReceiverConfigError(
-                f"WEBHOOK_MAX_AGE_SECONDS must be a whole number of seconds in 1..{MAX_MAX_AGE_SECONDS}"
-            )
-        return cls(
-            ingest_queue_url=queue_url,
-            ed25519_public_key=text("WEBHOOK_ED25519_PUBLIC_KEY"),
-            rsa_public_key=text("WEBHOOK_RSA_PUBLIC_KEY"),
-            signature_required=required in _TRUE,
-            max_age_seconds=max_age,
-            tenancy=Tenancy(_id_list(environ, "WEBHOOK_APP_IDS"), _id_list(environ, "WEBHOOK_LOCATION_IDS")),
-        )
 
 
 class Sink(Protocol):
@@ -206,8 +111,8 @@ class _SendTimeout(Exception):
     """The queue write did not return before the deadline (it may still land later)."""
 
 
-def _send_within(send: Callable[[], str], deadline: float | None) -> str:
-    """Run ``send`` and wait for it until ``deadline`` (``time.monotonic()``); no deadline: inline.
+def _send_within(send: Callable[[], str], deadline: float | None, monotonic: Monotonic) -> str:
+    """Run ``send`` and wait for it until ``deadline`` (a ``monotonic()`` value); no deadline: inline.
 
     A daemon thread per call, so a write stuck on a trickling socket (botocore's read timeout is
     per read, not per response) cannot hold the answer nor the next invocation. If it lands after
@@ -228,7 +133,7 @@ def _send_within(send: Callable[[], str], deadline: float | None) -> str:
             done.set()
 
     threading.Thread(target=run, name="ingest-send", daemon=True).start()
-    if not done.wait(max(0.0, deadline - time.monotonic())):
+    if not done.wait(max(0.0, deadline - monotonic())):
         raise _SendTimeout("queue write still running at the deadline")
     kind, value = outcome[0]
     if kind == "error":
@@ -244,12 +149,13 @@ class WebhookReceiver:
     sink: Sink
     signature_required: bool = True
     max_age: timedelta = timedelta(seconds=DEFAULT_MAX_AGE_SECONDS)
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    now: WallClock = field(default=utc_now)
+    monotonic: Monotonic = field(default=time.monotonic)  # the clock of ``deadline``
     tenancy: Tenancy = field(default_factory=Tenancy)
 
     def receive(self, raw: bytes, headers: Mapping[str, str], *, deadline: float | None = None) -> Reply:
         """Answer one delivery. ``headers`` names are matched regardless of case; ``deadline``
-        (``time.monotonic()``) bounds the queue write."""
+        (a ``monotonic()`` value) bounds the queue write."""
         if len(raw) > MAX_BODY_BYTES:
             return _error(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
         verdict = self.verifier.verify(raw, headers)
@@ -305,9 +211,21 @@ class WebhookReceiver:
             return Reply(
                 200, {"status": "ignored", "reason": reason}, "foreign", dedupe_id, cause=reason, notes=notes
             )
+        reply = self._enqueue(raw, ref, dedupe_id, headers, deadline)
+        return replace(reply, dedupe_id=dedupe_id, notes=notes)
+
+    def _enqueue(
+        self,
+        raw: bytes,
+        ref: WebhookRef,
+        dedupe_id: str,
+        headers: Mapping[str, str],
+        deadline: float | None,
+    ) -> Reply:
+        """The durable write, bounded by ``deadline``: 202 once queued, 429 otherwise."""
         message = IngestMessage(
             body=raw.decode("utf-8"),
-            received_at=rfc3339(self.clock()),
+            received_at=rfc3339(self.now()),
             dedupe_id=dedupe_id,
             signatures={n: v for n in (ED25519_HEADER, RSA_HEADER) if (v := header_value(headers, n))},
         )
@@ -320,22 +238,14 @@ class WebhookReceiver:
                     attributes=ingest_attributes(ref),
                 ),
                 deadline,
+                self.monotonic,
             )
         except _SendTimeout:
-            reply = transient(
-                "queue_timeout", "the queue did not confirm the write in time; retry", "timeout"
-            )
-            return replace(reply, dedupe_id=dedupe_id, notes=notes)
+            return transient("queue_timeout", "the queue did not confirm the write in time; retry", "timeout")
         except Exception as exc:  # noqa: BLE001 - any queue failure means: not accepted, sender retries
-            reply = transient("queue_unavailable", "could not queue the webhook; retry", failure_cause(exc))
-            return replace(reply, dedupe_id=dedupe_id, notes=notes)
-        return Reply(
-            202,
-            {"status": "accepted", "dedupeId": dedupe_id, "appointmentId": ref.appointment_id},
-            "accepted",
-            dedupe_id,
-            notes=notes,
-        )
+            return transient("queue_unavailable", "could not queue the webhook; retry", failure_cause(exc))
+        body = {"status": "accepted", "dedupeId": dedupe_id, "appointmentId": ref.appointment_id}
+        return Reply(202, body, "accepted")
 
     def _freshness(self, timestamp: Any) -> tuple[str | None, tuple[str, ...]]:
         """(why the body is stale, notes). Only a readable string timestamp is checked: any other
@@ -348,7 +258,7 @@ class WebhookReceiver:
             sent = parse_upstream_time(timestamp)
         except ValueError:
             return None, ("timestamp_unreadable",)
-        now = self.clock()
+        now = self.now()
         if sent < now - self.max_age:
             return f"timestamp is older than {int(self.max_age.total_seconds())} seconds", ()
         if sent > now + MAX_FUTURE_SKEW:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .clocks import Epoch
+from .ledger import UnprocessedKeys
 from .reconciler import Cursor
 
 if TYPE_CHECKING:
@@ -52,15 +54,15 @@ def batch_get(
                 break
             sleep(min(1.0, 0.05 * (2**attempt)))
         else:
-            raise RuntimeError(f"DynamoDB left {len(request[table]['Keys'])} keys unprocessed")
+            raise UnprocessedKeys(f"DynamoDB left {len(request[table]['Keys'])} keys unprocessed")
     return found
 
 
 class DynamoCursorStore:
     """The reconciler's per-location cursors (``cursor#<locationId>`` items), PutItem only."""
 
-    def __init__(self, client: DynamoDBClient, table: str, clock: Callable[[], float] = time.time) -> None:
-        self.client, self.table, self.clock = client, table, clock
+    def __init__(self, client: DynamoDBClient, table: str, epoch: Epoch = time.time) -> None:
+        self.client, self.table, self.epoch = client, table, epoch
 
     def load(self, location_ids: Sequence[str]) -> dict[str, Cursor]:
         items = batch_get(
@@ -75,7 +77,7 @@ class DynamoCursorStore:
         return cursors
 
     def save(self, location_id: str, cursor: Cursor | None) -> None:
-        now = int(self.clock())
+        now = int(self.epoch())
         item: dict[str, Any] = {
             "id": {"S": f"cursor#{location_id}"},
             "updatedAt": {"N": str(now)},

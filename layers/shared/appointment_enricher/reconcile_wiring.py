@@ -19,8 +19,8 @@ from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
 from .queues import IngestQueue
 from .reconcile_store import DynamoCursorStore
 from .reconciler import CursorStore, IngestSink, Pacer, ReconcileOptions, Reconciler
-from .sdk import dynamodb_client, secretsmanager_client, sqs_client
-from .tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
+from .sdk import dynamodb_client, sqs_client
+from .token_wiring import build_token_source
 
 if TYPE_CHECKING:
     import requests
@@ -39,7 +39,14 @@ def build_reconciler(
     session.hooks["response"].append(_rate_limit_hook(pacer))
     client = PowerLeadsClient(
         settings.POWERLEADS_API_BASE_URL,
-        _tokens(settings, session),
+        build_token_source(
+            secret_id=settings.POWERLEADS_TOKEN_SECRET_ID,
+            token=settings.POWERLEADS_TOKEN,
+            base_url=settings.POWERLEADS_API_BASE_URL,
+            session=session,
+            # The OAuth counters are the enricher's metrics; the reconciler's errors show in its summary.
+            count=lambda _name: None,
+        ),
         api_version=settings.POWERLEADS_API_VERSION,
         timeout=(settings.POWERLEADS_CONNECT_TIMEOUT_SECONDS, settings.POWERLEADS_READ_TIMEOUT_SECONDS),
         retry=RetryPolicy(max_attempts=settings.POWERLEADS_MAX_ATTEMPTS),
@@ -71,21 +78,3 @@ def _rate_limit_hook(pacer: Pacer) -> Callable[..., Any]:
             pacer.observe(location[0], response.headers)
 
     return observe
-
-
-def _tokens(settings: ReconcilerSettings, session: requests.Session) -> TokenSource:
-    """As the enricher's: a secret (token, per-location map or OAuth app) or a plain token."""
-    secret_id = settings.POWERLEADS_TOKEN_SECRET_ID
-    if not secret_id:
-        return StaticTokens(settings.POWERLEADS_TOKEN or "")
-    secrets = secretsmanager_client()
-
-    def oauth() -> TokenSource:
-        from .oauth import OAuthTokens  # noqa: PLC0415 - only OAuth secrets need it
-
-        # The OAuth counters are the enricher's metrics; the reconciler's errors show in its summary.
-        return OAuthTokens(
-            secret_id, secrets, session, settings.POWERLEADS_API_BASE_URL, count=lambda _name: None
-        )
-
-    return SecretTokens(secret_id, powertools_secret_fetcher(client=secrets), oauth_factory=oauth)

@@ -24,9 +24,10 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from .clocks import Monotonic, WallClock, utc_now
+from .errors import classify
 from .ledger import LedgerReader
 from .reconcile import Window, decide, listed_id, recovery_message
 from .wire import is_valid_id
@@ -76,13 +77,13 @@ class Pacer:
     budget: int = 20
     interval: float = 10.0
     reserve: float = 0.5
-    clock: Callable[[], float] = time.monotonic
+    monotonic: Monotonic = time.monotonic
     _sent: dict[str, deque[float]] = field(default_factory=dict)
     _hold: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_needed(self, location_id: str) -> float:
-        now = self.clock()
+        now = self.monotonic()
         with self._lock:
             sent = self._sent.setdefault(location_id, deque())
             while sent and now - sent[0] >= self.interval:
@@ -92,7 +93,7 @@ class Pacer:
 
     def record(self, location_id: str) -> None:
         with self._lock:
-            self._sent.setdefault(location_id, deque()).append(self.clock())
+            self._sent.setdefault(location_id, deque()).append(self.monotonic())
 
     def observe(self, location_id: str, headers: Mapping[str, str]) -> None:
         """Read ``X-RateLimit-Remaining`` / ``-Max`` / ``-Interval-Milliseconds`` of a response."""
@@ -104,7 +105,7 @@ class Pacer:
             return
         if remaining < limit * self.reserve:
             with self._lock:
-                self._hold[location_id] = max(self._hold.get(location_id, 0.0), self.clock() + interval)
+                self._hold[location_id] = max(self._hold.get(location_id, 0.0), self.monotonic() + interval)
 
 
 @dataclass
@@ -190,15 +191,15 @@ class Reconciler:
         *,
         pacer: Pacer | None = None,
         options: ReconcileOptions | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Monotonic = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: WallClock = utc_now,
         log: Log | None = None,
     ) -> None:
         self.lister, self.ledger, self.cursors, self.sink = lister, ledger, cursors, sink
-        self.pacer = pacer or Pacer(clock=clock)
+        self.pacer = pacer or Pacer(monotonic=monotonic)
         self.options = options or ReconcileOptions()
-        self.clock, self.sleep, self.wall = clock, sleep, wall
+        self.monotonic, self.sleep, self.now = monotonic, sleep, now
         self.log: Log = log or (lambda *_a, **_k: None)
 
     def locations(self, requested: Sequence[str] | None, configured: Sequence[str]) -> tuple[list[str], int]:
@@ -218,9 +219,9 @@ class Reconciler:
         deadline: float,
         on_step: Callable[[LocationTally], None] | None = None,
     ) -> dict[str, Any]:
-        """Sweep ``location_ids`` round-robin until done or ``deadline`` (a ``clock()`` value)."""
-        started = self.clock()
-        now = self.wall()
+        """Sweep ``location_ids`` round-robin until done or ``deadline`` (a ``monotonic()`` value)."""
+        started = self.monotonic()
+        now = self.now()
         sweep = Window.around(
             int(now.timestamp() * 1000), self.options.lookback_days, self.options.lookahead_days
         )
@@ -246,7 +247,7 @@ class Reconciler:
                 queue.append(current)
         for each in sweeps:
             errors += self._save(each)
-        return summarise([s.tally for s in sweeps], errors, stopped_early, self.clock() - started)
+        return summarise([s.tally for s in sweeps], errors, stopped_early, self.monotonic() - started)
 
     def _next_ready(self, queue: deque[LocationSweep], deadline: float) -> LocationSweep | None:
         """The first location (in turn) the pacer lets through, waiting if none may go yet."""
@@ -254,7 +255,7 @@ class Reconciler:
         while True:
             waits = [self.pacer.wait_needed(s.tally.location_id) for s in queue]
             shortest = min(waits)
-            if self.clock() + shortest + reserve > deadline:
+            if self.monotonic() + shortest + reserve > deadline:
                 return None
             if shortest > 0:
                 self.sleep(shortest)
@@ -279,14 +280,14 @@ class Reconciler:
             )
         except Exception as exc:  # noqa: BLE001 - one location's failure must not stop the others
             tally.errors += 1
-            retryable = bool(getattr(exc, "retryable", True))
+            _error_type, retryable = classify(exc)  # not ours: retryable
             self.log(
                 "warning",
                 "upstream list failed",
                 locationId=loc,
                 calendarId=sweep.calendar,
                 error=type(exc).__name__,
-                status=getattr(exc, "status", None),
+                status=getattr(exc, "status", None),  # an HTTP error's status, for the log
                 retryable=retryable,
             )
             if retryable or sweep.calendars is None:
@@ -335,7 +336,7 @@ class Reconciler:
             if recovery is None:
                 tally.skipped += 1
                 continue
-            body, attributes = recovery_message(loc, event, recovery, self.wall())
+            body, attributes = recovery_message(loc, event, recovery, self.now())
             try:
                 self.sink.send(
                     body, group_id=appointment_id, dedupe_id=recovery.dedupe_id, attributes=attributes

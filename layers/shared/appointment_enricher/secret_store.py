@@ -36,6 +36,8 @@ WRITE_BACK_FAILED = "OAuthWriteBackFailed"
 class OAuthError(TokenUnavailable):
     """No usable OAuth token right now (retryable for the enricher, and alarmed)."""
 
+    error_type = "OAuthError"
+
 
 @dataclass(frozen=True)
 class Snapshot:

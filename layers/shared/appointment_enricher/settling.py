@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Protocol
 
+from .clocks import WallClock
 from .idempotency import Idempotency
 from .items import Item, Outcome, Stats
 
@@ -52,13 +53,13 @@ class Settler:
         idempotency: Idempotency,
         pool: ThreadPoolExecutor,
         *,
-        clock: Callable[[], datetime],
+        now: WallClock,
         log: Callable[..., None],
     ) -> None:
         self.quarantine = quarantine
         self.idempotency = idempotency
         self.pool = pool
-        self.clock = clock
+        self.now = now
         self.log = log
 
     def settle(self, items: list[Item], stats: Stats) -> None:
@@ -124,5 +125,5 @@ class Settler:
                 "locationId": ref.location_id if ref else None,
                 "eventType": ref.type if ref else None,
             },
-            now=self.clock(),
+            now=self.now(),
         )

@@ -19,6 +19,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+from .errors import ConfigError
+
 ED25519_HEADER = "x-ghl-signature"
 RSA_HEADER = "x-wh-signature"
 
@@ -42,10 +44,6 @@ PQe7z0cvj7aE4B+Ax1ZoZGPzpJlZtGXCsu9aTEGEnKzmsFqwcSsnw3JB31IGKAyk
 T1hhTiaCeIY/OwwwNUY2yvcCAwEAAQ==
 -----END PUBLIC KEY-----
 """
-
-
-class KeyConfigError(ValueError):
-    """A configured public key cannot be used; the message names the variable."""
 
 
 class Verdict(enum.Enum):
@@ -84,15 +82,15 @@ def _normalise_pem(pem: bytes, variable: str) -> bytes:
     try:
         text = pem.decode("ascii")
     except UnicodeDecodeError:
-        raise KeyConfigError(f"{variable} is not a PEM public key: not ASCII text") from None
+        raise ConfigError(f"{variable} is not a PEM public key: not ASCII text") from None
     text = text.replace("\\n", "\n")
     armour = _PEM_ARMOUR.findall(text)
     if armour:
         if armour != ["BEGIN", "END"]:
-            raise KeyConfigError(f"{variable} must hold exactly one PEM 'PUBLIC KEY' block")
+            raise ConfigError(f"{variable} must hold exactly one PEM 'PUBLIC KEY' block")
         text = text.split("-----BEGIN PUBLIC KEY-----", 1)[1].split("-----END PUBLIC KEY-----", 1)[0]
     elif "-----BEGIN" in text:
-        raise KeyConfigError(f"{variable} must be a PEM 'PUBLIC KEY' (SubjectPublicKeyInfo) block")
+        raise ConfigError(f"{variable} must be a PEM 'PUBLIC KEY' (SubjectPublicKeyInfo) block")
     payload = "".join(text.split())
     lines = [payload[i : i + 64] for i in range(0, len(payload), 64)]
     return ("-----BEGIN PUBLIC KEY-----\n" + "\n".join(lines) + "\n-----END PUBLIC KEY-----\n").encode()
@@ -103,7 +101,7 @@ def _load_public_key(pem: bytes, variable: str) -> object:
     try:
         return serialization.load_pem_public_key(canonical)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise KeyConfigError(f"{variable} is not a usable PEM public key: {exc}") from exc
+        raise ConfigError(f"{variable} is not a usable PEM public key: {exc}") from exc
 
 
 def spki_sha256(key: ed25519.Ed25519PublicKey | rsa.RSAPublicKey) -> str:
@@ -115,16 +113,16 @@ def spki_sha256(key: ed25519.Ed25519PublicKey | rsa.RSAPublicKey) -> str:
 def _load_ed25519(pem: bytes, variable: str) -> ed25519.Ed25519PublicKey:
     key = _load_public_key(pem, variable)
     if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise KeyConfigError(f"{variable} must be an Ed25519 public key, got {type(key).__name__}")
+        raise ConfigError(f"{variable} must be an Ed25519 public key, got {type(key).__name__}")
     return key
 
 
 def _load_rsa(pem: bytes, variable: str) -> rsa.RSAPublicKey:
     key = _load_public_key(pem, variable)
     if not isinstance(key, rsa.RSAPublicKey):
-        raise KeyConfigError(f"{variable} must be an RSA public key, got {type(key).__name__}")
+        raise ConfigError(f"{variable} must be an RSA public key, got {type(key).__name__}")
     if key.key_size < 2048:
-        raise KeyConfigError(f"{variable} is a {key.key_size}-bit RSA key; 2048 bits or more required")
+        raise ConfigError(f"{variable} is a {key.key_size}-bit RSA key; 2048 bits or more required")
     return key
 
 

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from .errors import EnricherError
+
 SecretFetcher = Callable[[str, bool], str]
 
 # What an HTTP header value can carry without ``requests`` raising ``InvalidHeader`` (whose message
@@ -33,8 +35,11 @@ class TokenSource(Protocol):
     def invalidate(self, location_id: str) -> None: ...
 
 
-class TokenUnavailable(RuntimeError):
+class TokenUnavailable(EnricherError, RuntimeError):
     """No token for this location: retryable (someone may add it), and alarmed."""
+
+    error_type = "TokenUnavailable"
+    retryable = True
 
 
 def checked_token(value: object, where: str) -> str:

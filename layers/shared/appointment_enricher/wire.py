@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, get_args
 
+from .errors import EnricherError
+
 # ---- defaults ------------------------------------------------------------------------------
 
 DEFAULT_API_BASE_URL: Final = "https://services.leadconnectorhq.com"
@@ -54,8 +56,12 @@ def is_valid_id(value: object) -> bool:
     return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 
-class WireError(ValueError):
-    """A body or message that cannot be used; ``error`` is the stable code clients see."""
+class WireError(EnricherError, ValueError):
+    """A body or message that cannot be used; ``error`` is the stable code clients see. Never
+    retryable: the same bytes fail the same way."""
+
+    error_type = "InvalidIngestMessage"  # the enricher quarantines it under this name
+    retryable = False
 
     def __init__(self, error: str, message: str) -> None:
         super().__init__(message)

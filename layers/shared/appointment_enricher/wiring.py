@@ -8,7 +8,6 @@ timeouts and retry mode of ``sdk``; that includes the Secrets Manager client OAu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .config import EnricherSettings
 from .dynamo_ledger import DynamoLedger
@@ -17,12 +16,8 @@ from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
 from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
 from .publisher import Destination, Publisher, SnsDestination, SqsDestination
 from .queues import Quarantine
-from .sdk import dynamodb_client, secretsmanager_client, sns_client, sqs_client
-from .tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
-
-if TYPE_CHECKING:
-    from mypy_boto3_secretsmanager import SecretsManagerClient
-    from requests import Session
+from .sdk import dynamodb_client, sns_client, sqs_client
+from .token_wiring import build_token_source
 
 
 def build_enricher(
@@ -37,23 +32,13 @@ def build_enricher(
     if settings.OUTPUT_QUEUE_URL:
         destinations.append(SqsDestination(sqs, settings.OUTPUT_QUEUE_URL))
     session = pooled_session(pool_size=max(settings.ENRICHER_MAX_WORKERS, 10))
-    secret_id = settings.POWERLEADS_TOKEN_SECRET_ID
-    tokens: TokenSource
-    if secret_id:
-        secrets = secretsmanager_client()
-        tokens = SecretTokens(
-            secret_id,
-            powertools_secret_fetcher(client=secrets),
-            oauth_factory=lambda: _oauth_tokens(
-                secret_id,
-                settings.POWERLEADS_API_BASE_URL,
-                secrets_client=secrets,
-                session=session,
-                count=stats.add,
-            ),
-        )
-    else:
-        tokens = StaticTokens(settings.POWERLEADS_TOKEN or "")
+    tokens = build_token_source(
+        secret_id=settings.POWERLEADS_TOKEN_SECRET_ID,
+        token=settings.POWERLEADS_TOKEN,
+        base_url=settings.POWERLEADS_API_BASE_URL,
+        session=session,
+        count=stats.add,
+    )
     dynamodb = dynamodb_client() if settings.IDEMPOTENCY_TABLE_NAME or settings.LEDGER_TABLE_NAME else None
     ledger = (
         DynamoLedger(
@@ -92,7 +77,7 @@ def build_enricher(
     service = EnricherService(
         client,
         Publisher(destinations),
-        Quarantine(sqs, settings.DEAD_LETTER_QUEUE_URL),
+        Quarantine(sqs, settings.QUARANTINE_QUEUE_URL),
         idempotency,
         ledger=ledger,
         not_found_grace_seconds=settings.NOT_FOUND_GRACE_SECONDS,
@@ -102,17 +87,3 @@ def build_enricher(
         log=log,
     )
     return service, stats
-
-
-def _oauth_tokens(
-    secret_id: str,
-    base_url: str,
-    *,
-    secrets_client: SecretsManagerClient,
-    session: Session,
-    count: Callable[[str], None],
-) -> TokenSource:
-    """Imported only when the secret turns out to hold an OAuth app (keeps the cold start lean)."""
-    from .oauth import OAuthTokens  # noqa: PLC0415
-
-    return OAuthTokens(secret_id, secrets_client, session, base_url, count=count)
