@@ -49,10 +49,11 @@ test: lint typecheck cfn-lint unit integration e2e
 bench: $(STAMP)        ## writes BENCHMARKS.md (not part of `make test`)
 	$(BIN)/python -m bench.run
 
-soak: $(STAMP)         ## 10,000 webhooks with upstream and intake faults, HighLevel retry policy
+soak: $(STAMP)         ## both soaks below: every webhook accounted for, then every lost change recovered
 	$(BIN)/python -m dev.soak --events 10000 --intake-faults --sender highlevel --foreign 20
+	$(BIN)/python -m dev.soak --reconcile --events 2000
 
-soak-reconcile: $(STAMP)  ## 2,000 changes, 5 % of webhooks never sent + an intake outage; one reconcile pass recovers them
+soak-reconcile: $(STAMP)  ## the second half of `make soak` alone: 2,000 changes, 5 % of webhooks never sent + an intake outage; one reconcile pass recovers them
 	$(BIN)/python -m dev.soak --reconcile --events 2000
 
 clean:
