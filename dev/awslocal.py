@@ -130,12 +130,54 @@ def dev_public_keys() -> dict[str, str]:
     }
 
 
+def _patch_moto_sqs() -> None:
+    """Two moto 5.2 SQS bugs that real SQS does not have, fixed for the local stack (dev only;
+    nothing of this ships). Both were found by the soak with intake faults:
+
+    * ``Queue.delete_message`` rebuilds the message list without the queue's lock, and
+      ``add_message`` checks FIFO deduplication outside it; moto server answers on many threads,
+      so a send racing a delete can be lost or duplicated. Both now hold the queue's (reentrant)
+      lock.
+    * FIFO order after a failed batch: when several in-flight messages of one group become visible
+      again together, ``receive_message`` releases them from "pending" one at a time while it
+      iterates, so the first (still counting its successors as pending) is skipped and a later
+      one is delivered ahead of it. Real SQS hands the group out in order. Messages whose
+      visibility has lapsed are now released from "pending" before the receive starts.
+    """
+    from moto.sqs.models import Queue, SQSBackend  # noqa: PLC0415
+
+    if getattr(Queue, "_dev_patched", False):
+        return
+    add, delete, receive = Queue.add_message, Queue.delete_message, SQSBackend.receive_message
+
+    def add_message(self: Any, message: Any) -> None:
+        with self._messages_lock:
+            add(self, message)
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            delete(self, receipt_handle)
+
+    def receive_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        queue = self.get_queue(queue_name)
+        with queue._messages_lock:
+            for message in [m for m in queue.pending_messages if m.visible]:
+                queue.pending_messages.discard(message)
+        return receive(self, queue_name, *args, **kwargs)
+
+    Queue.add_message = add_message  # type: ignore[method-assign]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+    Queue._dev_patched = True  # type: ignore[attr-defined]
+
+
 def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedMotoServer, str]:
     """Start moto server in a daemon thread; returns the server and its endpoint URL.
 
     ``port=0`` picks a free port. Werkzeug's per-request access log is silenced.
     """
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    _patch_moto_sqs()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     bound_host, bound_port = server.get_host_and_port()

@@ -87,6 +87,17 @@ EXIT_INFRA = 2
 # ---- sub-processes ---------------------------------------------------------------------------
 
 
+def _webhook_ids(event: dict[str, Any]) -> list[str | None]:
+    """The webhookId of each record of an SQS event, for the worker log (None if unreadable)."""
+    out: list[str | None] = []
+    for record in event.get("Records", []):
+        try:
+            out.append(json.loads(json.loads(record["body"])["body"]).get("webhookId"))
+        except (KeyError, TypeError, ValueError):
+            out.append(None)
+    return out
+
+
 def worker_main(argv: list[str]) -> int:
     """One enricher "container": SqsPoller + EnricherFunction until SIGTERM (or SIGKILL)."""
     parser = argparse.ArgumentParser(prog="python -m dev.soak worker")
@@ -107,7 +118,12 @@ def worker_main(argv: list[str]) -> int:
         nonlocal invocations
         invocations += 1
         ids = [r["messageId"] for r in event.get("Records", [])]
-        print(json.dumps({"event": "invoke", "n": invocations, "messageIds": ids}), flush=True)
+        print(
+            json.dumps(
+                {"event": "invoke", "n": invocations, "messageIds": ids, "webhooks": _webhook_ids(event)}
+            ),
+            flush=True,
+        )
         result = handler(event, context)
         print(json.dumps({"event": "done", "n": invocations, "result": result}), flush=True)
         if args.pause_after_invoke:  # crash tests: a window between the handler's return and the ack
