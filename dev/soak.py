@@ -652,8 +652,8 @@ class FaultStats:
 
 
 def inject_faults(sandbox: Any, rng: random.Random, stop: threading.Event, stats: FaultStats) -> None:
-    """Every ~1.5 s: a burst of 429s or 500s, sometimes a hang or a dropped connection, and a new
-    base latency. Unscoped faults hit whichever appointment asks next."""
+    """Every ~1.5 s while webhooks are being sent: a burst of 429s or 500s, sometimes a hang or a
+    dropped connection, and a new base latency. Unscoped faults hit whichever appointment asks next."""
     from dev.sandbox import Fault  # noqa: PLC0415
 
     while not stop.wait(1.5):
@@ -1085,7 +1085,7 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
             output_mode="both",
             OUTPUT_QUEUE_URL=mirror_url,
             POWERTOOLS_METRICS_DISABLED="true",
-            POWERTOOLS_LOG_LEVEL="ERROR",
+            POWERTOOLS_LOG_LEVEL="WARNING",
             POWERTOOLS_TRACE_DISABLED="true",
             POWERTOOLS_IDEMPOTENCY_DISABLED="false",
             ENRICHER_MAX_WORKERS="4",
@@ -1154,6 +1154,9 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
                 ),
             )
             stop_senders.set()
+            # No new faults once nothing new is sent: bursts every 1.5 s would otherwise all land
+            # on the last few messages still retrying, and starve them into the DLQ.
+            stop_faults.set()
             send_seconds = time.monotonic() - t_send
             say(
                 f"sent {sent.deliveries} deliveries in {send_seconds:.1f} s "

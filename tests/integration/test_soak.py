@@ -137,10 +137,6 @@ def test_soak_with_intake_faults_and_highlevel_retry_policy_balances() -> None:
             sender="highlevel",
             retry_unit=0.5,
             foreign=10,
-            # Upstream faults and intake faults together can fail one message several times in a
-            # row; with an 8 s visibility timeout (360 s deployed) give it the room a deployment's
-            # 30 minutes of retries would: a message that keeps failing still reaches IngestDLQ.
-            max_receive_count=10,
         ),
         say=lines.append,
     )
