@@ -754,22 +754,25 @@ _MISS_REASONS: dict[str, str] = {
     ),
     "enricher cold start (import": (
         "The clock covers everything the first batch needs that the floor does not: pydantic and the "
-        "models, requests, three boto3 clients (SQS, SNS, DynamoDB), Powertools idempotency and "
-        "parameters, and six round trips (Secrets Manager read, DynamoDB claim, the upstream GET, "
-        "PublishBatch, DynamoDB completion, plus SNS delivery inside moto). With `EnableTracing=true` "
+        "models, requests, three boto3 clients (SQS, SNS, DynamoDB), Powertools parameters, and the "
+        "round trips of a first batch with the ledger on (Secrets Manager read, the ledger's "
+        "BatchGetItem, the upstream GET, the conditional ledger write, PublishBatch with SNS "
+        "delivery inside moto, the receipt write). With `EnableTracing=true` "
         "(the template default) Lambda also pays the X-Ray SDK import, which this bench leaves out."
     ),
     "enricher cold start vs peer": (
         "The peer's figure is dominated by its own import; ours includes a whole first batch "
-        "(claim, fetch, publish, completion), not one GET."
+        "(ledger read, fetch, ledger write, publish, receipt), not one GET."
     ),
     "enricher batch of 10 distinct": (
-        "The ten fetches overlap (10 workers, one pooled session). The rest is idempotency and "
-        "publishing on moto server, one Python process that serialises requests: by hand, the ten "
-        "claims span about 40-50 ms, the PublishBatch (with moto's in-process fan-out to the "
-        "subscribed queue) 20-30 ms and the ten completions another 40-50 ms, where DynamoDB answers ten "
-        "parallel writes in well under 10 ms. Fetching before the claim returns would hide the claim "
-        "phase but spend an upstream call on every duplicate delivery; we keep claim-then-fetch."
+        "The ten fetches overlap (10 workers, one pooled session). With the ledger on (the "
+        "template's default) a batch is five sequential steps: one BatchGetItem of the entries and "
+        "receipts, the fetches, the ten conditional ledger writes, one PublishBatch (with moto's "
+        "in-process fan-out to the subscribed queue), the ten receipts. Each non-fetch step is a "
+        "round trip to moto server, one Python process that serialises requests (tens of ms under "
+        "load), where DynamoDB answers ten parallel writes in well under 10 ms. The write must "
+        "precede the publish (no gap after a crash) and the receipt must follow it, so neither can "
+        "overlap the publish; the ledger section below compares the build without a ledger."
     ),
 }
 
