@@ -23,12 +23,12 @@ from typing import Any
 import boto3
 import requests
 
+from appointment_enricher.aws.queues import string_attributes
+from appointment_enricher.enrich.idempotency import Claim, Idempotency, NoIdempotency, PowertoolsIdempotency
 from appointment_enricher.enrichment import build_record
-from appointment_enricher.idempotency import Claim, Idempotency, NoIdempotency, PowertoolsIdempotency
 from appointment_enricher.models import AppointmentWebhook, GetAppointmentResponse
-from appointment_enricher.powerleads import DEFAULT_TIMEOUT
-from appointment_enricher.queues import string_attributes
-from appointment_enricher.tokens import SecretTokens, StaticTokens, powertools_secret_fetcher
+from appointment_enricher.powerleads.client import DEFAULT_TIMEOUT
+from appointment_enricher.powerleads.tokens import SecretTokens, StaticTokens, powertools_secret_fetcher
 from appointment_enricher.wire import (
     DEFAULT_API_BASE_URL,
     DEFAULT_API_VERSION,

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     add_code_paths()
     from appointment_enricher.config import ReconcilerSettings  # noqa: PLC0415
-    from appointment_enricher.reconcile_wiring import build_reconciler  # noqa: PLC0415
+    from appointment_enricher.reconcile.wiring import build_reconciler  # noqa: PLC0415
 
     server, endpoint = start_moto_server()
     sandbox = SandboxServer().start()

@@ -45,8 +45,8 @@ EAGER_RECEIVER_IMPORTS = [
     "pydantic",
     "requests",
     "appointment_enricher.models",
-    "appointment_enricher.enricher",
-    "appointment_enricher.powerleads",
+    "appointment_enricher.enrich.service",
+    "appointment_enricher.powerleads.client",
     "appointment_enricher.config",
     "aws_lambda_powertools.utilities.parameters",
     "aws_lambda_powertools.utilities.idempotency",
@@ -870,7 +870,7 @@ def _optimisations(r: Results) -> list[str]:
     )
     add(
         "Enricher: lazy imports, every AWS client made once from boto3's default session and handed "
-        "to Powertools (`appointment_enricher.wiring`) vs the naive module (eager imports; Powertools "
+        "to Powertools (`appointment_enricher.enrich.wiring`) vs the naive module (eager imports; Powertools "
         "builds its own boto3 Sessions; no Powertools logger/metrics): cold start",
         g("naive_cold").median,
         g("enricher_cold").median,

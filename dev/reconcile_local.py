@@ -55,8 +55,8 @@ def seed_ledger(
 ) -> None:
     """One appointment entry written through the ledger's own adapter (as the enricher writes it),
     and its location in the ``locations`` set."""
-    from appointment_enricher.dynamo_ledger import DynamoLedger  # noqa: PLC0415 - the layer's package
-    from appointment_enricher.ledger import LedgerEntry  # noqa: PLC0415
+    from appointment_enricher.ledger.base import LedgerEntry  # noqa: PLC0415
+    from appointment_enricher.ledger.dynamodb import DynamoLedger  # noqa: PLC0415 - the layer's package
 
     ledger = DynamoLedger(ddb, table)
     current = ledger.entries([appointment_id]).get(appointment_id)

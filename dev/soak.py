@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
+from unittest import mock
 
 from dev.poller import SqsPoller
 from dev.sqs import QueueReader, queue_depth, string_attributes
@@ -946,17 +947,6 @@ class SoakResult:
 
 
 @contextmanager
-def saved_environ() -> Iterator[None]:
-    """Restore ``os.environ`` afterwards (the soak also runs inside pytest)."""
-    saved = dict(os.environ)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-@contextmanager
 def _children() -> Iterator[list[subprocess.Popen[str]]]:
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -1062,7 +1052,7 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> So
     with (
         _children() as procs,
         log_path.open("w") as worker_log,
-        saved_environ(),
+        mock.patch.dict(os.environ),  # restored afterwards: the soak also runs inside pytest
         open(os.devnull, "w") as devnull,
         redirect_stdout(devnull),  # the in-process webhook handler's EMF lines; `say` keeps its own
     ):

@@ -35,9 +35,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 from dev.reconcile_local import recent_event
-from dev.soak import saved_environ
 from dev.sqs import QueueReader
 
 EXIT_OK, EXIT_UNRECOVERED, EXIT_INFRA = 0, 1, 2
@@ -301,7 +301,7 @@ def run_reconcile_soak(
     appointment_ids = {c.appointment_id for c in changes}
     locations = sorted({c.location_id for c in changes})
     problems: list[str] = []
-    with contextlib.ExitStack() as stack_cleanup, saved_environ():
+    with contextlib.ExitStack() as stack_cleanup, mock.patch.dict(os.environ):  # restored afterwards (pytest)
         server, endpoint = start_moto_server()
         stack_cleanup.callback(server.stop)
         stack = create_resources(endpoint, suffix=f"rsk{uuid.uuid4().hex[:6]}", visibility_timeout=10)

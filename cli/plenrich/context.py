@@ -37,10 +37,10 @@ class Env:
 
 
 def aws_client(service: str, args: argparse.Namespace) -> Any:
-    """A boto3 client with the operator tools' timeouts and retries (``appointment_enricher.sdk``)."""
+    """A boto3 client with the operator tools' timeouts and retries (``appointment_enricher.aws.sdk``)."""
     import boto3  # noqa: PLC0415 - keeps `--help` fast
 
-    from appointment_enricher.sdk import OPERATOR_CONFIG  # noqa: PLC0415 - imports botocore
+    from appointment_enricher.aws.sdk import OPERATOR_CONFIG  # noqa: PLC0415 - imports botocore
 
     options = {k: v for k, v in (("endpoint_url", args.endpoint_url), ("region_name", args.region)) if v}
     return boto3.client(service, config=OPERATOR_CONFIG, **options)  # type: ignore[call-overload]

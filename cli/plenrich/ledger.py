@@ -26,7 +26,7 @@ SHOWN_FIELDS = ("appointmentStatus", "startTime", "endTime", "assignedUserId", "
 
 
 def ledger_view(item: Mapping[str, Any]) -> dict[str, Any]:
-    """The ledger item (layout in appointment_enricher/ledger.py) as plain JSON."""
+    """The ledger item (layout in appointment_enricher/ledger/base.py) as plain JSON."""
     expiration = int(item.get("expiration", {}).get("N", "0"))
     return {
         "appointmentId": item["id"]["S"].removeprefix("appointment#"),
@@ -146,7 +146,7 @@ def cmd_reconcile(args: argparse.Namespace, env: Env) -> int:
     bad = [loc for loc in args.location if not is_valid_id(loc)]
     if bad:
         raise UsageError(f"--location must match {ID_PATTERN.strip('^$')}: {truncate(bad[0], 40)!r}")
-    from appointment_enricher.reconcile_wiring import build_reconciler  # noqa: PLC0415 - boto3, requests
+    from appointment_enricher.reconcile.wiring import build_reconciler  # noqa: PLC0415 - boto3, requests
 
     settings = _settings(args)
     recorded = _Recorded()

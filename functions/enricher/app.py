@@ -1,7 +1,7 @@
 """EnricherFunction: SQS batch from the ingest queue -> enriched records on SNS/SQS.
 
 Thin by design: collaborators are built once per container and shared by every invocation;
-the batch rules live in ``appointment_enricher.enricher``.
+the batch rules live in ``appointment_enricher.enrich.service``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from appointment_enricher.aws.sdk import quiet_sdk_loggers
 from appointment_enricher.config import EnricherSettings
-from appointment_enricher.enricher import Item
-from appointment_enricher.sdk import quiet_sdk_loggers
-from appointment_enricher.wiring import build_enricher
+from appointment_enricher.enrich.service import Item
+from appointment_enricher.enrich.wiring import build_enricher
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer

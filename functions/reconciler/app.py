@@ -3,7 +3,7 @@
 Takes an EventBridge Scheduler / ``Scheduled Event`` (or ``{}``): sweeps ``RECONCILE_LOCATION_IDS``
 plus every location the ledger knows; ``{"locationIds": [...]}`` limits the run to those. Returns
 a JSON-serialisable summary and logs it as one line. Thin by design: collaborators are built once
-per container (``appointment_enricher.reconcile_wiring``); the rules live in ``reconcile``.
+per container (``appointment_enricher.reconcile.wiring``); the rules live in ``reconcile``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from appointment_enricher.aws.sdk import quiet_sdk_loggers
 from appointment_enricher.config import ReconcilerSettings
-from appointment_enricher.reconcile_wiring import build_reconciler
-from appointment_enricher.sdk import quiet_sdk_loggers
+from appointment_enricher.reconcile.wiring import build_reconciler
 from appointment_enricher.wire import is_valid_id
 
 quiet_sdk_loggers()  # botocore at DEBUG would log secret values (LogLevel=DEBUG)

@@ -2,7 +2,7 @@
 
 Thin by design: configuration and collaborators are built once per container (a bad key or
 variable fails the cold start, naming the variable; the template alarms on that); the intake
-rules live in ``appointment_enricher.receiver``. Imports only what intake needs (no pydantic,
+rules live in ``appointment_enricher.intake.receiver``. Imports only what intake needs (no pydantic,
 no requests, no enricher) so the cold start stays near ``import boto3``.
 
 Answers within ``ANSWER_BUDGET_SECONDS`` whatever the queue does, and never with a 5xx: a slow
@@ -30,9 +30,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from appointment_enricher.aws.queues import IngestQueue
+from appointment_enricher.aws.sdk import INTAKE_CONFIG, quiet_sdk_loggers
 from appointment_enricher.config import ReceiverConfig
-from appointment_enricher.queues import IngestQueue
-from appointment_enricher.receiver import (
+from appointment_enricher.intake.receiver import (
     DEFAULT_SEND_BUDGET_SECONDS,
     MAX_BODY_BYTES,
     RETRY_AFTER_SECONDS,
@@ -41,8 +42,7 @@ from appointment_enricher.receiver import (
     failure_cause,
     transient,
 )
-from appointment_enricher.sdk import INTAKE_CONFIG, quiet_sdk_loggers
-from appointment_enricher.signatures import SignatureVerifier
+from appointment_enricher.intake.signatures import SignatureVerifier
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from appointment_enricher.dynamo_ledger import DynamoLedger
-from appointment_enricher.ledger import LedgerEntry
-from appointment_enricher.powerleads import RetryPolicy
+from appointment_enricher.ledger.base import LedgerEntry
+from appointment_enricher.ledger.dynamodb import DynamoLedger
+from appointment_enricher.powerleads.client import RetryPolicy
 from appointment_enricher.wire import IngestMessage, rfc3339
 from dev.awslocal import LocalStack
 from dev.lambda_loader import load_function_module

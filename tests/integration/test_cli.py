@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from appointment_enricher.aws.queues import IngestQueue, Quarantine
 from appointment_enricher.models import AppointmentWebhook
-from appointment_enricher.queues import IngestQueue, Quarantine
 from appointment_enricher.wire import IngestMessage
 from dev.awslocal import REGION, LocalStack, aws_base_env, create_resources, unique_suffix
 from dev.signing import ingest_message, sample_webhook
@@ -322,8 +322,8 @@ def test_show_prints_what_the_ledger_holds_for_one_appointment(
 ) -> None:
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from appointment_enricher.dynamo_ledger import DynamoLedger  # noqa: PLC0415
-    from appointment_enricher.ledger import LedgerEntry  # noqa: PLC0415
+    from appointment_enricher.ledger.base import LedgerEntry  # noqa: PLC0415
+    from appointment_enricher.ledger.dynamodb import DynamoLedger  # noqa: PLC0415
 
     monkeypatch.setenv("LEDGER_TABLE_NAME", stack.ledger_table_name)
     change = {

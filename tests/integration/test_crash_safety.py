@@ -219,7 +219,7 @@ def test_crash_between_ledger_write_and_publish_leaves_no_gap_and_no_contradicti
     published, nothing acknowledged, nothing settled. The retry publishes every webhook once with
     the change the ledger recorded for it (not ``unchanged``), and the appointment's next change
     is told against exactly that state."""
-    from appointment_enricher.dynamo_ledger import DynamoLedger  # noqa: PLC0415
+    from appointment_enricher.ledger.dynamodb import DynamoLedger  # noqa: PLC0415
     from dev.lambda_loader import load_function_module  # noqa: PLC0415
     from tests.integration.test_change_tracking import send  # noqa: PLC0415
     from tests.integration.test_enricher_pipeline import Driver, put  # noqa: PLC0415

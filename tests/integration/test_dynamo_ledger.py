@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from appointment_enricher.dynamo_ledger import DynamoLedger
-from appointment_enricher.ledger import LedgerConflict, LedgerEntry, ledger_time
+from appointment_enricher.ledger.base import LedgerConflict, LedgerEntry, ledger_time
+from appointment_enricher.ledger.dynamodb import DynamoLedger
 from dev.awslocal import LocalStack
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from appointment_enricher.powerleads import RetryPolicy
+from appointment_enricher.powerleads.client import RetryPolicy
 from dev.awslocal import LocalStack
 from dev.lambda_loader import load_function_module
 from dev.poller import SqsPoller

@@ -21,7 +21,7 @@ import pytest
 import requests
 from aws_lambda_powertools.logging import logger as powertools_logger
 
-from appointment_enricher import receiver as receiver_module
+from appointment_enricher.intake import receiver as receiver_module
 from dev.awslocal import LocalStack
 from dev.faultproxy import Fault, FaultProxy, wait_for
 from dev.gateway import Gateway

@@ -16,8 +16,8 @@ import boto3
 import pytest
 import requests
 
-from appointment_enricher.oauth import OAuthTokens
-from appointment_enricher.sdk import BACKEND_CONFIG
+from appointment_enricher.aws.sdk import BACKEND_CONFIG
+from appointment_enricher.powerleads.oauth import OAuthTokens
 from dev.awslocal import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION, start_moto_server
 from dev.faultproxy import Fault, FaultProxy
 from dev.sandbox import SandboxServer

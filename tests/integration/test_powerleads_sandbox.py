@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from appointment_enricher.enricher import Stats
-from appointment_enricher.powerleads import (
+from appointment_enricher.enrich.service import Stats
+from appointment_enricher.powerleads.client import (
     AppointmentNotFound,
     InvalidUpstreamBody,
     PowerLeadsClient,
@@ -20,7 +20,7 @@ from appointment_enricher.powerleads import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from appointment_enricher.tokens import StaticTokens
+from appointment_enricher.powerleads.tokens import StaticTokens
 from dev.sandbox import DEFAULT_TOKEN, Fault, SandboxServer
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,13 @@ from typing import Any
 import pytest
 import requests
 
-from appointment_enricher.powerleads import PowerLeadsClient, RetryPolicy, UpstreamAuthError, UpstreamRejected
-from appointment_enricher.tokens import StaticTokens
+from appointment_enricher.powerleads.client import (
+    PowerLeadsClient,
+    RetryPolicy,
+    UpstreamAuthError,
+    UpstreamRejected,
+)
+from appointment_enricher.powerleads.tokens import StaticTokens
 from dev.reconcile_local import recent_event
 from dev.sandbox import DEFAULT_TOKEN, SandboxServer
 

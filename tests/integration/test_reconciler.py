@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from appointment_enricher.config import ReconcilerSettings
-from appointment_enricher.reconcile_wiring import build_reconciler
+from appointment_enricher.reconcile.wiring import build_reconciler
 from appointment_enricher.wire import IngestMessage, reconcile_dedupe_id
 from dev.awslocal import LocalStack
 from dev.lambda_context import make_context

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from appointment_enricher.sdk import SDK_LOGGERS
+from appointment_enricher.aws.sdk import SDK_LOGGERS
 from dev.awslocal import KEYS_DIR, REPO_ROOT
 from dev.lambda_loader import load_handler
 from dev.poller import SqsPoller, sqs_record

@@ -10,19 +10,19 @@ from typing import Any
 
 import pytest
 
-from appointment_enricher import groups as groups_module
+from appointment_enricher.aws.publisher import OutboundMessage
 from appointment_enricher.config import EnricherSettings
-from appointment_enricher.enricher import EnricherService, Outcome, Stats
-from appointment_enricher.idempotency import Claim
-from appointment_enricher.ledger import BatchRead, LedgerConflict, LedgerEntry
-from appointment_enricher.powerleads import (
+from appointment_enricher.enrich import prepare as groups_module
+from appointment_enricher.enrich.idempotency import Claim
+from appointment_enricher.enrich.service import EnricherService, Outcome, Stats
+from appointment_enricher.ledger.base import BatchRead, LedgerConflict, LedgerEntry
+from appointment_enricher.powerleads.client import (
     AppointmentNotFound,
     InvalidUpstreamBody,
     UpstreamAuthError,
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from appointment_enricher.publisher import OutboundMessage
 
 LOC = "loc1"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

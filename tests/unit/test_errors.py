@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from appointment_enricher import config, errors, ledger, powerleads, secret_store, signatures, tokens, wire
+from appointment_enricher import errors, wire
+from appointment_enricher.config import intake as config
 from appointment_enricher.errors import ConfigError, EnricherError, classify
+from appointment_enricher.intake import signatures
+from appointment_enricher.ledger import base as ledger
+from appointment_enricher.powerleads import client as powerleads
+from appointment_enricher.powerleads import secret_store, tokens
 
 
 @pytest.mark.parametrize(

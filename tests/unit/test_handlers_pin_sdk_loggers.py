@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from appointment_enricher.sdk import SDK_LOGGERS, quiet_sdk_loggers
+from appointment_enricher.aws.sdk import SDK_LOGGERS, quiet_sdk_loggers
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = sorted((ROOT / "functions").glob("*/app.py"))

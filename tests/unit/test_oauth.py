@@ -13,9 +13,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from appointment_enricher.oauth import LEASE_STAGE, OAuthError, OAuthTokens, _Token, is_oauth_document
-from appointment_enricher.secret_store import WRITE_BACK_FAILED, Snapshot
-from appointment_enricher.tokens import TokenUnavailable
+from appointment_enricher.powerleads.oauth import (
+    LEASE_STAGE,
+    OAuthError,
+    OAuthTokens,
+    _Token,
+    is_oauth_document,
+)
+from appointment_enricher.powerleads.secret_store import WRITE_BACK_FAILED, Snapshot
+from appointment_enricher.powerleads.tokens import TokenUnavailable
 
 BASE = "https://api.example.test"
 LOCATION = "loc_1"

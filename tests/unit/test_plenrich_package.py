@@ -84,6 +84,6 @@ def test_the_cli_wheel_ships_plenrich_and_the_product_and_no_dev(tmp_path: Path)
     assert "plenrich" in tops and "appointment_enricher" in tops
     assert not [t for t in tops if t in ("dev", "bench", "tests", "functions")], tops
     assert "plenrich/main.py" in names and "appointment_enricher/wire.py" in names
-    assert "appointment_enricher/reconcile_wiring.py" in names
+    assert "appointment_enricher/reconcile/wiring.py" in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "plenrich = plenrich.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import requests
 
-from appointment_enricher.enricher import Stats
-from appointment_enricher.powerleads import (
+from appointment_enricher.enrich.service import Stats
+from appointment_enricher.powerleads.client import (
     AppointmentNotFound,
     InvalidUpstreamBody,
     PowerLeadsClient,
@@ -21,7 +21,7 @@ from appointment_enricher.powerleads import (
     UpstreamUnavailable,
     retry_after_seconds,
 )
-from appointment_enricher.tokens import StaticTokens
+from appointment_enricher.powerleads.tokens import StaticTokens
 
 TOKEN = "tok-SECRET-123"
 EVENT = {"event": {"id": "abc"}}

@@ -30,11 +30,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from appointment_enricher.enricher import EnricherService, Outcome
+from appointment_enricher.enrich.service import EnricherService, Outcome
 from appointment_enricher.enrichment import build_record
+from appointment_enricher.intake.receiver import WebhookReceiver
+from appointment_enricher.intake.signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier
 from appointment_enricher.models import Appointment, AppointmentWebhook, EnrichedRecord
-from appointment_enricher.receiver import WebhookReceiver
-from appointment_enricher.signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier
 from appointment_enricher.wire import MAX_JSON_DEPTH, IngestMessage, WebhookRef, is_valid_id, read_webhook
 from appointment_enricher.wire import WireError as BadRequest
 from appointment_enricher.wire import parse_json_object as parse_body

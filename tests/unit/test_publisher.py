@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from appointment_enricher.publisher import (
+from appointment_enricher.aws.publisher import (
     MAX_BATCH_BYTES,
     OutboundMessage,
     Publisher,

@@ -25,13 +25,13 @@ from hypothesis import strategies as st
 
 from appointment_enricher.config import ReceiverConfig, Tenancy
 from appointment_enricher.errors import ConfigError
-from appointment_enricher.receiver import (
+from appointment_enricher.intake.receiver import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
     Reply,
     WebhookReceiver,
 )
-from appointment_enricher.signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier
+from appointment_enricher.intake.signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier
 from appointment_enricher.wire import IngestMessage, read_webhook, webhook_dedupe_id
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The reconciler's pure rules (reconcile.py) and its run loop (reconciler.py) with fakes."""
+"""The reconciler's pure rules (reconcile/rules.py) and its run loop (reconcile/run.py) with fakes."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from appointment_enricher.ledger import LedgerEntry
+from appointment_enricher.ledger.base import LedgerEntry
 from appointment_enricher.models import AppointmentWebhook
-from appointment_enricher.powerleads import UpstreamRejected, UpstreamUnavailable
-from appointment_enricher.reconcile import Window, decide, recovery_message, snapshot
-from appointment_enricher.reconciler import Cursor, Pacer, ReconcileOptions, Reconciler
+from appointment_enricher.powerleads.client import UpstreamRejected, UpstreamUnavailable
+from appointment_enricher.reconcile.rules import Window, decide, recovery_message, snapshot
+from appointment_enricher.reconcile.run import Cursor, Pacer, ReconcileOptions, Reconciler
 from appointment_enricher.wire import IngestMessage, reconcile_dedupe_id
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

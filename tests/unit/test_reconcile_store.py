@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from appointment_enricher.reconcile_store import DynamoCursorStore, batch_get
-from appointment_enricher.reconciler import Cursor
+from appointment_enricher.reconcile.cursors import DynamoCursorStore, batch_get
+from appointment_enricher.reconcile.run import Cursor
 
 
 class StubClient:

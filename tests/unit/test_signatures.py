@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from appointment_enricher.errors import ConfigError
-from appointment_enricher.signatures import (
+from appointment_enricher.intake.signatures import (
     ED25519_HEADER,
     PUBLISHED_ED25519_PUBLIC_KEY,
     PUBLISHED_RSA_PUBLIC_KEY,

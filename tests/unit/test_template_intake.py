@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from appointment_enricher.receiver import DEFAULT_SEND_BUDGET_SECONDS
+from appointment_enricher.intake.receiver import DEFAULT_SEND_BUDGET_SECONDS
 from appointment_enricher.wire import MAX_MAX_AGE_SECONDS
 from tests.unit.test_template import load_template
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from appointment_enricher.tokens import SecretTokens, StaticTokens, TokenUnavailable
+from appointment_enricher.powerleads.tokens import SecretTokens, StaticTokens, TokenUnavailable
 
 
 class Fetcher:
@@ -130,10 +130,10 @@ def test_both_composition_roots_build_the_token_source_in_one_place(monkeypatch:
     import ast  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    from appointment_enricher import token_wiring  # noqa: PLC0415
+    from appointment_enricher.powerleads import wiring as token_wiring  # noqa: PLC0415
 
-    package = Path(token_wiring.__file__).parent
-    for root in ("wiring.py", "reconcile_wiring.py"):
+    package = Path(token_wiring.__file__).parents[1]
+    for root in ("enrich/wiring.py", "reconcile/wiring.py"):
         tree = ast.parse((package / root).read_text())
         called = {
             n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from appointment_enricher.errors import ConfigError
-from appointment_enricher.receiver import MAX_BODY_BYTES
+from appointment_enricher.intake.receiver import MAX_BODY_BYTES
 from dev.gateway import build_http_api_event
 from dev.lambda_context import make_context
 from dev.lambda_loader import load_function_module
@@ -386,7 +386,7 @@ def test_signed_mode_does_not_warn(load, capsys):
 
 def test_keys_are_parsed_once_per_container(load, monkeypatch):
     module = load()
-    from appointment_enricher import signatures  # noqa: PLC0415
+    from appointment_enricher.intake import signatures  # noqa: PLC0415
 
     def explode(*_: Any, **__: Any) -> Any:
         raise AssertionError("public key parsed during an invocation")
@@ -468,15 +468,15 @@ def test_import_cost_no_pydantic_requests_or_enricher():
     )
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
-    assert "appointment_enricher.receiver" in loaded  # the probe really imported the handler
+    assert "appointment_enricher.intake.receiver" in loaded  # the probe really imported the handler
     forbidden = {
         "requests",
         "pydantic",
         "pydantic_core",
-        "appointment_enricher.enricher",
+        "appointment_enricher.enrich.service",
         "appointment_enricher.models",
-        "appointment_enricher._settings",  # config's pydantic half (config itself is the receiver's too)
-        "appointment_enricher.powerleads",
+        "appointment_enricher.config.pipeline",  # config's pydantic half
+        "appointment_enricher.powerleads.client",
         "appointment_enricher.enrichment",
     }
     assert forbidden & loaded == set()

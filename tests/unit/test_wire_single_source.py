@@ -12,11 +12,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 WIRE = ROOT / "layers" / "shared" / "appointment_enricher" / "wire.py"
 SCANNED = [
-    ROOT / "layers" / "shared" / "appointment_enricher" / "receiver.py",
+    ROOT / "layers" / "shared" / "appointment_enricher" / "intake" / "receiver.py",
     ROOT / "functions" / "webhook" / "app.py",
-    *sorted((ROOT / "dev").glob("*.py")),
-    *sorted((ROOT / "bench").glob("*.py")),
-    *sorted((ROOT / "cli" / "plenrich").glob("*.py")),
+    *sorted((ROOT / "dev").rglob("*.py")),
+    *sorted((ROOT / "bench").rglob("*.py")),
+    *sorted((ROOT / "cli" / "plenrich").rglob("*.py")),
 ]
 # fragment -> the wire rule it would copy
 COPIES = {
@@ -42,7 +42,7 @@ def test_the_fragments_do_match_wire_itself() -> None:
         assert re.search(fragment, text), fragment
 
 
-# ---- defaults: defined once (wire.py; upstream timeouts and retries in powerleads.py) -------------
+# ---- defaults: defined once (wire.py; upstream timeouts and retries in powerleads/client.py) -------------
 
 DEFAULTS = {
     r"leadconnectorhq\.com": "the upstream base URL (wire.DEFAULT_API_BASE_URL)",
@@ -53,7 +53,11 @@ DEFAULTS = {
 }
 PACKAGE = ROOT / "layers" / "shared" / "appointment_enricher"
 DEFAULT_USERS = [
-    *sorted(p for p in PACKAGE.glob("*.py") if p.name not in {"wire.py", "powerleads.py"}),
+    *sorted(
+        p
+        for p in PACKAGE.rglob("*.py")
+        if p not in {PACKAGE / "wire.py", PACKAGE / "powerleads" / "client.py"}
+    ),
     *sorted((ROOT / "functions").glob("*/app.py")),
     ROOT / "dev" / "awslocal.py",
     ROOT / "dev" / "run.py",
@@ -69,7 +73,7 @@ def test_no_second_copy_of_a_default(path: Path) -> None:
 
 
 def test_the_default_fragments_match_where_the_defaults_live() -> None:
-    text = WIRE.read_text() + (PACKAGE / "powerleads.py").read_text()
+    text = WIRE.read_text() + (PACKAGE / "powerleads" / "client.py").read_text()
     assert re.search(r"leadconnectorhq\.com", text) and re.search(r"2021-04-15", text)
     assert re.search(r"3\.05", text)
     assert re.search(r"86_?400", text) and re.search(r"\b120\b", text)

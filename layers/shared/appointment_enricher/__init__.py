@@ -1,15 +1,38 @@
-"""PowerLeads appointment enricher: the package shared by both Lambda functions.
+"""PowerLeads appointment enricher: the package every function (and ``plenrich``) runs.
 
-Modules, one concept each:
-- ``models``: pydantic models of the webhook, the Get Appointment response and the enriched record.
-- ``enrichment``: pure rules that turn a webhook (+ fetched appointment) into an enriched record.
-- ``signatures``: webhook signature verification (Ed25519 first, RSA-SHA256 fallback).
-- ``receiver``: the webhook intake logic (verify, validate, enqueue).
-- ``enricher``: the batch logic (idempotency, coalesced fetches, publish, quarantine).
-- ``powerleads``: the HTTP adapter for the PowerLeads API.
-- ``tokens``: where PowerLeads tokens come from (env, Secrets Manager).
-- ``queues`` / ``publisher``: the SQS and SNS adapters.
-- ``config``: environment variables as pydantic models.
+The domain sits at the top and imports neither boto3 nor requests:
 
-Domain modules (``models``, ``enrichment``) import neither boto3 nor requests.
+- ``models``: pydantic shapes of the webhook, Get Appointment and the enriched record.
+- ``enrichment``: pure rules, webhook + fetched appointment -> enriched record.
+- ``changes``: pure diff rules of a record's ``change``.
+- ``outbound``: a record as it goes out (body, attributes, FIFO ids, size).
+- ``wire``: what crosses a boundary and how (strict JSON, ids, dedupe ids, the ingest message).
+- ``errors``: one base (``error_type``, ``retryable``) under every error; ``clocks``: the three clocks.
+
+One sub-package per concern around it, each a port and its adapters:
+
+- ``config``: every function's environment (the receiver's without pydantic).
+- ``intake``: the receiver and signature verification (WebhookFunction).
+- ``enrich``: the batch, one module per step (EnricherFunction).
+- ``ledger``: each appointment as last published (port, DynamoDB adapter).
+- ``reconcile``: rules, run, cursors (ReconcilerFunction, ``plenrich reconcile``).
+- ``powerleads``: the HTTP client, tokens, OAuth, the token secret.
+- ``aws``: SDK settings, SQS queues, the SNS/SQS publisher.
 """
+
+__all__ = [
+    "aws",
+    "changes",
+    "clocks",
+    "config",
+    "enrich",
+    "enrichment",
+    "errors",
+    "intake",
+    "ledger",
+    "models",
+    "outbound",
+    "powerleads",
+    "reconcile",
+    "wire",
+]

@@ -1,7 +1,7 @@
 """An enriched record as it goes out: body, message attributes, FIFO ids, and its size.
 
 Core, not adapter: the enricher builds and measures each message once (the size check and the
-publish share it); ``publisher.py`` only sends what it is given.
+publish share it); ``aws/publisher.py`` only sends what it is given.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .wire import rfc3339
+from ..wire import rfc3339
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .sdk import secretsmanager_client
+from ..aws.sdk import secretsmanager_client
 from .tokens import SecretTokens, StaticTokens, TokenSource, powertools_secret_fetcher
 
 if TYPE_CHECKING:

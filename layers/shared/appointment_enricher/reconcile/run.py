@@ -26,11 +26,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .clocks import Monotonic, WallClock, utc_now
-from .errors import classify
-from .ledger import LedgerReader
-from .reconcile import Window, decide, listed_id, recovery_message
-from .wire import is_valid_id
+from ..clocks import Monotonic, WallClock, utc_now
+from ..errors import classify
+from ..ledger.base import LedgerReader
+from ..wire import is_valid_id
+from .rules import Window, decide, listed_id, recovery_message
 
 Log = Callable[..., None]
 

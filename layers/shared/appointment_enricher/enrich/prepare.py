@@ -14,16 +14,16 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from .enrichment import build_record
-from .fetching import AppointmentSource, FetchFailure, FetchResult, NotFound, fetch, not_found_is_final
+from ..enrichment import build_record
+from ..ledger.base import BatchRead, LedgerConflict
+from ..models import Appointment
+from ..outbound import MAX_MESSAGE_BYTES, outbound_message
+from ..wire import try_upstream_time
+from .fetch import AppointmentSource, FetchFailure, FetchResult, NotFound, fetch, not_found_is_final
 from .idempotency import Claim, Idempotency
 from .items import Item, Outcome, ParsedItem, Ready, retry_rest
-from .ledger import BatchRead, LedgerConflict
-from .models import Appointment
-from .outbound import MAX_MESSAGE_BYTES, outbound_message
-from .parsing import validation_summary
-from .tracking import NoTracking, Track, Tracker
-from .wire import try_upstream_time
+from .parse import validation_summary
+from .track import NoTracking, Track, Tracker
 
 
 def claim_group(

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .config import EnricherSettings
-from .dynamo_ledger import DynamoLedger
-from .enricher import EnricherService, Stats
+from ..aws.publisher import Destination, Publisher, SnsDestination, SqsDestination
+from ..aws.queues import Quarantine
+from ..aws.sdk import dynamodb_client, sns_client, sqs_client
+from ..config import EnricherSettings
+from ..ledger.dynamodb import DynamoLedger
+from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
+from ..powerleads.wiring import build_token_source
 from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
-from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
-from .publisher import Destination, Publisher, SnsDestination, SqsDestination
-from .queues import Quarantine
-from .sdk import dynamodb_client, sns_client, sqs_client
-from .token_wiring import build_token_source
+from .service import EnricherService, Stats
 
 
 def build_enricher(

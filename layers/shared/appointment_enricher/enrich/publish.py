@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from ..outbound import OutboundMessage
 from .items import Item, Outcome, Ready, retry_rest
-from .outbound import OutboundMessage
 
 
 class RecordPublisher(Protocol):

@@ -24,10 +24,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from .changes import Change, diff, is_stale
+from ..changes import Change, diff, is_stale
+from ..ledger.base import RECENT_LIMIT, BatchRead, Ledger, LedgerEntry
+from ..wire import WebhookRef
 from .idempotency import Claim
-from .ledger import RECENT_LIMIT, BatchRead, Ledger, LedgerEntry
-from .wire import WebhookRef
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .clocks import Epoch
-from .ledger import UnprocessedKeys
-from .reconciler import Cursor
+from ..clocks import Epoch
+from ..ledger.base import UnprocessedKeys
+from .run import Cursor
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from .ledger import LedgerEntry
-from .wire import (
+from ..ledger.base import LedgerEntry
+from ..wire import (
     IngestMessage,
     WebhookRef,
     ingest_attributes,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
-from .errors import EnricherError
+from ..errors import EnricherError
 
 APPOINTMENT_KEY_PREFIX: Final = "appointment#"
 LOCATIONS_KEY: Final = "locations"

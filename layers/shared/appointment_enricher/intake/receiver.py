@@ -24,10 +24,9 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
-from .clocks import Monotonic, WallClock, utc_now
-from .config import Tenancy
-from .signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier, Verdict, header_value
-from .wire import (
+from ..clocks import Monotonic, WallClock, utc_now
+from ..config import Tenancy
+from ..wire import (
     APPOINTMENT_EVENT_TYPES,
     DEFAULT_MAX_AGE_SECONDS,
     MAX_BODY_BYTES,
@@ -43,6 +42,7 @@ from .wire import (
     rfc3339,
     webhook_dedupe_id,
 )
+from .signatures import ED25519_HEADER, RSA_HEADER, SignatureVerifier, Verdict, header_value
 
 __all__ = [
     "DEFAULT_MAX_AGE_SECONDS",

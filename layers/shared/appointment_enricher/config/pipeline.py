@@ -22,9 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
-from .powerleads import DEFAULT_TIMEOUT, RetryPolicy
-from .wire import (
+from ..errors import ConfigError
+from ..powerleads.client import DEFAULT_TIMEOUT, RetryPolicy
+from ..wire import (
     DEFAULT_API_BASE_URL,
     DEFAULT_API_VERSION,
     DEFAULT_MAX_AGE_SECONDS,

@@ -13,10 +13,10 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .changes import Change
-from .models import AppointmentWebhook, EnrichedRecord
-from .outbound import OutboundMessage
-from .wire import IngestMessage, WebhookRef
+from ..changes import Change
+from ..models import AppointmentWebhook, EnrichedRecord
+from ..outbound import OutboundMessage
+from ..wire import IngestMessage, WebhookRef
 
 
 class Outcome(enum.Enum):

@@ -82,11 +82,11 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from .clocks import Epoch, Monotonic
-from .powerleads import DEFAULT_TIMEOUT
+from ..clocks import Epoch, Monotonic
+from ..wire import DEFAULT_API_BASE_URL
+from .client import DEFAULT_TIMEOUT
 from .secret_store import LEASE_STAGE, OAuthError, SecretStore, Snapshot
 from .tokens import checked_token, is_oauth_document
-from .wire import DEFAULT_API_BASE_URL
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient

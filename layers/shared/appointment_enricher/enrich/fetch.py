@@ -13,10 +13,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from .errors import classify
-from .models import Appointment, GetAppointmentResponse
-from .parsing import validation_summary
-from .wire import try_upstream_time
+from ..errors import classify
+from ..models import Appointment, GetAppointmentResponse
+from ..wire import try_upstream_time
+from .parse import validation_summary
 
 
 class AppointmentSource(Protocol):

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ED25519_HEADER = "x-ghl-signature"
 RSA_HEADER = "x-wh-signature"

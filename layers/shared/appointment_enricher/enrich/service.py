@@ -24,17 +24,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from .clocks import Monotonic, WallClock, utc_now
-from .fetching import AppointmentSource
-from .groups import GroupContext, GroupPreparer
+from ..clocks import Monotonic, WallClock, utc_now
+from ..ledger.base import BatchRead, Ledger
+from ..wire import DEFAULT_NOT_FOUND_GRACE_SECONDS
+from .fetch import AppointmentSource
 from .idempotency import Idempotency, NoIdempotency
 from .items import Item, Outcome, ParsedItem, Stats, retry_rest
-from .ledger import BatchRead, Ledger
-from .parsing import parse_record
-from .rounds import RecordPublisher, publish_in_rounds
-from .settling import QuarantineSink, Settler
-from .tracking import NoTracking, ReceiptClaims, Tracker
-from .wire import DEFAULT_NOT_FOUND_GRACE_SECONDS
+from .parse import parse_record
+from .prepare import GroupContext, GroupPreparer
+from .publish import RecordPublisher, publish_in_rounds
+from .settle import QuarantineSink, Settler
+from .track import NoTracking, ReceiptClaims, Tracker
 
 __all__ = [
     "AppointmentSource",

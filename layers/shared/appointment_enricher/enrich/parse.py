@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..models import AppointmentWebhook
+from ..wire import IngestMessage, WireError, parse_json_object, read_webhook
 from .items import Item, Outcome, Parsed, Unparsed
-from .models import AppointmentWebhook
-from .wire import IngestMessage, WireError, parse_json_object, read_webhook
 
 INVALID = WireError.error_type
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .outbound import MAX_MESSAGE_BYTES, OutboundMessage
+from ..outbound import MAX_MESSAGE_BYTES, OutboundMessage
 from .queues import string_attributes
 
 if TYPE_CHECKING:

@@ -1,51 +1,23 @@
-"""Every function's environment, in one module: the receiver's, the enricher's, the reconciler's.
+"""The receiver's environment (``ReceiverConfig``) and the tenancy every function applies.
 
-Why two files: the receiver's settings (``ReceiverConfig``, its tenancy) are a plain dataclass
-parsed by hand, defined here at module level; the enricher's and the reconciler's are pydantic
-models living in the private ``_settings`` module and reached through this module's
-``__getattr__`` (PEP 562). ``from .config import ReceiverConfig`` therefore never imports pydantic
-(it would cost the receiver's cold start most of its budget: BENCHMARKS.md, and a subprocess test
-in ``tests/unit/test_webhook_handler.py`` keeps it so), while ``from .config import
-EnricherSettings`` loads ``_settings`` and pydantic on first use. Callers see one module.
-
-Every function fails its cold start with the one ``errors.ConfigError``, whose message names the
-variable and never its value. Defaults come from ``wire`` (URLs, versions, windows) and
-``powerleads`` (timeouts, retries), never repeated here.
+A plain dataclass parsed by hand, never pydantic: the receiver imports this module on its cold
+start, and pydantic would cost most of its budget (BENCHMARKS.md; a subprocess test in
+``tests/unit/test_webhook_handler.py`` keeps it so). Errors are the one ``errors.ConfigError``,
+whose message names the variable and never its value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
-from .wire import DEFAULT_MAX_AGE_SECONDS, MAX_MAX_AGE_SECONDS, WebhookRef, is_valid_id
+from ..errors import ConfigError
+from ..wire import DEFAULT_MAX_AGE_SECONDS, MAX_MAX_AGE_SECONDS, WebhookRef, is_valid_id
 
-if TYPE_CHECKING:
-    from ._settings import EnricherSettings, LocationIds, ReconcilerSettings
+__all__ = ["ReceiverConfig", "Tenancy"]
 
-__all__ = [
-    "ConfigError",
-    "EnricherSettings",
-    "LocationIds",
-    "ReceiverConfig",
-    "ReconcilerSettings",
-    "Tenancy",
-]
-
-_LAZY = frozenset({"EnricherSettings", "ReconcilerSettings", "LocationIds"})
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
-
-
-def __getattr__(name: str) -> Any:
-    """The pydantic settings, imported on first use (PEP 562): see the module docstring."""
-    if name in _LAZY:
-        from . import _settings  # noqa: PLC0415 - lazily: the receiver never pays for pydantic
-
-        return getattr(_settings, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _id_list(environ: Mapping[str, str], name: str) -> frozenset[str] | None:

@@ -25,10 +25,10 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from .clocks import Monotonic
-from .errors import EnricherError
+from ..clocks import Monotonic
+from ..errors import EnricherError
+from ..wire import DEFAULT_API_VERSION, is_valid_id
 from .tokens import TokenSource
-from .wire import DEFAULT_API_VERSION, is_valid_id
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # (connect, read) seconds per attempt, each also capped by the time left; with ``RetryPolicy``'s

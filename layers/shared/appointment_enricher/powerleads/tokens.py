@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from .errors import EnricherError
+from ..errors import EnricherError
 
 SecretFetcher = Callable[[str, bool], str]
 

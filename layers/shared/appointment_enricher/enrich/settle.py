@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Protocol
 
-from .clocks import WallClock
+from ..clocks import WallClock
 from .idempotency import Idempotency
 from .items import Item, Outcome, Stats
 

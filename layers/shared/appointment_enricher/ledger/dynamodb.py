@@ -1,4 +1,4 @@
-"""DynamoDB adapter of the ledger port (``ledger.py``): the item layout documented there.
+"""DynamoDB adapter of the ledger port (``ledger/base.py``): the item layout documented there.
 
 Low-level client (injected, one per container) and hand-written attribute conversion: the few
 attribute types are known, and boto3's TypeDeserializer would turn numbers into Decimals.
@@ -16,8 +16,9 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .clocks import WallClock, utc_now
-from .ledger import (
+from ..clocks import WallClock, utc_now
+from ..wire import DEFAULT_MAX_AGE_SECONDS
+from .base import (
     APPOINTMENT_KEY_PREFIX,
     DEFAULT_LEDGER_TTL_SECONDS,
     LOCATIONS_KEY,
@@ -31,7 +32,6 @@ from .ledger import (
     ledger_time,
     parse_ledger_time,
 )
-from .wire import DEFAULT_MAX_AGE_SECONDS
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

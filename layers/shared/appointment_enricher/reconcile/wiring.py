@@ -13,14 +13,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from .config import ReconcilerSettings
-from .dynamo_ledger import DynamoLedger
-from .powerleads import PowerLeadsClient, RetryPolicy, pooled_session
-from .queues import IngestQueue
-from .reconcile_store import DynamoCursorStore
-from .reconciler import CursorStore, IngestSink, Pacer, ReconcileOptions, Reconciler
-from .sdk import dynamodb_client, sqs_client
-from .token_wiring import build_token_source
+from ..aws.queues import IngestQueue
+from ..aws.sdk import dynamodb_client, sqs_client
+from ..config import ReconcilerSettings
+from ..ledger.dynamodb import DynamoLedger
+from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
+from ..powerleads.wiring import build_token_source
+from .cursors import DynamoCursorStore
+from .run import CursorStore, IngestSink, Pacer, ReconcileOptions, Reconciler
 
 if TYPE_CHECKING:
     import requests
