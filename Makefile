@@ -18,10 +18,10 @@ $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml cli
 	@touch $@
 
 run: $(STAMP)          ## the local stack: moto server, sandbox PowerLeads, gateway, poller; keeps serving
-	$(BIN)/python -m dev.run $(ARGS)
+	$(BIN)/python -m dev.stack.run $(ARGS)
 
 demo: $(STAMP)         ## like run, but exits 0 once the demo records have arrived
-	$(BIN)/python -m dev.run --demo $(ARGS)
+	$(BIN)/python -m dev.stack.run --demo $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -50,11 +50,11 @@ bench: $(STAMP)        ## writes BENCHMARKS.md (not part of `make test`)
 	$(BIN)/python -m bench.run
 
 soak: $(STAMP)         ## both soaks below: every webhook accounted for, then every lost change recovered
-	$(BIN)/python -m dev.soak --events 10000 --intake-faults --sender highlevel --foreign 20
-	$(BIN)/python -m dev.soak --reconcile --events 2000
+	$(BIN)/python -m dev.soak.webhooks --events 10000 --intake-faults --sender highlevel --foreign 20
+	$(BIN)/python -m dev.soak.webhooks --reconcile --events 2000
 
 soak-reconcile: $(STAMP)  ## the second half of `make soak` alone: 2,000 changes, 5 % of webhooks never sent + an intake outage; one reconcile pass recovers them
-	$(BIN)/python -m dev.soak --reconcile --events 2000
+	$(BIN)/python -m dev.soak.webhooks --reconcile --events 2000
 
 clean:
 	rm -rf $(VENV) .venv-sam .aws-sam .mypy_cache .ruff_cache .pytest_cache

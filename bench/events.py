@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.services import sample_event
-from dev.gateway import build_http_api_event
-from dev.signing import ingest_record, iso_timestamp, make_webhook, signed_headers, webhook_snapshot
+from dev.fakes.signing import ingest_record, iso_timestamp, make_webhook, signed_headers, webhook_snapshot
+from dev.stack.gateway import build_http_api_event
 
 
 def webhook_body(appointment_id: str, location_id: str, kind: str = "AppointmentUpdate") -> bytes:

@@ -1,8 +1,9 @@
 """One measured process: ``python -m bench.probe <spec.json> <result.json>``.
 
 Every cold-start figure is taken in a fresh interpreter running this module. Before the clock
-starts, each kind imports the same harness (stdlib + ``dev.lambda_loader`` + ``dev.lambda_context``,
-both stdlib-only) and reads its inputs, so the floor and the handlers pay identical overheads and
+starts, each kind imports the same harness (stdlib + ``dev.fakes.lambda_loader`` +
+``dev.fakes.lambda_context``, both stdlib-only) and reads its inputs, so the floor and the
+handlers pay identical overheads and
 the clock covers exactly: imports + init + the first request handled.
 
 Kinds (``spec["kind"]``):
@@ -31,8 +32,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dev.lambda_context import make_context
-from dev.lambda_loader import add_code_paths, load_handler
+from dev.fakes.lambda_context import make_context
+from dev.fakes.lambda_loader import add_code_paths, load_handler
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

@@ -15,10 +15,10 @@ import time
 import uuid
 from datetime import timedelta
 
-from dev.awslocal import create_resources, start_moto_server
-from dev.lambda_loader import add_code_paths
-from dev.reconcile_local import recent_event, seed_ledger
-from dev.sandbox import SandboxServer
+from dev.fakes.lambda_loader import add_code_paths
+from dev.fakes.sandbox import SandboxServer
+from dev.stack.awslocal import create_resources, start_moto_server
+from dev.stack.reconcile_local import recent_event, seed_ledger
 
 SCENARIOS = [  # (calendars, appointments in the window)
     (1, 20),

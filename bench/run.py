@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cost, events
-from dev.lambda_loader import add_code_paths
+from dev.fakes.lambda_loader import add_code_paths
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "bench" / "out"
@@ -690,7 +690,7 @@ def render(r: Results, args: argparse.Namespace, meta: dict[str, Any], elapsed: 
         f"- Product and bench: {_versions()}",
         f"- Peer venv (`bench/out/peer-venv`, from `bench/requirements.txt`): {meta['peer_versions']}",
         "- Backing services in their own process: moto server (embedded AWS over HTTP) and the sandbox "
-        "PowerLeads API (`dev/sandbox.py`, rate limiter lifted), both on 127.0.0.1.",
+        "PowerLeads API (`dev/fakes/sandbox.py`, rate limiter lifted), both on 127.0.0.1.",
         "",
         "## Results",
         "",
@@ -927,7 +927,7 @@ def _method(args: argparse.Namespace) -> list[str]:
         "receiver, an eager-import receiver, the enricher, the naive enricher and the peer. All "
         "import the same stdlib harness and read their inputs *before* the clock starts; the clock "
         "(`time.perf_counter`) covers exactly import + init + first request. Interpreter start-up "
-        "(identical for all) is outside it. Handlers are loaded with `dev.lambda_loader` after the "
+        "(identical for all) is outside it. Handlers are loaded with `dev.fakes.lambda_loader` after the "
         "contract env points them at the moto server and the sandbox; logs at INFO and EMF metrics "
         "are on, as deployed, and go to /dev/null; X-Ray is off (`POWERTOOLS_TRACE_DISABLED`).",
         '- **Floor**: a fresh process doing `import boto3` + `boto3.client("sqs")` (our '

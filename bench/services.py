@@ -5,7 +5,7 @@ URL, queue ARNs, the appointment ids it serves) and serves until stdin closes. K
 the measured processes means a handler never shares a GIL with the servers it talks to.
 
 The sandbox's rate limiter is lifted (the bench sends thousands of fetches for one location);
-everything else is the stock ``dev.sandbox`` behaviour, steered over its ``/_sandbox/`` control plane.
+everything else is the stock ``dev.fakes.sandbox`` behaviour, steered over its ``/_sandbox/`` control plane.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def sample_event() -> dict[str, Any]:
 
 
 def main() -> int:
-    from dev.awslocal import create_resources, start_moto_server  # noqa: PLC0415
-    from dev.sandbox import SandboxServer  # noqa: PLC0415
+    from dev.fakes.sandbox import SandboxServer  # noqa: PLC0415
+    from dev.stack.awslocal import create_resources, start_moto_server  # noqa: PLC0415
 
     server, endpoint = start_moto_server()
     sandbox = SandboxServer(rate_limit_burst=10**9, daily_limit=10**9).start()

@@ -5,6 +5,6 @@ so the tooling (``python -m dev.…``) builds and reads webhooks and ingest mess
 with the shipped wire rules (``appointment_enricher.wire``) rather than copies of them.
 """
 
-from dev.lambda_loader import add_code_paths
+from dev.fakes.lambda_loader import add_code_paths
 
 add_code_paths()

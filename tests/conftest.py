@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from dev.awslocal import LocalStack
-    from dev.gateway import Gateway
-    from dev.lambda_loader import Handler
-    from dev.poller import SqsPoller
-    from dev.sandbox import SandboxServer
+    from dev.fakes.lambda_loader import Handler
+    from dev.fakes.sandbox import SandboxServer
+    from dev.stack.awslocal import LocalStack
+    from dev.stack.gateway import Gateway
+    from dev.stack.poller import SqsPoller
 
 # Contract variables a developer's shell might carry into the tests; stack_env clears them.
 CONTRACT_VARS = (
@@ -61,7 +61,7 @@ CONTRACT_VARS = (
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    from dev.awslocal import start_moto_server  # noqa: PLC0415 - only tests that need it pay
+    from dev.stack.awslocal import start_moto_server  # noqa: PLC0415 - only tests that need it pay
 
     server, endpoint_url = start_moto_server()
     yield endpoint_url
@@ -70,14 +70,14 @@ def moto_server() -> Iterator[str]:
 
 @pytest.fixture
 def local_stack(moto_server: str) -> LocalStack:
-    from dev.awslocal import create_resources  # noqa: PLC0415
+    from dev.stack.awslocal import create_resources  # noqa: PLC0415
 
     return create_resources(moto_server, suffix=uuid.uuid4().hex[:10])
 
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxServer]:
-    from dev.sandbox import SandboxServer  # noqa: PLC0415
+    from dev.fakes.sandbox import SandboxServer  # noqa: PLC0415
 
     server = SandboxServer().start()
     yield server
@@ -108,21 +108,21 @@ def stack_env(
 
 @pytest.fixture
 def webhook_handler(stack_env: dict[str, str]) -> Handler:
-    from dev.lambda_loader import load_handler  # noqa: PLC0415
+    from dev.fakes.lambda_loader import load_handler  # noqa: PLC0415
 
     return load_handler("webhook")
 
 
 @pytest.fixture
 def enricher_handler(stack_env: dict[str, str]) -> Handler:
-    from dev.lambda_loader import load_handler  # noqa: PLC0415
+    from dev.fakes.lambda_loader import load_handler  # noqa: PLC0415
 
     return load_handler("enricher")
 
 
 @pytest.fixture
 def gateway(webhook_handler: Handler) -> Iterator[Gateway]:
-    from dev.gateway import Gateway  # noqa: PLC0415
+    from dev.stack.gateway import Gateway  # noqa: PLC0415
 
     with Gateway(webhook_handler) as gw:
         yield gw
@@ -130,7 +130,7 @@ def gateway(webhook_handler: Handler) -> Iterator[Gateway]:
 
 @pytest.fixture
 def poller(enricher_handler: Handler, local_stack: LocalStack) -> Iterator[SqsPoller]:
-    from dev.poller import SqsPoller  # noqa: PLC0415
+    from dev.stack.poller import SqsPoller  # noqa: PLC0415
 
     p = SqsPoller(
         enricher_handler,
@@ -143,5 +143,5 @@ def poller(enricher_handler: Handler, local_stack: LocalStack) -> Iterator[SqsPo
 
 
 def drain(local_stack: LocalStack, queue_url: str, wait_seconds: int = 1) -> list[dict[str, object]]:
-    """Kept for tests written against it: the one drainer is ``LocalStack.drain`` (dev/sqs.py)."""
+    """Kept for tests written against it: the one drainer is ``LocalStack.drain`` (dev/stack/sqs.py)."""
     return local_stack.drain(queue_url, wait_seconds)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from dev.signing import EVENTS_DIR, make_webhook, signed_headers, webhook_snapshot
+from dev.fakes.signing import EVENTS_DIR, make_webhook, signed_headers, webhook_snapshot
 from tests.conftest import drain
 
 pytestmark = pytest.mark.e2e

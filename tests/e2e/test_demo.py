@@ -14,9 +14,16 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from dev.lambda_context import make_context
-from dev.lambda_loader import load_function_module
-from dev.signing import ED25519_HEADER, EVENTS_DIR, make_webhook, restamp, signed_headers, webhook_snapshot
+from dev.fakes.lambda_context import make_context
+from dev.fakes.lambda_loader import load_function_module
+from dev.fakes.signing import (
+    ED25519_HEADER,
+    EVENTS_DIR,
+    make_webhook,
+    restamp,
+    signed_headers,
+    webhook_snapshot,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +33,7 @@ SEED_ID = "ocQHyuzHvysMo5N5VsXc"
 
 def test_demo_exits_zero_and_shows_the_seed_record():
     proc = subprocess.run(
-        [sys.executable, "-m", "dev.run", "--demo", "--port", "0"],
+        [sys.executable, "-m", "dev.stack.run", "--demo", "--port", "0"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -21,9 +21,9 @@ from appointment_enricher.ledger.base import LedgerEntry
 from appointment_enricher.ledger.dynamodb import DynamoLedger
 from appointment_enricher.powerleads.client import RetryPolicy
 from appointment_enricher.wire import IngestMessage, rfc3339
-from dev.awslocal import LocalStack
-from dev.lambda_loader import load_function_module
-from dev.sandbox import SandboxServer
+from dev.fakes.lambda_loader import load_function_module
+from dev.fakes.sandbox import SandboxServer
+from dev.stack.awslocal import LocalStack
 from tests.integration.test_enricher_pipeline import (
     LOCATION,
     Driver,

@@ -17,9 +17,9 @@ import pytest
 from appointment_enricher.aws.queues import IngestQueue, Quarantine
 from appointment_enricher.models import AppointmentWebhook
 from appointment_enricher.wire import IngestMessage
-from dev.awslocal import REGION, LocalStack, aws_base_env, create_resources, unique_suffix
-from dev.signing import ingest_message, sample_webhook
-from dev.sqs import queue_depth
+from dev.fakes.signing import ingest_message, sample_webhook
+from dev.stack.awslocal import REGION, LocalStack, aws_base_env, create_resources, unique_suffix
+from dev.stack.sqs import queue_depth
 from plenrich.context import Env
 from plenrich.main import main
 
@@ -290,7 +290,7 @@ def test_a_redriven_message_is_enriched_again(
 ) -> None:
     """Quarantined by the real enricher (upstream 422), redriven, then published: the
     idempotency claim was released, and FIFO dedupe did not swallow the redrive."""
-    from dev.sandbox import Fault  # noqa: PLC0415
+    from dev.fakes.sandbox import Fault  # noqa: PLC0415
 
     raw = sample_webhook("update", webhook_id="wh-e2e-redrive")
     webhook = json.loads(raw)
@@ -383,7 +383,7 @@ def test_the_console_script_runs_help_and_a_real_command(stack: LocalStack, tmp_
     assert help_run.returncode == 0, help_run.stderr
     for command in ("inspect", "redrive", "backfill", "show", "reconcile"):
         assert command in help_run.stdout
-    assert "replay" not in help_run.stdout  # dev tooling: python -m dev.replay
+    assert "replay" not in help_run.stdout  # dev tooling: python -m dev.tools.replay
 
     seed(stack)
     run = subprocess.run(

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from dev.awslocal import LocalStack
-from dev.reconcile_local import recent_event, reconciler_env, seed_ledger
-from dev.sandbox import SandboxServer
+from dev.fakes.sandbox import SandboxServer
+from dev.stack.awslocal import LocalStack
+from dev.stack.reconcile_local import recent_event, reconciler_env, seed_ledger
 from plenrich.context import Env
 from plenrich.main import main
 from tests.conftest import drain

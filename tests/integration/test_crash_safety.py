@@ -1,6 +1,6 @@
 """Crash safety: SIGKILL the enricher process in the middle of a batch; nothing is lost or doubled.
 
-An enricher "container" (``python -m dev.soak worker``: SqsPoller + EnricherFunction) runs in its
+An enricher "container" (``python -m dev.soak.webhooks worker``: SqsPoller + EnricherFunction) runs in its
 own process against this test's moto server and sandbox, over HTTP. The sandbox is slowed down so
 a batch spends seconds in upstream fetches; the process is killed with SIGKILL once the batch's
 first fetch is on the wire, i.e. after its messages were received and read against the ledger
@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from dev.awslocal import create_resources
-from dev.signing import ingest_message, make_webhook, sign_ed25519
-from dev.soak import appointment_event, start_worker_process, stop_process
-from dev.sqs import queue_depth
+from dev.fakes.signing import ingest_message, make_webhook, sign_ed25519
+from dev.soak.webhooks import appointment_event, start_worker_process, stop_process
+from dev.stack.awslocal import create_resources
+from dev.stack.sqs import queue_depth
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ PER_APPOINTMENT = 4
 
 
 class Lines:
-    """A child's stdout, read on a thread (JSON lines from ``dev.soak worker``)."""
+    """A child's stdout, read on a thread (JSON lines from ``dev.soak.webhooks worker``)."""
 
     def __init__(self, proc: Any) -> None:
         self.items: list[dict[str, Any]] = []
@@ -220,7 +220,7 @@ def test_crash_between_ledger_write_and_publish_leaves_no_gap_and_no_contradicti
     the change the ledger recorded for it (not ``unchanged``), and the appointment's next change
     is told against exactly that state."""
     from appointment_enricher.ledger.dynamodb import DynamoLedger  # noqa: PLC0415
-    from dev.lambda_loader import load_function_module  # noqa: PLC0415
+    from dev.fakes.lambda_loader import load_function_module  # noqa: PLC0415
     from tests.integration.test_change_tracking import send  # noqa: PLC0415
     from tests.integration.test_enricher_pipeline import Driver, put  # noqa: PLC0415
 

@@ -9,7 +9,7 @@ import pytest
 
 from appointment_enricher.ledger.base import LedgerConflict, LedgerEntry, ledger_time
 from appointment_enricher.ledger.dynamodb import DynamoLedger
-from dev.awslocal import LocalStack
+from dev.stack.awslocal import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from appointment_enricher.powerleads.client import RetryPolicy
-from dev.awslocal import LocalStack
-from dev.lambda_loader import load_function_module
-from dev.poller import SqsPoller
-from dev.sandbox import DEFAULT_APPOINTMENTS_DIR, Fault, SandboxServer
+from dev.fakes.lambda_loader import load_function_module
+from dev.fakes.sandbox import DEFAULT_APPOINTMENTS_DIR, Fault, SandboxServer
+from dev.stack.awslocal import LocalStack
+from dev.stack.poller import SqsPoller
 
 pytestmark = pytest.mark.integration
 

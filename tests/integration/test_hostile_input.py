@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from dev.signing import (
+from dev.fakes.signing import (
     ED25519_HEADER,
     RSA_HEADER,
     ingest_message,

@@ -35,13 +35,13 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from dev.awslocal import REGION, LocalStack, create_resources
-from dev.cfn import Resolver
-from dev.lambda_context import make_context
-from dev.lambda_loader import load_handler
-from dev.poller import SqsPoller
-from dev.sandbox import Fault, SandboxServer
-from dev.signing import make_webhook, signed_headers
+from dev.fakes.lambda_context import make_context
+from dev.fakes.lambda_loader import load_handler
+from dev.fakes.sandbox import Fault, SandboxServer
+from dev.fakes.signing import make_webhook, signed_headers
+from dev.stack.awslocal import REGION, LocalStack, create_resources
+from dev.stack.cfn import Resolver
+from dev.stack.poller import SqsPoller
 from tests.conftest import CONTRACT_VARS, drain
 
 pytestmark = pytest.mark.integration

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from dev.awslocal import LocalStack
-from dev.cfn import Resolver
-from dev.lambda_context import make_context
-from dev.reconcile_local import recent_event, seed_ledger
-from dev.sandbox import SandboxServer
+from dev.fakes.lambda_context import make_context
+from dev.fakes.sandbox import SandboxServer
+from dev.stack.awslocal import LocalStack
+from dev.stack.cfn import Resolver
+from dev.stack.reconcile_local import recent_event, seed_ledger
 from tests.conftest import drain
 from tests.integration.test_iam_enforced import (  # noqa: F401 - fixtures, used by name
     LOCATION,

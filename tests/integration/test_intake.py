@@ -17,10 +17,10 @@ import pytest
 import requests
 
 from appointment_enricher.wire import MAX_BODY_BYTES, IngestMessage, parse_json_object, read_webhook
-from dev.awslocal import LocalStack
-from dev.gateway import Gateway
-from dev.lambda_loader import load_handler
-from dev.signing import DEV_APP_ID, iso_timestamp, make_webhook, sign_ed25519, sign_rsa
+from dev.fakes.lambda_loader import load_handler
+from dev.fakes.signing import DEV_APP_ID, iso_timestamp, make_webhook, sign_ed25519, sign_rsa
+from dev.stack.awslocal import LocalStack
+from dev.stack.gateway import Gateway
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """Intake under queue faults, over the wire: HTTP -> local gateway -> WebhookFunction -> boto3 ->
-fault proxy (dev/faultproxy.py) -> moto server. And exceptions injected at every step.
+fault proxy (dev/fakes/faultproxy.py) -> moto server. And exceptions injected at every step.
 
 HighLevel retries only 429 (every other status is final for it), so every transient failure must
 be a 429 with ``Retry-After``, answered within 3 s whatever the queue does, and the sender's
@@ -22,11 +22,11 @@ import requests
 from aws_lambda_powertools.logging import logger as powertools_logger
 
 from appointment_enricher.intake import receiver as receiver_module
-from dev.awslocal import LocalStack
-from dev.faultproxy import Fault, FaultProxy, wait_for
-from dev.gateway import Gateway
-from dev.lambda_loader import load_function_module
-from dev.signing import make_webhook, sign_ed25519
+from dev.fakes.faultproxy import Fault, FaultProxy, wait_for
+from dev.fakes.lambda_loader import load_function_module
+from dev.fakes.signing import make_webhook, sign_ed25519
+from dev.stack.awslocal import LocalStack
+from dev.stack.gateway import Gateway
 from tests.conftest import drain
 
 pytestmark = pytest.mark.integration

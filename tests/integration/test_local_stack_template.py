@@ -1,7 +1,7 @@
 """The local stack is the template: every queue, topic, subscription and table of template.yaml
 exists on moto server with the template's attributes, read back over the wire.
 
-The expectations are taken from the template here (not from dev/awslocal.py's mappings), and a
+The expectations are taken from the template here (not from dev/stack/awslocal.py's mappings), and a
 mutated copy of the template proves the local stack follows a change with no edit to dev/.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from dev.awslocal import LocalStack, create_resources, unique_suffix
-from dev.cfn import Resolver, Template, load_template
+from dev.stack.awslocal import LocalStack, create_resources, unique_suffix
+from dev.stack.cfn import Resolver, Template, load_template
 
 pytestmark = pytest.mark.integration
 

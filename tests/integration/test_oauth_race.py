@@ -18,9 +18,9 @@ import requests
 
 from appointment_enricher.aws.sdk import BACKEND_CONFIG
 from appointment_enricher.powerleads.oauth import OAuthTokens
-from dev.awslocal import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION, start_moto_server
-from dev.faultproxy import Fault, FaultProxy
-from dev.sandbox import SandboxServer
+from dev.fakes.faultproxy import Fault, FaultProxy
+from dev.fakes.sandbox import SandboxServer
+from dev.stack.awslocal import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION, start_moto_server
 
 pytestmark = pytest.mark.integration
 

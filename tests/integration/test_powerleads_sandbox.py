@@ -21,7 +21,7 @@ from appointment_enricher.powerleads.client import (
     UpstreamUnavailable,
 )
 from appointment_enricher.powerleads.tokens import StaticTokens
-from dev.sandbox import DEFAULT_TOKEN, Fault, SandboxServer
+from dev.fakes.sandbox import DEFAULT_TOKEN, Fault, SandboxServer
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from appointment_enricher.powerleads.client import (
     UpstreamRejected,
 )
 from appointment_enricher.powerleads.tokens import StaticTokens
-from dev.reconcile_local import recent_event
-from dev.sandbox import DEFAULT_TOKEN, SandboxServer
+from dev.fakes.sandbox import DEFAULT_TOKEN, SandboxServer
+from dev.stack.reconcile_local import recent_event
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ import pytest
 from appointment_enricher.config import ReconcilerSettings
 from appointment_enricher.reconcile.wiring import build_reconciler
 from appointment_enricher.wire import IngestMessage, reconcile_dedupe_id
-from dev.awslocal import LocalStack
-from dev.lambda_context import make_context
-from dev.lambda_loader import Handler, load_function_module, load_handler
-from dev.reconcile_local import recent_event, reconciler_env, seed_ledger
-from dev.sandbox import DEFAULT_TOKEN, Fault, SandboxServer
+from dev.fakes.lambda_context import make_context
+from dev.fakes.lambda_loader import Handler, load_function_module, load_handler
+from dev.fakes.sandbox import DEFAULT_TOKEN, Fault, SandboxServer
+from dev.stack.awslocal import LocalStack
+from dev.stack.reconcile_local import recent_event, reconciler_env, seed_ledger
 from tests.conftest import drain
 
 pytestmark = pytest.mark.integration
@@ -271,7 +271,7 @@ def test_keeps_to_its_share_and_yields_to_a_busy_enricher(
 def test_the_make_run_schedule_says_what_it_recovered(
     recon_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer, placed: list[str]
 ) -> None:
-    from dev.reconcile_local import ReconcileLoop  # noqa: PLC0415
+    from dev.stack.reconcile_local import ReconcileLoop  # noqa: PLC0415
 
     monkeypatch.setenv("RECONCILE_LOCATION_IDS", LOC)
     put(sandbox, placed, recent_event("ReconLoop001", LOC))

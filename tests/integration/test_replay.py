@@ -1,4 +1,4 @@
-"""``python -m dev.replay`` (formerly ``plenrich replay``): the signed sample webhooks over real HTTP."""
+"""``python -m dev.tools.replay``: the signed sample webhooks over real HTTP."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from dev.replay import main
-from dev.signing import EVENTS_DIR, KEYS_DIR
+from dev.fakes.signing import EVENTS_DIR, KEYS_DIR
+from dev.tools.replay import main
 
 pytestmark = pytest.mark.integration
 

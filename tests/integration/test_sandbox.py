@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dev.sandbox import DEFAULT_APPOINTMENTS_DIR, Fault, SandboxServer
+from dev.fakes.sandbox import DEFAULT_APPOINTMENTS_DIR, Fault, SandboxServer
 
 pytestmark = pytest.mark.integration
 

@@ -32,11 +32,11 @@ import pytest
 import requests
 
 from appointment_enricher.aws.sdk import SDK_LOGGERS
-from dev.awslocal import KEYS_DIR, REPO_ROOT
-from dev.lambda_loader import load_handler
-from dev.poller import SqsPoller, sqs_record
-from dev.sandbox import Fault
-from dev.signing import make_webhook, signed_headers
+from dev.fakes.lambda_loader import load_handler
+from dev.fakes.sandbox import Fault
+from dev.fakes.signing import make_webhook, signed_headers
+from dev.stack.awslocal import KEYS_DIR, REPO_ROOT
+from dev.stack.poller import SqsPoller, sqs_record
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +104,7 @@ def test_a_pipeline_run_leaks_no_token_signature_or_key(
     caplog.set_level(logging.DEBUG)  # the root logger, as the Lambda runtime sets it for DEBUG
     assert logging.getLogger("botocore.parsers").getEffectiveLevel() == logging.DEBUG
 
-    from dev.gateway import Gateway  # noqa: PLC0415
+    from dev.stack.gateway import Gateway  # noqa: PLC0415
 
     webhook = load_handler("webhook")
     enricher = load_handler("enricher")
@@ -181,8 +181,8 @@ def test_a_pipeline_run_leaks_no_token_signature_or_key(
 _LAMBDA_PROCESS = """
 import json, logging, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-from dev.lambda_context import make_context
-from dev.lambda_loader import load_handler
+from dev.fakes.lambda_context import make_context
+from dev.fakes.lambda_loader import load_handler
 handler = load_handler("enricher")
 result = handler(json.loads(sys.stdin.read()), make_context("EnricherFunction"))
 from aws_xray_sdk.core import patcher
@@ -216,7 +216,7 @@ def test_an_invalid_token_is_refused_at_read_time_and_reaches_no_log_or_trace(
     local_stack.set_token(json.dumps({"default": token + "\n"}))  # e.g. pasted with a newline
     body = make_webhook("AppointmentUpdate", {"id": OK_ID}, LOCATION)
     webhook = load_handler("webhook")
-    from dev.gateway import Gateway  # noqa: PLC0415
+    from dev.stack.gateway import Gateway  # noqa: PLC0415
 
     with Gateway(webhook) as gateway:
         response = requests.post(

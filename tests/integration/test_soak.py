@@ -3,7 +3,7 @@
 The run: 500 signed webhooks, 10 % duplicate deliveries, upstream 429/500 bursts, hangs, dropped
 connections, changing latency and 1 % permanently invalid appointments through gateway ->
 receiver -> FIFO ingest (moto server process) -> enricher processes -> SNS -> EnrichedQueue.
-See ``dev/soak.py`` for what is checked and why order is checked on a FIFO mirror.
+See ``dev/soak/webhooks.py`` for what is checked and why order is checked on a FIFO mirror.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import copy
 
 import pytest
 
-from dev.soak import Collected, SendStats, SoakConfig, build_plan, check, report, run_soak
+from dev.soak.webhooks import Collected, SendStats, SoakConfig, build_plan, check, report, run_soak
 
 pytestmark = pytest.mark.integration
 
@@ -99,8 +99,8 @@ def test_late_duplicate_of_a_quarantined_webhook_is_not_quarantined_twice(
 ) -> None:
     import uuid  # noqa: PLC0415
 
-    from dev.sandbox import Fault  # noqa: PLC0415
-    from dev.signing import ingest_message, make_webhook  # noqa: PLC0415
+    from dev.fakes.sandbox import Fault  # noqa: PLC0415
+    from dev.fakes.signing import ingest_message, make_webhook  # noqa: PLC0415
 
     appointment_id = "Qa4Rb6Sc8Td0Ue2Vf4Wg"
     sandbox.queue_faults([Fault.error(422)] * 2, event_id=appointment_id)

@@ -2,14 +2,14 @@
 
 Webhooks never sent (5 %) and an intake outage the sender treats as final (5 % of the sends) lose
 appointment changes; one reconcile pass must leave every appointment's last published record equal
-to the sandbox's final state: zero missing, zero stale. See ``dev/soak_reconcile.py``.
+to the sandbox's final state: zero missing, zero stale. See ``dev/soak/reconcile.py``.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from dev.soak_reconcile import ReconcileSoakConfig, compare, plan, report, run_reconcile_soak
+from dev.soak.reconcile import ReconcileSoakConfig, compare, plan, report, run_reconcile_soak
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from dev.awslocal import LocalStack
-from dev.sandbox import SandboxServer
+from dev.fakes.sandbox import SandboxServer
+from dev.stack.awslocal import LocalStack
 from tests.conftest import drain
 from tests.integration.test_change_tracking import driver, enricher, sandbox_server, send  # noqa: F401
 from tests.integration.test_enricher_pipeline import LOCATION, Driver, appointment_id, put

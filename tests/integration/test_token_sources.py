@@ -7,13 +7,13 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from dev.lambda_context import make_context
-from dev.lambda_loader import load_handler
-from dev.signing import dedupe_id_for, ingest_message, make_webhook
+from dev.fakes.lambda_context import make_context
+from dev.fakes.lambda_loader import load_handler
+from dev.fakes.signing import dedupe_id_for, ingest_message, make_webhook
 
 if TYPE_CHECKING:
-    from dev.awslocal import LocalStack
-    from dev.sandbox import SandboxServer
+    from dev.fakes.sandbox import SandboxServer
+    from dev.stack.awslocal import LocalStack
 
 SEED_ID = "ocQHyuzHvysMo5N5VsXc"
 SEED_LOCATION = "0007BWpSzSwfiuSl0tR2"

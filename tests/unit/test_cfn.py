@@ -1,10 +1,10 @@
-"""dev.cfn: the template loader and the intrinsic functions the local stack resolves."""
+"""dev.stack.cfn: the template loader and the intrinsic functions the local stack resolves."""
 
 from __future__ import annotations
 
 import pytest
 
-from dev.cfn import NO_VALUE, Physical, Resolver, TemplateError, load_template, references
+from dev.stack.cfn import NO_VALUE, Physical, Resolver, TemplateError, load_template, references
 
 TEMPLATE = {
     "Parameters": {

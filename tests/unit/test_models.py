@@ -14,7 +14,7 @@ from appointment_enricher.models import (
     EnrichedRecord,
     GetAppointmentResponse,
 )
-from dev.export_schema import SCHEMA_PATH, render
+from dev.tools.export_schema import SCHEMA_PATH, render
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = json.loads((ROOT / "events" / "appointments" / "ocQHyuzHvysMo5N5VsXc.json").read_text())
@@ -141,7 +141,7 @@ def test_webhook_snapshot_fields_of_any_shape_are_kept_as_sent() -> None:
 
 
 def test_committed_json_schema_is_current() -> None:
-    assert SCHEMA_PATH.read_text() == render(), "schemas/ is stale: run `python -m dev.export_schema`"
+    assert SCHEMA_PATH.read_text() == render(), "schemas/ is stale: run `python -m dev.tools.export_schema`"
 
 
 def test_a_record_validates_against_the_exported_schema() -> None:

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from dev.cfn import TEMPLATE_PATH, Template, load_template
+from dev.stack.cfn import TEMPLATE_PATH, Template, load_template
 
 ROOT = TEMPLATE_PATH.parent
 
 
 @pytest.fixture(scope="module")
 def template() -> Template:
-    """Read with cfn-lint's decoder, the loader dev.awslocal builds the local stack from."""
+    """Read with cfn-lint's decoder, the loader dev.stack.awslocal builds the local stack from."""
     return load_template()
 
 

@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from appointment_enricher.errors import ConfigError
 from appointment_enricher.intake.receiver import MAX_BODY_BYTES
-from dev.gateway import build_http_api_event
-from dev.lambda_context import make_context
-from dev.lambda_loader import load_function_module
+from dev.fakes.lambda_context import make_context
+from dev.fakes.lambda_loader import load_function_module
+from dev.stack.gateway import build_http_api_event
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ED = ed25519.Ed25519PrivateKey.generate()

@@ -59,8 +59,8 @@ DEFAULT_USERS = [
         if p not in {PACKAGE / "wire.py", PACKAGE / "powerleads" / "client.py"}
     ),
     *sorted((ROOT / "functions").glob("*/app.py")),
-    ROOT / "dev" / "awslocal.py",
-    ROOT / "dev" / "run.py",
+    ROOT / "dev" / "stack" / "awslocal.py",
+    ROOT / "dev" / "stack" / "run.py",
     *sorted(p for p in (ROOT / "bench").glob("*.py") if p.name != "run.py"),  # run.py: report prose
 ]
 

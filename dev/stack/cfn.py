@@ -1,6 +1,6 @@
 """template.yaml as data: one loader (cfn-lint's decoder) and the intrinsic functions the local stack needs.
 
-Dev only, never ships. ``tests/unit/test_template.py`` and ``dev.awslocal`` both read the template
+Dev only, never ships. ``tests/unit/test_template.py`` and ``dev.stack.awslocal`` both read the template
 through :func:`load_template`; :class:`Resolver` evaluates ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``,
 ``Fn::If`` with the template's Conditions (``Fn::Equals``/``Not``/``And``/``Or``/``Condition``),
 ``Fn::Select``, ``Fn::Join``, ``Fn::Split`` and ``Fn::FindInMap`` for chosen parameter values and
@@ -18,7 +18,7 @@ from typing import Any
 
 from cfnlint.decode import decode
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 
 Template = dict[str, Any]

@@ -44,7 +44,7 @@ APPOINTMENTS_PREFIX = "/calendars/events/appointments/"
 CONTROL_PREFIX = "/_sandbox/"
 CALENDARS_PATH = "/calendars/"
 EVENTS_PATH = "/calendars/events"
-DEFAULT_APPOINTMENTS_DIR = Path(__file__).resolve().parent.parent / "events" / "appointments"
+DEFAULT_APPOINTMENTS_DIR = Path(__file__).resolve().parents[2] / "events" / "appointments"
 DEFAULT_SCOPE = "calendars.readonly calendars/events.readonly"
 
 FaultKind = Literal["status", "hang", "invalid_body", "drop"]

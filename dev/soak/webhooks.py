@@ -1,8 +1,8 @@
 """Soak: N signed webhooks with faults through the whole local stack, then prove the counts balance.
 
-    python -m dev.soak --events 10000          # make soak
-    python -m dev.soak --events 500 --quick    # the version `make test` runs (tests/integration)
-    python -m dev.soak --reconcile --events 2000   # lost webhooks, one reconcile pass (dev/soak_reconcile.py)
+    python -m dev.soak.webhooks --events 10000          # make soak
+    python -m dev.soak.webhooks --events 500 --quick    # the version `make test` runs (tests/integration)
+    python -m dev.soak.webhooks --reconcile --events 2000   # lost webhooks (dev/soak/reconcile.py)
 
 Path: sender threads -> local gateway (real HTTP) -> WebhookFunction -> IngestQueue.fifo (moto
 server, its own process) -> SqsPoller + EnricherFunction in ``--workers`` processes (one Lambda
@@ -22,7 +22,7 @@ Traffic and faults (all seeded, so a run can be repeated):
 * ``--invalid`` (1 %) of the appointments are permanently invalid: half are served without
   required fields (``InvalidAppointment``), half answer 422 (``UpstreamRejected``).
 
-With ``--intake-faults`` the webhook handler's SQS endpoint sits behind ``dev/faultproxy.py``,
+With ``--intake-faults`` the webhook handler's SQS endpoint sits behind ``dev/fakes/faultproxy.py``,
 which now and then fails a queue write (500, 503, throttling), hangs it, trickles its answer, or
 lets it land and answers 500; the receiver must answer those 429 within its budget. With
 ``--sender highlevel`` each delivery follows HighLevel's documented retry policy: only 429 is
@@ -44,8 +44,8 @@ Checks, each a non-zero exit with the reason when it fails:
   sequence numbers of each appointment read back from it must be strictly increasing. The order
   seen on EnrichedQueue is printed for information only.
 
-Its moto server runs in its own process (``python -m dev.awslocal --bare``). Internal sub-command:
-``python -m dev.soak worker`` (an SqsPoller + EnricherFunction on ``INGEST_QUEUE_URL`` from the
+Its moto server runs in its own process (``python -m dev.stack.awslocal --bare``). Internal sub-command:
+``python -m dev.soak.webhooks worker`` (an SqsPoller + EnricherFunction on ``INGEST_QUEUE_URL`` from the
 environment; prints one JSON line per invocation start, used by the crash-safety test).
 """
 
@@ -74,10 +74,10 @@ from pathlib import Path
 from typing import IO, Any
 from unittest import mock
 
-from dev.poller import SqsPoller
-from dev.sqs import QueueReader, queue_depth, string_attributes
+from dev.stack.poller import SqsPoller
+from dev.stack.sqs import QueueReader, queue_depth, string_attributes
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "schemas" / "enriched-record-v1.json"
 
 EXIT_OK = 0
@@ -101,7 +101,7 @@ def _webhook_ids(event: dict[str, Any]) -> list[str | None]:
 
 def worker_main(argv: list[str]) -> int:
     """One enricher "container": SqsPoller + EnricherFunction until SIGTERM (or SIGKILL)."""
-    parser = argparse.ArgumentParser(prog="python -m dev.soak worker")
+    parser = argparse.ArgumentParser(prog="python -m dev.soak.webhooks worker")
     parser.add_argument("--timeout-seconds", type=float, default=10.0, help="Lambda timeout")
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--wait-seconds", type=int, default=1)
@@ -110,7 +110,7 @@ def worker_main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
 
-    from dev.lambda_loader import load_handler  # noqa: PLC0415
+    from dev.fakes.lambda_loader import load_handler  # noqa: PLC0415
 
     handler = load_handler("enricher")
     invocations = 0
@@ -191,9 +191,9 @@ class SerialReceivePoller(SqsPoller):
 
 
 def start_moto_process() -> tuple[subprocess.Popen[str], str]:
-    """``python -m dev.awslocal --bare`` as a child; returns it and the endpoint URL."""
+    """``python -m dev.stack.awslocal --bare`` as a child; returns it and the endpoint URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dev.awslocal", "--bare"],
+        [sys.executable, "-m", "dev.stack.awslocal", "--bare"],
         cwd=REPO_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -214,8 +214,8 @@ def start_worker_process(
     log: IO[str] | int | None = None,
     pause_after_invoke: float = 0.0,
 ) -> subprocess.Popen[str]:
-    """``python -m dev.soak worker`` with ``env`` (the runtime contract) on top of ours."""
-    command = [sys.executable, "-m", "dev.soak", "worker", "--timeout-seconds", str(timeout_seconds)]
+    """``python -m dev.soak.webhooks worker`` with ``env`` (the runtime contract) on top of ours."""
+    command = [sys.executable, "-m", "dev.soak.webhooks", "worker", "--timeout-seconds", str(timeout_seconds)]
     if pause_after_invoke:
         command += ["--pause-after-invoke", str(pause_after_invoke)]
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
@@ -329,7 +329,7 @@ def build_plan(
     per_appointment: int = 5,
 ) -> Plan:
     """Deterministic traffic for ``seed``: appointments, their webhook sequences, duplicates."""
-    from dev.signing import make_webhook, signed_headers, webhook_snapshot  # noqa: PLC0415
+    from dev.fakes.signing import make_webhook, signed_headers, webhook_snapshot  # noqa: PLC0415
 
     rng = random.Random(seed)
     n_appointments = max(1, events // per_appointment)
@@ -596,7 +596,7 @@ def inject_intake_faults(
     mostly fast (500, 503, throttling, landed then 500); every 8th time slow (hang, trickle),
     which costs the receiver its whole budget. Faults never pile up into a long outage: the
     point is transient failures, which a sender retrying only 429 must ride out."""
-    from dev.faultproxy import Fault  # noqa: PLC0415
+    from dev.fakes.faultproxy import Fault  # noqa: PLC0415
 
     fast = [Fault.error(500), Fault.error(503), Fault.throttle(), Fault.landed_then_error(500)]
     slow = [Fault.hang(5.0), Fault.trickle(4.0)]
@@ -617,7 +617,7 @@ def inject_intake_faults(
 
 def foreign_webhooks(count: int, seed: int) -> list[Webhook]:
     """Verified deliveries for another marketplace app: ignored by a receiver serving the dev app."""
-    from dev.signing import make_webhook, signed_headers  # noqa: PLC0415
+    from dev.fakes.signing import make_webhook, signed_headers  # noqa: PLC0415
 
     rng = random.Random(seed)
     out = []
@@ -655,7 +655,7 @@ class FaultStats:
 def inject_faults(sandbox: Any, rng: random.Random, stop: threading.Event, stats: FaultStats) -> None:
     """Every ~1.5 s while webhooks are being sent: a burst of 429s or 500s, sometimes a hang or a
     dropped connection, and a new base latency. Unscoped faults hit whichever appointment asks next."""
-    from dev.sandbox import Fault  # noqa: PLC0415
+    from dev.fakes.sandbox import Fault  # noqa: PLC0415
 
     while not stop.wait(1.5):
         roll = rng.random()
@@ -677,7 +677,7 @@ def inject_faults(sandbox: Any, rng: random.Random, stop: threading.Event, stats
 
 def serve_plan(sandbox: Any, plan: Plan) -> None:
     """The sandbox serves every valid appointment and answers 422 for the 422-invalid ones."""
-    from dev.sandbox import Fault  # noqa: PLC0415
+    from dev.fakes.sandbox import Fault  # noqa: PLC0415
 
     for appointment_id, event in plan.appointments.items():
         if event is not None:
@@ -925,7 +925,7 @@ class SoakConfig:
     faults: bool = True
     verbose: bool = True
     max_backlog: int = 200
-    intake_faults: bool = False  # queue-write faults through dev/faultproxy.py
+    intake_faults: bool = False  # queue-write faults through dev/fakes/faultproxy.py
     sender: str = "retry-all"  # or "highlevel": only 429 retried, 6 attempts
     retry_unit: float = 1.0  # seconds that stand for HighLevel's 10-minute retry spacing
     foreign: int = 0  # verified deliveries for another app, to be ignored
@@ -961,12 +961,12 @@ def _intake_environment(config: SoakConfig, endpoint: str) -> Any:
     its SQS endpoint behind a fault proxy with ``intake_faults`` (returned, started), and with
     ``foreign`` deliveries planned, it serves the dev marketplace app only."""
     if config.foreign:
-        from dev.signing import DEV_APP_ID  # noqa: PLC0415
+        from dev.fakes.signing import DEV_APP_ID  # noqa: PLC0415
 
         os.environ["WEBHOOK_APP_IDS"] = DEV_APP_ID
     if not config.intake_faults:
         return None
-    from dev.faultproxy import FaultProxy  # noqa: PLC0415
+    from dev.fakes.faultproxy import FaultProxy  # noqa: PLC0415
 
     proxy = FaultProxy(endpoint).start()
     os.environ["AWS_ENDPOINT_URL"] = proxy.url
@@ -1018,10 +1018,10 @@ def check_foreign_ignored(verdict: Verdict, sent: SendStats, foreign: list[Webho
 
 def run_soak(config: SoakConfig, say: Callable[[str], None] | None = None) -> SoakResult:
     say = say or functools.partial(print, file=sys.stdout, flush=True)
-    from dev.awslocal import create_resources  # noqa: PLC0415
-    from dev.gateway import Gateway  # noqa: PLC0415
-    from dev.lambda_loader import load_handler  # noqa: PLC0415
-    from dev.sandbox import SandboxServer  # noqa: PLC0415
+    from dev.fakes.lambda_loader import load_handler  # noqa: PLC0415
+    from dev.fakes.sandbox import SandboxServer  # noqa: PLC0415
+    from dev.stack.awslocal import create_resources  # noqa: PLC0415
+    from dev.stack.gateway import Gateway  # noqa: PLC0415
 
     started = time.monotonic()
     deadline = started + config.timeout
@@ -1252,12 +1252,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:])
-    if "--reconcile" in argv:  # lost webhooks recovered by one reconcile pass: dev/soak_reconcile.py
-        from dev.soak_reconcile import main as reconcile_soak_main  # noqa: PLC0415
+    if "--reconcile" in argv:  # lost webhooks recovered by one reconcile pass: dev/soak/reconcile.py
+        from dev.soak.reconcile import main as reconcile_soak_main  # noqa: PLC0415
 
         return reconcile_soak_main([a for a in argv if a != "--reconcile"])
     parser = argparse.ArgumentParser(
-        prog="python -m dev.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m dev.soak.webhooks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     defaults = SoakConfig()
     parser.add_argument("--events", type=int, default=defaults.events, help="distinct webhooks to send")

@@ -19,10 +19,10 @@ from typing import Any
 
 import boto3
 
-from dev.lambda_context import make_context
-from dev.lambda_loader import Handler
+from dev.fakes.lambda_context import make_context
+from dev.fakes.lambda_loader import Handler
 
-LOG = logging.getLogger("dev.poller")
+LOG = logging.getLogger("dev.stack.poller")
 
 _ATTRIBUTE_KEYS = (
     "ApproximateReceiveCount",

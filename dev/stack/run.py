@@ -1,7 +1,7 @@
 """The whole stack on one machine (dev only): ``make run`` / ``make demo``.
 
-    python -m dev.run            # serve: gateway on :3000, print records as they arrive, Ctrl-C stops
-    python -m dev.run --demo     # send the sample webhooks, check the records, exit 0 / non-zero
+    python -m dev.stack.run            # serve: gateway on :3000, print records as they arrive, Ctrl-C stops
+    python -m dev.stack.run --demo     # send the sample webhooks, check the records, exit 0 / non-zero
 
 Starts moto server with the template's resources, the sandbox PowerLeads API (or points at the
 real one with ``--powerleads-url`` and ``--token``), loads both handlers, serves the webhook
@@ -33,12 +33,8 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appointment_enricher.wire import DEFAULT_API_VERSION, parse_json_object, read_webhook
-from dev.awslocal import LocalStack, start_local_stack
-from dev.gateway import ROUTE_PATH, Gateway
-from dev.lambda_loader import load_handler
-from dev.poller import SqsPoller
-from dev.reconcile_local import ReconcileLoop, recent_event, reconciler_env
-from dev.signing import (
+from dev.fakes.lambda_loader import load_handler
+from dev.fakes.signing import (
     ED25519_HEADER,
     EVENTS_DIR,
     SAMPLES,
@@ -48,9 +44,13 @@ from dev.signing import (
     signed_headers,
     webhook_snapshot,
 )
-from dev.sqs import QueueReader, string_attributes
+from dev.stack.awslocal import LocalStack, start_local_stack
+from dev.stack.gateway import ROUTE_PATH, Gateway
+from dev.stack.poller import SqsPoller
+from dev.stack.reconcile_local import ReconcileLoop, recent_event, reconciler_env
+from dev.stack.sqs import QueueReader, string_attributes
 
-LOG = logging.getLogger("dev.run")
+LOG = logging.getLogger("dev.stack.run")
 
 SEED_ID = "ocQHyuzHvysMo5N5VsXc"
 SEED_LOCATION = "0007BWpSzSwfiuSl0tR2"
@@ -360,7 +360,7 @@ def _configure_logging(verbose: bool) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m dev.run", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dev.stack.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo", action="store_true", help="check the sample records arrive, then exit")
     parser.add_argument("--port", type=int, default=None, help=f"gateway port (default {DEFAULT_PORT})")
     parser.add_argument("--powerleads-url", help="use this PowerLeads API instead of the sandbox")
@@ -423,7 +423,7 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
             base_url = args.powerleads_url.rstrip("/")
             sandbox_token: str | None = None
         else:
-            from dev.sandbox import SandboxServer  # noqa: PLC0415 - only when the sandbox is used
+            from dev.fakes.sandbox import SandboxServer  # noqa: PLC0415 - only when the sandbox is used
 
             sandbox_token = token or "sandbox-token"
             sandbox = SandboxServer(tokens={sandbox_token: None}).start()
@@ -527,7 +527,8 @@ def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event,
     say(curl_command(gateway.webhook_url, body))
     say()
     say(
-        f"Gateway: {gateway.url}  (POST {ROUTE_PATH}); re-sign any body: python -m dev.signing FILE --restamp"
+        f"Gateway: {gateway.url}  (POST {ROUTE_PATH});"
+        " re-sign any body: python -m dev.fakes.signing FILE --restamp"
     )
     say("Operate it from another shell (inspect/redrive/backfill quarantined messages):")
     say(
@@ -535,7 +536,7 @@ def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event,
         f"AWS_DEFAULT_REGION={stack.region} INGEST_QUEUE_URL={stack.ingest_queue_url} "
         f"QUARANTINE_QUEUE_URL={stack.quarantine_queue_url} .venv/bin/plenrich inspect"
     )
-    say(f"Replay the signed samples: .venv/bin/python -m dev.replay --url {gateway.webhook_url}")
+    say(f"Replay the signed samples: .venv/bin/python -m dev.tools.replay --url {gateway.webhook_url}")
     say("Serving; records print as they arrive. Ctrl-C to stop.")
     try:
         while not stopping.wait(0.5):

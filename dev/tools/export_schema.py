@@ -1,4 +1,4 @@
-"""Write the enriched record's JSON Schema to ``schemas/`` (``python -m dev.export_schema``).
+"""Write the enriched record's JSON Schema to ``schemas/`` (``python -m dev.tools.export_schema``).
 
 A unit test fails when the committed file differs from what the model produces.
 """
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "schemas" / "enriched-record-v1.json"
 
 

@@ -94,7 +94,7 @@ class ReconcileLoop:
         self._thread.join(timeout=self.timeout_seconds + 5)
 
     def run_once(self) -> dict[str, Any]:
-        from dev.lambda_context import make_context  # noqa: PLC0415
+        from dev.fakes.lambda_context import make_context  # noqa: PLC0415
 
         summary: dict[str, Any] = self.handler(
             {}, make_context("reconciler", timeout_seconds=self.timeout_seconds)

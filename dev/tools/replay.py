@@ -1,6 +1,7 @@
 """Replay the signed sample webhooks against a receiver (dev only: signs with the dev keys).
 
-    python -m dev.replay [--url URL] [--keep-ids] [--scheme ed25519|rsa|both|none] [--timeout 10] [FILE ...]
+    python -m dev.tools.replay [--url URL] [--keep-ids] [--scheme ed25519|rsa|both|none]
+                               [--timeout 10] [FILE ...]
 
 Each body (default: ``events/webhooks/*.json``) gets a fresh ``webhookId`` (unless ``--keep-ids``)
 and a current ``timestamp``, is signed with ``dev/keys/`` and POSTed; only a stack configured with
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from dev.signing import EVENTS_DIR, restamp, signed_headers
+from dev.fakes.signing import EVENTS_DIR, restamp, signed_headers
 from plenrich.output import Progress, truncate
 
 OK, PARTIAL, USAGE = 0, 1, 2
@@ -27,7 +28,7 @@ DEFAULT_REPLAY_URL = "http://127.0.0.1:3000/webhooks/appointments"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dev.replay", description="POST the signed sample webhooks to a URL"
+        prog="python -m dev.tools.replay", description="POST the signed sample webhooks to a URL"
     )
     parser.add_argument("files", nargs="*", help="webhook bodies (default: events/webhooks/*.json)")
     parser.add_argument("--url", default=DEFAULT_REPLAY_URL)
@@ -70,7 +71,7 @@ def main(
         return int(exc.code or 0)
     paths = [Path(p) for p in args.files] or sorted((EVENTS_DIR / "webhooks").glob("*.json"))
     if not paths:
-        err.write("python -m dev.replay: error: no webhook files to replay\n")
+        err.write("python -m dev.tools.replay: error: no webhook files to replay\n")
         return USAGE
     if http_post is None:
         import requests  # noqa: PLC0415 - keeps `--help` fast

@@ -1,7 +1,7 @@
 """Soak of the reconciler: webhooks that never arrive, then one reconcile pass recovers them.
 
-    python -m dev.soak --reconcile --events 2000      # make soak-reconcile
-    python -m dev.soak_reconcile --events 300         # the version the test suite runs
+    python -m dev.soak.webhooks --reconcile --events 2000      # make soak-reconcile
+    python -m dev.soak.reconcile --events 300         # the version the test suite runs
 
 Appointments change in the sandbox PowerLeads API (each change a newer ``dateUpdated``, some end
 deleted) and a webhook is sent for every change through the local gateway -> WebhookFunction ->
@@ -37,8 +37,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
 
-from dev.reconcile_local import recent_event
-from dev.sqs import QueueReader
+from dev.stack.reconcile_local import recent_event
+from dev.stack.sqs import QueueReader
 
 EXIT_OK, EXIT_UNRECOVERED, EXIT_INFRA = 0, 1, 2
 
@@ -117,7 +117,7 @@ class Upstream:
         self._lock = threading.Lock()
 
     def apply(self, change: Change) -> bytes:
-        from dev.signing import make_webhook, webhook_snapshot  # noqa: PLC0415
+        from dev.fakes.signing import make_webhook, webhook_snapshot  # noqa: PLC0415
 
         with self._lock:
             updated = self._base + timedelta(milliseconds=next(self._clock))
@@ -157,7 +157,7 @@ def send(
     """Every change applied upstream; its webhook sent unless dropped; 5xx is final (no retry)."""
     import requests  # noqa: PLC0415
 
-    from dev.signing import signed_headers  # noqa: PLC0415
+    from dev.fakes.signing import signed_headers  # noqa: PLC0415
 
     total = sum(len(lane) for lane in lanes)
     start = int(total * 0.4)
@@ -233,7 +233,7 @@ def compare(
 
 
 class LastRecords:
-    """Reads the FIFO output queue in a thread (``dev.sqs.QueueReader``), keeping the last record
+    """Reads the FIFO output queue in a thread (``dev.stack.sqs.QueueReader``), keeping the last record
     per appointment."""
 
     def __init__(self, sqs: Any, url: str) -> None:
@@ -286,13 +286,13 @@ class ReconcileSoakResult:
 def run_reconcile_soak(
     config: ReconcileSoakConfig, say: Callable[[str], None] = print
 ) -> ReconcileSoakResult:
-    from dev.awslocal import create_resources, start_moto_server  # noqa: PLC0415
-    from dev.gateway import Gateway  # noqa: PLC0415
-    from dev.lambda_context import make_context  # noqa: PLC0415
-    from dev.lambda_loader import load_handler  # noqa: PLC0415
-    from dev.poller import SqsPoller  # noqa: PLC0415
-    from dev.reconcile_local import reconciler_env  # noqa: PLC0415
-    from dev.sandbox import SandboxServer  # noqa: PLC0415
+    from dev.fakes.lambda_context import make_context  # noqa: PLC0415
+    from dev.fakes.lambda_loader import load_handler  # noqa: PLC0415
+    from dev.fakes.sandbox import SandboxServer  # noqa: PLC0415
+    from dev.stack.awslocal import create_resources, start_moto_server  # noqa: PLC0415
+    from dev.stack.gateway import Gateway  # noqa: PLC0415
+    from dev.stack.poller import SqsPoller  # noqa: PLC0415
+    from dev.stack.reconcile_local import reconciler_env  # noqa: PLC0415
 
     started = time.monotonic()
     deadline = started + config.timeout
@@ -424,7 +424,7 @@ def report(result: ReconcileSoakResult, say: Callable[[str], None] = print) -> N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dev.soak_reconcile", description=__doc__.split("\n\n")[0]
+        prog="python -m dev.soak.reconcile", description=__doc__.split("\n\n")[0]
     )
     defaults = ReconcileSoakConfig()
     parser.add_argument("--events", type=int, default=defaults.events, help="appointment changes")

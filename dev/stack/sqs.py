@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-LOG = logging.getLogger("dev.sqs")
+LOG = logging.getLogger("dev.stack.sqs")
 
 Messages = list[dict[str, Any]]
 

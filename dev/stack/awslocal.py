@@ -3,7 +3,7 @@
 Dev only, never ships. The handlers talk to it over real HTTP through the standard
 ``AWS_ENDPOINT_URL`` override, exactly as they talk to AWS when deployed.
 
-The resources are built from ``template.yaml`` itself (``dev.cfn``), generically by resource
+The resources are built from ``template.yaml`` itself (``dev.stack.cfn``), generically by resource
 type: every queue, topic, SQS subscription, table, queue policy and secret of the template is
 created on moto server under a unique name suffix, with the template's properties resolved for
 the chosen parameter values and conditions, so a queue or table added to the template appears
@@ -17,9 +17,9 @@ webhook keys, the sandbox (or given) PowerLeads URL, and the token secret, which
 expects to exist already (created here with the token given). ``visibility_timeout`` overrides
 the ingest queue's for tests that wait for redeliveries; nothing else differs from the template.
 
-    python -m dev.awslocal            # run just the embedded AWS and print the contract env
-    python -m dev.awslocal --export   # same, as `export NAME=value` lines for a shell
-    python -m dev.awslocal --bare     # moto server alone: prints its URL (the soak's AWS process)
+    python -m dev.stack.awslocal            # run just the embedded AWS and print the contract env
+    python -m dev.stack.awslocal --export   # same, as `export NAME=value` lines for a shell
+    python -m dev.stack.awslocal --bare     # moto server alone: prints its URL (the soak's AWS process)
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from appointment_enricher.wire import DEFAULT_API_BASE_URL
-from dev.cfn import (
+from dev.stack.cfn import (
     TEMPLATE_PATH,
     Physical,
     Resolver,
@@ -54,9 +54,9 @@ from dev.cfn import (
     references,
     text,
 )
-from dev.sqs import drain
+from dev.stack.sqs import drain
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 KEYS_DIR = REPO_ROOT / "dev" / "keys"
 
 REGION = "us-east-1"
@@ -68,7 +68,7 @@ SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 - the sandbox API's default accept
 TOKEN_SECRET_PARAMETER = "PowerLeadsTokenSecretName"  # noqa: S105 - a parameter name
 
 OutputMode = Literal["topic", "queue", "both"]
-LOG = logging.getLogger("dev.awslocal")
+LOG = logging.getLogger("dev.stack.awslocal")
 
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 
@@ -335,7 +335,7 @@ def creation_order(template: Template, resolver: Resolver, supported: set[str]) 
     )
     if unknown:
         raise TemplateError(
-            f"dev/awslocal.py does not know the resource types {unknown}: add a builder, or list them "
+            f"dev/stack/awslocal.py does not know the resource types {unknown}: add a builder, or list them "
             "in SKIPPED_TYPES if the local stack has no use for them"
         )
     wanted = {
@@ -475,7 +475,7 @@ class LocalStack:
         output_mode: OutputMode = "topic",
         **extra: str,
     ) -> dict[str, str]:
-        """Write :meth:`env` into ``os.environ`` (for a whole process, e.g. ``dev.run``)."""
+        """Write :meth:`env` into ``os.environ`` (for a whole process, e.g. ``dev.stack.run``)."""
         env = self.env(powerleads_api_base_url, output_mode=output_mode, **extra)
         for name in ("OUTPUT_TOPIC_ARN", "OUTPUT_QUEUE_URL"):
             if name not in env:

@@ -4,8 +4,8 @@ HighLevel signs the raw body bytes: ``x-ghl-signature`` is Ed25519 (current sche
 ``x-wh-signature`` RSA-SHA256 PKCS#1 v1.5 (legacy), both base64. The keys here are the dev
 pairs in ``dev/keys/``; the local stack trusts their public halves only.
 
-    python -m dev.signing --write-events          # regenerate events/webhooks, apigw, sqs
-    python -m dev.signing events/webhooks/create.json [--scheme both] [--restamp] [--url URL]
+    python -m dev.fakes.signing --write-events          # regenerate events/webhooks, apigw, sqs
+    python -m dev.fakes.signing events/webhooks/create.json [--scheme both] [--restamp] [--url URL]
                                                   # print a ready-to-paste curl command
 """
 
@@ -39,7 +39,7 @@ from appointment_enricher.wire import (
     webhook_dedupe_id,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 KEYS_DIR = REPO_ROOT / "dev" / "keys"
 EVENTS_DIR = REPO_ROOT / "events"
 
@@ -238,7 +238,7 @@ def ingest_record(
     body: bytes, received_at: str, *, message_id: str, receipt: str, sent_ms: int, sequence: int
 ) -> dict[str, Any]:
     """The Lambda SQS event record of a webhook as the receiver queues it (dev Ed25519 signature)."""
-    from dev.poller import sqs_record  # noqa: PLC0415 - keeps `import dev.signing` light
+    from dev.stack.poller import sqs_record  # noqa: PLC0415 - keeps `import dev.fakes.signing` light
 
     ref = read_webhook(parse_json_object(body))
     dedupe_id = dedupe_id_for(body)
@@ -267,7 +267,7 @@ def ingest_record(
 
 def write_events(root: Path = EVENTS_DIR, timestamp: str | datetime | None = None) -> list[Path]:
     """Regenerate ``events/webhooks``, ``events/apigw`` and ``events/sqs``; returns the paths."""
-    from dev.gateway import build_http_api_event  # noqa: PLC0415 - keeps `import dev.signing` light
+    from dev.stack.gateway import build_http_api_event  # noqa: PLC0415 - keeps `import dev.fakes.signing` light
 
     ts = timestamp if isinstance(timestamp, str) else iso_timestamp(timestamp)
     epoch_ms = int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
@@ -324,7 +324,7 @@ def write_events(root: Path = EVENTS_DIR, timestamp: str | datetime | None = Non
         ingest_record(
             body,
             ts,
-            message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"powerleads-dev/sqs/{name}")),
+            message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"powerleads-dev/stack/sqs/{name}")),
             receipt=base64.b64encode(f"dev-receipt-{name}".encode()).decode("ascii"),
             sent_ms=epoch_ms + index,
             sequence=18_880_000_000_000_000_000 + index,

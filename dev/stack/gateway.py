@@ -20,10 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from dev.lambda_context import ACCOUNT_ID, make_context
-from dev.lambda_loader import Handler
+from dev.fakes.lambda_context import ACCOUNT_ID, make_context
+from dev.fakes.lambda_loader import Handler
 
-LOG = logging.getLogger("dev.gateway")
+LOG = logging.getLogger("dev.stack.gateway")
 
 ROUTE_METHOD = "POST"
 ROUTE_PATH = "/webhooks/appointments"
