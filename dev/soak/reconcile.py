@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
 
+from dev.soak.stack import create_fifo_queue
 from dev.stack.reconcile_local import recent_event
 from dev.stack.sqs import QueueReader
 
@@ -306,10 +307,7 @@ def run_reconcile_soak(
         stack_cleanup.callback(server.stop)
         stack = create_resources(endpoint, suffix=f"rsk{uuid.uuid4().hex[:6]}", visibility_timeout=10)
         sqs = stack.client("sqs")
-        ordered_url = sqs.create_queue(
-            QueueName=f"EnrichedLast-{stack.suffix}.fifo",
-            Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
-        )["QueueUrl"]
+        ordered_url = create_fifo_queue(sqs, f"EnrichedLast-{stack.suffix}.fifo")
         sandbox = SandboxServer().start()
         stack_cleanup.callback(sandbox.stop)
         env = stack.env(

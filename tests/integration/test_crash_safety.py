@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from dev.fakes.signing import ingest_message, make_webhook, sign_ed25519
-from dev.soak.webhooks import appointment_event, start_worker_process, stop_process
+from dev.soak.plan import appointment_event
+from dev.soak.processes import start_worker_process, stop_process
 from dev.stack.awslocal import create_resources
 from dev.stack.sqs import queue_depth
 

@@ -3,7 +3,8 @@
 The run: 500 signed webhooks, 10 % duplicate deliveries, upstream 429/500 bursts, hangs, dropped
 connections, changing latency and 1 % permanently invalid appointments through gateway ->
 receiver -> FIFO ingest (moto server process) -> enricher processes -> SNS -> EnrichedQueue.
-See ``dev/soak/webhooks.py`` for what is checked and why order is checked on a FIFO mirror.
+See ``dev/soak/webhooks.py`` (the checks: ``dev/soak/balance.py``) for what is checked and why order
+is checked on a FIFO mirror.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ import copy
 
 import pytest
 
-from dev.soak.webhooks import Collected, SendStats, SoakConfig, build_plan, check, report, run_soak
+from dev.soak.balance import check, report
+from dev.soak.collect import Collected
+from dev.soak.config import SoakConfig
+from dev.soak.plan import build_plan
+from dev.soak.sender import SendStats
+from dev.soak.webhooks import run_soak
 
 pytestmark = pytest.mark.integration
 
