@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cost, events
-from bench.run import LATENCY_MS, OUT_DIR, REPO_ROOT, SANDBOX_TOKEN, Services, child_env, run_probe
+from bench.harness import LATENCY_MS, OUT_DIR, REPO_ROOT, SANDBOX_TOKEN, Services, child_env, run_probe
 
 START, END = "<!-- ledger:start -->", "<!-- ledger:end -->"
 RECEIVER_P50_MS = 13.3  # the receiver's warm p50 of the last full `make bench` (unchanged by the ledger)

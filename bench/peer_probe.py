@@ -10,7 +10,7 @@ Pointing the SDK at the sandbox (read from its source, ``highlevel/highlevel.py`
 HighLevel.BASE_URL)`` in ``__init__``, so the class attribute is set before construction; each
 call forces ``Version: <instance>.API_VERSION`` (``"v3"`` by default, which the real Get
 Appointment and the sandbox reject), so the instance attribute is set to the product's version,
-which ``bench.run`` passes in the spec (``api_version``, from ``wire.DEFAULT_API_VERSION``).
+which ``bench.harness`` passes in the spec (``api_version``, from ``wire.DEFAULT_API_VERSION``).
 """
 
 from __future__ import annotations

@@ -45,14 +45,14 @@ def test_bench_writes_every_row(tmp_path: Path) -> None:
 
 def test_bench_ledger_writes_its_section_and_make_bench_keeps_it(tmp_path: Path) -> None:
     from bench import ledger  # noqa: PLC0415
-    from bench.run import _kept_sections  # noqa: PLC0415
+    from bench.report import kept_sections  # noqa: PLC0415
 
     output = tmp_path / "BENCHMARKS.md"
     output.write_text("# Benchmarks\n\nold body\n")
     assert ledger.main(["--runs", "1", "--batches", "1", "--output", str(output)]) == 0
     text = output.read_text()
     assert text.startswith("# Benchmarks") and "old body" in text
-    kept = _kept_sections(output)
+    kept = kept_sections(output)
     assert kept.startswith(ledger.START) and kept.endswith(ledger.END)
     for row in ("| off |", "| on |", "BatchGetItem 1", "Goals with the ledger on"):
         assert row in kept, row

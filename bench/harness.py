@@ -1,0 +1,435 @@
+"""The benchmark harness: the backing services, the probes in fresh processes, and ``bench()``,
+which runs every measurement and returns the figures (``bench.report`` writes them up)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import events
+from dev.fakes.lambda_loader import add_code_paths
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = REPO_ROOT / "bench" / "out"
+PEER_VENV = OUT_DIR / "peer-venv"
+PEER_REQUIREMENTS = REPO_ROOT / "bench" / "requirements.txt"
+PROBE_TIMEOUT = 600
+LATENCY_MS = 100
+SANDBOX_TOKEN = "sandbox-token"
+
+# What an eager receiver would import at cold start: the enricher's path (pydantic models,
+# requests, the idempotency and secrets utilities). The product's receiver imports none of them.
+EAGER_RECEIVER_IMPORTS = [
+    "pydantic",
+    "requests",
+    "appointment_enricher.models",
+    "appointment_enricher.enrich.service",
+    "appointment_enricher.powerleads.client",
+    "appointment_enricher.config",
+    "aws_lambda_powertools.utilities.parameters",
+    "aws_lambda_powertools.utilities.idempotency",
+]
+
+
+# ---- statistics ---------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Figure:
+    """Per-run values of one figure, with its floor/peer per run (same run) when it has one."""
+
+    values: list[float] = field(default_factory=list)
+    reference: list[float] = field(default_factory=list)
+
+    def add(self, value: float, reference: float | None = None) -> None:
+        self.values.append(value)
+        if reference is not None:
+            self.reference.append(reference)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values) if self.values else float("nan")
+
+    @property
+    def ratios(self) -> list[float]:
+        return [v / r for v, r in zip(self.values, self.reference, strict=False) if r]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios) if self.ratios else float("nan")
+
+
+# ---- processes ----------------------------------------------------------------------------------
+
+
+class Services:
+    """``python -m bench.services`` as a child process; ``info`` is what it printed."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.services"],
+            cwd=REPO_ROOT,
+            # the probes purge queues every 100 records (untimed); moto allows one purge a minute
+            env={**os.environ, "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.close()
+            raise RuntimeError("bench.services exited before printing its endpoints")
+        self.info: dict[str, Any] = json.loads(line)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env: dict[str, str] = self.info["env"]
+        return env
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+
+
+def _api_version() -> str:
+    """The product's ``Version`` header, for the standalone peer probe (stdlib + the SDK only)."""
+    add_code_paths()
+    from appointment_enricher.wire import DEFAULT_API_VERSION  # noqa: PLC0415 - after the paths
+
+    return DEFAULT_API_VERSION
+
+
+def child_env(services: Services, **extra: str) -> dict[str, str]:
+    """The contract env as deployed (INFO logs and EMF metrics on; both go to /dev/null)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    env.update(services.env)
+    env.update({"POWERTOOLS_LOG_LEVEL": "INFO", "PYTHONDONTWRITEBYTECODE": "1", **extra})
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def run_probe(
+    spec: dict[str, Any], env: dict[str, str], workdir: Path, *, python: str | None = None
+) -> dict[str, Any]:
+    """One fresh process; returns the JSON it wrote."""
+    handle, spec_path = tempfile.mkstemp(suffix=".json", dir=workdir)
+    os.close(handle)
+    Path(spec_path).write_text(json.dumps(spec))
+    result_path = Path(spec_path).with_suffix(".result.json")
+    if python is None:
+        argv = [sys.executable, "-m", "bench.probe", spec_path, str(result_path)]
+    else:
+        argv = [python, str(REPO_ROOT / "bench" / "peer_probe.py"), spec_path, str(result_path)]
+    proc = subprocess.run(
+        argv,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=PROBE_TIMEOUT,
+        check=False,
+    )
+    if proc.returncode != 0 or not result_path.exists():
+        raise RuntimeError(f"probe {spec['kind']} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(result_path.read_text())
+    return result
+
+
+def ensure_peer_venv(log: Callable[[str], None]) -> tuple[Path | None, str]:
+    """The peer SDK's venv, created once per requirements file; (python, versions or why not)."""
+    python = PEER_VENV / "bin" / "python"
+    marker = PEER_VENV / ".installed"
+    wanted = hashlib.sha256(PEER_REQUIREMENTS.read_bytes()).hexdigest()
+    if not (python.exists() and marker.exists() and marker.read_text() == wanted):
+        log(f"installing the peer SDK into {PEER_VENV.relative_to(REPO_ROOT)} ...")
+        try:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_VENV)], check=True)
+            subprocess.run(
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                    str(PEER_REQUIREMENTS),
+                ],
+                check=True,
+                timeout=600,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            return None, f"peer venv could not be built: {exc}"
+        marker.write_text(wanted)
+    listing = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    wanted_names = ("gohighlevel-api-client", "httpx", "httpcore", "pydantic", "anyio")
+    versions = ", ".join(line for line in listing.splitlines() if line.split("==")[0].lower() in wanted_names)
+    return python, versions
+
+
+# ---- the bench ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    figures: dict[str, Figure] = field(default_factory=dict)
+    raw: dict[str, list[Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def fig(self, name: str) -> Figure:
+        return self.figures.setdefault(name, Figure())
+
+    def keep(self, name: str, value: Any) -> None:
+        self.raw.setdefault(name, []).append(value)
+
+
+def _batches_of(records: Iterator[dict[str, Any]], size: int = 10) -> Iterator[dict[str, Any]]:
+    batch: list[dict[str, Any]] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == size:
+            yield events.sqs_event(batch)
+            batch = []
+    if batch:
+        yield events.sqs_event(batch)
+
+
+def _per_unit(snapshots: list[dict[str, dict[str, int]]], key: str, per: float) -> dict[str, float]:
+    """Median over batches of each operation's calls/chunks, divided by ``per``."""
+    names = {name for snap in snapshots for name in snap[key]}
+    return {n: statistics.median([s[key].get(n, 0) for s in snapshots]) / per for n in sorted(names)}
+
+
+def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results, dict[str, Any]]:
+    results = Results()
+    peer_python: Path | None = None
+    peer_versions = "not measured (--no-peer)"
+    if not args.no_peer:
+        peer_python, peer_versions = ensure_peer_venv(log)
+        if peer_python is None:
+            results.notes.append(peer_versions)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    services = Services()
+    try:
+        with tempfile.TemporaryDirectory(dir=OUT_DIR) as tmp:
+            work = Path(tmp)
+            ids: list[str] = services.info["appointment_ids"]
+            location: str = services.info["location_id"]
+            env = child_env(services)
+            queue_url = services.info["ingest_queue_url"]
+            purge: list[str] = services.info["purge_queue_urls"]
+            floor_body = events.webhook_body(ids[0], location).decode()
+            for run in range(args.runs):
+                log(f"run {run + 1}/{args.runs}: cold starts, warm receiver, RSS")
+                results.keep("load", os.getloadavg()[0])
+                nonce = f"{time.time_ns()}"
+                floor = run_probe(
+                    {
+                        "kind": "floor",
+                        "queue_url": queue_url,
+                        "body": floor_body,
+                        "nonce": nonce,
+                        "records": args.records,
+                        "purge": purge,
+                    },
+                    env,
+                    work,
+                )
+                rest = events.write_jsonl(
+                    work / f"receiver-{run}.jsonl",
+                    (events.api_event(ids[i % len(ids)], location) for i in range(args.records - 1)),
+                )
+                receiver = run_probe(
+                    {
+                        "kind": "receiver",
+                        "first": events.api_event(ids[0], location),
+                        "rest": str(rest),
+                        "purge": purge,
+                    },
+                    env,
+                    work,
+                )
+                eager = run_probe(
+                    {
+                        "kind": "receiver",
+                        "first": events.api_event(ids[0], location),
+                        "preimport": EAGER_RECEIVER_IMPORTS,
+                    },
+                    env,
+                    work,
+                )
+                records = (events.sqs_record(ids[i % len(ids)], location) for i in range(args.records - 1))
+                enricher_rest = events.write_jsonl(work / f"enricher-{run}.jsonl", _batches_of(records))
+                enricher = run_probe(
+                    {
+                        "kind": "enricher",
+                        "impl": "enricher",
+                        "first": events.sqs_event([events.sqs_record(ids[1], location)]),
+                        "rest": str(enricher_rest),
+                        "purge": purge,
+                    },
+                    env,
+                    work,
+                )
+                naive = run_probe(
+                    {
+                        "kind": "enricher",
+                        "impl": "naive",
+                        "first": events.sqs_event([events.sqs_record(ids[2], location)]),
+                    },
+                    env,
+                    work,
+                )
+                peer: dict[str, Any] | None = None
+                if peer_python is not None:
+                    peer = run_probe(
+                        {
+                            "kind": "peer",
+                            "base_url": services.info["sandbox_url"],
+                            "token": SANDBOX_TOKEN,
+                            "appointment_id": ids[3],
+                            "api_version": _api_version(),
+                        },
+                        env,
+                        work,
+                        python=str(peer_python),
+                    )
+                _collect_cold(results, floor, receiver, eager, enricher, naive, peer)
+
+            log("warm batches at 100 ms upstream latency: product, then naive")
+            for impl in ("enricher", "naive"):
+                pairs = events.write_batch_pairs(
+                    work / f"batches-{impl}.jsonl", ids, location, args.batches + 2
+                )
+                batch = run_probe(
+                    {
+                        "kind": "batch",
+                        "impl": impl,
+                        "sandbox_url": services.info["sandbox_url"],
+                        "latency_ms": LATENCY_MS,
+                        "batches": str(pairs),
+                        "warmup": 2,
+                        "floor_id": ids[0],
+                        "token": SANDBOX_TOKEN,
+                        "topic_arn": services.env["OUTPUT_TOPIC_ARN"],
+                        "micro": args.micro,
+                    },
+                    env,
+                    work,
+                )
+                _collect_batch(results, impl, batch)
+
+            log("warm CPU per record")
+            cpu = run_probe(
+                {
+                    "kind": "cpu",
+                    "record": events.sqs_record(ids[0], location),
+                    "upstream_body": json.dumps({"event": {**_served_event(), "id": ids[0]}}),
+                    "iterations": args.cpu_iterations,
+                    "repeats": max(5, args.runs),
+                },
+                env,
+                work,
+            )
+            for sample in cpu["samples"]:
+                results.fig("cpu_us").add(sample["cpu_us"])
+                results.fig("cpu_wall_us").add(sample["wall_us"])
+    finally:
+        services.close()
+    return results, {"peer_versions": peer_versions}
+
+
+def _served_event() -> dict[str, Any]:
+    from bench.services import sample_event  # noqa: PLC0415
+
+    return sample_event()
+
+
+def _collect_cold(
+    results: Results,
+    floor: dict[str, Any],
+    receiver: dict[str, Any],
+    eager: dict[str, Any],
+    enricher: dict[str, Any],
+    naive: dict[str, Any],
+    peer: dict[str, Any] | None,
+) -> None:
+    f = floor["cold_ms"]
+    results.fig("floor_cold").add(f)
+    results.fig("floor_cold_send").add(floor["cold_plus_send_ms"])
+    results.fig("receiver_cold").add(receiver["cold_ms"], f)
+    results.fig("receiver_cold_vs_send").add(receiver["cold_ms"], floor["cold_plus_send_ms"])
+    results.fig("receiver_cold_eager").add(eager["cold_ms"], receiver["cold_ms"])
+    results.fig("enricher_cold").add(enricher["cold_ms"], f)
+    results.fig("naive_cold").add(naive["cold_ms"], f)
+    results.fig("receiver_rss").add(receiver["rss_mb"])
+    results.fig("receiver_rss_first").add(receiver["rss_first_mb"])
+    results.fig("enricher_rss").add(enricher["rss_mb"])
+    results.fig("enricher_rss_first").add(enricher["rss_first_mb"])
+    results.fig("floor_rss").add(floor["rss_mb"])
+    results.keep("receiver_records", receiver["records"])
+    results.keep("enricher_records", enricher["records"])
+    if receiver["warm_ms"] and floor["warm_ms"]:
+        results.fig("receiver_p50").add(percentile(receiver["warm_ms"], 50), percentile(floor["warm_ms"], 50))
+        results.fig("receiver_p99").add(percentile(receiver["warm_ms"], 99), percentile(floor["warm_ms"], 99))
+        results.fig("floor_p50").add(percentile(floor["warm_ms"], 50))
+        results.fig("floor_p99").add(percentile(floor["warm_ms"], 99))
+        results.keep("receiver_aws", receiver["aws"])
+        results.keep("receiver_warm_n", len(receiver["warm_ms"]))
+    if peer is not None:
+        results.fig("peer_cold").add(peer["cold_ms"])
+        results.fig("peer_import").add(peer["import_ms"])
+        results.fig("peer_rss").add(peer["rss_mb"])
+        results.fig("enricher_cold_vs_peer").add(enricher["cold_ms"], peer["cold_ms"])
+        results.fig("receiver_rss_vs_peer").add(receiver["rss_mb"], peer["rss_mb"])
+        results.fig("enricher_rss_vs_peer").add(enricher["rss_mb"], peer["rss_mb"])
+
+
+def _collect_batch(results: Results, impl: str, batch: dict[str, Any]) -> None:
+    prefix = "product" if impl == "enricher" else "naive"
+    for d, s, floor in zip(batch["distinct_ms"], batch["same_ms"], batch["floor_ms"], strict=True):
+        results.fig(f"{prefix}_distinct").add(d, floor)
+        results.fig(f"{prefix}_same").add(s, floor)
+        results.fig(f"{prefix}_floor").add(floor)
+    for n in batch["distinct_upstream"]:
+        results.fig(f"{prefix}_distinct_upstream").add(n)
+    for n in batch["same_upstream"]:
+        results.fig(f"{prefix}_same_upstream").add(n)
+    results.keep(f"{prefix}_distinct_aws", _per_unit(batch["distinct_aws"], "chunks", 1))
+    results.keep(f"{prefix}_distinct_calls", _per_unit(batch["distinct_aws"], "calls", 1))
+    results.keep(f"{prefix}_same_calls", _per_unit(batch["same_aws"], "calls", 1))
+    for name in ("session_ms", "new_conn_ms", "publish_batch_ms", "publish_single_ms"):
+        for value in batch.get(name, []):
+            results.fig(f"micro_{name}").add(value)

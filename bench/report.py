@@ -1,0 +1,552 @@
+"""The benchmark report: ``render()`` turns the harness's figures into ``BENCHMARKS.md`` (goals,
+ratios, costs, the method), keeping the sections other benchmarks maintain."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import cost
+from bench.harness import (
+    EAGER_RECEIVER_IMPORTS,
+    LATENCY_MS,
+    Figure,
+    Results,
+)
+
+
+def _fmt(value: float, unit: str = "") -> str:
+    if value != value:  # NaN
+        return "n/a"
+    if unit == "$":
+        return f"${value:,.2f}"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text} {unit}".strip()
+
+
+def _ratio(value: float) -> str:
+    return "n/a" if value != value else f"{value:.2f}x"
+
+
+def _machine() -> list[str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    uname = " ".join(platform.uname())
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return [
+        f"- `uname -a`: `{uname}`",
+        f"- CPU: {cpu}; {os.cpu_count()} cores (shared; load average at the end "
+        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f})",
+        f"- Python: {platform.python_version()} ({sys.executable})",
+    ]
+
+
+def _versions() -> str:
+    names = [
+        "boto3",
+        "botocore",
+        "aws-lambda-powertools",
+        "pydantic",
+        "pydantic-core",
+        "requests",
+        "urllib3",
+        "cryptography",
+        "moto",
+    ]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ", ".join(found)
+
+
+@dataclass
+class Row:
+    figure: str
+    fig: Figure | None
+    unit: str
+    reference: str
+    goal: str
+    met: bool | None
+    ratio_text: str | None = None
+    value_text: str | None = None
+
+
+def _rows(r: Results) -> list[Row]:
+    f = r.figures
+    empty = Figure()
+
+    def g(name: str) -> Figure:
+        return f.get(name, empty)
+
+    def le(value: float, limit: float) -> bool | None:
+        return None if value != value else value <= limit
+
+    rows = [
+        Row(
+            "receiver cold start (import + init + first webhook, 202)",
+            g("receiver_cold"),
+            "ms",
+            f"floor `import boto3` + SQS client: {_fmt(g('floor_cold').median, 'ms')}",
+            "<= 1.3x floor",
+            le(g("receiver_cold").ratio, 1.3),
+        ),
+        Row(
+            "receiver cold start, vs floor + its first SendMessage",
+            g("receiver_cold_vs_send"),
+            "ms",
+            f"floor + 1 SendMessage: {_fmt(g('floor_cold_send').median, 'ms')}",
+            "(context)",
+            None,
+        ),
+        Row(
+            "enricher cold start (import + init + first batch of 1)",
+            g("enricher_cold"),
+            "ms",
+            f"floor: {_fmt(g('floor_cold').median, 'ms')}",
+            "<= 2.0x floor",
+            le(g("enricher_cold").ratio, 2.0),
+        ),
+        Row(
+            "enricher cold start vs peer SDK (import + first get_appointment)",
+            g("enricher_cold_vs_peer"),
+            "ms",
+            f"peer: {_fmt(g('peer_cold').median, 'ms')} (import alone {_fmt(g('peer_import').median, 'ms')})",
+            "<= 0.5x peer",
+            le(g("enricher_cold_vs_peer").ratio, 0.5),
+        ),
+        Row(
+            f"enricher batch of 10 distinct appointments, upstream {LATENCY_MS} ms",
+            g("product_distinct"),
+            "ms",
+            f"one {LATENCY_MS} ms round trip: {_fmt(g('product_floor').median, 'ms')}",
+            "<= 1.3x",
+            le(g("product_distinct").ratio, 1.3),
+        ),
+        Row(
+            "naive baseline, same batch (serial, new connection, publish per record)",
+            g("naive_distinct"),
+            "ms",
+            f"one round trip: {_fmt(g('naive_floor').median, 'ms')}",
+            "(baseline)",
+            None,
+        ),
+        Row(
+            "10 updates to one appointment in one batch: upstream calls",
+            g("product_same_upstream"),
+            "calls",
+            f"naive: {_fmt(g('naive_same_upstream').median, 'calls')}",
+            "exactly 1",
+            None
+            if not g("product_same_upstream").values
+            else all(v == 1 for v in g("product_same_upstream").values),
+            ratio_text="-",
+        ),
+        Row(
+            "10 updates to one appointment: batch latency",
+            g("product_same"),
+            "ms",
+            f"naive: {_fmt(g('naive_same').median, 'ms')}; "
+            f"one round trip {_fmt(g('product_floor').median, 'ms')}",
+            "(context)",
+            None,
+        ),
+        Row(
+            "warm CPU per record: validate + enrich + serialize",
+            g("cpu_us"),
+            "us",
+            "-",
+            "<= 200 us",
+            le(g("cpu_us").median, 200),
+            ratio_text="-",
+        ),
+        Row(
+            f"receiver peak RSS after {_records(r, 'receiver_records')} webhooks",
+            g("receiver_rss_vs_peer") if g("receiver_rss_vs_peer").values else g("receiver_rss"),
+            "MB",
+            f"peer after one fetch: {_fmt(g('peer_rss').median, 'MB')}",
+            "<= 100 MB",
+            le(g("receiver_rss").median, 100),
+        ),
+        Row(
+            f"enricher peak RSS after {_records(r, 'enricher_records')} records",
+            g("enricher_rss_vs_peer") if g("enricher_rss_vs_peer").values else g("enricher_rss"),
+            "MB",
+            f"peer after one fetch: {_fmt(g('peer_rss').median, 'MB')}",
+            "<= 100 MB",
+            le(g("enricher_rss").median, 100),
+        ),
+        Row(
+            "receiver warm latency p50",
+            g("receiver_p50"),
+            "ms",
+            f"floor: one warm SendMessage p50 {_fmt(g('floor_p50').median, 'ms')}",
+            "(context)",
+            None,
+        ),
+        Row(
+            "receiver warm latency p99",
+            g("receiver_p99"),
+            "ms",
+            f"floor: one warm SendMessage p99 {_fmt(g('floor_p99').median, 'ms')}",
+            "p99 <= 2x floor",
+            le(g("receiver_p99").ratio, 2.0),
+        ),
+    ]
+    return rows
+
+
+def _records(r: Results, key: str) -> str:
+    values = r.raw.get(key) or []
+    return f"{int(statistics.median(values)):,}" if values else "n/a"
+
+
+def _costs(r: Results) -> tuple[dict[str, float], dict[str, float]] | None:
+    if not (r.raw.get("product_distinct_aws") and r.raw.get("naive_distinct_aws")):
+        return None
+    receiver_ms = r.figures["receiver_p50"].median if "receiver_p50" in r.figures else float("nan")
+    receiver_aws = r.raw.get("receiver_aws") or []
+    n = (r.raw.get("receiver_warm_n") or [1])[0]
+    chunks = {k: v / n for k, v in (receiver_aws[0]["chunks"] if receiver_aws else {}).items()}
+    product = cost.per_million(
+        receiver_ms=receiver_ms,
+        receiver_chunks_per_event=chunks,
+        enricher_batch_ms=r.figures["product_distinct"].median,
+        enricher_chunks_per_batch=r.raw["product_distinct_aws"][0],
+    )
+    naive = cost.per_million(
+        receiver_ms=receiver_ms,
+        receiver_chunks_per_event=chunks,
+        enricher_batch_ms=r.figures["naive_distinct"].median,
+        enricher_chunks_per_batch=r.raw["naive_distinct_aws"][0],
+    )
+    return product, naive
+
+
+def _calls_text(calls: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:g}" for name, value in calls.items()) or "none"
+
+
+def render(r: Results, args: argparse.Namespace, meta: dict[str, Any], elapsed: float) -> str:
+    rows = _rows(r)
+    costs = _costs(r)
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench.run`); do not edit by hand.",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {elapsed:.0f} s with "
+        f"`--runs {args.runs} --records {args.records} --batches {args.batches}`.",
+        "",
+        "## Machine and versions",
+        "",
+        *_machine(),
+        f"- Product and bench: {_versions()}",
+        f"- Peer venv (`bench/out/peer-venv`, from `bench/requirements.txt`): {meta['peer_versions']}",
+        "- Backing services in their own process: moto server (embedded AWS over HTTP) and the sandbox "
+        "PowerLeads API (`dev/fakes/sandbox.py`, rate limiter lifted), both on 127.0.0.1.",
+        "",
+        "## Results",
+        "",
+        "Medians over runs, with min and max; *ratio* is the median of per-run ratios to the "
+        "floor/peer measured in the same run (absolute times drift on a shared machine; ratios hold).",
+        "",
+        "| figure | median | min | max | floor / peer (median) | ratio | goal | met? |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        fig = row.fig or Figure()
+        values = fig.values
+        lo = _fmt(min(values), row.unit) if values else "n/a"
+        hi = _fmt(max(values), row.unit) if values else "n/a"
+        met = "-" if row.met is None else ("**yes**" if row.met else "**NO**")
+        ratio = row.ratio_text if row.ratio_text is not None else _ratio(fig.ratio)
+        lines.append(
+            f"| {row.figure} | {_fmt(fig.median, row.unit)} | {lo} | {hi} | {row.reference} | "
+            f"{ratio} | {row.goal} | {met} |"
+        )
+    if costs is not None:
+        product, naive = costs
+        met = "**yes**" if product["Total"] < naive["Total"] else "**NO**"
+        lines.append(
+            f"| cost per million webhook events (breakdown below) | {_fmt(product['Total'], '$')} | - | - | "
+            f"naive at the same settings: {_fmt(naive['Total'], '$')} | "
+            f"{_ratio(product['Total'] / naive['Total'])} | lowest | {met} |"
+        )
+    lines += [
+        "",
+        f"Runs: {len(r.figures.get('receiver_cold', Figure()).values)} cold-start runs, "
+        f"{len(r.figures.get('product_distinct', Figure()).values)} timed batches per implementation, "
+        f"{len(r.figures.get('cpu_us', Figure()).values)} CPU samples of {args.cpu_iterations} records.",
+    ]
+    loads = r.raw.get("load") or []
+    cores = os.cpu_count() or 1
+    if loads and max(loads) > cores:
+        lines += [
+            "",
+            f"**This machine was busy during the run** (1-minute load average up to {max(loads):.1f} on "
+            f"{cores} cores, other work included): absolute cold-start times and their min/max spread "
+            "are noisy; the per-run ratios are the figures to read, and a cold-start ratio close to its "
+            "goal should be confirmed on a quiet machine.",
+        ]
+    lines += _misses(rows)
+    lines += ["", *_cost_section(r, costs), "", *_optimisations(r), "", *_method(args)]
+    if r.notes:
+        lines += ["", "## Notes from this run", "", *[f"- {n}" for n in r.notes]]
+    return "\n".join(lines) + "\n"
+
+
+# Why a goal can miss here, by row; printed only for rows that missed in this run. The phase
+# timings quoted were measured by hand (bench services, 10 distinct appointments at 100 ms).
+_MISS_REASONS: dict[str, str] = {
+    "receiver cold start": (
+        "Beyond `import boto3` + one client the receiver imports Powertools Logger and Metrics, "
+        "cryptography, parses both public keys (RSA-4096 included), verifies a signature and makes its "
+        "first `SendMessage` (the floor does none of these; see the *floor + 1 SendMessage* row). It "
+        "imports nothing of the enricher (a test enforces it). What is left is the cost of the "
+        "contract's own parts: signature checking, structured logs and EMF metrics."
+    ),
+    "enricher cold start (import": (
+        "The clock covers everything the first batch needs that the floor does not: pydantic and the "
+        "models, requests, three boto3 clients (SQS, SNS, DynamoDB), Powertools parameters, and the "
+        "round trips of a first batch with the ledger on (Secrets Manager read, the ledger's "
+        "BatchGetItem, the upstream GET, the conditional ledger write, PublishBatch with SNS "
+        "delivery inside moto, the receipt write). With `EnableTracing=true` "
+        "(the template default) Lambda also pays the X-Ray SDK import, which this bench leaves out."
+    ),
+    "enricher cold start vs peer": (
+        "The peer's figure is dominated by its own import; ours includes a whole first batch "
+        "(ledger read, fetch, ledger write, publish, receipt), not one GET."
+    ),
+    "enricher batch of 10 distinct": (
+        "The ten fetches overlap (10 workers, one pooled session). With the ledger on (the "
+        "template's default) a batch is five sequential steps: one BatchGetItem of the entries and "
+        "receipts, the fetches, the ten conditional ledger writes, one PublishBatch (with moto's "
+        "in-process fan-out to the subscribed queue), the ten receipts. Each non-fetch step is a "
+        "round trip to moto server, one Python process that serialises requests (tens of ms under "
+        "load), where DynamoDB answers ten parallel writes in well under 10 ms. The write must "
+        "precede the publish (no gap after a crash) and the receipt must follow it, so neither can "
+        "overlap the publish; the ledger section below compares the build without a ledger."
+    ),
+}
+
+
+def _misses(rows: list[Row]) -> list[str]:
+    missed = [row for row in rows if row.met is False]
+    if not missed:
+        return []
+    lines = ["", "### Goals missed in this run, and why", ""]
+    for row in missed:
+        reason = next((text for key, text in _MISS_REASONS.items() if row.figure.startswith(key)), None)
+        lines.append(f"- **{row.figure}**: {reason or 'no known reason recorded; investigate.'}")
+    return lines
+
+
+def _cost_section(r: Results, costs: tuple[dict[str, float], dict[str, float]] | None) -> list[str]:
+    lines = ["## Cost per million webhook events", ""]
+    if costs is None:
+        return [*lines, "Not measured in this run."]
+    product, naive = costs
+    p = cost.PRICES
+    settings = cost.Settings()
+    lines += [
+        f"us-east-1 list prices as of {cost.PRICES_DATE} (`bench/cost.py`; first tier, no free tier; "
+        "not re-checked on this run, the bench machine has no internet): Lambda arm64 "
+        f"${p['lambda_gb_second']:.10f}/GB-s and ${p['lambda_request'] * 1e6:.2f}/M requests; HTTP API "
+        f"${p['http_api_request'] * 1e6:.2f}/M; SQS FIFO ${p['sqs_fifo_request'] * 1e6:.2f}/M and standard "
+        f"${p['sqs_standard_request'] * 1e6:.2f}/M requests (per 64 KiB chunk); SNS "
+        f"${p['sns_publish_request'] * 1e6:.2f}/M publish requests (per 64 KiB chunk; deliveries to SQS "
+        f"free on the SNS side); DynamoDB on-demand ${p['ddb_write_request_unit'] * 1e6:.3f}/M writes, "
+        f"${p['ddb_read_request_unit'] * 1e6:.3f}/M reads; Secrets Manager ${p['secrets_api_call'] * 1e4:.2f}"
+        " per 10,000 calls.",
+        "",
+        f"Settings for both: receiver {settings.receiver_memory_mb} MB, enricher "
+        f"{settings.enricher_memory_mb} MB (template defaults), full batches of {settings.batch_size} "
+        f"distinct appointments, upstream latency {LATENCY_MS} ms. Durations are the measured warm "
+        "medians (receiver p50 per webhook, enricher per batch), billed per started ms. AWS requests "
+        "are the ones counted in the measured processes (botocore calls by operation and payload "
+        "chunk), per batch: product "
+        f"{_calls_text(r.raw['product_distinct_calls'][0])}; naive "
+        f"{_calls_text(r.raw['naive_distinct_calls'][0])}.",
+        "",
+        "| line item | product | naive |",
+        "|---|---|---|",
+    ]
+    for name in product:
+        bold = "**" if name == "Total" else ""
+        lines.append(
+            f"| {bold}{name}{bold} | {bold}${product[name]:.4f}{bold} | {bold}${naive[name]:.4f}{bold} |"
+        )
+    lines += [
+        "",
+        "Caveats: on Lambda a 128 MB function gets about 1/14 of a vCPU, so the CPU-bound part of "
+        "these durations stretches there; both implementations are priced from the same machine. "
+        "Cold starts, empty long polls of the event source mapping, CloudWatch Logs/metrics and X-Ray "
+        "are not included. A warm container re-reads the token secret once per 5 minutes "
+        "(Powertools cache), which rounds to $0.00 per million events.",
+    ]
+    return lines
+
+
+def _optimisations(r: Results) -> list[str]:
+    f = r.figures
+    empty = Figure()
+
+    def g(name: str) -> Figure:
+        return f.get(name, empty)
+
+    lines = [
+        "## What each optimisation bought",
+        "",
+        "Measured in this run; *before* is the naive choice, *after* the product's.",
+        "",
+        "| optimisation | before | after | bought |",
+        "|---|---|---|---|",
+    ]
+
+    def add(name: str, before: float, after: float, unit: str, extra: str = "") -> None:
+        if before != before or after != after:
+            lines.append(f"| {name} | n/a | n/a | not measured |")
+            return
+        saved = before - after
+        factor = f"{before / after:.1f}x" if after else "-"
+        lines.append(
+            f"| {name} | {_fmt(before, unit)} | {_fmt(after, unit)} | {_fmt(saved, unit)} less ({factor}) "
+            f"{extra}|"
+        )
+
+    add(
+        "Receiver imports only the intake path (no pydantic, requests, enricher, idempotency, "
+        "parameters): cold start eager vs lazy",
+        g("receiver_cold_eager").median,
+        g("receiver_cold").median,
+        "ms",
+    )
+    add(
+        "Enricher: lazy imports, every AWS client made once from boto3's default session and handed "
+        "to Powertools (`appointment_enricher.enrich.wiring`) vs the naive module (eager imports; Powertools "
+        "builds its own boto3 Sessions; no Powertools logger/metrics): cold start",
+        g("naive_cold").median,
+        g("enricher_cold").median,
+        "ms",
+        "(a negative saving would mean the product pays more on its first batch) ",
+    )
+    add(
+        "Parallel fetches on a pooled session + one batch publish: batch of 10 distinct, 100 ms upstream",
+        g("naive_distinct").median,
+        g("product_distinct").median,
+        "ms",
+    )
+    add(
+        "Coalescing: 10 updates to one appointment, upstream calls",
+        g("naive_same_upstream").median,
+        g("product_same_upstream").median,
+        "calls",
+    )
+    add(
+        "Coalescing: 10 updates to one appointment, batch latency",
+        g("naive_same").median,
+        g("product_same").median,
+        "ms",
+    )
+    add(
+        "Session reuse: one GET at 100 ms, new connection per call vs warm keep-alive session "
+        "(loopback, no TLS)",
+        g("micro_new_conn_ms").median,
+        g("micro_session_ms").median,
+        "ms",
+    )
+    add(
+        "Batch publish: 10 records, 10 x SNS Publish vs 1 x PublishBatch (moto round trips)",
+        g("micro_publish_single_ms").median,
+        g("micro_publish_batch_ms").median,
+        "ms",
+    )
+    naive_calls = (r.raw.get("naive_distinct_calls") or [{}])[0]
+    product_calls = (r.raw.get("product_distinct_calls") or [{}])[0]
+    add(
+        "Batch publish: SNS requests per batch of 10 (billed)",
+        float(naive_calls.get("sns:Publish", float("nan"))),
+        float(product_calls.get("sns:PublishBatch", float("nan"))),
+        "calls",
+    )
+    return lines
+
+
+def _method(args: argparse.Namespace) -> list[str]:
+    return [
+        "## Method",
+        "",
+        "- **Cold starts** (`bench/probe.py`): each run starts fresh interpreters for the floor, the "
+        "receiver, an eager-import receiver, the enricher, the naive enricher and the peer. All "
+        "import the same stdlib harness and read their inputs *before* the clock starts; the clock "
+        "(`time.perf_counter`) covers exactly import + init + first request. Interpreter start-up "
+        "(identical for all) is outside it. Handlers are loaded with `dev.fakes.lambda_loader` after the "
+        "contract env points them at the moto server and the sandbox; logs at INFO and EMF metrics "
+        "are on, as deployed, and go to /dev/null; X-Ray is off (`POWERTOOLS_TRACE_DISABLED`).",
+        '- **Floor**: a fresh process doing `import boto3` + `boto3.client("sqs")` (our '
+        "definition, used for the goals). Its first `SendMessage` to the FIFO ingest queue is timed "
+        "separately and shown as *floor + 1 SendMessage*, the like-for-like cost of what the "
+        "receiver does on its first request.",
+        "- **Receiver**: `functions/webhook/app.py` handling an API Gateway HTTP API v2 event with an "
+        "Ed25519-signed webhook (dev key); must answer 202. Then, in the same process, "
+        f"{args.records - 1} more webhooks, each timed (warm latency p50/p99), then peak RSS "
+        "(`ru_maxrss`). The warm floor is the floor process's own warm `SendMessage`s (same count).",
+        "- **Eager receiver**: the same, with the enricher's modules "
+        f"({', '.join(f'`{m}`' for m in EAGER_RECEIVER_IMPORTS)}) imported inside the clock first.",
+        "- **Enricher**: `functions/enricher/app.py` (idempotency on DynamoDB, token from Secrets "
+        "Manager, output to the SNS topic) handling a batch of one `AppointmentUpdate`; then "
+        f"{args.records - 1} more records in batches of 10 distinct appointments, then peak RSS.",
+        "- **Peer** (`bench/peer_probe.py`, in `bench/out/peer-venv`): `import highlevel`, "
+        "`HighLevel(private_integration_token=...)` with `BASE_URL` pointed at the sandbox and "
+        "`API_VERSION` set to `2021-04-15` (the SDK forces its own `v3`, which Get Appointment "
+        "rejects), then `asyncio.run(client.calendars.get_appointment(id))` for the same "
+        "appointment shape; RSS after that one fetch.",
+        f"- **Batches**: a warm process per implementation (two warm-up batches), then {args.batches} "
+        "pairs of batches with the sandbox answering after "
+        f"{LATENCY_MS} ms: 10 distinct appointments, and 10 updates of one appointment (upstream "
+        "calls read from the sandbox's request log, cleared before each batch). The floor is one "
+        "warm keep-alive GET of an appointment at the same latency, in the same process, after "
+        "each pair. AWS calls are counted by operation for the cost model.",
+        "- **Naive baseline** (`bench/naive.py`): serial, `requests.get` per fetch (new connection), "
+        "no coalescing, `sns.publish` per record, eager imports and clients; the same models, "
+        "enrichment, idempotency and token source as the product.",
+        "- **Micro**: in the product's batch process: a GET through a warm session vs `requests.get` "
+        f"at {LATENCY_MS} ms (loopback, plain HTTP: no TLS handshake, so this is the lower bound of "
+        "what reuse saves against the real HTTPS API); 10 x `sns.publish` vs one `publish_batch` "
+        "of the same 10 records.",
+        "- **Warm CPU per record**: in one process, `IngestMessage` + `AppointmentWebhook` from JSON, "
+        "the Get Appointment body parsed and validated, `build_record`, `model_dump_json`, the "
+        f"outbound size check; {args.cpu_iterations} records per sample, `time.process_time`.",
+        "- **Percentiles**: nearest rank over each run's samples; the table shows the median of the "
+        "per-run p50/p99 and the median of per-run ratios.",
+    ]
+
+
+def kept_sections(path: Path) -> str:
+    """Sections other benches own (``python -m bench.ledger``), carried over from the old file."""
+    text = path.read_text() if path.exists() else ""
+    start, end = "<!-- ledger:start -->", "<!-- ledger:end -->"
+    if start in text and end in text:
+        return start + text.split(start, 1)[1].split(end, 1)[0] + end
+    return ""
