@@ -33,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from dev.fakes.server import LocalServer
+
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection"})
 
 
@@ -88,8 +90,10 @@ def _throttle_body() -> bytes:
     ).encode()
 
 
-class FaultProxy:
+class FaultProxy(LocalServer):
     """``FaultProxy(moto_url).start()``; ``.url`` for clients; ``.set_fault(...)``; ``.stop()``."""
+
+    thread_name = "faultproxy"
 
     def __init__(self, upstream: str, *, operations: tuple[str, ...] = ("SendMessage",)) -> None:
         parts = urlsplit(upstream)
@@ -102,32 +106,14 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._released = threading.Event()  # set: the hangs and trickles of this generation give up
         self._generations: list[threading.Event] = [self._released]
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__()
+        self.bind()
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def _make_server(self) -> ThreadingHTTPServer:
+        return ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
 
-    def start(self) -> FaultProxy:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="faultproxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
+    def _on_stop(self) -> None:
         self._release_all()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def set_fault(self, fault: Fault | None) -> None:
         """A fault for every matching request until cleared; ``None`` clears it and releases hangs."""

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from dev.fakes.server import LocalServer
+
 API_VERSION = "2021-04-15"
 DEFAULT_TOKEN = "sandbox-token"  # noqa: S105 - a published dev-only token, not a secret
 APPOINTMENTS_PREFIX = "/calendars/events/appointments/"
@@ -207,8 +209,11 @@ class _Reply:
     drop: bool = False
 
 
-class SandboxServer:
+class SandboxServer(LocalServer):
     """An in-process fake of the PowerLeads API, served over real HTTP on a daemon thread."""
+
+    thread_name = "powerleads-sandbox"
+    poll_interval = 0.02  # keeps stop() cheap in test teardown
 
     def __init__(
         self,
@@ -222,6 +227,7 @@ class SandboxServer:
         daily_limit: int = 200_000,
         access_token_expires_in: int = 86_399,
     ) -> None:
+        super().__init__()
         self.host = host
         self.port = port
         self.access_token_expires_in = access_token_expires_in
@@ -240,42 +246,19 @@ class SandboxServer:
         self._limiter = SlidingWindowLimiter(rate_limit_burst, rate_limit_interval_ms, daily_limit)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.load_appointments(appointments_dir or DEFAULT_APPOINTMENTS_DIR)
 
     # ----- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> SandboxServer:
-        """Bind and serve on a daemon thread; returns self so ``SandboxServer().start()`` chains."""
-        if self._httpd is not None:
-            return self
+    def _make_server(self) -> ThreadingHTTPServer:
+        """Bound at ``start()`` (on ``port``, 0 = any; a restart binds the same port again)."""
         self._stopping.clear()
-        self._httpd = _HTTPServer((self.host, self.port), _Handler, self)
-        self.port = self._httpd.server_address[1]
-        # A short poll interval keeps stop() (which waits up to one poll) cheap in test teardown.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.02,), name="powerleads-sandbox", daemon=True
-        )
-        self._thread.start()
-        return self
+        httpd = _HTTPServer((self.host, self.port), _Handler, self)
+        self.port = httpd.server_address[1]
+        return httpd
 
-    def stop(self) -> None:
-        """Stop serving; wakes any hanging fault so shutdown is immediate."""
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> SandboxServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _on_stop(self) -> None:
+        self._stopping.set()  # wakes any hanging fault so shutdown is immediate
 
     @property
     def url(self) -> str:

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from dev.fakes.lambda_context import ACCOUNT_ID, make_context
 from dev.fakes.lambda_loader import Handler
+from dev.fakes.server import LocalServer
 
 LOG = logging.getLogger("dev.stack.gateway")
 
@@ -158,8 +159,10 @@ def proxy_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return 200, [("content-type", "application/json")], json.dumps(result).encode("utf-8")
 
 
-class Gateway:
+class Gateway(LocalServer):
     """``Gateway(handler).start()`` serves on 127.0.0.1; ``.url`` is the base URL, ``.stop()``."""
+
+    thread_name = "gateway"
 
     def __init__(
         self,
@@ -180,35 +183,16 @@ class Gateway:
         self.invocations = 0
         self.responses: list[tuple[int, str]] = []  # (status, requestId) per routed request
         self._invoke_lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._make_request_handler())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__()
+        self._bind_to = (host, port)
+        self.bind()
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def _make_server(self) -> ThreadingHTTPServer:
+        return ThreadingHTTPServer(self._bind_to, self._make_request_handler())
 
     @property
     def webhook_url(self) -> str:
         return f"{self.url}{ROUTE_PATH}"
-
-    def start(self) -> Gateway:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Gateway:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         """Invoke the handler with ``event`` and map its result; 500 if it raised or timed out."""
