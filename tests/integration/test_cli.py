@@ -22,6 +22,7 @@ from dev.stack.awslocal import REGION, LocalStack, aws_base_env, create_resource
 from dev.stack.sqs import queue_depth
 from plenrich.context import Env
 from plenrich.main import main
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -43,25 +44,10 @@ class Run:
         self.code, self.out, self.err, self.sleeps = code, out, err, sleeps
 
 
-class FakeTime:
-    """A clock that only moves when the CLI sleeps: pacing is asserted, never timed."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def cli(*argv: str, stdin: str = "") -> Run:
-    fake = FakeTime()
+    fake = FakeClock()
     out, err = io.StringIO(), io.StringIO()
-    env = Env(stdout=out, stderr=err, stdin=io.StringIO(stdin), sleep=fake.sleep, clock=fake.clock)
+    env = Env(stdout=out, stderr=err, stdin=io.StringIO(stdin), sleep=fake.sleep, clock=fake)
     code = main([*argv], env)
     return Run(code, out.getvalue(), err.getvalue(), fake.sleeps)
 

@@ -21,6 +21,7 @@ from appointment_enricher.powerleads.oauth import OAuthTokens
 from dev.fakes.faultproxy import Fault, FaultProxy
 from dev.fakes.sandbox import SandboxServer
 from dev.stack.awslocal import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, REGION, start_moto_server
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -31,22 +32,6 @@ APPOINTMENT = "ocQHyuzHvysMo5N5VsXc"
 COMPANY = "Co5mP4nY1d"
 CONTAINERS = 6
 LIFETIME = 3600
-
-
-class Clock:
-    """One fake epoch clock the "containers" share (the sandbox checks expiry on real time)."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +62,7 @@ def make_secret(url: str, oauth: dict[str, Any]) -> str:
     return str(secrets_client(url).create_secret(Name=name, SecretString=json.dumps({"oauth": oauth}))["ARN"])
 
 
-def container(secret_id: str, url: str, sandbox: SandboxServer, clock: Clock) -> OAuthTokens:
+def container(secret_id: str, url: str, sandbox: SandboxServer, clock: FakeClock) -> OAuthTokens:
     return OAuthTokens(
         secret_id, secrets_client(url), requests.Session(), sandbox.url, epoch=clock, poll_seconds=0.02
     )
@@ -124,7 +109,7 @@ def test_containers_racing_across_expiries_refresh_once_per_expiry(
             "locationId": LOCATION,
         },
     )
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     fleet = [container(secret_id, moto_url, sandbox, clock) for _ in range(CONTAINERS)]
 
     seen: list[str] = []
@@ -164,7 +149,7 @@ def test_a_container_with_a_stale_cache_uses_the_token_another_one_saved(
             "userType": "Location",
         },
     )
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     first, second = (container(secret_id, moto_url, sandbox, clock) for _ in range(2))
     token = first.token_for(LOCATION)
     assert second.token_for(LOCATION) == token
@@ -186,7 +171,7 @@ def test_agency_token_yields_cached_location_tokens(moto_url: str, sandbox: Sand
             "companyId": COMPANY,
         },
     )
-    clock = Clock()
+    clock = FakeClock(1_800_000_000.0)
     fleet = [container(secret_id, moto_url, sandbox, clock) for _ in range(3)]
     other = "ve9EPM428h8vShlRW1KT"
 
@@ -219,7 +204,7 @@ def test_a_throttled_put_secret_value_keeps_the_grant_alive(moto_url: str, sandb
     # are throttled, so the save fails for now; put 6 is our retry on a later lookup.
     proxy = FaultProxy(moto_url, operations=("PutSecretValue",)).start()
     proxy.queue([Fault.passthrough(), *[Fault.throttle()] * 4])
-    clock, counted = Clock(), []
+    clock, counted = FakeClock(1_800_000_000.0), []
     client = boto3.client(
         "secretsmanager",
         endpoint_url=proxy.url,

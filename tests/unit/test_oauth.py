@@ -22,6 +22,7 @@ from appointment_enricher.powerleads.oauth import (
 )
 from appointment_enricher.powerleads.secret_store import WRITE_BACK_FAILED, Snapshot
 from appointment_enricher.powerleads.tokens import TokenUnavailable
+from tests.fakes import FakeClock
 
 BASE = "https://api.example.test"
 LOCATION = "loc_1"
@@ -154,14 +155,6 @@ class FakeUpstream:
             )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def oauth_doc(**extra: Any) -> dict[str, Any]:
     return {
         "oauth": {
@@ -175,10 +168,12 @@ def oauth_doc(**extra: Any) -> dict[str, Any]:
     }
 
 
-def make(secrets: FakeSecrets, upstream: FakeUpstream, clock: Clock | None = None, **kw: Any) -> OAuthTokens:
+def make(
+    secrets: FakeSecrets, upstream: FakeUpstream, clock: FakeClock | None = None, **kw: Any
+) -> OAuthTokens:
     client: Any = secrets
     session: Any = upstream
-    clock = clock or Clock()
+    clock = clock or FakeClock(NOW)
     kw.setdefault("monotonic", clock)  # one fake clock for epoch and deadline time
     return OAuthTokens("sec", client, session, BASE, epoch=clock, **kw)
 
@@ -217,7 +212,7 @@ def test_first_use_refreshes_and_writes_the_rotated_refresh_token_back() -> None
 
 
 def test_cached_until_the_margin_then_refreshed() -> None:
-    secrets, upstream, clock = FakeSecrets(oauth_doc()), FakeUpstream(expires_in=3600), Clock()
+    secrets, upstream, clock = FakeSecrets(oauth_doc()), FakeUpstream(expires_in=3600), FakeClock(NOW)
     tokens = make(secrets, upstream, clock)
     tokens.token_for(LOCATION)
     clock.now += 3600 - 301
@@ -265,7 +260,7 @@ def test_an_expired_lease_is_taken_over() -> None:
 
 def test_waiting_on_a_live_lease_gives_up_after_the_lease_time() -> None:
     secrets = FakeSecrets(oauth_doc(refreshLease={"owner": "slow", "until": NOW + 10_000}))
-    clock = Clock()
+    clock = FakeClock(NOW)
 
     def sleep(seconds: float) -> None:
         clock.now += seconds
@@ -303,7 +298,7 @@ def test_a_token_for_another_location_is_refused() -> None:
 
 def test_invalidate_forces_one_refresh_then_waits_the_interval() -> None:
     secrets = FakeSecrets(oauth_doc(accessToken="at-stored", expiresAt=NOW + 3600))
-    upstream, clock = FakeUpstream(), Clock()
+    upstream, clock = FakeUpstream(), FakeClock(NOW)
     tokens = make(secrets, upstream, clock)
     assert tokens.token_for(LOCATION) == "at-stored"
     tokens.invalidate(LOCATION)
@@ -396,7 +391,7 @@ def test_non_oauth_secret_is_refused() -> None:
 
 
 def test_a_throttled_write_back_keeps_the_grant_alive() -> None:
-    secrets, upstream, clock = FakeSecrets(oauth_doc()), FakeUpstream(expires_in=3600), Clock()
+    secrets, upstream, clock = FakeSecrets(oauth_doc()), FakeUpstream(expires_in=3600), FakeClock(NOW)
     secrets.throttled_puts = {2}  # the lease is written; saving the rotated tokens is throttled
     counted: list[str] = []
     tokens = make(secrets, upstream, clock, count=counted.append)
@@ -416,7 +411,7 @@ def test_a_throttled_write_back_keeps_the_grant_alive() -> None:
 
 
 def test_an_unsaved_rotation_lands_on_top_of_a_taken_over_lease() -> None:
-    secrets, upstream, clock = FakeSecrets(oauth_doc()), FakeUpstream(), Clock()
+    secrets, upstream, clock = FakeSecrets(oauth_doc()), FakeUpstream(), FakeClock(NOW)
     secrets.throttled_puts = {2}
     tokens = make(secrets, upstream, clock)
     tokens.token_for(LOCATION)
@@ -430,7 +425,7 @@ def test_an_unsaved_rotation_lands_on_top_of_a_taken_over_lease() -> None:
 
 def test_a_stuck_lease_respects_the_batch_deadline() -> None:
     secrets = FakeSecrets(oauth_doc(refreshLease={"owner": "stuck", "until": NOW + 10_000}))
-    clock = Clock()
+    clock = FakeClock(NOW)
 
     def sleep(seconds: float) -> None:
         clock.now += seconds
@@ -450,7 +445,7 @@ def test_no_refresh_starts_without_time_for_the_whole_call() -> None:
 
 def test_forced_refreshes_are_rate_limited_across_containers() -> None:
     secrets = FakeSecrets(oauth_doc(accessToken="at-stored", expiresAt=NOW + 3600))
-    upstream, clock = FakeUpstream(), Clock()
+    upstream, clock = FakeUpstream(), FakeClock(NOW)
     first, second = make(secrets, upstream, clock), make(secrets, upstream, clock)
     assert first.token_for(LOCATION) == second.token_for(LOCATION) == "at-stored"
     first.invalidate(LOCATION)

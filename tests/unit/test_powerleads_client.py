@@ -22,6 +22,7 @@ from appointment_enricher.powerleads.client import (
     retry_after_seconds,
 )
 from appointment_enricher.powerleads.tokens import StaticTokens
+from tests.fakes import FakeClock
 
 TOKEN = "tok-SECRET-123"
 EVENT = {"event": {"id": "abc"}}
@@ -33,19 +34,6 @@ def response(status: int, body: Any = None, headers: dict[str, str] | None = Non
     r._content = (body if isinstance(body, bytes) else json.dumps(body).encode()) if body is not None else b""
     r.headers.update(headers or {})
     return r
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class FakeSession:

@@ -16,6 +16,7 @@ from appointment_enricher.powerleads.client import UpstreamRejected, UpstreamUna
 from appointment_enricher.reconcile.rules import Window, decide, recovery_message, snapshot
 from appointment_enricher.reconcile.run import Cursor, Pacer, ReconcileOptions, Reconciler
 from appointment_enricher.wire import IngestMessage, reconcile_dedupe_id
+from tests.fakes import FakeClock
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -117,19 +118,6 @@ def test_window_halves_share_the_midpoint_and_cover_the_whole() -> None:
 # ---- the run loop ---------------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 class FakeUpstream:
     """calendars per location and events per (location, calendar); each call costs ``cost`` s."""
 
@@ -195,7 +183,7 @@ class FakeSink:
 
 class World:
     def __init__(self, **options: Any) -> None:
-        self.clock = FakeClock()
+        self.clock = FakeClock(100.0)
         self.upstream = FakeUpstream(self.clock)
         self.ledger = FakeLedger()
         self.cursors = FakeCursors()
@@ -348,7 +336,7 @@ def test_locations_are_the_requested_ones_else_configured_plus_known() -> None:
 
 
 def test_pacer_yields_when_the_upstream_window_is_mostly_spent() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     pacer = Pacer(budget=20, reserve=0.5, monotonic=clock)
     pacer.observe("Loc1", {"X-RateLimit-Remaining": "80", "X-RateLimit-Max": "100"})
     assert pacer.wait_needed("Loc1") == 0
