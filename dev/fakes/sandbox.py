@@ -29,7 +29,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -154,6 +154,7 @@ class SlidingWindowLimiter:
         self.daily_limit = daily_limit
         self._hits: dict[str, deque[float]] = {}
         self._daily: dict[str, int] = {}
+        self.monotonic: Callable[[], float] = time.monotonic  # a test may drive the window with a fake clock
 
     def _window(self, key: str, now: float) -> deque[float]:
         window = self._hits.setdefault(key, deque())
@@ -163,7 +164,7 @@ class SlidingWindowLimiter:
 
     def hit(self, key: str) -> tuple[bool, int, int]:
         """Record a request; returns (allowed, remaining in window, remaining today)."""
-        now = time.monotonic()
+        now = self.monotonic()
         window = self._window(key, now)
         used_today = self._daily.get(key, 0)
         if len(window) >= self.burst or used_today >= self.daily_limit:
@@ -173,7 +174,7 @@ class SlidingWindowLimiter:
         return True, self.burst - len(window), self.daily_limit - used_today - 1
 
     def peek(self, key: str) -> tuple[int, int]:
-        window = self._window(key, time.monotonic())
+        window = self._window(key, self.monotonic())
         return max(0, self.burst - len(window)), max(0, self.daily_limit - self._daily.get(key, 0))
 
     def clear(self) -> None:

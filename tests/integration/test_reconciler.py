@@ -8,11 +8,13 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from appointment_enricher.config import ReconcilerSettings
+from appointment_enricher.powerleads.client import PowerLeadsClient
+from appointment_enricher.reconcile.run import Reconciler
 from appointment_enricher.reconcile.wiring import build_reconciler
 from appointment_enricher.wire import IngestMessage, reconcile_dedupe_id
 from dev.fakes.lambda_context import make_context
@@ -21,6 +23,7 @@ from dev.fakes.sandbox import DEFAULT_TOKEN, Fault, SandboxServer
 from dev.stack.awslocal import LocalStack
 from dev.stack.reconcile_local import recent_event, reconciler_env, seed_ledger
 from tests.conftest import drain
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -240,32 +243,57 @@ def fast_sandbox() -> Iterator[SandboxServer]:
         yield server
 
 
+def on_clock(reconciler: Reconciler, clock: FakeClock) -> None:
+    """The reconciler's pacer, client and sleeps on a fake clock that moves only when it sleeps."""
+    client = cast(PowerLeadsClient, reconciler.lister)
+    reconciler.monotonic, reconciler.sleep, reconciler.pacer.monotonic = clock, clock.sleep, clock
+    client.monotonic, client.sleep, client.gate.monotonic = clock, clock.sleep, clock
+
+
+def window_on_clock(sandbox: SandboxServer, clock: FakeClock) -> list[float]:
+    """The sandbox's rate window on ``clock``; returns the clock's reading at each counted request."""
+    limiter, stamps = sandbox._limiter, []
+    limiter.monotonic, hit = clock, limiter.hit
+
+    def counted(key: str) -> tuple[bool, int, int]:
+        stamps.append(clock())
+        return hit(key)
+
+    limiter.hit = counted  # type: ignore[method-assign]
+    return stamps
+
+
 def test_keeps_to_its_share_and_yields_to_a_busy_enricher(
     recon_env: dict[str, str], fast_sandbox: SandboxServer, local_stack: LocalStack
 ) -> None:
     for i in range(30):
         fast_sandbox.put_appointment(recent_event(f"ReconPace{i:03d}", LOC, f"ReconPaceCal{i:02d}"))
     env = {**recon_env, "POWERLEADS_API_BASE_URL": fast_sandbox.url, "RECONCILE_REQUESTS_PER_10S": "5"}
+    clock = FakeClock()
+    stamps = window_on_clock(fast_sandbox, clock)
     reconciler = build_reconciler(ReconcilerSettings.from_env(env))
     reconciler.pacer.interval = 1.0  # the sandbox's window is 1 s here, not 10 s
-    summary = reconciler.run([LOC], time.monotonic() + 60)
+    on_clock(reconciler, clock)
+    summary = reconciler.run([LOC], clock() + 60)
     assert summary["requests"] == 31 and summary["enqueued"] == 30
-    stamps = [r["time"] for r in fast_sandbox.requests_log()]
+    assert len(stamps) == 31
     for i, start in enumerate(stamps):
-        assert sum(1 for t in stamps[i:] if t < start + 0.99) <= 5  # never over its share
+        assert sum(1 for t in stamps[i:] if t < start + 1.0) <= 5  # never over its share
     assert all(r["status"] == 200 for r in fast_sandbox.requests_log())
 
     # Someone else (the enricher) spends most of the window: the reconciler waits it out.
     fast_sandbox.reset()
+    del stamps[:]
     for _ in range(70):
         fast_sandbox._limiter.hit(LOC)
     reconciler = build_reconciler(ReconcilerSettings.from_env(env))
     reconciler.pacer.interval = 1.0
-    started = time.monotonic()
-    reconciler.run([LOC], time.monotonic() + 60)
-    first, second = (r["time"] for r in fast_sandbox.requests_log()[:2])
-    assert second - first >= 0.9, "did not yield after seeing X-RateLimit-Remaining 29 of 100"
-    assert time.monotonic() - started < 30
+    on_clock(reconciler, clock)
+    started = clock()
+    reconciler.run([LOC], clock() + 60)
+    first, second = stamps[70:72]
+    assert second - first >= 1.0, "did not yield after seeing X-RateLimit-Remaining 29 of 100"
+    assert clock() - started < 30
 
 
 def test_the_make_run_schedule_says_what_it_recovered(
