@@ -130,9 +130,8 @@ def test_a_short_function_timeout_bounds_the_write_not_the_budget(
     raw, headers = signed()
     with Gateway(faulted_handler.lambda_handler, timeout_seconds=1.5) as gateway:
         proxy.set_fault(Fault.hang())
-        response, elapsed = timed_post(gateway, raw, headers)
-        assert_retry_later(response, "queue_timeout")
-        assert elapsed < 1.5, elapsed
+        response, _ = timed_post(gateway, raw, headers)
+        assert_retry_later(response, "queue_timeout")  # a 429 in time: past 1.5 s the gateway says 5xx
         proxy.set_fault(None)
         assert timed_post(gateway, raw, headers)[0].status_code == 202
     assert len(ingest_dedupe_ids(local_stack)) == 1

@@ -135,11 +135,11 @@ def test_a_real_burst_over_the_limit_is_absorbed(server: SandboxServer) -> None:
 
 
 def test_a_hanging_upstream_times_out_and_is_retried(sandbox: SandboxServer) -> None:
-    sandbox.queue_faults([Fault.hang(2.0)])
+    sandbox.queue_faults([Fault.hang(30.0)])
     c, _ = client(sandbox, timeout=(0.5, 0.3))
     started = time.monotonic()
-    assert c.get_appointment(SEED, LOCATION, deadline=soon())["event"]["id"] == SEED
-    assert time.monotonic() - started < 1.5
+    assert c.get_appointment(SEED, LOCATION, deadline=soon(20))["event"]["id"] == SEED
+    assert time.monotonic() - started < 10  # the 0.3 s read timeout and a retry, not the 30 s hang
     assert sandbox.count(PATH) == 2
 
 
@@ -157,16 +157,17 @@ def test_total_retry_time_is_bounded_by_the_deadline(sandbox: SandboxServer) -> 
     with pytest.raises(UpstreamUnavailable, match="retry budget exhausted") as info:
         c.get_appointment(SEED, LOCATION, deadline=started + 1.0)
     assert info.value.retryable
-    assert time.monotonic() - started <= 1.2
+    assert time.monotonic() - started < 5  # 50 attempts would take ~15 s
+    assert 1 < sandbox.count(PATH) < 50  # stopped on the deadline, not the attempt limit
 
 
 def test_a_hang_past_the_deadline_does_not_outlive_it(sandbox: SandboxServer) -> None:
-    sandbox.queue_faults([Fault.hang(3.0)])
+    sandbox.queue_faults([Fault.hang(30.0)])
     c, _ = client(sandbox, timeout=(5.0, 5.0))
     started = time.monotonic()
     with pytest.raises(UpstreamUnavailable):
         c.get_appointment(SEED, LOCATION, deadline=started + 0.6)
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 4  # the deadline, not the 5 s read timeout or the hang
 
 
 def test_a_bad_token_is_retryable_counted_and_never_sent_to_logs(
@@ -216,11 +217,11 @@ def test_a_2xx_body_that_is_not_json_is_invalid(sandbox: SandboxServer) -> None:
 def test_worker_threads_share_one_session_whose_pool_fits_them(
     sandbox: SandboxServer, caplog: pytest.LogCaptureFixture, pool_size: int, discards: bool
 ) -> None:
-    sandbox.set_latency(100)
+    sandbox.set_latency(300)
     c, _ = client(sandbox, pool_size=pool_size)
     started = time.monotonic()
     with caplog.at_level("WARNING", logger="urllib3.connectionpool"), ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda _: c.get_appointment(SEED, LOCATION, deadline=soon()), range(16)))
-    assert time.monotonic() - started < 1.0  # 16 x 100 ms over 8 concurrent connections
+        list(pool.map(lambda _: c.get_appointment(SEED, LOCATION, deadline=soon(20)), range(16)))
+    assert time.monotonic() - started < 3.0  # 16 x 300 ms over 8 connections: 0.6 s; one at a time 4.8 s
     # urllib3 throws connections away (no keep-alive reuse) when the pool is smaller than the workers
     assert ("Connection pool is full" in caplog.text) is discards

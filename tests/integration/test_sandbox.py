@@ -248,7 +248,7 @@ def test_hang_fault_triggers_client_timeout(sandbox: SandboxServer) -> None:
     started = time.monotonic()
     with pytest.raises(requests.ReadTimeout):
         get(sandbox, timeout=(1, 0.3))
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5  # the client's 0.3 s, not the 3 s hang
     assert get(sandbox).status_code == 200  # the server keeps serving other requests meanwhile
 
 
@@ -257,10 +257,10 @@ def test_latency(sandbox: SandboxServer) -> None:
     started = time.monotonic()
     assert get(sandbox).status_code == 200
     assert time.monotonic() - started >= 0.25
+    # Cleared: with a minute of latency left in place, this read (5 s timeout) would time out.
+    sandbox.set_latency(60_000)
     sandbox.set_latency(0)
-    started = time.monotonic()
-    get(sandbox)
-    assert time.monotonic() - started < 0.2
+    assert get(sandbox, timeout=(1, 5)).status_code == 200
 
 
 def test_stop_is_fast_even_with_a_hanging_request() -> None:
@@ -277,11 +277,9 @@ def test_stop_is_fast_even_with_a_hanging_request() -> None:
     worker = threading.Thread(target=call, daemon=True)
     worker.start()
     time.sleep(0.2)
-    started = time.monotonic()
     server.stop()
     worker.join(timeout=5)
-    assert time.monotonic() - started < 2
-    assert not worker.is_alive()
+    assert not worker.is_alive()  # released at stop, well before its 10 s read timeout
     assert outcome  # the hanging request was released, not left to its 10 s timeout
 
 
@@ -345,11 +343,11 @@ def test_http_control_plane(sandbox: SandboxServer) -> None:
     assert all(not entry["path"].startswith("/_sandbox") for entry in logged)
 
     requests.post(f"{base}/faults", json=[{"status": 500}], timeout=5)
+    requests.post(f"{base}/latency", json={"ms": 60_000}, timeout=5)
     assert requests.post(f"{base}/reset", timeout=5).status_code == 200
     assert sandbox.count() == 0
-    started = time.monotonic()
-    assert get(sandbox).status_code == 200  # fault and latency cleared
-    assert time.monotonic() - started < 0.2
+    # fault and latency cleared: a minute of latency would time this read (5 s) out
+    assert get(sandbox, timeout=(1, 5)).status_code == 200
 
     bad = requests.post(f"{base}/faults", json=[{"kind": "explode"}], timeout=5)
     assert bad.status_code == 400

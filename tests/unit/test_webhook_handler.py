@@ -234,7 +234,7 @@ def test_the_queue_write_is_bounded_by_the_lambda_remaining_time(load):
     )
     elapsed = time.monotonic() - started
     assert (result["statusCode"], json.loads(result["body"])["error"]) == (429, "queue_timeout")
-    assert elapsed < 0.6, elapsed
+    assert elapsed < 2.0, elapsed  # its 0.2 s, not the 2.5 s budget (nor the 5 s hang)
 
 
 def test_an_exception_in_receive_is_429_internal_error(load, capsys, monkeypatch):
