@@ -1,14 +1,14 @@
 """The enricher's batch logic: one effect per webhook, in order per appointment.
 
 For one SQS batch, each step in its own module:
-1. ``parsing``: each ingest message -> a parsed item (unparseable -> quarantine);
-2. group by appointment (the FIFO ``MessageGroupId``), keeping batch order inside a group;
-   the batch's ledger entries are read in one call meanwhile (``tracking``);
-3. per group, on a bounded thread pool sharing one HTTP session (``groups``): claim each
-   message (idempotency), fetch each appointment once for the whole group (``fetching``),
-   check it (location, 404 grace, stale reads), give each record its change, write the ledger;
-4. ``rounds``: publish in rounds (the n-th record of every group in round n, ten per call);
-5. ``settling``: quarantine, complete or release claims, count, log.
+1. ``parse``: each ingest message -> a parsed item (unparseable -> quarantine);
+2-4. ``prepare``, per appointment (the FIFO ``MessageGroupId``, batch order kept inside a group),
+   on a bounded thread pool sharing one HTTP session, while the batch's ledger entries are read
+   in one call: 2. claim each message (``idempotency``); 3. ``fetch`` each appointment once for
+   the whole group and check it (location, 404 grace, stale reads); 4. ``track``: give each record
+   its change and write the ledger;
+5. ``publish``: publish in rounds (the n-th record of every group in round n, ten per call);
+6. ``settle``: quarantine, complete or release claims, count, log.
 
 Why not Powertools' ``SqsFifoPartialProcessor``: it handles records strictly one at a time (even
 with ``skip_group_on_error``, which gives the per-group failure rule we follow), so every record

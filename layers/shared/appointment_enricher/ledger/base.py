@@ -15,7 +15,7 @@ Item layout (a contract with the reconciler; key ``id`` (S), TTL ``expiration`` 
 * ``id = "locations"``: ``locationIds`` (SS), every location the ledger has seen.
 * ``id = "receipt#<dedupeId>"``: ``outcome`` (S: published, suppressed or quarantined),
   ``expiration`` (N): a delivery that was settled; a later delivery of it is a duplicate. With
-  the ledger on, these replace the idempotency table's claims (see ``tracking``).
+  the ledger on, these replace the idempotency table's claims (see ``enrich.track``).
 """
 
 from __future__ import annotations

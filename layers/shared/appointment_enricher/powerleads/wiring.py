@@ -1,6 +1,6 @@
 """The token source of every function that calls PowerLeads, built in one place.
 
-The enricher's and the reconciler's composition roots (``wiring``, ``reconcile_wiring``) both
+The enricher's and the reconciler's composition roots (``enrich.wiring``, ``reconcile.wiring``) both
 call ``build_token_source``: a Secrets Manager secret (a token, a per-location map or an OAuth
 app) when a secret id is set, else a plain token. ``oauth`` is imported only when the secret turns
 out to hold an OAuth app (it keeps the cold start lean).
