@@ -61,7 +61,7 @@ DEFAULT_USERS = [
     *sorted((ROOT / "functions").glob("*/app.py")),
     ROOT / "dev" / "stack" / "awslocal.py",
     ROOT / "dev" / "stack" / "run.py",
-    *sorted(p for p in (ROOT / "bench").glob("*.py") if p.name != "run.py"),  # run.py: report prose
+    *sorted(p for p in (ROOT / "bench").glob("*.py") if p.name != "report.py"),  # report.py: report prose
 ]
 
 
