@@ -146,9 +146,9 @@ def cmd_inspect(args: argparse.Namespace, env: Env) -> int:
                 break
     finally:
         release(sqs, url, list(held.values()))  # nothing is consumed
-    if args.json:
-        for letter in letters:
-            env.stdout.write(json.dumps(_json_record(letter)) + "\n")
+    if args.json:  # one JSON array, one message per line; `[]` when nothing is quarantined
+        lines = ",\n".join(json.dumps(_json_record(letter)) for letter in letters)
+        env.stdout.write(f"[\n{lines}\n]\n" if letters else "[]\n")
         return OK
     rows = [
         (
