@@ -6,11 +6,14 @@ for importing either; anything it does not know is reported as one line as well 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from plenrich.context import PARTIAL, USAGE
 
 LOCAL_HINT = "for the local stack: plenrich --env-file FILE (the file `make run` names)"
+
+_XML_CODE = re.compile(r"<Code>([A-Za-z0-9.]+)</Code>")
 
 # ClientError codes by what the operator has to do about them.
 _NOT_FOUND_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
@@ -43,7 +46,11 @@ def _client_error(exc: BaseException) -> Failure:
     response = getattr(exc, "response", None) or {}
     error = response.get("Error") or {}
     code = str(error.get("Code") or "")
-    message = str(error.get("Message") or "").strip()
+    message = " ".join(str(error.get("Message") or "").split())
+    if code.isdigit():  # an error body the SDK could not parse (e.g. XML to a JSON client)
+        found = _XML_CODE.search(message)
+        code = found.group(1) if found else {"403": "AccessDenied", "404": "NotFound"}.get(code, code)
+        message = ""
     operation = getattr(exc, "operation_name", "") or "the request"
     if code in _NOT_FOUND_QUEUE:
         return Failure(
@@ -69,7 +76,7 @@ def _client_error(exc: BaseException) -> Failure:
             f"another AWS_PROFILE; {LOCAL_HINT}",
             USAGE,
         )
-    return Failure(f"AWS {operation} failed: {code or 'error'}: {message or 'no message'}", PARTIAL)
+    return Failure(f"AWS {operation} failed: {code or 'error'}: {message[:200] or 'no message'}", PARTIAL)
 
 
 def _http_error(exc: BaseException) -> Failure:

@@ -17,6 +17,7 @@ from dev.fakes.sandbox import SandboxServer
 from dev.stack.awslocal import REGION, LocalStack, aws_base_env, create_resources, unique_suffix
 from dev.stack.operator_env import cli_env, write_env_file
 from dev.stack.reconcile_local import recent_event, reconciler_env
+from tests.integration.test_iam_enforced import iam_moto, make_user  # noqa: F401 - iam_moto is a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +228,46 @@ def test_reconcile_with_a_rejected_token_says_why_per_location(
     assert run.returncode == 1
     assert "OpsReconLoc01: upstream 401: token rejected" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+
+
+# ----- IAM enforced: access denied, credentials AWS does not know ---------------------------------
+
+
+@pytest.fixture
+def enforced(request: pytest.FixtureRequest) -> tuple[LocalStack, str, tuple[str, str]]:
+    """A stack on the moto server that enforces IAM (test_iam_enforced's, shared)."""
+    url, admin = request.getfixturevalue("iam_moto")
+    return create_resources(url, suffix=unique_suffix(), access_key=admin), url, admin
+
+
+def test_access_denied_is_one_line_naming_the_operation(
+    tmp_path: Path, enforced: tuple[LocalStack, str, tuple[str, str]]
+) -> None:
+    stack, url, admin = enforced
+    key, secret = make_user(url, admin, [])  # a user without any policy
+    env = {**aws(stack), "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
+    env.pop("AWS_SESSION_TOKEN")
+    run = plenrich("inspect", cwd=tmp_path, **env)
+    assert run.returncode == 1
+    line = one_line(run)
+    assert "access denied (ReceiveMessage)" in line and "AWS_PROFILE" in line
+
+
+def test_credentials_aws_does_not_know_are_one_line(
+    tmp_path: Path, enforced: tuple[LocalStack, str, tuple[str, str]]
+) -> None:
+    stack, _url, _admin = enforced
+    env = {**aws(stack), "AWS_ACCESS_KEY_ID": "AKIAUNKNOWNUNKNOWN00", "AWS_SECRET_ACCESS_KEY": "x"}
+    env.pop("AWS_SESSION_TOKEN")
+    run = plenrich("inspect", cwd=tmp_path, **env)
+    assert run.returncode == 2
+    assert "AWS rejected the credentials" in one_line(run)
+
+
+def test_backfill_to_an_unknown_queue_says_why_per_line(tmp_path: Path, stack: LocalStack) -> None:
+    env = {**aws(stack), "INGEST_QUEUE_URL": stack.ingest_queue_url.replace(".fifo", "-missing.fifo")}
+    ids = tmp_path / "ids.txt"
+    ids.write_text("OpsBackfillLoc1 OpsBackfillAppt1\n")
+    run = plenrich("backfill", "--file", str(ids), cwd=tmp_path, **env)
+    assert run.returncode == 1
+    assert "line 1: send failed: queue not found" in run.stderr and "Traceback" not in run.stderr
