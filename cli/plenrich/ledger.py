@@ -135,6 +135,12 @@ def _settings(args: argparse.Namespace) -> ReconcilerSettings:
     for name, value in (("AWS_ENDPOINT_URL", args.endpoint_url), ("AWS_DEFAULT_REGION", args.region)):
         if value:
             os.environ[name] = value  # boto3 inside the reconciler reads these
+    endpoint = args.endpoint_url or variables.get("AWS_ENDPOINT_URL")
+    if endpoint and not variables.get("POWERLEADS_API_BASE_URL"):
+        raise UsageError(
+            f"AWS is {endpoint} but POWERLEADS_API_BASE_URL is unset, which means production PowerLeads: "
+            "set it (the file `make run` writes does: --env-file FILE), or unset AWS_ENDPOINT_URL"
+        )
     if args.ingest_queue_url:
         variables["INGEST_QUEUE_URL"] = args.ingest_queue_url
     if args.dry_run:

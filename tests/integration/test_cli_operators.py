@@ -271,3 +271,17 @@ def test_backfill_to_an_unknown_queue_says_why_per_line(tmp_path: Path, stack: L
     run = plenrich("backfill", "--file", str(ids), cwd=tmp_path, **env)
     assert run.returncode == 1
     assert "line 1: send failed: queue not found" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_reconcile_refuses_local_aws_with_production_powerleads(tmp_path: Path, stack: LocalStack) -> None:
+    env = {
+        **aws(stack),
+        "INGEST_QUEUE_URL": stack.ingest_queue_url,
+        "LEDGER_TABLE_NAME": stack.ledger_table_name,
+        "POWERLEADS_TOKEN": "some-token",
+    }
+    run = plenrich("reconcile", "--location", "OpsReconLoc01", "--dry-run", cwd=tmp_path, **env)
+    assert run.returncode == 2
+    line = one_line(run)
+    assert "POWERLEADS_API_BASE_URL is unset, which means production PowerLeads" in line
+    assert "--env-file" in line
