@@ -77,7 +77,13 @@ def _ledger_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(run=cmd_show)
 
-    reconcile = commands.add_parser("reconcile", help="recover appointment changes no webhook delivered")
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="recover appointment changes no webhook delivered",
+        description="Run the reconciler here with the function's variables: INGEST_QUEUE_URL, "
+        "LEDGER_TABLE_NAME, POWERLEADS_API_BASE_URL, POWERLEADS_TOKEN or POWERLEADS_TOKEN_SECRET_ID, "
+        "RECONCILE_* (the file `make run` writes has them all for the local stack).",
+    )
     reconcile.add_argument(
         "--location", action="append", default=[], help="sweep this location (repeatable; default: all)"
     )
@@ -106,7 +112,10 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="plenrich", description="Operate the PowerLeads appointment enricher (AWS or the local stack)."
+        prog="plenrich",
+        description="Operate the PowerLeads appointment enricher (AWS or the local stack).",
+        epilog="Exit codes: 0 ok, 1 failure (items failed; AWS or PowerLeads refused or unreachable), "
+        "2 usage or configuration error. Every failure is one line on stderr: the cause and the fix.",
     )
     parser.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: AWS_ENDPOINT_URL / AWS)")
     parser.add_argument("--region", default=None, help="AWS region (default: the usual boto3 lookup)")
@@ -121,10 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     _queue_commands(commands)
     _ledger_commands(commands)
     for sub in commands.choices.values():  # the shared flags are welcome after the command too
-        sub.add_argument("--endpoint-url", default=argparse.SUPPRESS, help="as before the command")
-        sub.add_argument("--region", default=argparse.SUPPRESS, help="as before the command")
+        sub.add_argument("--endpoint-url", default=argparse.SUPPRESS, help="AWS endpoint (see plenrich -h)")
+        sub.add_argument("--region", default=argparse.SUPPRESS, help="AWS region (see plenrich -h)")
         sub.add_argument(
-            "--env-file", metavar="FILE", default=argparse.SUPPRESS, help="as before the command"
+            "--env-file", metavar="FILE", default=argparse.SUPPRESS, help="NAME=VALUE file (see plenrich -h)"
         )
     return parser
 
