@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck unit integration e2e cfn-lint bench soak soak-reconcile sam-build sam-validate clean
+.PHONY: help events run demo test lint typecheck unit integration e2e cfn-lint bench soak soak-reconcile sam-build sam-validate clean
 
 # The dev package (dev/, editable), then the operations CLI from its own package (cli/, editable:
 # .venv/bin/plenrich); in this order, since reinstalling the dev package removes the plenrich
@@ -17,34 +17,40 @@ $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml cli
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e ./cli 2>/dev/null || $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e ./cli
 	@touch $@
 
+help:                  ## this list of targets
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z][a-zA-Z0-9_-]*:[^=]*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
 run: $(STAMP)          ## the local stack: moto server, sandbox PowerLeads, gateway, poller; keeps serving
 	$(BIN)/python -m dev.stack.run $(ARGS)
 
 demo: $(STAMP)         ## like run, but exits 0 once the demo records have arrived
 	$(BIN)/python -m dev.stack.run --demo $(ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)         ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(STAMP)    ## mypy --strict over the product, dev, bench and the CLI
 	$(BIN)/mypy layers/shared/appointment_enricher functions dev bench cli/plenrich
 
-cfn-lint: $(STAMP)
+cfn-lint: $(STAMP)     ## cfn-lint template.yaml
 	$(BIN)/cfn-lint template.yaml
 
 # Tests by kind: unit (no sockets, no servers), integration (moto server + sandbox over real
 # HTTP, the soak and bench smokes), e2e (the whole local stack as `make demo` runs it).
-unit: $(STAMP)
+unit: $(STAMP)         ## unit tests (no sockets, no servers)
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP)  ## integration tests (moto server + sandbox over real HTTP)
 	$(BIN)/python -m pytest -q tests/integration
 
-e2e: $(STAMP)
+e2e: $(STAMP)          ## end-to-end tests (the whole local stack as make demo runs it)
 	$(BIN)/python -m pytest -q tests/e2e
 
-test: lint typecheck cfn-lint unit integration e2e
+test: lint typecheck cfn-lint unit integration e2e  ## lint, typecheck, cfn-lint, unit, integration and e2e
+
+events: $(STAMP)       ## re-sign events/ (webhooks, apigw, sqs) with a fresh timestamp; OUT=DIR writes elsewhere
+	$(BIN)/python -m dev.fakes.signing --write-events $(if $(OUT),--out $(OUT))
 
 bench: $(STAMP)        ## writes BENCHMARKS.md (not part of `make test`)
 	$(BIN)/python -m bench.run
@@ -56,7 +62,7 @@ soak: $(STAMP)         ## both soaks below: every webhook accounted for, then ev
 soak-reconcile: $(STAMP)  ## the second half of `make soak` alone: 2,000 changes, 5 % of webhooks never sent + an intake outage; one reconcile pass recovers them
 	$(BIN)/python -m dev.soak.webhooks --reconcile --events 2000
 
-clean:
+clean:                 ## remove the venvs, build output and caches
 	rm -rf $(VENV) .venv-sam .aws-sam .mypy_cache .ruff_cache .pytest_cache
 
 # SAM CLI lives in its own venv (.venv-sam, Python 3.13) pinned by requirements-sam.txt: `sam build`
@@ -78,10 +84,13 @@ define SAM_BOOTSTRAP
 	    echo "       Install it (e.g. 'pyenv install 3.13') or run with PYTHON313=/path/to/python3.13." >&2; \
 	    exit 1; \
 	  fi; \
+	  echo "building $(SAM_VENV) for the SAM CLI with $$py (first run only; about a minute or two)..." >&2; \
 	  rm -rf $(SAM_VENV); \
 	  "$$py" -m venv $(SAM_VENV); \
+	  echo "  installing requirements-sam.txt into $(SAM_VENV)..." >&2; \
 	  $(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt; \
 	  touch $(SAM_VENV)/.installed; \
+	  echo "  $(SAM_VENV) ready" >&2; \
 	fi
 endef
 

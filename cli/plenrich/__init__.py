@@ -8,11 +8,13 @@
     plenrich reconcile [--location LOC ...] [--dry-run] [--max-seconds 600]
 
 AWS access is plain boto3, so ``AWS_ENDPOINT_URL`` (the local stack), ``AWS_PROFILE`` and
-``AWS_REGION`` work as usual; queue URLs come from the flags or from the functions' variables
+``AWS_DEFAULT_REGION`` work as usual; queue URLs come from the flags or from the functions' variables
 ``INGEST_QUEUE_URL`` and ``QUARANTINE_QUEUE_URL`` (or its older name ``DEAD_LETTER_QUEUE_URL``;
 ``--dlq-url`` is kept as an alias of ``--quarantine-url``), and ``LEDGER_TABLE_NAME`` for ``show``.
 Progress goes to stderr, results to stdout.
-Exit codes: 0 ok, 1 partial failure (some items failed or were invalid), 2 usage error.
+``--env-file FILE`` loads the environment ``make run`` writes. A failure is one line (the cause
+and the fix; ``failures``). Exit codes: 0 ok, 1 failure (items failed, AWS/PowerLeads refused or
+unreachable), 2 usage or configuration error.
 
 The package ships the product's ``appointment_enricher`` (wire rules, SDK settings, the
 reconciler) and imports nothing from the repository's dev tooling.

@@ -20,6 +20,7 @@ from appointment_enricher.wire import (
     webhook_dedupe_id,
 )
 from plenrich.context import OK, PARTIAL, Env, UsageError, required
+from plenrich.failures import describe
 from plenrich.output import Progress, millis_timestamp, table, truncate
 
 UPSTREAM_RATE_LIMIT = 10.0  # 100 requests / 10 s per location
@@ -172,7 +173,7 @@ def cmd_backfill(args: argparse.Namespace, env: Env) -> int:
                     queued += 1
                 except Exception as exc:  # noqa: BLE001 - reported per line, counted as failed
                     failed += 1
-                    env.stderr.write(f"\nline {entry.number}: send failed: {type(exc).__name__}\n")
+                    env.stderr.write(f"\nline {entry.number}: send failed: {describe(exc).line}\n")
             progress.advance()
     finally:
         progress.close()

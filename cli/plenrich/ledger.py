@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from appointment_enricher.wire import ID_PATTERN, is_valid_id
 from plenrich.context import OK, PARTIAL, Env, UsageError, required
+from plenrich.failures import upstream_reason
 from plenrich.output import Progress, millis_timestamp, table, truncate
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ def cmd_show(args: argparse.Namespace, env: Env) -> int:
     )
     if "Item" not in response:
         env.stderr.write(f"appointment {args.appointment_id} is not in the ledger\n")
+        if args.json:
+            env.stdout.write("null\n")  # --json output stays JSON
         return PARTIAL
     view = ledger_view(response["Item"])
     if args.json:
@@ -92,6 +95,25 @@ class _Recorded:
         """A dry run leaves the scheduled run's cursors alone."""
 
 
+@dataclass
+class _Reasons:
+    """Why locations failed, in words, from the reconciler's own log calls (which carry status
+    codes and exception names, never a token or a body)."""
+
+    seen: dict[str, list[str]] = field(default_factory=dict)
+
+    def log(self, level: str, message: str, **fields: Any) -> None:
+        if level not in ("warning", "error"):
+            return
+        reason = upstream_reason({"message": message, **fields})
+        found = self.seen.setdefault(str(fields.get("locationId") or "all locations"), [])
+        if reason not in found:
+            found.append(reason)
+
+    def lines(self) -> list[tuple[str, str]]:
+        return [(location, reason) for location, found in self.seen.items() for reason in found]
+
+
 RECONCILE_HEADERS = (
     "locationId",
     "calendars",
@@ -113,6 +135,12 @@ def _settings(args: argparse.Namespace) -> ReconcilerSettings:
     for name, value in (("AWS_ENDPOINT_URL", args.endpoint_url), ("AWS_DEFAULT_REGION", args.region)):
         if value:
             os.environ[name] = value  # boto3 inside the reconciler reads these
+    endpoint = args.endpoint_url or variables.get("AWS_ENDPOINT_URL")
+    if endpoint and not variables.get("POWERLEADS_API_BASE_URL"):
+        raise UsageError(
+            f"AWS is {endpoint} but POWERLEADS_API_BASE_URL is unset, which means production PowerLeads: "
+            "set it (the file `make run` writes does: --env-file FILE), or unset AWS_ENDPOINT_URL"
+        )
     if args.ingest_queue_url:
         variables["INGEST_QUEUE_URL"] = args.ingest_queue_url
     if args.dry_run:
@@ -150,8 +178,12 @@ def cmd_reconcile(args: argparse.Namespace, env: Env) -> int:
 
     settings = _settings(args)
     recorded = _Recorded()
+    reasons = _Reasons()
     reconciler = build_reconciler(
-        settings, sink=recorded if args.dry_run else None, cursors=recorded if args.dry_run else None
+        settings,
+        log=reasons.log,
+        sink=recorded if args.dry_run else None,
+        cursors=recorded if args.dry_run else None,
     )
     locations, errors = reconciler.locations(args.location, settings.RECONCILE_LOCATION_IDS)
     if not locations:
@@ -178,4 +210,6 @@ def cmd_reconcile(args: argparse.Namespace, env: Env) -> int:
     )
     for group_id, kind in recorded.sent:
         env.stdout.write(f"would enqueue {kind} {group_id}\n")
+    for location_id, reason in reasons.lines():
+        env.stderr.write(f"{location_id}: {reason}\n")
     return PARTIAL if summary["errors"] or summary["stoppedEarly"] else OK

@@ -7,8 +7,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from plenrich import envfile
 from plenrich.backfill import cmd_backfill
 from plenrich.context import PARTIAL, USAGE, Env, UsageError
+from plenrich.failures import describe
 from plenrich.ledger import cmd_reconcile, cmd_show
 from plenrich.queues import cmd_inspect, cmd_redrive
 
@@ -42,12 +44,16 @@ def _quarantine_flags(sub: argparse.ArgumentParser) -> None:
 def _queue_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inspect = commands.add_parser("inspect", help="show quarantined messages and why, consuming none")
     _quarantine_flags(inspect)
-    inspect.add_argument("--json", action="store_true", help="one JSON object per line")
+    inspect.add_argument(
+        "--json", action="store_true", help="a JSON array, one message per line ([] when none)"
+    )
     inspect.set_defaults(run=cmd_inspect)
 
     redrive = commands.add_parser("redrive", help="move quarantined messages back to the ingest queue")
     _quarantine_flags(redrive)
-    redrive.add_argument("--ingest-queue-url", default=os.environ.get("INGEST_QUEUE_URL"))
+    redrive.add_argument(
+        "--ingest-queue-url", default=os.environ.get("INGEST_QUEUE_URL"), help="default: INGEST_QUEUE_URL"
+    )
     redrive.add_argument("--dry-run", action="store_true", help="list what would move; move nothing")
     redrive.set_defaults(run=cmd_redrive)
 
@@ -55,7 +61,9 @@ def _queue_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     backfill.add_argument("--file", help="'<locationId> <appointmentId>' per line (default: stdin)")
     backfill.add_argument("--location", help="location for lines that hold only an appointment id")
     backfill.add_argument("--rate", type=float, default=8.0, help="messages per second (< 10; default 8)")
-    backfill.add_argument("--ingest-queue-url", default=os.environ.get("INGEST_QUEUE_URL"))
+    backfill.add_argument(
+        "--ingest-queue-url", default=os.environ.get("INGEST_QUEUE_URL"), help="default: INGEST_QUEUE_URL"
+    )
     backfill.add_argument("--dry-run", action="store_true", help="validate and list; queue nothing")
     backfill.set_defaults(run=cmd_backfill)
 
@@ -63,11 +71,19 @@ def _queue_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
 def _ledger_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show = commands.add_parser("show", help="what the ledger holds for one appointment")
     show.add_argument("appointment_id", metavar="APPOINTMENT_ID")
-    show.add_argument("--ledger-table", default=os.environ.get("LEDGER_TABLE_NAME"))
+    show.add_argument(
+        "--ledger-table", default=os.environ.get("LEDGER_TABLE_NAME"), help="default: LEDGER_TABLE_NAME"
+    )
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(run=cmd_show)
 
-    reconcile = commands.add_parser("reconcile", help="recover appointment changes no webhook delivered")
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="recover appointment changes no webhook delivered",
+        description="Run the reconciler here with the function's variables: INGEST_QUEUE_URL, "
+        "LEDGER_TABLE_NAME, POWERLEADS_API_BASE_URL, POWERLEADS_TOKEN or POWERLEADS_TOKEN_SECRET_ID, "
+        "RECONCILE_* (the file `make run` writes has them all for the local stack).",
+    )
     reconcile.add_argument(
         "--location", action="append", default=[], help="sweep this location (repeatable; default: all)"
     )
@@ -75,27 +91,86 @@ def _ledger_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     reconcile.add_argument(
         "--dry-run", action="store_true", help="list what would be enqueued; enqueue nothing"
     )
-    reconcile.add_argument("--max-seconds", type=float, default=600.0, help="stop (and keep cursors) after")
+    reconcile.add_argument(
+        "--max-seconds",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="stop after SECONDS (default 600), keeping the cursors so the next run resumes there",
+    )
     reconcile.set_defaults(run=cmd_reconcile)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 - only for --version
+
+    try:
+        return version("plenrich")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="plenrich", description="Operate the PowerLeads appointment enricher (AWS or the local stack)."
+        prog="plenrich",
+        description="Operate the PowerLeads appointment enricher (AWS or the local stack).",
+        epilog="Exit codes: 0 ok, 1 failure (items failed; AWS or PowerLeads refused or unreachable), "
+        "2 usage or configuration error. Every failure is one line on stderr: the cause and the fix.",
     )
     parser.add_argument("--endpoint-url", default=None, help="AWS endpoint (default: AWS_ENDPOINT_URL / AWS)")
     parser.add_argument("--region", default=None, help="AWS region (default: the usual boto3 lookup)")
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help="read NAME=VALUE lines (the file `make run` writes; `export` and quotes allowed) into the "
+        "environment first; they win over the shell's",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _queue_commands(commands)
     _ledger_commands(commands)
+    for sub in commands.choices.values():  # the shared flags are welcome after the command too
+        sub.add_argument("--endpoint-url", default=argparse.SUPPRESS, help="AWS endpoint (see plenrich -h)")
+        sub.add_argument("--region", default=argparse.SUPPRESS, help="AWS region (see plenrich -h)")
+        sub.add_argument(
+            "--env-file", metavar="FILE", default=argparse.SUPPRESS, help="NAME=VALUE file (see plenrich -h)"
+        )
     return parser
+
+
+def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen: argparse.ArgumentParser = action.choices[name]
+            return chosen
+    return parser
+
+
+def _load_env_file(argv: Sequence[str], env: Env) -> bool:
+    """Apply ``--env-file`` before the parser reads its defaults from the environment."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--env-file")
+    known, _rest = pre.parse_known_args(list(argv))
+    if not known.env_file:
+        return True
+    try:
+        os.environ.update(envfile.read(known.env_file))
+    except envfile.EnvFileError as exc:
+        env.stderr.write(f"plenrich: error: --env-file {known.env_file}: {exc}\n")
+        return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
     env = env or Env()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not _load_env_file(argv, env):
+        return USAGE
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:  # argparse would show the top-level usage; the subcommand's is the useful one
+            _subcommand(parser, args.command).error(f"unrecognized arguments: {' '.join(extras)}")
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     try:
@@ -106,6 +181,10 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
     except KeyboardInterrupt:
         env.stderr.write("\ninterrupted\n")
         return PARTIAL
+    except Exception as exc:  # noqa: BLE001 - every AWS/HTTP failure is one line, never a traceback
+        failure = describe(exc, args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
+        env.stderr.write(f"plenrich {args.command}: error: {failure.line}\n")
+        return failure.code
     return code
 
 

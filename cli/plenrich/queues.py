@@ -12,6 +12,7 @@ from typing import Any
 
 from appointment_enricher.wire import IngestMessage, WireError, parse_json_object, read_webhook
 from plenrich.context import OK, PARTIAL, Env, required
+from plenrich.failures import describe
 from plenrich.output import Progress, table, truncate
 from plenrich.sqs import held_messages, progress_total, release
 
@@ -146,9 +147,9 @@ def cmd_inspect(args: argparse.Namespace, env: Env) -> int:
                 break
     finally:
         release(sqs, url, list(held.values()))  # nothing is consumed
-    if args.json:
-        for letter in letters:
-            env.stdout.write(json.dumps(_json_record(letter)) + "\n")
+    if args.json:  # one JSON array, one message per line; `[]` when nothing is quarantined
+        lines = ",\n".join(json.dumps(_json_record(letter)) for letter in letters)
+        env.stdout.write(f"[\n{lines}\n]\n" if letters else "[]\n")
         return OK
     rows = [
         (
@@ -201,14 +202,14 @@ class _Redrive:
             self.sqs.send_message(**send)
         except Exception as exc:  # noqa: BLE001 - reported; the message stays in the quarantine
             self.failed += 1
-            self.env.stderr.write(f"\nsend failed for {letter.message_id}: {type(exc).__name__}: {exc}\n")
+            self.env.stderr.write(f"\nsend failed for {letter.message_id}: {describe(exc).line}\n")
             return
         try:
             self.sqs.delete_message(QueueUrl=self.quarantine, ReceiptHandle=self.held[letter.message_id])
             self.held.pop(letter.message_id)
         except Exception as exc:  # noqa: BLE001 - queued twice at worst; idempotency catches it
             self.failed += 1
-            self.env.stderr.write(f"\nsent but not deleted {letter.message_id}: {type(exc).__name__}\n")
+            self.env.stderr.write(f"\nsent but not deleted {letter.message_id}: {describe(exc).line}\n")
         self.moved += 1
         self.rows.append((letter.message_id, letter.error_type, letter.appointment_id or "", group))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -67,3 +68,20 @@ def load_handler(
     module = load_function_module(name, repo_root=repo_root, fresh=fresh)
     handler: Handler = getattr(module, attr)
     return handler
+
+
+def one_at_a_time(handler: Handler, lock: threading.Lock) -> Handler:
+    """``handler``, invoked only while holding ``lock``.
+
+    Every function's Powertools ``Logger()`` is the same logger here (one service name, one
+    process), and ``inject_lambda_context`` stores ``function_name`` and the rest on it, not per
+    thread: a webhook invocation on the gateway's thread would stamp ``WebhookFunction`` on the
+    enricher's lines logged meanwhile on the poller's thread. In Lambda each function has its own
+    process; sharing one lock gives the local stack the same one-invocation-at-a-time logs.
+    """
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        with lock:
+            return handler(event, context)
+
+    return invoke

@@ -342,14 +342,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", nargs="?", type=Path, help="a raw webhook body to sign")
     parser.add_argument("--write-events", action="store_true", help="regenerate the sample events")
     parser.add_argument("--timestamp", help="webhook timestamp for --write-events (default: now)")
+    parser.add_argument(
+        "--out", type=Path, default=EVENTS_DIR, help="--write-events into this directory (default: events/)"
+    )
     parser.add_argument("--scheme", choices=["ed25519", "rsa", "both"], default="ed25519")
     parser.add_argument("--restamp", action="store_true", help="new webhookId and current timestamp first")
     parser.add_argument("--url", default="http://127.0.0.1:3000/webhooks/appointments")
     args = parser.parse_args(argv)
 
     if args.write_events:
-        for path in write_events(timestamp=args.timestamp):
-            print(path.relative_to(REPO_ROOT))
+        for path in write_events(args.out.resolve(), timestamp=args.timestamp):
+            print(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
         return 0
     if args.file is None:
         parser.print_usage(sys.stderr)

@@ -97,7 +97,7 @@ class ReconcileLoop:
         from dev.fakes.lambda_context import make_context  # noqa: PLC0415
 
         summary: dict[str, Any] = self.handler(
-            {}, make_context("reconciler", timeout_seconds=self.timeout_seconds)
+            {}, make_context("ReconcilerFunction", timeout_seconds=self.timeout_seconds)
         )
         self.runs.append(summary)
         self.say(describe_run(summary))

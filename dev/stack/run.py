@@ -27,13 +27,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from appointment_enricher.wire import DEFAULT_API_VERSION, parse_json_object, read_webhook
-from dev.fakes.lambda_loader import load_handler
+from appointment_enricher.wire import (
+    DEFAULT_API_VERSION,
+    DEFAULT_NOT_FOUND_GRACE_SECONDS,
+    parse_json_object,
+    read_webhook,
+)
+from dev.fakes.lambda_loader import load_handler, one_at_a_time
 from dev.fakes.signing import (
     ED25519_HEADER,
     EVENTS_DIR,
@@ -45,7 +51,9 @@ from dev.fakes.signing import (
     webhook_snapshot,
 )
 from dev.stack.awslocal import LocalStack, start_local_stack
+from dev.stack.console import Console
 from dev.stack.gateway import ROUTE_PATH, Gateway
+from dev.stack.operator_env import DEFAULT_ENV_FILE, cli_env, write_env_file
 from dev.stack.poller import SqsPoller
 from dev.stack.reconcile_local import ReconcileLoop, recent_event, reconciler_env
 from dev.stack.sqs import QueueReader, string_attributes
@@ -148,8 +156,11 @@ def reader(
     queue_url: str,
     on_message: Callable[[dict[str, Any], dict[str, str], str], None],
     name: str,
+    *,
+    consume: bool = True,
 ) -> QueueReader:
-    """A queue drained in a thread, each body parsed as JSON and passed to ``on_message``."""
+    """A queue drained in a thread (``consume=False``: only peeked, left for the operator), each
+    body parsed as JSON and passed to ``on_message``."""
 
     def on_messages(messages: list[dict[str, Any]]) -> None:
         for message in messages:
@@ -163,7 +174,7 @@ def reader(
                 message["Body"],
             )
 
-    return QueueReader(stack.client("sqs"), queue_url, on_messages, name)
+    return QueueReader(stack.client("sqs"), queue_url, on_messages, name, consume=consume)
 
 
 @dataclass
@@ -171,6 +182,7 @@ class Collector:
     """Records and quarantined messages seen so far, with a condition to wait on."""
 
     verbose: bool = False
+    env_file: str = str(DEFAULT_ENV_FILE)
     records: list[dict[str, Any]] = field(default_factory=list)
     quarantined: list[tuple[dict[str, str], str]] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
@@ -188,6 +200,7 @@ class Collector:
         say(
             f"!!! quarantined: {attributes.get('errorType', '?')}: {attributes.get('errorMessage', '?')}"
             f"\n    {raw[:300]}"
+            f"\n    left in the quarantine: .venv/bin/plenrich --env-file {self.env_file} inspect / redrive"
         )
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
@@ -382,6 +395,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run mode: invoke the reconciler every N seconds (0: never; deployed it runs every 15 min)",
     )
     parser.add_argument("--verbose", action="store_true", help="handler logs at INFO, metrics on")
+    parser.add_argument(
+        "--env-file",
+        default=str(DEFAULT_ENV_FILE),
+        help="write the environment for plenrich here (default: .run/local-stack.env)",
+    )
     return parser.parse_args(argv)
 
 
@@ -436,8 +454,16 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
         )
         os.environ.update(reconciler_env(dict(os.environ), stack.ledger_table_name, SEED_LOCATION))
 
-        webhook = load_handler("webhook")
-        enricher = load_handler("enricher")
+        invoking = threading.Lock()  # one invocation at a time: right function_name on every log line
+        webhook = one_at_a_time(load_handler("webhook"), invoking)
+        enricher = one_at_a_time(load_handler("enricher"), invoking)
+        console = Console(
+            say,
+            grace_seconds=float(os.environ.get("NOT_FOUND_GRACE_SECONDS") or DEFAULT_NOT_FOUND_GRACE_SECONDS),
+            next_try_seconds=_visibility_timeout(stack),
+        )
+        cleanup.callback(console.attach(os.environ.get("POWERTOOLS_SERVICE_NAME") or "service_undefined"))
+        env_file = write_env_file(Path(args.env_file), cli_env(dict(os.environ), sandbox_token))
 
         port = args.port if args.port is not None else DEFAULT_PORT
         if args.port is None and not _port_free(port):
@@ -448,10 +474,12 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
         poller = SqsPoller(enricher, stack.ingest_queue_url, endpoint_url=stack.endpoint_url).start()
         cleanup.callback(poller.stop)
 
-        collector = Collector(verbose=args.verbose)
+        collector = Collector(verbose=args.verbose, env_file=str(env_file))
         for started_reader in (
             reader(stack, stack.enriched_queue_url, collector.on_record, "enriched-reader"),
-            reader(stack, stack.quarantine_queue_url, collector.on_quarantine, "quarantine-reader"),
+            reader(
+                stack, stack.quarantine_queue_url, collector.on_quarantine, "quarantine-reader", consume=False
+            ),
         ):
             cleanup.callback(started_reader.start().stop)
 
@@ -459,6 +487,7 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
         say(f"  gateway      {gateway.webhook_url}")
         say(f"  PowerLeads   {base_url}{'' if args.powerleads_url else ' (sandbox)'}")
         say(f"  moto server  {stack.endpoint_url}")
+        say(f"  CLI env      {env_file}  (source it, or: .venv/bin/plenrich --env-file {env_file} ...)")
         say()
 
         if not args.demo and args.reconcile_every > 0:
@@ -468,7 +497,8 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
                 say(
                     f"  reconciler   every {args.reconcile_every:g} s; {missed['id']} changed with no webhook"
                 )
-            loop = ReconcileLoop(load_handler("reconciler"), args.reconcile_every, say).start()
+            reconciler = one_at_a_time(load_handler("reconciler"), invoking)
+            loop = ReconcileLoop(reconciler, args.reconcile_every, say).start()
             cleanup.callback(loop.stop)
 
         if args.demo:
@@ -479,8 +509,9 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
                 collector=collector,
                 base_url=base_url,
                 sandbox_token=sandbox_token,
+                console=console,
             )
-        return serve(args, gateway, stopping, stack)
+        return serve(args, gateway, stopping, env_file)
 
 
 def run_demo(
@@ -491,6 +522,7 @@ def run_demo(
     collector: Collector,
     base_url: str,
     sandbox_token: str | None,
+    console: Console,
 ) -> int:
     expected_seed = fetch_event(base_url, sandbox_token, SEED_ID) if sandbox_token else None
     sent, bad = send_samples(gateway.webhook_url)
@@ -508,6 +540,8 @@ def run_demo(
         say("DEMO FAILED:")
         for problem in problems:
             say(f"  - {problem}")
+        for subject, cause in sorted(console.causes.items()):
+            say(f"  - cause: {subject}: {cause}")
         return 1
     say(
         f"DEMO OK: {len(sent)} webhooks accepted, {len(sent)} enriched records, "
@@ -517,7 +551,16 @@ def run_demo(
     return 0
 
 
-def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event, stack: LocalStack) -> int:
+def _visibility_timeout(stack: LocalStack) -> float:
+    """When a retried ingest message comes back: the ingest queue's visibility timeout."""
+    name = "VisibilityTimeout"
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.ingest_queue_url, AttributeNames=[name]
+    )
+    return float(attributes["Attributes"].get(name, 30))
+
+
+def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event, env_file: Path) -> int:
     if not args.no_samples:
         send_samples(gateway.webhook_url)
         say()
@@ -530,12 +573,8 @@ def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event,
         f"Gateway: {gateway.url}  (POST {ROUTE_PATH});"
         " re-sign any body: python -m dev.fakes.signing FILE --restamp"
     )
-    say("Operate it from another shell (inspect/redrive/backfill quarantined messages):")
-    say(
-        f"  AWS_ENDPOINT_URL={stack.endpoint_url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
-        f"AWS_DEFAULT_REGION={stack.region} INGEST_QUEUE_URL={stack.ingest_queue_url} "
-        f"QUARANTINE_QUEUE_URL={stack.quarantine_queue_url} .venv/bin/plenrich inspect"
-    )
+    say("Operate it from another shell (quarantined messages stay queued for inspect/redrive):")
+    say(f"  .venv/bin/plenrich --env-file {env_file} inspect    (or: source {env_file}; plenrich ...)")
     say(f"Replay the signed samples: .venv/bin/python -m dev.tools.replay --url {gateway.webhook_url}")
     say("Serving; records print as they arrive. Ctrl-C to stop.")
     try:

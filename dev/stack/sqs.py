@@ -20,8 +20,10 @@ def queue_depth(sqs: Any, url: str, *, in_flight: bool = False) -> int:
     return sum(int(attributes.get(name, 0)) for name in names)
 
 
-def receive(sqs: Any, url: str, wait_seconds: int = 0) -> Messages:
-    """One ReceiveMessage of up to 10 messages with every attribute."""
+def receive(sqs: Any, url: str, wait_seconds: int = 0, visibility: int | None = None) -> Messages:
+    """One ReceiveMessage of up to 10 messages with every attribute (``visibility`` 0: a peek,
+    the messages stay visible)."""
+    options = {} if visibility is None else {"VisibilityTimeout": visibility}
     messages: Messages = sqs.receive_message(
         QueueUrl=url,
         MaxNumberOfMessages=10,
@@ -29,6 +31,7 @@ def receive(sqs: Any, url: str, wait_seconds: int = 0) -> Messages:
         AttributeNames=["All"],
         MessageSystemAttributeNames=["All"],
         MessageAttributeNames=["All"],
+        **options,
     ).get("Messages", [])
     return messages
 
@@ -64,12 +67,23 @@ def string_attributes(message: dict[str, Any]) -> dict[str, str]:
 
 class QueueReader:
     """Drains ``url`` in a thread until :meth:`stop`: each batch goes to ``on_messages``, then is
-    deleted. Errors are logged, kept in ``errors`` and retried after a pause."""
+    deleted. Errors are logged, kept in ``errors`` and retried after a pause.
+
+    ``consume=False`` only peeks (visibility timeout 0, nothing deleted): each message goes to
+    ``on_messages`` once and stays on the queue for the operator (``plenrich inspect``)."""
 
     def __init__(
-        self, sqs: Any, url: str, on_messages: Callable[[Messages], None], name: str = "reader"
+        self,
+        sqs: Any,
+        url: str,
+        on_messages: Callable[[Messages], None],
+        name: str = "reader",
+        *,
+        consume: bool = True,
     ) -> None:
         self.sqs, self.url, self.on_messages, self.name = sqs, url, on_messages, name
+        self.consume = consume
+        self._seen: set[str] = set()
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -86,6 +100,9 @@ class QueueReader:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                if not self.consume:
+                    self._peek()
+                    continue
                 messages = receive(self.sqs, self.url, wait_seconds=1)
                 if messages:
                     self.on_messages(messages)
@@ -96,3 +113,11 @@ class QueueReader:
                 LOG.warning("%s: %s: %s", self.name, type(exc).__name__, exc)
                 self.errors.append(f"{self.name}: {type(exc).__name__}: {exc}")
                 self._stop.wait(0.5)
+
+    def _peek(self) -> None:
+        fresh = [m for m in receive(self.sqs, self.url, visibility=0) if m["MessageId"] not in self._seen]
+        self._seen.update(m["MessageId"] for m in fresh)
+        if fresh:
+            self.on_messages(fresh)
+        else:
+            self._stop.wait(1.0)

@@ -106,7 +106,7 @@ def test_inspect_shows_reasons_as_a_table_and_consumes_nothing(stack: LocalStack
 def test_inspect_filters_and_prints_json(stack: LocalStack) -> None:
     seed(stack)
     run = cli("inspect", "--wait", "0", "--error-type", "UpstreamRejected", "--json")
-    records = [json.loads(line) for line in run.out.splitlines()]
+    records = json.loads(run.out)
     assert [r["errorType"] for r in records] == ["UpstreamRejected"]
     assert records[0]["appointmentId"] == "Hc3Jd8Fe2Gh5Ki9Lm0Np"
     assert visible(stack, stack.quarantine_queue_url) == 3
@@ -382,7 +382,7 @@ def test_the_console_script_runs_help_and_a_real_command(stack: LocalStack, tmp_
         check=False,
     )
     assert run.returncode == 0, run.stderr
-    records = [json.loads(line) for line in run.stdout.splitlines()]
+    records = json.loads(run.stdout)
     assert [(r["errorType"], r["appointmentId"]) for r in records] == [
         ("UpstreamRejected", "Hc3Jd8Fe2Gh5Ki9Lm0Np")
     ]
