@@ -32,6 +32,7 @@ from typing import Any, TextIO
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from appointment_enricher.related import RELATED_KINDS
 from appointment_enricher.wire import DEFAULT_API_VERSION, parse_json_object, read_webhook
 from dev.fakes.lambda_loader import load_handler
 from dev.fakes.signing import (
@@ -433,6 +434,7 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
             base_url,
             POWERTOOLS_LOG_LEVEL=level,
             POWERTOOLS_METRICS_DISABLED="false" if args.verbose else "true",
+            ENRICH_RELATED=",".join(RELATED_KINDS),  # names, calendars and local times in every record
         )
         os.environ.update(reconciler_env(dict(os.environ), stack.ledger_table_name, SEED_LOCATION))
 

@@ -17,6 +17,7 @@ from ..ledger.dynamodb import DynamoLedger
 from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
 from ..powerleads.wiring import build_token_source
 from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
+from .related import RelatedCache, RelatedFetcher
 from .service import EnricherService, Stats
 
 
@@ -85,5 +86,15 @@ def build_enricher(
         max_workers=settings.ENRICHER_MAX_WORKERS,
         deadline_margin_seconds=settings.ENRICHER_DEADLINE_MARGIN_SECONDS,
         log=log,
+        related=(
+            RelatedFetcher(
+                client,  # the same client: token source, gate, retries and budget as the appointment
+                settings.ENRICH_RELATED,
+                settings.CONTACT_FIELDS,
+                RelatedCache(settings.RELATED_CACHE_SECONDS, settings.CONTACT_CACHE_SECONDS),
+            )
+            if settings.ENRICH_RELATED
+            else None
+        ),
     )
     return service, stats
