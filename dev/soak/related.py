@@ -33,6 +33,7 @@ from typing import Any
 from unittest import mock
 
 from appointment_enricher.related import RELATED_KINDS
+from appointment_enricher.wire import IngestMessage
 from dev.fakes.lambda_loader import load_handler
 from dev.fakes.sandbox import SandboxServer
 from dev.stack.awslocal import LocalStack, start_local_stack
@@ -135,10 +136,10 @@ def _entry(event: dict[str, Any], kind: str, index: int) -> dict[str, Any]:
         "webhookId": webhook_id,
         "appointment": snapshot,
     }
-    body = {"body": json.dumps(webhook), "receivedAt": "2026-02-01T00:00:00Z", "dedupeId": webhook_id}
+    body = IngestMessage(json.dumps(webhook), "2026-02-01T00:00:00Z", webhook_id)
     return {
         "Id": str(index % 10),
-        "MessageBody": json.dumps(body),
+        "MessageBody": body.encode(),
         "MessageGroupId": event["id"],
         "MessageDeduplicationId": webhook_id,
     }

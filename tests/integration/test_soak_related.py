@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_small_related_soak_stays_within_the_request_goal() -> None:
-    config = RelatedSoakConfig(events=300, locations=2, calendars=4, users=4, contacts=40, seed=3)
+    config = RelatedSoakConfig(events=200, locations=2, calendars=4, users=4, contacts=40, seed=3)
     result = run(config)
     assert result.records == config.events and result.incomplete == 0
     assert result.steady_per_record <= config.max_per_record
