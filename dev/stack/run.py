@@ -82,6 +82,16 @@ def describe_previous(change: dict[str, Any] | None) -> str | None:
     return ", ".join(f"{name}={value}" for name, value in sorted(previous.items())) or None
 
 
+def related_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The related entities' names (or why one is missing), when ENRICH_RELATED is on."""
+    related, errors = record.get("related") or {}, record.get("relatedErrors") or {}
+    return [
+        (kind, (related.get(kind) or {}).get("name") or errors.get(kind))
+        for kind in ("contact", "calendar", "assignedUser", "location")
+        if kind in related
+    ]
+
+
 def format_record(record: dict[str, Any], attributes: dict[str, str] | None = None) -> str:
     """One readable block per enriched record."""
     derived = record.get("derived") or {}
@@ -98,6 +108,9 @@ def format_record(record: dict[str, Any], attributes: dict[str, str] | None = No
         ("recurring", appointment.get("isRecurring")),
         ("master", derived.get("masterEventId")),
         ("instance (UTC)", derived.get("instanceStartUtc")),
+        ("start (local)", derived.get("startTimeLocal")),
+        ("timezone", derived.get("timezone")),
+        *related_rows(record),
         ("deleted", record.get("deleted")),
         ("trigger", record.get("trigger")),
         ("change", describe_change(record.get("change"))),
