@@ -16,6 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -128,12 +129,25 @@ class RelatedBatch:
                 self._pending.pop(key).set()
         return answer
 
+    def _answer_all(self, keys: list[Key]) -> dict[str, Answer]:
+        """Each key's answer; with the fetcher's pool, an appointment's entities in parallel (its
+        own worker thread takes the first, so a warm cache costs no hand-off)."""
+        pool = self.fetcher.pool
+        if pool is None or len(keys) < 2:
+            return {key[0]: self.answer(key) for key in keys}
+        futures = [pool.submit(self.answer, key) for key in keys[1:]]
+        answers = {keys[0][0]: self.answer(keys[0])}
+        answers.update((key[0], future.result()) for key, future in zip(keys[1:], futures, strict=True))
+        return answers
+
     def resolve(self, appointment: Any, location_id: str) -> RelatedResult | Transient:
         """Every requested entity of this appointment (its snapshot when deleted)."""
         result = RelatedResult(wants_timezone=bool({"location", "contact"} & set(self.fetcher.kinds)))
         full: dict[str, dict[str, Any]] = {}
-        for kind, entity_id in entity_ids(appointment, location_id, self.fetcher.kinds).items():
-            answer = Missing("NoId") if entity_id is None else self.answer((kind, location_id, entity_id))
+        ids = entity_ids(appointment, location_id, self.fetcher.kinds)
+        answers = self._answer_all([(kind, location_id, i) for kind, i in ids.items() if i is not None])
+        for kind in ids:
+            answer = answers.get(kind, Missing("NoId"))
             if isinstance(answer, Transient):
                 return answer
             if isinstance(answer, Missing):
@@ -159,8 +173,10 @@ class RelatedFetcher:
         kinds: Iterable[str],
         contact_fields: Iterable[str],
         cache: RelatedCache,
+        pool: Executor | None = None,
     ) -> None:
         self.source = source
+        self.pool = pool  # fetches one appointment's entities in parallel (None: one after another)
         self.kinds = tuple(kind for kind in RELATED_KINDS if kind in set(kinds))
         self.contact_fields = tuple(contact_fields)
         self.cache = cache

@@ -8,6 +8,7 @@ timeouts and retry mode of ``sdk``; that includes the Secrets Manager client OAu
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from ..aws.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from ..aws.queues import Quarantine
@@ -32,7 +33,9 @@ def build_enricher(
         destinations.append(SnsDestination(sns_client(), settings.OUTPUT_TOPIC_ARN))
     if settings.OUTPUT_QUEUE_URL:
         destinations.append(SqsDestination(sqs, settings.OUTPUT_QUEUE_URL))
-    session = pooled_session(pool_size=max(settings.ENRICHER_MAX_WORKERS, 10))
+    # Related entities: up to four more requests in flight per worker (their own pool, below).
+    connections = max(settings.ENRICHER_MAX_WORKERS, 10) * (2 if settings.ENRICH_RELATED else 1)
+    session = pooled_session(pool_size=connections)
     tokens = build_token_source(
         secret_id=settings.POWERLEADS_TOKEN_SECRET_ID,
         token=settings.POWERLEADS_TOKEN,
@@ -92,6 +95,7 @@ def build_enricher(
                 settings.ENRICH_RELATED,
                 settings.CONTACT_FIELDS,
                 RelatedCache(settings.RELATED_CACHE_SECONDS, settings.CONTACT_CACHE_SECONDS),
+                ThreadPoolExecutor(max_workers=connections // 2, thread_name_prefix="related"),
             )
             if settings.ENRICH_RELATED
             else None
