@@ -58,6 +58,7 @@ bench: $(STAMP)        ## writes BENCHMARKS.md (not part of `make test`)
 soak: $(STAMP)         ## both soaks below: every webhook accounted for, then every lost change recovered
 	$(BIN)/python -m dev.soak.webhooks --events 10000 --intake-faults --sender highlevel --foreign 20
 	$(BIN)/python -m dev.soak.webhooks --reconcile --events 2000
+	$(BIN)/python -m dev.soak.related  # ENRICH_RELATED all four: <= 1.2 upstream requests per record once warm
 
 soak-reconcile: $(STAMP)  ## the second half of `make soak` alone: 2,000 changes, 5 % of webhooks never sent + an intake outage; one reconcile pass recovers them
 	$(BIN)/python -m dev.soak.webhooks --reconcile --events 2000

@@ -40,6 +40,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from dev.fakes.server import LocalServer
 
+from . import sandbox_related
+
 API_VERSION = "2021-04-15"
 DEFAULT_TOKEN = "sandbox-token"  # noqa: S105 - a published dev-only token, not a secret
 APPOINTMENTS_PREFIX = "/calendars/events/appointments/"
@@ -238,6 +240,7 @@ class SandboxServer(LocalServer):
         self._grants: dict[str, _Grant] = {}
         self._clients: dict[str, _OAuthClient] = {}
         self._appointments: dict[str, dict[str, Any]] = {}
+        self.related = sandbox_related.RelatedStore()  # contacts, calendars, users, locations
         self._tombstones: dict[str, dict[str, Any]] = {}  # deleted appointments, listed as deleted
         self._list_faults: deque[Fault] = deque()  # consumed by list requests only
         self._faults: deque[Fault] = deque()
@@ -277,6 +280,7 @@ class SandboxServer(LocalServer):
             raise ValueError("appointment needs a non-empty string 'id'")
         with self._lock:
             self._appointments[event["id"]] = copy.deepcopy(dict(event))
+        self.related.seed(event)
 
     def delete_appointment(self, event_id: str) -> None:
         """Gone for Get Appointment (404); still listed by ``/calendars/events`` with ``deleted: true``."""
@@ -589,8 +593,11 @@ class SandboxServer(LocalServer):
 
         entry = self._record(method, raw_path, raw_headers)
         query = urlsplit(raw_path).query
+        related = sandbox_related.route(path) if method == "GET" else None
         if method == "GET" and path in (CALENDARS_PATH, EVENTS_PATH):
             reply = _list_reply(self, path, {k: v[0] for k, v in parse_qs(query).items()}, headers)
+        elif related is not None:
+            reply = _related_reply(self, *related, headers)
         else:
             reply = self._upstream(method, path, headers, body)
         self._set_status(entry, None if reply.drop else reply.status)
@@ -659,6 +666,19 @@ def _list_reply(
         ]
         return _Reply(200, {"calendars": body}, rate)
     return _Reply(200, {"events": _listed(events, query)}, rate)
+
+
+def _related_reply(
+    sandbox: SandboxServer, segment: str, entity_id: str, headers: Mapping[str, str]
+) -> _Reply:
+    """Get Contact / Calendar / User / Location (``sandbox_related``), with this module's bodies."""
+    status, body, reply_headers = sandbox_related.related_reply(sandbox, segment, entity_id, headers)
+    if status == 0:
+        return _Reply(0, drop=True)
+    if body is None:
+        standard = {401: UNAUTHORIZED, 403: FORBIDDEN}
+        body = standard.get(status) or _error_body(status)
+    return _Reply(status, body, reply_headers)
 
 
 def _now_text() -> str:

@@ -461,6 +461,9 @@ class LocalStack:
         sets only OUTPUT_QUEUE_URL; ``both`` sets both, so EnrichedQueue gets every record twice.
         """
         base = {"PowerLeadsApiBaseUrl": powerleads_api_base_url} if powerleads_api_base_url else {}
+        # Related entities are the template's default but opt-in locally (extra ENRICH_RELATED=...,
+        # as ``dev.stack.run`` does), so a test's upstream request counts are the appointment's own.
+        base["EnrichRelated"] = ""
         modes = ("queue", "topic") if output_mode == "both" else (output_mode,)
         env = aws_base_env(self.endpoint_url, self.region)
         for mode in modes:

@@ -33,6 +33,7 @@ from typing import Any, TextIO
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from appointment_enricher.related import RELATED_KINDS
 from appointment_enricher.wire import (
     DEFAULT_API_VERSION,
     DEFAULT_NOT_FOUND_GRACE_SECONDS,
@@ -89,6 +90,16 @@ def describe_previous(change: dict[str, Any] | None) -> str | None:
     return ", ".join(f"{name}={value}" for name, value in sorted(previous.items())) or None
 
 
+def related_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The related entities' names (or why one is missing), when ENRICH_RELATED is on."""
+    related, errors = record.get("related") or {}, record.get("relatedErrors") or {}
+    return [
+        (kind, (related.get(kind) or {}).get("name") or errors.get(kind))
+        for kind in ("contact", "calendar", "assignedUser", "location")
+        if kind in related
+    ]
+
+
 def format_record(record: dict[str, Any], attributes: dict[str, str] | None = None) -> str:
     """One readable block per enriched record."""
     derived = record.get("derived") or {}
@@ -105,6 +116,9 @@ def format_record(record: dict[str, Any], attributes: dict[str, str] | None = No
         ("recurring", appointment.get("isRecurring")),
         ("master", derived.get("masterEventId")),
         ("instance (UTC)", derived.get("instanceStartUtc")),
+        ("start (local)", derived.get("startTimeLocal")),
+        ("timezone", derived.get("timezone")),
+        *related_rows(record),
         ("deleted", record.get("deleted")),
         ("trigger", record.get("trigger")),
         ("change", describe_change(record.get("change"))),
@@ -451,6 +465,7 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
             base_url,
             POWERTOOLS_LOG_LEVEL=level,
             POWERTOOLS_METRICS_DISABLED="false" if args.verbose else "true",
+            ENRICH_RELATED=",".join(RELATED_KINDS),  # names, calendars and local times in every record
         )
         os.environ.update(reconciler_env(dict(os.environ), stack.ledger_table_name, SEED_LOCATION))
 

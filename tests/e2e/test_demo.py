@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dev.fakes.lambda_context import make_context
 from dev.fakes.lambda_loader import load_function_module
+from dev.fakes.sandbox_related import make_contact, make_location
 from dev.fakes.signing import (
     ED25519_HEADER,
     EVENTS_DIR,
@@ -53,6 +54,12 @@ def test_demo_exits_zero_and_shows_the_seed_record():
     assert "recurring       True" in block
     assert "trigger         webhook" in block
     assert "change          " in block  # the local stack runs with the ledger on
+    # make run enables ENRICH_RELATED: names from the sandbox's seeded entities, local times
+    location = make_location("0007BWpSzSwfiuSl0tR2")
+    assert f"contact         {make_contact('9NkT25Vor1v4aQatFsv2', location['id'])['name']}" in block
+    assert f"location        {location['name']}" in block
+    assert f"timezone        {location['timezone']}" in block
+    assert "start (local)   2023-09-25T" in block
     assert "-> 401" in proc.stdout  # the bad-signature webhook
     assert '{"_aws"' not in proc.stdout  # EMF lines are kept out of the readable output
 

@@ -133,7 +133,7 @@ def test_unknown_id_and_unknown_path_are_404_json(sandbox: SandboxServer) -> Non
     response = get(sandbox, "doesNotExist")
     assert response.status_code == 404
     assert response.json() == {"statusCode": 404, "message": "Appointment not found", "error": "Not Found"}
-    other = requests.get(f"{sandbox.url}/contacts/abc", headers=HEADERS, timeout=5)
+    other = requests.get(f"{sandbox.url}/opportunities/abc", headers=HEADERS, timeout=5)  # not served
     assert other.status_code == 404
     assert other.json()["statusCode"] == 404
 

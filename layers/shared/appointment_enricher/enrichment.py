@@ -15,6 +15,7 @@ from .models import (
     EnrichedRecord,
     RecordChange,
 )
+from .related import RelatedResult, local_time
 from .wire import Trigger, rfc3339, try_upstream_time
 
 # Recurring instance ids: <masterId>_<startEpochMs>_<durationSeconds>
@@ -79,11 +80,12 @@ def build_record(
     webhook_id: str | None = None,
     trigger: Trigger = "webhook",
     change: Change | None = None,
+    related: RelatedResult | None = None,
 ) -> EnrichedRecord:
     """One record per webhook. ``appointment`` None means deleted: the webhook snapshot is used.
 
     ``webhook_id``: the webhook's id as text (``wire.WebhookRef``; defaults to a string
-    ``webhookId``); ``change`` only when tracked.
+    ``webhookId``); ``change`` only when tracked; ``related`` only when ENRICH_RELATED names any.
     """
     if webhook_id is None and isinstance(webhook.webhookId, str) and webhook.webhookId:
         webhook_id = webhook.webhookId
@@ -94,6 +96,13 @@ def build_record(
     extra: dict[str, Any] = {}
     if change is not None:
         extra["change"] = RecordChange.model_validate(change.as_json())
+    derived = derive(body)
+    if related is not None:
+        extra["related"] = related.entities
+        if related.errors:
+            extra["relatedErrors"] = related.errors
+        if related.wants_timezone:
+            derived = with_local_times(derived, body, related.timezone)
     return EnrichedRecord(
         schemaVersion="1",
         eventType=webhook.type,
@@ -104,7 +113,20 @@ def build_record(
         enrichedAt=rfc3339(now),
         deleted=deleted,
         appointment=body,
-        derived=derive(body),
+        derived=derived,
         trigger=trigger,
         **extra,
     )
+
+
+def with_local_times(
+    derived: Derived, body: Appointment | AppointmentSnapshot, timezone: str | None
+) -> Derived:
+    """``derived`` plus ``timezone`` and, when the zone is known to zoneinfo, the local times."""
+    values: dict[str, Any] = {"timezone": timezone}
+    start, end = local_time(body.startTime, timezone), local_time(body.endTime, timezone)
+    if start is not None:
+        values["startTimeLocal"] = start
+    if end is not None:
+        values["endTimeLocal"] = end
+    return derived.model_copy(update=values)

@@ -120,6 +120,15 @@ class Derived(BaseModel):
     instanceDurationSeconds: int | None
     isRecurring: bool
     appointmentStatus: str | None
+    timezone: str | None = Field(
+        default=None,
+        description="IANA zone: the location's timezone, else the contact's (when ENRICH_RELATED names "
+        "location or contact)",
+    )
+    startTimeLocal: str | None = Field(
+        default=None, description="startTime in timezone, RFC 3339 with offset"
+    )
+    endTimeLocal: str | None = Field(default=None, description="endTime in timezone, RFC 3339 with offset")
 
 
 class RecordChange(BaseModel):
@@ -162,6 +171,14 @@ class EnrichedRecord(BaseModel):
         default="webhook", description="What produced the event: webhook, reconcile or backfill"
     )
     change: RecordChange | None = Field(default=None, description="Present when change tracking is on")
+    related: dict[str, dict[str, Any] | None] | None = Field(
+        default=None,
+        description="When ENRICH_RELATED names entities: contact, calendar, assignedUser, location as the "
+        "API returns them (contacts cut to CONTACT_FIELDS); null when permanently unavailable",
+    )
+    relatedErrors: dict[str, Literal["NotFound", "Invalid", "Forbidden", "NoId"]] | None = Field(
+        default=None, description="Why an entity in related is null, by entity name"
+    )
 
 
 def enriched_record_json_schema() -> dict[str, Any]:

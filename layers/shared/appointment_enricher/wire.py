@@ -32,6 +32,12 @@ from .errors import EnricherError
 
 DEFAULT_API_BASE_URL: Final = "https://services.leadconnectorhq.com"
 DEFAULT_API_VERSION: Final = "2021-04-15"
+# Each related-entity endpoint's own ``Version`` (HighLevel's OpenAPI specs, apps/*.json: the one
+# value each endpoint's ``Version`` enum allows); the appointment keeps POWERLEADS_API_VERSION.
+CONTACTS_API_VERSION: Final = "2021-07-28"
+CALENDARS_API_VERSION: Final = DEFAULT_API_VERSION
+USERS_API_VERSION: Final = CONTACTS_API_VERSION
+LOCATIONS_API_VERSION: Final = CONTACTS_API_VERSION
 DEFAULT_MAX_AGE_SECONDS: Final = 86_400
 MAX_MAX_AGE_SECONDS: Final = 30 * 86_400  # a longer replay window is a misconfiguration
 DEFAULT_NOT_FOUND_GRACE_SECONDS: Final = 120

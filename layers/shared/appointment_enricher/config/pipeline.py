@@ -24,6 +24,7 @@ from pydantic import (
 
 from ..errors import ConfigError
 from ..powerleads.client import DEFAULT_TIMEOUT, RetryPolicy
+from ..related import DEFAULT_CONTACT_FIELDS, RelatedKind
 from ..wire import (
     DEFAULT_API_BASE_URL,
     DEFAULT_API_VERSION,
@@ -77,6 +78,19 @@ def _where(loc: tuple[int | str, ...], names: Mapping[str, str]) -> str:
     return ".".join([names.get(first, first), *map(str, loc[1:])])
 
 
+def _name_list(value: object) -> object:
+    """A comma-separated list of names (ENRICH_RELATED, CONTACT_FIELDS); blanks ignored."""
+    if isinstance(value, str):
+        return list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    return value
+
+
+RelatedKinds = Annotated[list[RelatedKind], BeforeValidator(_name_list)]
+ContactFields = Annotated[
+    list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]], BeforeValidator(_name_list)
+]
+
+
 class EnricherSettings(_Settings):
     """EnricherFunction."""
 
@@ -99,6 +113,10 @@ class EnricherSettings(_Settings):
     POWERLEADS_RETRY_BASE_SECONDS: float = Field(default=RetryPolicy.base_delay, gt=0)
     POWERLEADS_RETRY_MAX_SECONDS: float = Field(default=RetryPolicy.max_delay, gt=0)
     ENRICHER_DEADLINE_MARGIN_SECONDS: float = Field(default=5.0, ge=0)
+    ENRICH_RELATED: RelatedKinds = Field(default_factory=list)  # unset: no related entities
+    CONTACT_FIELDS: ContactFields = Field(default_factory=lambda: list(DEFAULT_CONTACT_FIELDS))
+    RELATED_CACHE_SECONDS: int = Field(default=3600, ge=0, le=86_400)
+    CONTACT_CACHE_SECONDS: int = Field(default=300, ge=0, le=86_400)
 
     @model_validator(mode="after")
     def _needs_output_and_token(self) -> EnricherSettings:

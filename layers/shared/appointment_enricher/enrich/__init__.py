@@ -16,6 +16,7 @@ __all__ = [
     "parse",
     "prepare",
     "publish",
+    "related",
     "service",
     "settle",
     "track",

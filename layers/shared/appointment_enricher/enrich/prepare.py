@@ -18,11 +18,13 @@ from ..enrichment import build_record
 from ..ledger.base import BatchRead, LedgerConflict
 from ..models import Appointment
 from ..outbound import MAX_MESSAGE_BYTES, outbound_message
+from ..related import RelatedResult
 from ..wire import try_upstream_time
 from .fetch import AppointmentSource, FetchFailure, FetchResult, NotFound, fetch, not_found_is_final
 from .idempotency import Claim, Idempotency
 from .items import Item, Outcome, ParsedItem, Ready, retry_rest
 from .parse import validation_summary
+from .related import RelatedBatch, Transient
 from .track import NoTracking, Track, Tracker
 
 
@@ -69,6 +71,7 @@ class GroupContext:
     deadline: float
     read: Callable[[], BatchRead]  # the batch's ledger read (waits for it)
     now: datetime
+    related: RelatedBatch | None = None  # ENRICH_RELATED: the batch's shared related-entity answers
 
 
 class GroupPreparer:
@@ -118,7 +121,16 @@ class GroupPreparer:
                     entry.item.fail(Outcome.QUARANTINED, problem.error_type, problem.message)
                     continue
                 appointment = result if isinstance(result, Appointment) else None
-            self._build(entry, appointment, track, context.now)
+            related = None
+            if context.related is not None:
+                answer = context.related.resolve(
+                    appointment or entry.parsed.webhook.appointment, ref.location_id
+                )
+                if isinstance(answer, Transient):  # like the appointment's own fetch: retry, in order
+                    retry_rest(claimed[index:], answer.error_type, answer.message)
+                    break
+                related = answer
+            self._build(entry, appointment, track, context.now, related)
         self._save(tracks, claimed)
 
     def _problem(
@@ -139,7 +151,14 @@ class GroupPreparer:
             )
         return None
 
-    def _build(self, entry: ParsedItem, appointment: Appointment | None, track: Track, now: datetime) -> None:
+    def _build(
+        self,
+        entry: ParsedItem,
+        appointment: Appointment | None,
+        track: Track,
+        now: datetime,
+        related: RelatedResult | None = None,
+    ) -> None:
         item, parsed = entry.item, entry.parsed
         webhook = parsed.webhook
         step = None
@@ -158,6 +177,7 @@ class GroupPreparer:
                 webhook_id=parsed.ref.webhook_id,
                 trigger=parsed.ingest.trigger,
                 change=step.change if step else None,
+                related=related,
             )
             outbound = outbound_message(record, item.message_id, entry.dedupe_id)
         except ValidationError as exc:

@@ -33,6 +33,7 @@ from .items import Item, Outcome, ParsedItem, Stats, retry_rest
 from .parse import parse_record
 from .prepare import GroupContext, GroupPreparer
 from .publish import RecordPublisher, publish_in_rounds
+from .related import RelatedFetcher
 from .settle import QuarantineSink, Settler
 from .track import NoTracking, ReceiptClaims, Tracker
 
@@ -67,8 +68,10 @@ class EnricherService:
         now: WallClock = utc_now,
         monotonic: Monotonic = time.monotonic,
         log: Callable[..., None] | None = None,
+        related: RelatedFetcher | None = None,
     ) -> None:
         self.source = source
+        self.related = related  # ENRICH_RELATED; None: no related entities
         self.publisher = publisher
         self.quarantine = quarantine
         # With a ledger and no idempotency store of its own, the ledger's receipts are the claims.
@@ -124,7 +127,8 @@ class EnricherService:
         ids = sorted({e.parsed.ref.appointment_id for group in groups.values() for e in group})
         dedupe_ids = [e.dedupe_id for group in groups.values() for e in group]
         read: Future[BatchRead] = self._pool.submit(self.tracker.read, ids, dedupe_ids)
-        context = GroupContext(remaining_ms, deadline, read.result, self.now())
+        batch = self.related.batch(deadline) if self.related is not None else None
+        context = GroupContext(remaining_ms, deadline, read.result, self.now(), batch)
         preparer = GroupPreparer(
             self.source, self.idempotency, self.tracker, not_found_grace_seconds=self.not_found_grace_seconds
         )

@@ -8,6 +8,7 @@ timeouts and retry mode of ``sdk``; that includes the Secrets Manager client OAu
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from ..aws.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from ..aws.queues import Quarantine
@@ -17,6 +18,7 @@ from ..ledger.dynamodb import DynamoLedger
 from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
 from ..powerleads.wiring import build_token_source
 from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
+from .related import RelatedCache, RelatedFetcher
 from .service import EnricherService, Stats
 
 
@@ -31,7 +33,9 @@ def build_enricher(
         destinations.append(SnsDestination(sns_client(), settings.OUTPUT_TOPIC_ARN))
     if settings.OUTPUT_QUEUE_URL:
         destinations.append(SqsDestination(sqs, settings.OUTPUT_QUEUE_URL))
-    session = pooled_session(pool_size=max(settings.ENRICHER_MAX_WORKERS, 10))
+    # Related entities: up to four more requests in flight per worker (their own pool, below).
+    connections = max(settings.ENRICHER_MAX_WORKERS, 10) * (2 if settings.ENRICH_RELATED else 1)
+    session = pooled_session(pool_size=connections)
     tokens = build_token_source(
         secret_id=settings.POWERLEADS_TOKEN_SECRET_ID,
         token=settings.POWERLEADS_TOKEN,
@@ -85,5 +89,16 @@ def build_enricher(
         max_workers=settings.ENRICHER_MAX_WORKERS,
         deadline_margin_seconds=settings.ENRICHER_DEADLINE_MARGIN_SECONDS,
         log=log,
+        related=(
+            RelatedFetcher(
+                client,  # the same client: token source, gate, retries and budget as the appointment
+                settings.ENRICH_RELATED,
+                settings.CONTACT_FIELDS,
+                RelatedCache(settings.RELATED_CACHE_SECONDS, settings.CONTACT_CACHE_SECONDS),
+                ThreadPoolExecutor(max_workers=connections // 2, thread_name_prefix="related"),
+            )
+            if settings.ENRICH_RELATED
+            else None
+        ),
     )
     return service, stats

@@ -1,4 +1,5 @@
-"""HTTP adapter for the PowerLeads (HighLevel) API: Get Appointment, with the retries it needs.
+"""HTTP adapter for the PowerLeads (HighLevel) API: Get Appointment (and the appointment's contact,
+calendar, user and location), with the retries it needs.
 
 One pooled ``requests.Session`` per container, shared by the enricher's worker threads.
 Retries with exponential backoff and full jitter on 429, 5xx, connection errors and timeouts;
@@ -27,9 +28,23 @@ import requests
 
 from ..clocks import Monotonic
 from ..errors import EnricherError
-from ..wire import DEFAULT_API_VERSION, is_valid_id
+from ..wire import (
+    CALENDARS_API_VERSION,
+    CONTACTS_API_VERSION,
+    DEFAULT_API_VERSION,
+    LOCATIONS_API_VERSION,
+    USERS_API_VERSION,
+    is_valid_id,
+)
 from .tokens import TokenSource
 
+# ENRICH_RELATED's names -> (path, the endpoint's Version); official SDK 3.0.0 and OpenAPI specs.
+RELATED_ENDPOINTS: Final = {
+    "contact": ("contacts", CONTACTS_API_VERSION),
+    "calendar": ("calendars", CALENDARS_API_VERSION),
+    "assignedUser": ("users", USERS_API_VERSION),
+    "location": ("locations", LOCATIONS_API_VERSION),
+}
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # (connect, read) seconds per attempt, each also capped by the time left; with ``RetryPolicy``'s
 # defaults, the one home of the upstream timeout and retry defaults (``config`` reads them here).
@@ -233,8 +248,20 @@ class PowerLeadsClient:
         payload = self._get_with_retries(f"{self.base_url}/calendars/events?{query}", location_id, deadline)
         return _objects(payload, "events")
 
-    def _get_with_retries(self, url: str, location_id: str, deadline: float) -> dict[str, Any]:
-        """One GET with the retry loop every endpoint shares."""
+    def get_related(self, kind: str, entity_id: str, location_id: str, *, deadline: float) -> dict[str, Any]:
+        """``GET /contacts/{id}``, ``/calendars/{id}``, ``/users/{id}`` or ``/locations/{id}`` (``kind``
+        as in ENRICH_RELATED) with that endpoint's own ``Version``; the parsed body as returned.
+        Same token source, gate and retries as the appointment; a 404 raises ``AppointmentNotFound``
+        (the class of every upstream 404)."""
+        path, version = RELATED_ENDPOINTS[kind]
+        _require_ids(**{f"{kind} id": entity_id})
+        url = f"{self.base_url}/{path}/{quote(entity_id, safe='')}"
+        return self._get_with_retries(url, location_id, deadline, version=version)
+
+    def _get_with_retries(
+        self, url: str, location_id: str, deadline: float, *, version: str | None = None
+    ) -> dict[str, Any]:
+        """One GET with the retry loop every endpoint shares (``version``: the endpoint's own)."""
         attempt = 0
         while True:
             # Another worker may have seen ``X-RateLimit-Remaining: 0`` for this location.
@@ -242,7 +269,7 @@ class PowerLeadsClient:
             if pause:
                 self._wait(pause, deadline, "rate limit window exhausted")
             try:
-                return self._attempt(url, location_id, deadline)
+                return self._attempt(url, location_id, deadline, version or self.api_version)
             except PowerLeadsError as exc:
                 attempt += 1
                 if not exc.retryable or attempt >= self.retry.max_attempts:
@@ -267,7 +294,7 @@ class PowerLeadsClient:
         if delay > 0:
             self.sleep(delay)
 
-    def _attempt(self, url: str, location_id: str, deadline: float) -> dict[str, Any]:
+    def _attempt(self, url: str, location_id: str, deadline: float, version: str) -> dict[str, Any]:
         left = deadline - self.monotonic()
         if left <= 0:
             raise UpstreamUnavailable("retry budget exhausted before the request could start")
@@ -276,7 +303,7 @@ class PowerLeadsClient:
         headers = {
             # The token lookup may wait on another container's OAuth refresh: same deadline.
             "Authorization": f"Bearer {self.tokens.token_for(location_id, deadline=deadline)}",
-            "Version": self.api_version,
+            "Version": version,
             "Accept": "application/json",
         }
         started = self.monotonic()
