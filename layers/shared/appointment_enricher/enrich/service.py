@@ -28,6 +28,7 @@ from ..clocks import Monotonic, WallClock, utc_now
 from ..ledger.base import BatchRead, Ledger
 from ..wire import DEFAULT_NOT_FOUND_GRACE_SECONDS
 from .fetch import AppointmentSource
+from .handback import HandBack
 from .idempotency import Idempotency, NoIdempotency
 from .items import Item, Outcome, ParsedItem, Stats, retry_rest
 from .parse import parse_record
@@ -67,6 +68,7 @@ class EnricherService:
         now: WallClock = utc_now,
         monotonic: Monotonic = time.monotonic,
         log: Callable[..., None] | None = None,
+        handback: HandBack | None = None,
     ) -> None:
         self.source = source
         self.publisher = publisher
@@ -82,6 +84,7 @@ class EnricherService:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="enrich")
         self.max_workers = max_workers
         self.deadline_margin_seconds = deadline_margin_seconds
+        self.handback = handback
 
     def process(
         self,
@@ -111,6 +114,8 @@ class EnricherService:
         Settler(self.quarantine, self.idempotency, self._pool, now=self.now, log=self.log).settle(
             items, stats
         )
+        if self.handback is not None:
+            self.handback.hand_back(items, stats)
         return items
 
     def failures(self, items: Iterable[Item]) -> list[dict[str, str]]:

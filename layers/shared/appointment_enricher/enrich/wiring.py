@@ -12,10 +12,12 @@ from collections.abc import Callable
 from ..aws.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from ..aws.queues import Quarantine
 from ..aws.sdk import dynamodb_client, sns_client, sqs_client
+from ..budget.wiring import enricher_spender
 from ..config import EnricherSettings
 from ..ledger.dynamodb import DynamoLedger
 from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
 from ..powerleads.wiring import build_token_source
+from .handback import HandBack
 from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
 from .service import EnricherService, Stats
 
@@ -73,6 +75,7 @@ def build_enricher(
         ),
         session=session,  # one pooled Session shared by every worker thread (and OAuth refreshes)
         observe=stats.upstream,
+        budget=enricher_spender(settings.BUDGET_TABLE_NAME, dynamodb),
     )
     service = EnricherService(
         client,
@@ -85,5 +88,15 @@ def build_enricher(
         max_workers=settings.ENRICHER_MAX_WORKERS,
         deadline_margin_seconds=settings.ENRICHER_DEADLINE_MARGIN_SECONDS,
         log=log,
+        handback=HandBack(
+            sqs,
+            settings.INGEST_QUEUE_URL,
+            max_receive_count=settings.INGEST_MAX_RECEIVE_COUNT,
+            log=log or _quiet,
+        ),
     )
     return service, stats
+
+
+def _quiet(*_args: object, **_kwargs: object) -> None:
+    return None

@@ -1,0 +1,93 @@
+"""The fleet's bucket in DynamoDB: one item per location (``id`` = ``budget#<locationId>``, TTL
+``expiration``), in the ledger table.
+
+A lease is one conditional ``UpdateItem`` on a version number: the container computes the new
+state from the last state it saw (``base.decide``) and writes it only if nobody wrote in
+between; on a conflict DynamoDB returns the current item (``ReturnValuesOnConditionCheckFailure``)
+and the container decides again (no extra read). A refused lease (wait) costs nothing: the wait
+is computed from the cached state, which can only be older (smaller ``tat``) than the truth, so a
+container never waits longer than needed and learns the truth on its next write.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .base import Lease, Limits, State, correct, decide
+
+KEY_PREFIX = "budget#"
+TTL_SECONDS = 2 * 86_400  # a day's count must outlive the day
+MAX_CONFLICTS = 4
+
+
+class DynamoBudget:
+    def __init__(self, client: Any, table_name: str) -> None:
+        self.client = client
+        self.table_name = table_name
+        self._seen: dict[str, tuple[State, int]] = {}
+        self._lock = threading.Lock()
+
+    def lease(self, location_id: str, count: int, *, now: float, limits: Limits) -> Lease:
+        for _ in range(MAX_CONFLICTS):
+            state, version = self._cached(location_id)
+            lease, new_state = decide(state, count, now, limits)
+            if not lease.tokens:
+                return lease
+            if self._write(location_id, new_state, version, now):
+                return lease
+        return Lease(0, limits.spacing)  # heavy contention: back off one token's time
+
+    def observe(self, location_id: str, headers: Mapping[str, Any], *, now: float, limits: Limits) -> None:
+        for _ in range(MAX_CONFLICTS):
+            state, version = self._cached(location_id)
+            new_state = correct(state, headers, now, limits)
+            if new_state is None or self._write(location_id, new_state, version, now):
+                return
+
+    def _cached(self, location_id: str) -> tuple[State, int]:
+        with self._lock:
+            return self._seen.get(location_id, (State(), 0))
+
+    def _write(self, location_id: str, state: State, version: int, now: float) -> bool:
+        """True if written; on a conflict the current item is cached and False returned."""
+        condition = "attribute_not_exists(v) OR v = :v" if version == 0 else "v = :v"
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"id": {"S": KEY_PREFIX + location_id}},
+                UpdateExpression="SET tat = :tat, #d = :day, used = :used, v = :next, expiration = :exp",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#d": "day"},
+                ExpressionAttributeValues={
+                    ":tat": {"N": repr(round(state.tat, 4))},
+                    ":day": {"S": state.day},
+                    ":used": {"N": str(state.used)},
+                    ":v": {"N": str(version)},
+                    ":next": {"N": str(version + 1)},
+                    ":exp": {"N": str(int(now) + TTL_SECONDS)},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            self._remember(location_id, exc.response.get("Item"))
+            return False
+        with self._lock:
+            self._seen[location_id] = (state, version + 1)
+        return True
+
+    def _remember(self, location_id: str, item: Mapping[str, Any] | None) -> None:
+        if not item:  # an old DynamoDB (or emulator) without the item: read it
+            item = self.client.get_item(
+                TableName=self.table_name, Key={"id": {"S": KEY_PREFIX + location_id}}, ConsistentRead=True
+            ).get("Item")
+        if not item:
+            return
+        state = State(
+            float(item.get("tat", {}).get("N", "0")),
+            str(item.get("day", {}).get("S", "")),
+            int(item.get("used", {}).get("N", "0")),
+        )
+        with self._lock:
+            self._seen[location_id] = (state, int(item.get("v", {}).get("N", "0")))
