@@ -78,10 +78,6 @@ class DynamoBudget:
         return True
 
     def _remember(self, location_id: str, item: Mapping[str, Any] | None) -> None:
-        if not item:  # an old DynamoDB (or emulator) without the item: read it
-            item = self.client.get_item(
-                TableName=self.table_name, Key={"id": {"S": KEY_PREFIX + location_id}}, ConsistentRead=True
-            ).get("Item")
         if not item:
             return
         state = State(
