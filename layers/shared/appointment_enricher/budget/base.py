@@ -24,6 +24,7 @@ from ..errors import EnricherError
 DOCUMENTED_MAX = 100  # requests per interval, per app and location
 DOCUMENTED_INTERVAL_SECONDS = 10.0
 DOCUMENTED_DAILY = 200_000
+EPSILON = 1e-6  # of a token: epoch seconds as floats are exact to ~1e-7 s
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Limits:
     @property
     def burst(self) -> int:
         """The largest lease ever granted at once."""
-        return max(1, int(self.ahead / self.spacing + 1e-9))
+        return max(1, int(self.ahead / self.spacing + EPSILON))
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def decide(state: State, count: int, now: float, limits: Limits) -> tuple[Lease,
         return Lease(0, seconds_to_reset(now), daily_exhausted=True), state
     wanted = max(1, min(count, limits.burst, left_today))
     start = max(state.tat, now)
-    fits = int((now + limits.ahead - start) / limits.spacing + 1e-9)
+    fits = int((now + limits.ahead - start) / limits.spacing + EPSILON)
     if fits <= 0:
         return Lease(0, max(0.001, start + limits.spacing - limits.ahead - now)), state
     granted = min(wanted, fits)

@@ -6,7 +6,8 @@ state from the last state it saw (``base.decide``) and writes it only if nobody 
 between; on a conflict DynamoDB returns the current item (``ReturnValuesOnConditionCheckFailure``)
 and the container decides again (no extra read). A refused lease (wait) costs nothing: the wait
 is computed from the cached state, which can only be older (smaller ``tat``) than the truth, so a
-container never waits longer than needed and learns the truth on its next write.
+container never waits long on it: a refusal of more than ``REFRESH_AFTER_WAIT`` is confirmed
+with one consistent read (the item may have been reset or expired).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .base import Lease, Limits, State, correct, decide
 KEY_PREFIX = "budget#"
 TTL_SECONDS = 2 * 86_400  # a day's count must outlive the day
 MAX_CONFLICTS = 4
+REFRESH_AFTER_WAIT = 1.0  # seconds: a refusal longer than this is checked against the table
 
 
 class DynamoBudget:
@@ -30,11 +32,18 @@ class DynamoBudget:
         self._lock = threading.Lock()
 
     def lease(self, location_id: str, count: int, *, now: float, limits: Limits) -> Lease:
+        refreshed = False
         for _ in range(MAX_CONFLICTS):
             state, version = self._cached(location_id)
             lease, new_state = decide(state, count, now, limits)
             if not lease.tokens:
-                return lease
+                if lease.wait <= REFRESH_AFTER_WAIT or refreshed:
+                    return lease
+                # A long wait from what this container saw last: the item may have been reset
+                # or expired since. Confirm with one read before the work is handed back.
+                self._refresh(location_id)
+                refreshed = True
+                continue
             if self._write(location_id, new_state, version, now):
                 return lease
         return Lease(0, limits.spacing)  # heavy contention: back off one token's time
@@ -61,7 +70,7 @@ class DynamoBudget:
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#d": "day"},
                 ExpressionAttributeValues={
-                    ":tat": {"N": repr(round(state.tat, 4))},
+                    ":tat": {"N": repr(state.tat)},
                     ":day": {"S": state.day},
                     ":used": {"N": str(state.used)},
                     ":v": {"N": str(version)},
@@ -76,6 +85,20 @@ class DynamoBudget:
         with self._lock:
             self._seen[location_id] = (state, version + 1)
         return True
+
+    def _refresh(self, location_id: str) -> None:
+        """A consistent read (``BatchGetItem``: the call the enricher's role already has on the
+        table); a missing item is an empty bucket."""
+        key = {"id": {"S": KEY_PREFIX + location_id}}
+        response = self.client.batch_get_item(
+            RequestItems={self.table_name: {"Keys": [key], "ConsistentRead": True}}
+        )
+        items = response.get("Responses", {}).get(self.table_name) or []
+        if items:
+            self._remember(location_id, items[0])
+        else:
+            with self._lock:
+                self._seen.pop(location_id, None)
 
     def _remember(self, location_id: str, item: Mapping[str, Any] | None) -> None:
         if not item:

@@ -81,9 +81,11 @@ class Spender:
         limits = limits_from_headers(headers, self.limits(location_id))
         with self._lock:
             self._limits[location_id] = limits
-            remaining = headers.get("X-RateLimit-Remaining")
-            if remaining is not None and str(remaining).strip() in ("0", "-1"):
-                self._held.pop(location_id, None)  # the window is full: our spare tokens are void
+            if any(
+                str(headers.get(name, "1")).strip() in ("0", "-1")
+                for name in ("X-RateLimit-Remaining", "X-RateLimit-Daily-Remaining")
+            ):
+                self._held.pop(location_id, None)  # the window or the day is spent: spares are void
         self.budget.observe(location_id, headers, now=self.epoch(), limits=limits)
 
     def _from_held(self, location_id: str) -> bool:

@@ -297,9 +297,9 @@ class PowerLeadsClient:
         self._observed(response.status_code, started)
         status = response.status_code
         retry_after = retry_after_seconds(response.headers.get("Retry-After")) if status >= 400 else None
-        if self.budget is None:
+        if self.budget is None or retry_after is not None:  # an explicit Retry-After is honoured here
             self.gate.observe(location_id, response.headers, retry_after)
-        else:  # the shared bucket waits out a full window, not this container's flat pause
+        if self.budget is not None:  # the shared bucket, not a flat pause, waits for the window to free
             self.budget.observe(location_id, response.headers)
         if 200 <= status < 300:
             try:
