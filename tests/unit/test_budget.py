@@ -36,7 +36,7 @@ def grants_over(seconds: float, step: float, lease: int, limits: Limits) -> list
 
 
 @pytest.mark.parametrize("lease", [1, 3, 5])
-def test_no_window_of_the_interval_ever_sees_more_than_the_limit_and_the_rate_is_95_percent(
+def test_no_window_of_the_interval_ever_sees_more_than_the_limit_and_the_rate_is_the_fill(
     lease: int,
 ) -> None:
     limits = Limits()
@@ -47,7 +47,7 @@ def test_no_window_of_the_interval_ever_sees_more_than_the_limit_and_the_rate_is
         while t - window[0] >= limits.interval_seconds:
             window.popleft()
         assert len(window) <= limits.max_requests
-    assert len(times) / 60 == pytest.approx(0.95 * 10, rel=0.02)
+    assert len(times) / 60 == pytest.approx(limits.fill * 10, rel=0.02)  # + the first burst
 
 
 def test_a_full_bucket_says_how_long_until_a_lease_fits() -> None:
@@ -126,9 +126,9 @@ def spender(clocks: Clocks, budget: MemoryBudget, **kwargs: float) -> Spender:
 
 def test_two_containers_share_one_bucket_and_a_short_wait_is_waited() -> None:
     clocks, shared = Clocks(), MemoryBudget()
-    one, two = spender(clocks, shared), spender(clocks, shared)
-    for _ in range(5):
-        one.take("loc", deadline=100)  # one lease of five
+    one, two = spender(clocks, shared, lease=Limits().burst), spender(clocks, shared)
+    for _ in range(Limits().burst):
+        one.take("loc", deadline=100)  # one lease of the whole burst
     two.take("loc", deadline=100)  # the bucket is full: waits one slot, not a window
     assert clocks.slept == [pytest.approx(Limits().spacing)]
 
@@ -161,3 +161,37 @@ def test_unused_tokens_of_a_lease_expire() -> None:
     one.take("loc", deadline=100)  # the old lease's four tokens are void: a new lease
     state = shared._states["loc"]  # what the bucket counted
     assert state.used == 10
+
+
+def test_max_wait_bounds_the_waits_together_not_each() -> None:
+    """Other containers take each slot as it frees: this one gives up after ``max_wait`` in all."""
+    clocks, shared = Clocks(), MemoryBudget()
+    rival = spender(clocks, shared, lease=1)
+    mine = spender(clocks, shared, max_wait=0.25)
+    for _ in range(Limits().burst):
+        rival.take("loc", deadline=100)
+    rivals_left = [5]
+
+    def sleep(seconds: float) -> None:
+        clocks.sleep(seconds)
+        if rivals_left[0]:
+            rivals_left[0] -= 1
+            rival.take("loc", deadline=100)
+
+    mine.sleep = sleep
+    with pytest.raises(BudgetThrottled):
+        mine.take("loc", deadline=100)
+    assert sum(clocks.slept) <= 0.25
+
+
+def test_handed_back_work_gets_places_one_token_apart() -> None:
+    clocks, shared = Clocks(), MemoryBudget()
+    spender(clocks, shared, lease=Limits().burst).take("loc", deadline=100)
+    queued = spender(clocks, shared, max_wait=0.0, queue=True)
+    waits = []
+    for _ in range(3):
+        with pytest.raises(BudgetThrottled) as caught:
+            queued.take("loc", deadline=100)
+        waits.append(caught.value.retry_after)
+    spacing = Limits().spacing
+    assert waits == [pytest.approx(2 * spacing), pytest.approx(3 * spacing), pytest.approx(4 * spacing)]

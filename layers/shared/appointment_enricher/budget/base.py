@@ -8,6 +8,10 @@ documented rate, and ``ahead`` is what is left of one window at that rate, so an
 ``interval`` seconds sees at most ``(interval + ahead) / spacing <= max_requests`` grants: the
 upstream's limit holds whether it counts in a sliding or a fixed window.
 
+Work refused for longer than it may wait takes a place in the location's queue (``qtat``, the
+same idea: each place is one token's time after the previous one), so handed-back messages come
+back spread at the rate the bucket will serve them, not all at once.
+
 The arithmetic is pure (``decide``); adapters apply it under a lock (``memory``) or a
 conditional write (``dynamodb``).
 """
@@ -32,7 +36,7 @@ class Limits:
     max_requests: int = DOCUMENTED_MAX
     interval_seconds: float = DOCUMENTED_INTERVAL_SECONDS
     daily: int = DOCUMENTED_DAILY
-    fill: float = 0.95
+    fill: float = 0.93
 
     @property
     def spacing(self) -> float:
@@ -150,6 +154,10 @@ class Budget(Protocol):
     def observe(
         self, location_id: str, headers: Mapping[str, Any], *, now: float, limits: Limits
     ) -> None: ...
+
+    def queue_place(self, location_id: str, *, earliest: float, limits: Limits) -> float:
+        """The epoch time of the next free place in the location's queue, at or after ``earliest``."""
+        ...
 
 
 class BudgetThrottled(EnricherError):

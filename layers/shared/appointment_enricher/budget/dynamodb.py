@@ -55,6 +55,39 @@ class DynamoBudget:
             if new_state is None or self._write(location_id, new_state, version, now):
                 return
 
+    def queue_place(self, location_id: str, *, earliest: float, limits: Limits) -> float:
+        """One ``UpdateItem`` (two when the queue was idle): ``qtat`` grows by one token's time."""
+        key = {"id": {"S": KEY_PREFIX + location_id}}
+        step = {":s": {"N": repr(limits.spacing)}, ":e": {"N": repr(earliest)}}
+        for _ in range(MAX_CONFLICTS):
+            try:
+                response = self.client.update_item(
+                    TableName=self.table_name,
+                    Key=key,
+                    UpdateExpression="SET qtat = qtat + :s",
+                    ConditionExpression="qtat >= :e",
+                    ExpressionAttributeValues=step,
+                    ReturnValues="UPDATED_NEW",
+                )
+                return float(response["Attributes"]["qtat"]["N"])
+            except self.client.exceptions.ConditionalCheckFailedException:
+                pass
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key=key,
+                    UpdateExpression="SET qtat = :q",
+                    ConditionExpression="attribute_not_exists(qtat) OR qtat < :e",
+                    ExpressionAttributeValues={
+                        ":q": {"N": repr(earliest + limits.spacing)},
+                        ":e": step[":e"],
+                    },
+                )
+                return earliest + limits.spacing
+            except self.client.exceptions.ConditionalCheckFailedException:
+                continue
+        return earliest + limits.spacing
+
     def _cached(self, location_id: str) -> tuple[State, int]:
         with self._lock:
             return self._seen.get(location_id, (State(), 0))

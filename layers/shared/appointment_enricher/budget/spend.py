@@ -37,6 +37,7 @@ class Spender:
         lease: int = 5,
         lease_seconds: float = 0.5,
         max_wait: float = 2.0,
+        queue: bool = False,
         epoch: Epoch = time.time,
         monotonic: Monotonic = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -46,6 +47,7 @@ class Spender:
         self.lease_size = lease
         self.lease_seconds = lease_seconds
         self.max_wait = max_wait
+        self.queue = queue
         self.epoch, self.monotonic, self.sleep = epoch, monotonic, sleep
         self._held: dict[str, _Held] = {}
         self._limits: dict[str, Limits] = {}
@@ -56,7 +58,10 @@ class Spender:
             return self._limits.get(location_id, self.default_limits)
 
     def take(self, location_id: str, *, deadline: float) -> None:
-        """One token for one request to ``location_id``, or ``BudgetThrottled``."""
+        """One token for one request to ``location_id``, or ``BudgetThrottled``. ``max_wait`` bounds
+        the time waited in all, not each wait: many threads sharing a full bucket would otherwise
+        each wait one slot after another and hold their batch."""
+        waited = 0.0
         while True:
             if self._from_held(location_id):
                 return
@@ -70,9 +75,15 @@ class Spender:
                 raise DailyBudgetExhausted(
                     "daily upstream quota spent for this location", retry_after=lease.wait
                 )
-            if lease.wait > self.max_wait or self.monotonic() + lease.wait > deadline:
-                raise BudgetThrottled("no upstream budget for this location yet", retry_after=lease.wait)
+            if waited + lease.wait > self.max_wait or self.monotonic() + lease.wait > deadline:
+                retry_after = lease.wait
+                if self.queue:  # a place in the location's queue: come back when it is served
+                    now = self.epoch()
+                    place = self.budget.queue_place(location_id, earliest=now + lease.wait, limits=limits)
+                    retry_after = max(lease.wait, place - now)
+                raise BudgetThrottled("no upstream budget for this location yet", retry_after=retry_after)
             self.sleep(lease.wait)
+            waited += lease.wait
 
     def observe(self, location_id: str, headers: Mapping[str, Any]) -> None:
         """Every response's ``X-RateLimit-*``: sizes the bucket and corrects the shared count."""
