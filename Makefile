@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help events run demo test lint typecheck unit integration e2e cfn-lint bench soak soak-reconcile sam-build sam-validate clean
+.PHONY: help events run demo test lint typecheck unit integration e2e cfn-lint bench soak soak-reconcile soak-bulk sam-build sam-validate clean
 
 # The dev package (dev/, editable), then the operations CLI from its own package (cli/, editable:
 # .venv/bin/plenrich); in this order, since reinstalling the dev package removes the plenrich
@@ -55,13 +55,17 @@ events: $(STAMP)       ## re-sign events/ (webhooks, apigw, sqs) with a fresh ti
 bench: $(STAMP)        ## writes BENCHMARKS.md (not part of `make test`)
 	$(BIN)/python -m bench.run
 
-soak: $(STAMP)         ## both soaks below: every webhook accounted for, then every lost change recovered
+soak: $(STAMP)         ## the soaks below: every webhook accounted for, every lost change recovered, a bulk action drained at the limit
 	$(BIN)/python -m dev.soak.webhooks --events 10000 --intake-faults --sender highlevel --foreign 20
 	$(BIN)/python -m dev.soak.webhooks --reconcile --events 2000
 	$(BIN)/python -m dev.soak.related  # ENRICH_RELATED all four: <= 1.2 upstream requests per record once warm
+	$(BIN)/python -m dev.soak.bulk
 
 soak-reconcile: $(STAMP)  ## the second half of `make soak` alone: 2,000 changes, 5 % of webhooks never sent + an intake outage; one reconcile pass recovers them
 	$(BIN)/python -m dev.soak.webhooks --reconcile --events 2000
+
+soak-bulk: $(STAMP)    ## 2,000 changes in one location + another location's traffic, at the upstream limit, 5 then 20 enricher processes
+	$(BIN)/python -m dev.soak.bulk
 
 clean:                 ## remove the venvs, build output and caches
 	rm -rf $(VENV) .venv-sam .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -150,10 +150,15 @@ class SlidingWindowLimiter:
     after ``Remaining: 0`` is guaranteed to get through, exactly the behaviour we rely on upstream.
     """
 
-    def __init__(self, burst: int, interval_ms: int, daily_limit: int) -> None:
+    def __init__(
+        self, burst: int, interval_ms: int, daily_limit: int, *, count_rejected: bool = True
+    ) -> None:
         self.burst = burst
         self.interval_ms = interval_ms
         self.daily_limit = daily_limit
+        # A 429 still occupies the window (the real API may count it): a client that hammers a
+        # full window keeps it full. Off: only accepted requests count.
+        self.count_rejected = count_rejected
         self._hits: dict[str, deque[float]] = {}
         self._daily: dict[str, int] = {}
         self.monotonic: Callable[[], float] = time.monotonic  # a test may drive the window with a fake clock
@@ -170,6 +175,8 @@ class SlidingWindowLimiter:
         window = self._window(key, now)
         used_today = self._daily.get(key, 0)
         if len(window) >= self.burst or used_today >= self.daily_limit:
+            if self.count_rejected and len(window) >= self.burst:
+                window.append(now)
             return False, 0, max(0, self.daily_limit - used_today)
         window.append(now)
         self._daily[key] = used_today + 1
@@ -229,6 +236,7 @@ class SandboxServer(LocalServer):
         rate_limit_interval_ms: int = 10_000,
         daily_limit: int = 200_000,
         access_token_expires_in: int = 86_399,
+        rate_limit_counts_rejected: bool = True,
     ) -> None:
         super().__init__()
         self.host = host
@@ -247,7 +255,9 @@ class SandboxServer(LocalServer):
         self._latency_ms = 0
         self._forced_zero: list[int] = []  # interval_ms to report, one per upcoming response
         self._log: list[dict[str, Any]] = []
-        self._limiter = SlidingWindowLimiter(rate_limit_burst, rate_limit_interval_ms, daily_limit)
+        self._limiter = SlidingWindowLimiter(
+            rate_limit_burst, rate_limit_interval_ms, daily_limit, count_rejected=rate_limit_counts_rejected
+        )
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.load_appointments(appointments_dir or DEFAULT_APPOINTMENTS_DIR)

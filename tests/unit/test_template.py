@@ -120,6 +120,8 @@ ENRICHER_ENV = {
     "POWERLEADS_API_BASE_URL",
     "POWERLEADS_API_VERSION",
     "POWERLEADS_TOKEN_SECRET_ID",
+    "BUDGET_TABLE_NAME",  # the fleet's upstream budget
+    "INGEST_QUEUE_URL",  # throttled messages handed back
 }
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 
@@ -348,7 +350,12 @@ def check_alarms(t: Template) -> None:
     assert param_default(t, a["Threshold"]) == 300
     a = _find_alarm(t, NAMESPACE, "Upstream429", service="appointment-enricher")
     assert a["Statistic"] == "Sum" and a["Period"] == 300 and isinstance(a["Threshold"], dict)
-    for metric in ("UpstreamAuthFailure", "OAuthWriteBackFailed", "WebhookUnsignedAccepted"):
+    for metric in (
+        "UpstreamAuthFailure",
+        "OAuthWriteBackFailed",
+        "WebhookUnsignedAccepted",
+        "DailyBudgetParked",
+    ):
         a = _find_alarm(t, NAMESPACE, metric, service="appointment-enricher")
         assert a["Statistic"] == "Sum" and a["Threshold"] == 0, metric
     a = _find_alarm(t, "AWS/ApiGateway", "5xx", ApiId={"Ref": "WebhookApi"}, Stage="$default")
@@ -437,11 +444,13 @@ INLINE_ALLOWED = {
         "IdempotencyRecords": IDEMPOTENCY_ACTIONS,
         "WriteBackRotatedPowerLeadsToken": WRITE_BACK_ACTIONS,
         "LedgerReadWrite": LEDGER_ACTIONS,
+        "HandBackThrottled": {"sqs:ChangeMessageVisibility"},
     },
     "ReconcilerFunction": {
         "WriteBackRotatedPowerLeadsToken": WRITE_BACK_ACTIONS,
         "ReconcileLedgerRead": {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
         "ReconcileCursorWrite": {"dynamodb:PutItem"},
+        "ReconcileBudgetLease": {"dynamodb:UpdateItem"},
     },
 }
 TOKEN_SECRET_PARAMS = {"PowerLeadsTokenSecretArn", "PowerLeadsTokenSecretName"}
@@ -469,6 +478,8 @@ def _inline_resource_ok(sid: str, resource: Any) -> bool:
         return bool(resource == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]})
     if sid == "LedgerReadWrite":
         return bool(resource == {"Fn::GetAtt": ["LedgerTable", "Arn"]})
+    if sid == "HandBackThrottled":
+        return bool(resource == {"Fn::GetAtt": ["IngestQueue", "Arn"]})
     if sid.startswith("Reconcile"):
         return is_getatt(resource, RECONCILER_TABLE, "Arn")
     return _secret_arn_ok(resource)
@@ -540,7 +551,7 @@ def check_enricher_grants(t: Template) -> None:
         {"TopicName": {"Fn::GetAtt": ["EnrichedTopic", "TopicName"]}}
     ]
     queues = {a["QueueName"]["Fn::GetAtt"][0] for a in grants.get("SQSSendMessagePolicy", [])}
-    assert queues == {"EnrichedQueue", "QuarantineQueue"}
+    assert queues == {"EnrichedQueue", "QuarantineQueue", "IngestQueue"}  # the ingest queue: hand-backs
     assert not any("DynamoDB" in name for name in grants), "DynamoDB through a broad policy template"
     table = inline["IdempotencyRecords"]
     assert set(as_list(table["Action"])) == IDEMPOTENCY_ACTIONS  # no Scan, Query, BatchWriteItem
@@ -618,6 +629,9 @@ def check_reconciler(t: Template) -> None:
     assert queues == [{"QueueName": {"Fn::GetAtt": ["IngestQueue", "QueueName"]}}]
     (cursor,) = [st for st in _statements(t) if st.get("Sid") == "ReconcileCursorWrite"]
     assert cursor.get("Condition") == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["cursor#*"]}}
+    (lease,) = [st for st in _statements(t) if st.get("Sid") == "ReconcileBudgetLease"]
+    assert lease.get("Condition") == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["budget#*"]}}
+    assert is_ref(env.get("BUDGET_TABLE_NAME"), RECONCILER_TABLE)
     alarms = [
         a
         for a in _alarms(t)
@@ -1042,6 +1056,25 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ),
     ("cursor any key", "check_reconciler", _delete(*RECON, "Policies", 2, "Statement", 1, "Condition")),
     ("reconcile alarm", "check_reconciler", _delete(R, "ReconcileErrorsAlarm")),
+    ("budget any key", "check_reconciler", _delete(*RECON, "Policies", 2, "Statement", 2, "Condition")),
+    ("enricher budget env", "check_environment", _delete(*ENR_ENV, "BUDGET_TABLE_NAME")),
+    ("budget env", "check_reconciler", _delete(*RECON, "Environment", "Variables", "BUDGET_TABLE_NAME")),
+    ("daily budget alarm", "check_alarms", _delete(R, "DailyBudgetParkedAlarm")),
+    (
+        "hand back any queue",
+        "check_function_policies",
+        _set(
+            {"Fn::GetAtt": ["EnrichedQueue", "Arn"]},
+            R,
+            "EnricherFunction",
+            P,
+            "Policies",
+            8,
+            "Statement",
+            0,
+            "Resource",
+        ),
+    ),
     (
         "reconcile scan",
         "check_function_policies",

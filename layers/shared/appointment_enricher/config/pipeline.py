@@ -117,6 +117,11 @@ class EnricherSettings(_Settings):
     CONTACT_FIELDS: ContactFields = Field(default_factory=lambda: list(DEFAULT_CONTACT_FIELDS))
     RELATED_CACHE_SECONDS: int = Field(default=3600, ge=0, le=86_400)
     CONTACT_CACHE_SECONDS: int = Field(default=300, ge=0, le=86_400)
+    # The fleet's upstream budget (budget/): a table holding it, else one bucket per container.
+    BUDGET_TABLE_NAME: str | None = None
+    # Throttled items are handed back on this queue (enrich/handback.py); unset: batch item failures.
+    INGEST_QUEUE_URL: str | None = None
+    INGEST_MAX_RECEIVE_COUNT: int = Field(default=5, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _needs_output_and_token(self) -> EnricherSettings:
@@ -163,6 +168,7 @@ class ReconcilerSettings(_Settings):
     # The reconciler's share of each location's 100 requests / 10 s (the enricher needs the rest).
     RECONCILE_REQUESTS_PER_10S: int = Field(default=20, ge=1, le=50)
     RECONCILE_MAX_EVENTS_PER_WINDOW: int = Field(default=250, ge=10)
+    BUDGET_TABLE_NAME: str | None = None  # the fleet's upstream budget (budget/), shared with the enricher
     RECONCILE_DEADLINE_MARGIN_SECONDS: float = Field(default=10.0, ge=0)
     POWERLEADS_CONNECT_TIMEOUT_SECONDS: float = Field(default=DEFAULT_TIMEOUT[0], gt=0)
     POWERLEADS_READ_TIMEOUT_SECONDS: float = Field(default=DEFAULT_TIMEOUT[1], gt=0)

@@ -11,6 +11,7 @@ none of them, so importing one never loads the others (the receiver's cold start
 
 __all__ = [
     "fetch",
+    "handback",
     "idempotency",
     "items",
     "parse",

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from ..budget.base import BudgetThrottled
 from ..errors import classify
 from ..models import Appointment, GetAppointmentResponse
 from ..wire import try_upstream_time
@@ -28,6 +29,7 @@ class FetchFailure:
     error_type: str
     message: str
     retryable: bool
+    throttled_for: float | None = None  # the upstream budget said: come back in this many seconds
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ def fetch(
         error_type, retryable = classify(exc)
         if error_type == "AppointmentNotFound":
             return NotFound()
-        return FetchFailure(error_type, str(exc)[:500] or error_type, retryable)
+        throttled_for = exc.retry_after if isinstance(exc, BudgetThrottled) else None
+        return FetchFailure(error_type, str(exc)[:500] or error_type, retryable, throttled_for)
     try:
         appointment = GetAppointmentResponse.model_validate(payload).event
     except ValidationError as exc:

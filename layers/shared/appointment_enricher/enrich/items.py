@@ -26,6 +26,7 @@ class Outcome(enum.Enum):
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
     RETRY = "retry"
+    RESENT = "resent"  # throttled, sent again as a new message (``handback``): acknowledged
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,11 @@ class Item:
     error_type: str | None = None
     error_message: str | None = None
     claimed: bool = False
+    # Set when the upstream budget, not a failure, stopped it: hand it back visible again in
+    # this many seconds (``handback``). ``receipt`` and ``receives`` come from the SQS record.
+    throttled_for: float | None = None
+    receipt: str | None = None
+    receives: int = 1
 
     def fail(self, outcome: Outcome, error_type: str, message: str) -> None:
         self.outcome, self.error_type, self.error_message = outcome, error_type, message[:500]
@@ -101,12 +107,16 @@ class ParsedItem:
         return self.parsed.ingest.dedupe_id
 
 
-def retry_rest(items: Iterable[Item | ParsedItem], error_type: str, message: str) -> None:
-    """Fail every still-pending item given: they return to the queue, in order."""
+def retry_rest(
+    items: Iterable[Item | ParsedItem], error_type: str, message: str, *, throttled_for: float | None = None
+) -> None:
+    """Fail every still-pending item given: they return to the queue, in order (``throttled_for``:
+    handed back by the upstream budget, not failed)."""
     for entry in items:
         item = entry.item if isinstance(entry, ParsedItem) else entry
         if item.outcome is Outcome.PENDING:
             item.fail(Outcome.RETRY, error_type, message)
+            item.throttled_for = throttled_for
 
 
 @dataclass

@@ -47,4 +47,8 @@ def parse_record(record: Mapping[str, Any]) -> Item:
         return item
     attributes = record.get("attributes") or {}
     group = str(attributes.get("MessageGroupId") or ref.appointment_id)
-    return Item(message_id, raw, group, Parsed(ingest, ref, webhook))
+    item = Item(message_id, raw, group, Parsed(ingest, ref, webhook))
+    item.receipt = record.get("receiptHandle") if isinstance(record.get("receiptHandle"), str) else None
+    receives = str(attributes.get("ApproximateReceiveCount") or "1")
+    item.receives = int(receives) if receives.isdigit() else 1
+    return item

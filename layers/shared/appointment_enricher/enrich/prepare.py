@@ -116,7 +116,12 @@ class GroupPreparer:
                 problem = self._problem(entry, result, track, context.now)
                 if problem is not None:
                     if problem.retryable:
-                        retry_rest(claimed[index:], problem.error_type, problem.message)
+                        retry_rest(
+                            claimed[index:],
+                            problem.error_type,
+                            problem.message,
+                            throttled_for=problem.throttled_for,
+                        )
                         break
                     entry.item.fail(Outcome.QUARANTINED, problem.error_type, problem.message)
                     continue

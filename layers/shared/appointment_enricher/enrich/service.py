@@ -28,6 +28,7 @@ from ..clocks import Monotonic, WallClock, utc_now
 from ..ledger.base import BatchRead, Ledger
 from ..wire import DEFAULT_NOT_FOUND_GRACE_SECONDS
 from .fetch import AppointmentSource
+from .handback import HandBack
 from .idempotency import Idempotency, NoIdempotency
 from .items import Item, Outcome, ParsedItem, Stats, retry_rest
 from .parse import parse_record
@@ -69,6 +70,7 @@ class EnricherService:
         monotonic: Monotonic = time.monotonic,
         log: Callable[..., None] | None = None,
         related: RelatedFetcher | None = None,
+        handback: HandBack | None = None,
     ) -> None:
         self.source = source
         self.related = related  # ENRICH_RELATED; None: no related entities
@@ -85,6 +87,7 @@ class EnricherService:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="enrich")
         self.max_workers = max_workers
         self.deadline_margin_seconds = deadline_margin_seconds
+        self.handback = handback
 
     def process(
         self,
@@ -114,6 +117,8 @@ class EnricherService:
         Settler(self.quarantine, self.idempotency, self._pool, now=self.now, log=self.log).settle(
             items, stats
         )
+        if self.handback is not None:
+            self.handback.hand_back(items, stats)
         return items
 
     def failures(self, items: Iterable[Item]) -> list[dict[str, str]]:

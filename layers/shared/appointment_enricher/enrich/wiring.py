@@ -13,10 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from ..aws.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from ..aws.queues import Quarantine
 from ..aws.sdk import dynamodb_client, sns_client, sqs_client
+from ..budget.wiring import enricher_spender
 from ..config import EnricherSettings
 from ..ledger.dynamodb import DynamoLedger
 from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
 from ..powerleads.wiring import build_token_source
+from .handback import HandBack
 from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
 from .related import RelatedCache, RelatedFetcher
 from .service import EnricherService, Stats
@@ -77,6 +79,7 @@ def build_enricher(
         ),
         session=session,  # one pooled Session shared by every worker thread (and OAuth refreshes)
         observe=stats.upstream,
+        budget=enricher_spender(settings.BUDGET_TABLE_NAME, dynamodb),
     )
     service = EnricherService(
         client,
@@ -100,5 +103,15 @@ def build_enricher(
             if settings.ENRICH_RELATED
             else None
         ),
+        handback=HandBack(
+            sqs,
+            settings.INGEST_QUEUE_URL,
+            max_receive_count=settings.INGEST_MAX_RECEIVE_COUNT,
+            log=log or _quiet,
+        ),
     )
     return service, stats
+
+
+def _quiet(*_args: object, **_kwargs: object) -> None:
+    return None

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 
+from ..budget.spend import Spender
 from ..clocks import Monotonic
 from ..errors import EnricherError
 from ..wire import (
@@ -207,6 +208,7 @@ class PowerLeadsClient:
         monotonic: Monotonic = time.monotonic,
         observe: ResponseObserver | None = None,
         pool_size: int = 16,
+        budget: Spender | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
@@ -218,6 +220,8 @@ class PowerLeadsClient:
         self.monotonic = monotonic
         self.observe = observe
         self.session = session or pooled_session(pool_size)
+        # The fleet's upstream budget: every request of every endpoint takes a token first.
+        self.budget = budget
 
     def get_appointment(self, event_id: str, location_id: str, *, deadline: float) -> dict[str, Any]:
         """``GET /calendars/events/appointments/{eventId}``; returns the parsed JSON body.
@@ -268,6 +272,8 @@ class PowerLeadsClient:
             pause = self.gate.wait_needed(location_id)
             if pause:
                 self._wait(pause, deadline, "rate limit window exhausted")
+            if self.budget is not None:
+                self.budget.take(location_id, deadline=deadline)  # BudgetThrottled: hand it back
             try:
                 return self._attempt(url, location_id, deadline, version or self.api_version)
             except PowerLeadsError as exc:
@@ -318,7 +324,10 @@ class PowerLeadsClient:
         self._observed(response.status_code, started)
         status = response.status_code
         retry_after = retry_after_seconds(response.headers.get("Retry-After")) if status >= 400 else None
-        self.gate.observe(location_id, response.headers, retry_after)
+        if self.budget is None or retry_after is not None:  # an explicit Retry-After is honoured here
+            self.gate.observe(location_id, response.headers, retry_after)
+        if self.budget is not None:  # the shared bucket, not a flat pause, waits for the window to free
+            self.budget.observe(location_id, response.headers)
         if 200 <= status < 300:
             try:
                 payload = response.json()

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..aws.queues import IngestQueue
 from ..aws.sdk import dynamodb_client, sqs_client
+from ..budget.wiring import reconciler_spender
 from ..config import ReconcilerSettings
 from ..ledger.dynamodb import DynamoLedger
 from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
@@ -51,6 +52,7 @@ def build_reconciler(
         timeout=(settings.POWERLEADS_CONNECT_TIMEOUT_SECONDS, settings.POWERLEADS_READ_TIMEOUT_SECONDS),
         retry=RetryPolicy(max_attempts=settings.POWERLEADS_MAX_ATTEMPTS),
         session=session,
+        budget=reconciler_spender(settings.BUDGET_TABLE_NAME),
     )
     dynamodb = dynamodb_client()
     table = settings.LEDGER_TABLE_NAME

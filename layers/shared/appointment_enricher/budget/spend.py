@@ -1,0 +1,108 @@
+"""The client side of the budget: each request takes one token, from a short-lived local lease.
+
+One ``Spender`` per container (shared by its worker threads). A token comes from the location's
+local lease when it holds one still fresh (``lease_seconds``); otherwise a lease of ``lease``
+tokens is taken from the shared bucket. With no budget left the caller waits when the wait is
+short (``max_wait``) and within its deadline, else ``BudgetThrottled`` says when to come back:
+the enricher hands the message back with that visibility, it never sits out the batch.
+
+Unused tokens of a lease expire after ``lease_seconds``: they were counted in the shared bucket
+when granted, so spending them later could exceed the upstream window.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..clocks import Epoch, Monotonic
+from .base import Budget, BudgetThrottled, DailyBudgetExhausted, Limits, limits_from_headers
+
+
+@dataclass
+class _Held:
+    tokens: int
+    until: float
+
+
+class Spender:
+    def __init__(
+        self,
+        budget: Budget,
+        *,
+        limits: Limits | None = None,
+        lease: int = 5,
+        lease_seconds: float = 0.5,
+        max_wait: float = 2.0,
+        queue: bool = False,
+        epoch: Epoch = time.time,
+        monotonic: Monotonic = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.budget = budget
+        self.default_limits = limits or Limits()
+        self.lease_size = lease
+        self.lease_seconds = lease_seconds
+        self.max_wait = max_wait
+        self.queue = queue
+        self.epoch, self.monotonic, self.sleep = epoch, monotonic, sleep
+        self._held: dict[str, _Held] = {}
+        self._limits: dict[str, Limits] = {}
+        self._lock = threading.Lock()
+
+    def limits(self, location_id: str) -> Limits:
+        with self._lock:
+            return self._limits.get(location_id, self.default_limits)
+
+    def take(self, location_id: str, *, deadline: float) -> None:
+        """One token for one request to ``location_id``, or ``BudgetThrottled``. ``max_wait`` bounds
+        the time waited in all, not each wait: many threads sharing a full bucket would otherwise
+        each wait one slot after another and hold their batch."""
+        waited = 0.0
+        while True:
+            if self._from_held(location_id):
+                return
+            limits = self.limits(location_id)
+            lease = self.budget.lease(location_id, self.lease_size, now=self.epoch(), limits=limits)
+            if lease.tokens:
+                with self._lock:
+                    self._held[location_id] = _Held(lease.tokens - 1, self.monotonic() + self.lease_seconds)
+                return
+            if lease.daily_exhausted:
+                raise DailyBudgetExhausted(
+                    "daily upstream quota spent for this location", retry_after=lease.wait
+                )
+            if waited + lease.wait > self.max_wait or self.monotonic() + lease.wait > deadline:
+                retry_after = lease.wait
+                if self.queue:  # a place in the location's queue: come back when it is served
+                    now = self.epoch()
+                    place = self.budget.queue_place(location_id, earliest=now + lease.wait, limits=limits)
+                    retry_after = max(lease.wait, place - now)
+                raise BudgetThrottled("no upstream budget for this location yet", retry_after=retry_after)
+            self.sleep(lease.wait)
+            waited += lease.wait
+
+    def observe(self, location_id: str, headers: Mapping[str, Any]) -> None:
+        """Every response's ``X-RateLimit-*``: sizes the bucket and corrects the shared count."""
+        if "X-RateLimit-Remaining" not in headers and "X-RateLimit-Daily-Remaining" not in headers:
+            return
+        limits = limits_from_headers(headers, self.limits(location_id))
+        with self._lock:
+            self._limits[location_id] = limits
+            if any(
+                str(headers.get(name, "1")).strip() in ("0", "-1")
+                for name in ("X-RateLimit-Remaining", "X-RateLimit-Daily-Remaining")
+            ):
+                self._held.pop(location_id, None)  # the window or the day is spent: spares are void
+        self.budget.observe(location_id, headers, now=self.epoch(), limits=limits)
+
+    def _from_held(self, location_id: str) -> bool:
+        with self._lock:
+            held = self._held.get(location_id)
+            if held is None or held.tokens <= 0 or held.until < self.monotonic():
+                return False
+            held.tokens -= 1
+            return True

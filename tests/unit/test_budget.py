@@ -1,0 +1,197 @@
+"""The upstream budget's arithmetic and its client-side lease pool (narrow unit tests: fake clocks).
+
+Over the wire (DynamoDB in moto, the sandbox, the enricher handler): tests/integration/test_budget.py.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from appointment_enricher.budget.base import (
+    BudgetThrottled,
+    DailyBudgetExhausted,
+    Limits,
+    State,
+    correct,
+    decide,
+    limits_from_headers,
+    utc_day,
+)
+from appointment_enricher.budget.memory import MemoryBudget
+from appointment_enricher.budget.spend import Spender
+
+T0 = 1_780_000_000.0  # a fixed epoch, mid-day UTC
+
+
+def grants_over(seconds: float, step: float, lease: int, limits: Limits) -> list[float]:
+    """Greedy consumers asking every ``step`` seconds: the times of every granted token."""
+    state, times, now = State(), [], T0
+    while now < T0 + seconds:
+        lease_, state = decide(state, lease, now, limits)
+        times.extend([now] * lease_.tokens)
+        now += step
+    return times
+
+
+@pytest.mark.parametrize("lease", [1, 3, 5])
+def test_no_window_of_the_interval_ever_sees_more_than_the_limit_and_the_rate_is_the_fill(
+    lease: int,
+) -> None:
+    limits = Limits()
+    times = grants_over(60, 0.01, lease, limits)
+    window: deque[float] = deque()
+    for t in times:
+        window.append(t)
+        while t - window[0] >= limits.interval_seconds:
+            window.popleft()
+        assert len(window) <= limits.max_requests
+    assert len(times) / 60 == pytest.approx(limits.fill * 10, rel=0.02)  # + the first burst
+
+
+def test_a_full_bucket_says_how_long_until_a_lease_fits() -> None:
+    limits = Limits()
+    state = State(tat=T0 + limits.ahead, day=utc_day(T0), used=10)
+    lease, same = decide(state, 5, T0, limits)
+    assert (lease.tokens, same) == (0, state)
+    assert lease.wait == pytest.approx(limits.spacing)
+    lease, _ = decide(state, 5, T0 + lease.wait, limits)
+    assert lease.tokens == 1  # a slot freed: the lease shrinks to what fits
+
+
+def test_the_daily_quota_stops_leases_until_the_utc_midnight() -> None:
+    limits = Limits(daily=10)
+    lease, _ = decide(State(day=utc_day(T0), used=10), 5, T0, limits)
+    assert lease.daily_exhausted and lease.tokens == 0
+    midnight = (T0 // 86400 + 1) * 86400
+    assert lease.wait == pytest.approx(midnight - T0)
+    lease, state = decide(State(day=utc_day(T0), used=10), 5, midnight + 1, limits)
+    assert lease.tokens == 5 and state.used == 5  # a new day
+
+
+def test_remaining_zero_closes_the_bucket_one_window_slot_past_its_ceiling() -> None:
+    limits = Limits()
+    state = correct(State(tat=T0, day=utc_day(T0)), {"X-RateLimit-Remaining": "0"}, T0, limits)
+    assert state is not None
+    assert state.tat == pytest.approx(T0 + limits.ahead + 0.1)
+    assert decide(state, 1, T0, limits)[0].tokens == 0
+    assert correct(State(tat=T0, day=utc_day(T0)), {"X-RateLimit-Remaining": "40"}, T0, limits) is None
+
+
+def test_daily_remaining_corrects_only_a_real_gap() -> None:
+    limits = Limits()
+    state = State(tat=T0, day=utc_day(T0), used=1000)
+    assert correct(state, {"X-RateLimit-Daily-Remaining": str(200_000 - 1500)}, T0, limits) is None
+    raised = correct(state, {"X-RateLimit-Daily-Remaining": "0"}, T0, limits)
+    assert raised is not None and raised.used == 200_000
+
+
+def test_headers_size_the_bucket_but_never_above_the_documented_limits() -> None:
+    smaller = limits_from_headers(
+        {
+            "X-RateLimit-Max": "50",
+            "X-RateLimit-Interval-Milliseconds": "20000",
+            "X-RateLimit-Limit-Daily": "9",
+        },
+        Limits(),
+    )
+    assert (smaller.max_requests, smaller.interval_seconds, smaller.daily) == (50, 20.0, 9)
+    larger = limits_from_headers(
+        {"X-RateLimit-Max": "5000", "X-RateLimit-Interval-Milliseconds": "1", "X-RateLimit-Limit-Daily": "x"},
+        Limits(),
+    )
+    assert (larger.max_requests, larger.interval_seconds, larger.daily) == (100, 10.0, 200_000)
+
+
+class Clocks:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.slept: list[float] = []
+
+    def epoch(self) -> float:
+        return T0 + self.t
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+
+
+def spender(clocks: Clocks, budget: MemoryBudget, **kwargs: float) -> Spender:
+    return Spender(budget, epoch=clocks.epoch, monotonic=clocks.monotonic, sleep=clocks.sleep, **kwargs)  # type: ignore[arg-type]
+
+
+def test_two_containers_share_one_bucket_and_a_short_wait_is_waited() -> None:
+    clocks, shared = Clocks(), MemoryBudget()
+    one, two = spender(clocks, shared, lease=Limits().burst), spender(clocks, shared)
+    for _ in range(Limits().burst):
+        one.take("loc", deadline=100)  # one lease of the whole burst
+    two.take("loc", deadline=100)  # the bucket is full: waits one slot, not a window
+    assert clocks.slept == [pytest.approx(Limits().spacing)]
+
+
+def test_a_long_wait_or_one_past_the_deadline_is_throttled_with_when_to_come_back() -> None:
+    clocks, shared = Clocks(), MemoryBudget()
+    shared.observe("loc", {"X-RateLimit-Remaining": "0"}, now=clocks.epoch(), limits=Limits())
+    with pytest.raises(BudgetThrottled) as caught:
+        spender(clocks, shared, max_wait=0.1).take("loc", deadline=100)
+    assert caught.value.retry_after == pytest.approx(0.1 + Limits().spacing)
+    with pytest.raises(BudgetThrottled):
+        spender(clocks, shared, max_wait=5).take("loc", deadline=0.05)
+    assert clocks.slept == []
+    spender(clocks, shared).take("other", deadline=100)  # another location is not held up
+
+
+def test_a_spent_day_raises_daily_budget_exhausted() -> None:
+    clocks, shared = Clocks(), MemoryBudget()
+    shared.observe("loc", {"X-RateLimit-Daily-Remaining": "0"}, now=clocks.epoch(), limits=Limits())
+    with pytest.raises(DailyBudgetExhausted) as caught:
+        spender(clocks, shared).take("loc", deadline=100)
+    assert caught.value.retry_after > 3600
+
+
+def test_unused_tokens_of_a_lease_expire() -> None:
+    clocks, shared = Clocks(), MemoryBudget()
+    one = spender(clocks, shared, lease_seconds=0.5)
+    one.take("loc", deadline=100)
+    clocks.t += 1.0
+    one.take("loc", deadline=100)  # the old lease's four tokens are void: a new lease
+    state = shared._states["loc"]  # what the bucket counted
+    assert state.used == 10
+
+
+def test_max_wait_bounds_the_waits_together_not_each() -> None:
+    """Other containers take each slot as it frees: this one gives up after ``max_wait`` in all."""
+    clocks, shared = Clocks(), MemoryBudget()
+    rival = spender(clocks, shared, lease=1)
+    mine = spender(clocks, shared, max_wait=0.25)
+    for _ in range(Limits().burst):
+        rival.take("loc", deadline=100)
+    rivals_left = [5]
+
+    def sleep(seconds: float) -> None:
+        clocks.sleep(seconds)
+        if rivals_left[0]:
+            rivals_left[0] -= 1
+            rival.take("loc", deadline=100)
+
+    mine.sleep = sleep
+    with pytest.raises(BudgetThrottled):
+        mine.take("loc", deadline=100)
+    assert sum(clocks.slept) <= 0.25
+
+
+def test_handed_back_work_gets_places_one_token_apart() -> None:
+    clocks, shared = Clocks(), MemoryBudget()
+    spender(clocks, shared, lease=Limits().burst).take("loc", deadline=100)
+    queued = spender(clocks, shared, max_wait=0.0, queue=True)
+    waits = []
+    for _ in range(3):
+        with pytest.raises(BudgetThrottled) as caught:
+            queued.take("loc", deadline=100)
+        waits.append(caught.value.retry_after)
+    spacing = Limits().spacing
+    assert waits == [pytest.approx(2 * spacing), pytest.approx(3 * spacing), pytest.approx(4 * spacing)]
