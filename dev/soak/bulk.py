@@ -34,11 +34,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from appointment_enricher.wire import IngestMessage, rfc3339
 from dev.soak.collect import Collector
 from dev.soak.plan import appointment_event
 from dev.soak.processes import start_moto_process, start_worker_process, stop_process
@@ -115,11 +116,11 @@ def _message(appointment_id: str, location: str) -> dict[str, Any]:
         "webhookId": webhook_id,
         "appointment": {"id": appointment_id, "calendarId": "SoakCal001", "appointmentStatus": "confirmed"},
     }
-    received = datetime.now().astimezone().isoformat()
-    body = {"body": json.dumps(webhook), "receivedAt": received, "dedupeId": webhook_id}
+    received = rfc3339(datetime.now(UTC))
+    message = IngestMessage(body=json.dumps(webhook), received_at=received, dedupe_id=webhook_id)
     return {
         "Id": uuid.uuid4().hex[:20],
-        "MessageBody": json.dumps(body),
+        "MessageBody": message.encode(),
         "MessageGroupId": appointment_id,
         "MessageDeduplicationId": webhook_id,
     }

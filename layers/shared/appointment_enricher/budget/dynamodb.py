@@ -19,7 +19,7 @@ from typing import Any
 from .base import Lease, Limits, State, correct, decide
 
 KEY_PREFIX = "budget#"
-TTL_SECONDS = 2 * 86_400  # a day's count must outlive the day
+TTL_SECONDS = 2 * 24 * 60 * 60  # two days: a day's count must outlive the day
 MAX_CONFLICTS = 4
 REFRESH_AFTER_WAIT = 1.0  # seconds: a refusal longer than this is checked against the table
 
