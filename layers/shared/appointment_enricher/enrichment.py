@@ -70,6 +70,13 @@ def derive(appointment: Appointment | AppointmentSnapshot) -> Derived:
     )
 
 
+def is_deleted_flag(appointment: Appointment) -> bool:
+    """The fetched object says ``deleted: true`` (a boolean, or the string the API sometimes sends):
+    it is published as deleted, built from that object."""
+    value = (appointment.model_extra or {}).get("deleted")
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
 def build_record(
     webhook: AppointmentWebhook,
     appointment: Appointment | None,
@@ -79,6 +86,7 @@ def build_record(
     webhook_id: str | None = None,
     trigger: Trigger = "webhook",
     change: Change | None = None,
+    sequence: int | None = None,
 ) -> EnrichedRecord:
     """One record per webhook. ``appointment`` None means deleted: the webhook snapshot is used.
 
@@ -87,13 +95,16 @@ def build_record(
     """
     if webhook_id is None and isinstance(webhook.webhookId, str) and webhook.webhookId:
         webhook_id = webhook.webhookId
-    deleted = appointment is None or webhook.type == "AppointmentDelete"
+    fetched_deleted = appointment is not None and is_deleted_flag(appointment)
+    deleted = appointment is None or webhook.type == "AppointmentDelete" or fetched_deleted
     body: Appointment | AppointmentSnapshot = (
-        webhook.appointment if deleted or appointment is None else appointment
+        appointment if appointment is not None and (fetched_deleted or not deleted) else webhook.appointment
     )
     extra: dict[str, Any] = {}
     if change is not None:
         extra["change"] = RecordChange.model_validate(change.as_json())
+    if sequence is not None:
+        extra["sequence"] = sequence
     return EnrichedRecord(
         schemaVersion="1",
         eventType=webhook.type,

@@ -162,6 +162,11 @@ class EnrichedRecord(BaseModel):
         default="webhook", description="What produced the event: webhook, reconcile or backfill"
     )
     change: RecordChange | None = Field(default=None, description="Present when change tracking is on")
+    sequence: int | None = Field(
+        default=None,
+        description="The appointment's ledger revision at this record (when change tracking is on): "
+        "strictly increasing per appointment; a redelivery keeps its first",
+    )
 
 
 def enriched_record_json_schema() -> dict[str, Any]:

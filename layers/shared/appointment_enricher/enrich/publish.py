@@ -3,7 +3,8 @@ good standing (ten per call), so a failed publish never lets a later record of t
 appointment overtake it: the failed one and the rest of its group return to the queue.
 
 With ``suppress_unchanged``, a record whose change is ``unchanged`` is not published: it is
-settled as SUPPRESSED (counted and logged), in its place in the round.
+settled as SUPPRESSED (counted and logged), in its place in the round. An entry SNS or SQS
+rejects as the sender's fault (``SenderFault``) is quarantined with the reason, not retried.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from ..outbound import OutboundMessage
+from ..outbound import OutboundMessage, PermanentEntryError
 from .items import Item, Outcome, Ready, retry_rest
 
 
@@ -21,6 +22,13 @@ class RecordPublisher(Protocol):
 
 def _suppressed(ready: Ready, suppress_unchanged: bool) -> bool:
     return suppress_unchanged and ready.change is not None and ready.change.kind == "unchanged"
+
+
+def _failed(item: Item, reason: str) -> None:
+    if isinstance(reason, PermanentEntryError):  # SenderFault: resending cannot help
+        item.fail(Outcome.QUARANTINED, "PublishRejected", reason)
+    else:
+        item.fail(Outcome.RETRY, "PublishFailed", reason)
 
 
 def publish_in_rounds(
@@ -50,7 +58,7 @@ def publish_in_rounds(
             if item.outcome is not Outcome.PENDING:
                 continue
             if item.message_id in failed:
-                item.fail(Outcome.RETRY, "PublishFailed", failed[item.message_id])
+                _failed(item, failed[item.message_id])
                 retry_rest(queue, "EarlierRecordFailed", "an earlier record of this appointment failed")
                 queue.clear()
             else:

@@ -27,6 +27,7 @@ from typing import Any
 from ..clocks import Monotonic, WallClock, utc_now
 from ..ledger.base import BatchRead, Ledger
 from ..wire import DEFAULT_NOT_FOUND_GRACE_SECONDS
+from .announce import announce
 from .fetch import AppointmentSource
 from .idempotency import Idempotency, NoIdempotency
 from .items import Item, Outcome, ParsedItem, Stats, retry_rest
@@ -34,7 +35,7 @@ from .parse import parse_record
 from .prepare import GroupContext, GroupPreparer
 from .publish import RecordPublisher, publish_in_rounds
 from .settle import QuarantineSink, Settler
-from .track import NoTracking, ReceiptClaims, Tracker
+from .track import NoTracking, ReceiptClaims, Track, Tracker
 
 __all__ = [
     "AppointmentSource",
@@ -101,13 +102,13 @@ class EnricherService:
             parsed = item.parsed
             if item.outcome is Outcome.PENDING and parsed is not None:
                 groups.setdefault(item.group, []).append(ParsedItem(item, parsed))
-        if groups:
-            self._prepare(groups, remaining_ms, deadline)
+        tracks = self._prepare(groups, remaining_ms, deadline) if groups else []
         publish_in_rounds(
             self.publisher,
             [[e.item for e in group] for group in groups.values()],
             suppress_unchanged=self.suppress_unchanged,
         )
+        announce(self.tracker, tracks, self._pool, self.log)
         Settler(self.quarantine, self.idempotency, self._pool, now=self.now, log=self.log).settle(
             items, stats
         )
@@ -118,7 +119,7 @@ class EnricherService:
 
     def _prepare(
         self, groups: dict[str, list[ParsedItem]], remaining_ms: Callable[[], int], deadline: float
-    ) -> None:
+    ) -> list[Track]:
         """The batch's one ledger read (entries and receipts) runs first on the pool; each group
         waits for it, then claims, fetches, tracks and writes."""
         ids = sorted({e.parsed.ref.appointment_id for group in groups.values() for e in group})
@@ -129,15 +130,17 @@ class EnricherService:
             self.source, self.idempotency, self.tracker, not_found_grace_seconds=self.not_found_grace_seconds
         )
         futures = [self._pool.submit(self._prepare_group, preparer, g, context) for g in groups.values()]
-        for future in futures:
-            future.result()
+        return [track for future in futures for track in future.result()]
 
-    def _prepare_group(self, preparer: GroupPreparer, group: list[ParsedItem], context: GroupContext) -> None:
+    def _prepare_group(
+        self, preparer: GroupPreparer, group: list[ParsedItem], context: GroupContext
+    ) -> list[Track]:
         """One group on a worker thread; an unexpected error retries what is left, in order."""
         try:
-            preparer.prepare(group, context)
+            return preparer.prepare(group, context)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose messages or break the order
             self.log(
                 "exception", "group failed unexpectedly", error=type(exc).__name__, group=group[0].item.group
             )
             retry_rest(group, "UnexpectedError", f"{type(exc).__name__}: {exc}")
+            return []

@@ -10,8 +10,9 @@ Why it is shaped like this:
 * Locations are served round-robin, one request each in turn, so a location with many calendars
   cannot starve the others; a run that reaches its deadline stores a cursor per unfinished
   location (calendar + window start) and the next run resumes there.
-* A window whose response holds more than ``max_events`` events is split in halves (down to
-  ``min_window_ms``): the events endpoint documents no paging, so a large answer may be cut short.
+* A window whose response holds ``max_events`` events or more is split in halves (down to
+  ``min_window_ms``): the events endpoint documents no paging, so an answer of exactly the cap
+  may be cut short.
 
 Imports neither boto3 nor requests: the adapters (HTTP client, ledger, cursor store, queue) are
 passed in, and tests swap them.
@@ -174,7 +175,7 @@ class LocationSweep:
 class ReconcileOptions:
     lookback_days: float = 7
     lookahead_days: float = 90
-    max_events: int = 250  # split a window whose response holds more
+    max_events: int = 250  # split a window whose response holds this many or more (may be cut)
     min_window_ms: int = 3_600_000  # never split below an hour
     request_reserve_seconds: float = 3.0  # start no request with less time than this left
 
@@ -302,7 +303,7 @@ class Reconciler:
             # connection was), so the share holds as the upstream measures it.
             self.pacer.record(loc)
         sweep.windows.pop()
-        if len(events) > self.options.max_events and window.span_ms >= 2 * self.options.min_window_ms:
+        if len(events) >= self.options.max_events and window.span_ms >= 2 * self.options.min_window_ms:
             first, second = window.halves()
             sweep.windows += [second, first]
             tally.splits += 1
