@@ -19,6 +19,7 @@ __all__ = [
     "publish",
     "service",
     "settle",
+    "tenancy",
     "track",
     "wiring",
 ]

@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..clocks import Monotonic, WallClock, utc_now
+from ..config.intake import Tenancy
 from ..ledger.base import BatchRead, Ledger
 from ..wire import DEFAULT_NOT_FOUND_GRACE_SECONDS
 from .announce import announce
@@ -35,6 +36,7 @@ from .parse import parse_record
 from .prepare import GroupContext, GroupPreparer
 from .publish import RecordPublisher, publish_in_rounds
 from .settle import QuarantineSink, Settler
+from .tenancy import refuse_foreign
 from .track import NoTracking, ReceiptClaims, Track, Tracker
 
 __all__ = [
@@ -68,8 +70,10 @@ class EnricherService:
         now: WallClock = utc_now,
         monotonic: Monotonic = time.monotonic,
         log: Callable[..., None] | None = None,
+        tenancy: Tenancy | None = None,
     ) -> None:
         self.source = source
+        self.tenancy = tenancy  # ``WEBHOOK_LOCATION_IDS`` / ``WEBHOOK_APP_IDS`` (None: any)
         self.publisher = publisher
         self.quarantine = quarantine
         # With a ledger and no idempotency store of its own, the ledger's receipts are the claims.
@@ -96,6 +100,7 @@ class EnricherService:
         # publish, quarantine, settle idempotency and report batch item failures.
         deadline = self.monotonic() + remaining_ms() / 1000 - self.deadline_margin_seconds
         items = [parse_record(record) for record in records]
+        refuse_foreign(items, self.tenancy)
         stats.add("RecordsReceived", len(items))
         groups: dict[str, list[ParsedItem]] = {}
         for item in items:

@@ -7,12 +7,14 @@ timeouts and retry mode of ``sdk``; that includes the Secrets Manager client OAu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from ..aws.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from ..aws.queues import Quarantine
 from ..aws.sdk import dynamodb_client, sns_client, sqs_client
 from ..config import EnricherSettings
+from ..config.intake import Tenancy
 from ..ledger.dynamodb import DynamoLedger
 from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
 from ..powerleads.wiring import build_token_source
@@ -85,5 +87,6 @@ def build_enricher(
         max_workers=settings.ENRICHER_MAX_WORKERS,
         deadline_margin_seconds=settings.ENRICHER_DEADLINE_MARGIN_SECONDS,
         log=log,
+        tenancy=Tenancy.from_env(os.environ),
     )
     return service, stats

@@ -180,6 +180,18 @@ class ReconcileOptions:
     request_reserve_seconds: float = 3.0  # start no request with less time than this left
 
 
+def _served_only(reconciler: Reconciler, locations: Sequence[str]) -> list[str]:
+    """``locations`` once each, without those outside ``WEBHOOK_LOCATION_IDS`` (logged, counted)."""
+    wanted = list(dict.fromkeys(locations))
+    served = reconciler.served
+    if served is None:
+        return wanted
+    foreign = [loc for loc in wanted if loc not in served]
+    if foreign:
+        reconciler.log("warning", "locations not served are not swept", foreignLocations=len(foreign))
+    return [loc for loc in wanted if loc in served]
+
+
 class Reconciler:
     """One reconcile run over a set of locations (see the module docstring for the why)."""
 
@@ -196,23 +208,25 @@ class Reconciler:
         sleep: Callable[[float], None] = time.sleep,
         now: WallClock = utc_now,
         log: Log | None = None,
+        served: frozenset[str] | None = None,
     ) -> None:
         self.lister, self.ledger, self.cursors, self.sink = lister, ledger, cursors, sink
+        self.served = served  # ``WEBHOOK_LOCATION_IDS``: never sweep another location (None: any)
         self.pacer = pacer or Pacer(monotonic=monotonic)
         self.options = options or ReconcileOptions()
         self.monotonic, self.sleep, self.now = monotonic, sleep, now
         self.log: Log = log or (lambda *_a, **_k: None)
 
     def locations(self, requested: Sequence[str] | None, configured: Sequence[str]) -> tuple[list[str], int]:
-        """(locations to sweep, errors): the requested ones, else configured + known to the ledger."""
+        """(locations to sweep, errors): requested, else configured + known; served ones only."""
         if requested:
-            return list(dict.fromkeys(requested)), 0
+            return _served_only(self, requested), 0
         try:
             known = [loc for loc in self.ledger.known_locations() if is_valid_id(loc)]
         except Exception as exc:  # noqa: BLE001 - the configured locations are still swept
             self.log("error", "ledger locations unreadable", error=type(exc).__name__)
-            return list(dict.fromkeys(configured)), 1
-        return list(dict.fromkeys([*configured, *known])), 0
+            return _served_only(self, configured), 1
+        return _served_only(self, [*configured, *known]), 0
 
     def run(
         self,
