@@ -14,6 +14,7 @@ handler on moto server (SQS with the stack's redrive policy, SNS, DynamoDB) and 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
@@ -23,6 +24,7 @@ import pytest
 
 from appointment_enricher.powerleads.client import RetryPolicy
 from appointment_enricher.reconcile.rules import decide
+from dev.fakes.lambda_context import LambdaContext, make_context
 from dev.fakes.lambda_loader import load_function_module
 from dev.fakes.sandbox import SandboxServer
 from dev.stack.awslocal import LocalStack
@@ -263,3 +265,56 @@ def test_a_fetched_deleted_true_is_published_as_deleted_from_the_fetched_object(
     assert json.loads(json.dumps(record["appointment"]))["deleted"] is True
     held = entry(local_stack, a)
     assert held.deleted and held.deleted_by == "fetched"
+
+
+def test_no_publish_round_starts_once_the_batch_deadline_is_near(
+    enricher: ModuleType, driver: Driver, local_stack: LocalStack, sandbox: SandboxServer, monkeypatch: Any
+) -> None:
+    """Two webhooks of one appointment in one batch: two rounds. After the first, the Lambda has
+    too little time left; the second record retries (same change and sequence), the ledger
+    announces only what went out."""
+    import dev.stack.poller as poller  # noqa: PLC0415
+
+    contexts: list[LambdaContext] = []
+    monkeypatch.setattr(
+        poller, "make_context", lambda name, **kw: contexts.append(make_context(name, **kw)) or contexts[-1]
+    )
+    real = enricher.service.publisher
+
+    class ThenLate:
+        def publish(self, messages: Any) -> dict[str, str]:
+            out: dict[str, str] = real.publish(messages)
+            contexts[-1].deadline_monotonic = time.monotonic() + 5  # under the publish reserve
+            return out
+
+    a = appointment_id()
+    put(sandbox, a, dateUpdated=T0)
+    first, second = send(local_stack, a, "AppointmentCreate"), send(local_stack, a)
+    enricher.service.publisher = ThenLate()
+    try:
+        _, kept = driver.step()
+    finally:
+        enricher.service.publisher = real
+    assert len(kept) == 1
+    (out,) = published(local_stack)
+    assert out["webhookId"] == first
+    held = entry(local_stack, a)
+    assert held.announced and held.pending is not None  # the second record's state is not out yet
+    driver.run_until_empty()
+    (retried,) = published(local_stack)
+    assert retried["webhookId"] == second and retried["sequence"] == out["sequence"] + 1
+    assert entry(local_stack, a).pending is None
+
+
+def test_a_ledger_item_outlives_the_longest_look_ahead(
+    driver: Driver, local_stack: LocalStack, sandbox: SandboxServer
+) -> None:
+    a = appointment_id()
+    put(sandbox, a, dateUpdated=T0)
+    send(local_stack, a, "AppointmentCreate")
+    driver.run_until_empty()
+    item = local_stack.client("dynamodb").get_item(
+        TableName=local_stack.ledger_table_name, Key={"id": {"S": "appointment#" + a}}
+    )["Item"]
+    lifetime_days = (int(item["expiration"]["N"]) - time.time()) / 86_400
+    assert lifetime_days > 731  # RECONCILE_LOOKAHEAD_DAYS' maximum: never re-created by expiry

@@ -4,12 +4,13 @@ appointment overtake it: the failed one and the rest of its group return to the 
 
 With ``suppress_unchanged``, a record whose change is ``unchanged`` is not published: it is
 settled as SUPPRESSED (counted and logged), in its place in the round. An entry SNS or SQS
-rejects as the sender's fault (``SenderFault``) is quarantined with the reason, not retried.
+rejects as the sender's fault (``SenderFault``) is quarantined with the reason, not retried. No
+round starts once the batch deadline is near: what is left retries, in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ..outbound import OutboundMessage, PermanentEntryError
@@ -31,23 +32,45 @@ def _failed(item: Item, reason: str) -> None:
         item.fail(Outcome.RETRY, "PublishFailed", reason)
 
 
+def _out_of_time(queues: list[list[Item]], time_left: Callable[[], bool] | None) -> bool:
+    """True (and what is left retries) when records are waiting and no round may start."""
+    if time_left is None or not any(queues) or time_left():
+        return False
+    for queue in queues:
+        retry_rest(queue, "DeadlineReached", "too little time left to publish before the timeout")
+    return True
+
+
+def _outgoing(heads: list[Item], suppress_unchanged: bool) -> list[OutboundMessage]:
+    outgoing: list[OutboundMessage] = []
+    for item in heads:
+        ready = item.ready
+        if ready is None:  # filtered above; a stage never goes back
+            continue
+        if _suppressed(ready, suppress_unchanged):
+            item.outcome = Outcome.SUPPRESSED
+        else:
+            outgoing.append(ready.outbound)
+    return outgoing
+
+
 def publish_in_rounds(
-    publisher: RecordPublisher, groups: Sequence[Sequence[Item]], *, suppress_unchanged: bool = False
+    publisher: RecordPublisher,
+    groups: Sequence[Sequence[Item]],
+    *,
+    suppress_unchanged: bool = False,
+    time_left: Callable[[], bool] | None = None,
 ) -> None:
+    """``time_left``: False once a round may no longer start (the batch deadline: announcing,
+    receipts and quarantine must still fit before the Lambda timeout); the rest retry."""
     queues = [[i for i in group if i.outcome is Outcome.PENDING and i.ready] for group in groups]
     while True:
+        if _out_of_time(queues, time_left):
+            return
         heads = [(queue, queue.pop(0)) for queue in queues if queue]
         if not heads:
             return
-        outgoing: list[OutboundMessage] = []
-        for _, item in heads:
-            ready = item.ready
-            if ready is None:  # filtered above; a stage never goes back
-                continue
-            if _suppressed(ready, suppress_unchanged):
-                item.outcome = Outcome.SUPPRESSED
-            else:
-                outgoing.append(ready.outbound)
+        outgoing = _outgoing([item for _, item in heads], suppress_unchanged)
         if not outgoing:
             continue
         try:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ..aws.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from ..aws.queues import Quarantine
-from ..aws.sdk import dynamodb_client, sns_client, sqs_client
+from ..aws.sdk import PUBLISH_CONFIG, dynamodb_client, sns_client, sqs_client
 from ..config import EnricherSettings
 from ..config.intake import Tenancy
 from ..ledger.dynamodb import DynamoLedger
@@ -30,9 +30,9 @@ def build_enricher(
     stats = Stats()
     destinations: list[Destination] = []
     if settings.OUTPUT_TOPIC_ARN:
-        destinations.append(SnsDestination(sns_client(), settings.OUTPUT_TOPIC_ARN))
-    if settings.OUTPUT_QUEUE_URL:
-        destinations.append(SqsDestination(sqs, settings.OUTPUT_QUEUE_URL))
+        destinations.append(SnsDestination(sns_client(PUBLISH_CONFIG), settings.OUTPUT_TOPIC_ARN))
+    if settings.OUTPUT_QUEUE_URL:  # its own client: publish calls are bounded (sdk.PUBLISH_CONFIG)
+        destinations.append(SqsDestination(sqs_client(PUBLISH_CONFIG), settings.OUTPUT_QUEUE_URL))
     session = pooled_session(pool_size=max(settings.ENRICHER_MAX_WORKERS, 10))
     tokens = build_token_source(
         secret_id=settings.POWERLEADS_TOKEN_SECRET_ID,
