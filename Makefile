@@ -52,7 +52,7 @@ bench: $(STAMP)        ## writes BENCHMARKS.md (not part of `make test`)
 soak: $(STAMP)         ## the soaks below: every webhook accounted for, every lost change recovered, a publish outage + DLQ redrive announcing each change once
 	$(BIN)/python -m dev.soak.webhooks --events 10000 --intake-faults --sender highlevel --foreign 20
 	$(BIN)/python -m dev.soak.webhooks --reconcile --events 2000
-	$(BIN)/python -m dev.soak.publish_outage --appointments 200
+	$(BIN)/python -m dev.soak.publish_outage --appointments 200 --timeout 1200
 
 soak-reconcile: $(STAMP)  ## the second half of `make soak` alone: 2,000 changes, 5 % of webhooks never sent + an intake outage; one reconcile pass recovers them
 	$(BIN)/python -m dev.soak.webhooks --reconcile --events 2000

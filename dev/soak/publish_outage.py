@@ -36,6 +36,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = OutageSoakConfig(args.appointments, args.max_receive_count, args.timeout)
     say: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    warnings.filterwarnings("ignore", message="No application metrics to publish")  # Powertools, per batch
     try:
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # metric lines
             result = run_outage_soak(config, say=say)

@@ -284,9 +284,10 @@ def test_no_publish_round_starts_once_the_batch_deadline_is_near(
     class ThenLate:
         def publish(self, messages: Any) -> dict[str, str]:
             out: dict[str, str] = real.publish(messages)
-            contexts[-1].deadline_monotonic = time.monotonic() + 5  # under the publish reserve
+            contexts[-1].deadline_monotonic = time.monotonic() + 2  # under the 4 s reserve below
             return out
 
+    enricher.service.deadline_margin_seconds = 8.0  # publish reserve: half of it
     a = appointment_id()
     put(sandbox, a, dateUpdated=T0)
     first, second = send(local_stack, a, "AppointmentCreate"), send(local_stack, a)

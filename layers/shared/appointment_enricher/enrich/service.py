@@ -50,9 +50,10 @@ __all__ = [
 ]
 
 DEADLINE_MARGIN_SECONDS = 5.0  # of a 60 s function timeout (template.yaml)
-# No publish round starts with less left: a call is bounded by ``aws.sdk.PUBLISH_CONFIG`` (about
-# 6 s at worst), and announcing, receipts and quarantine writes must follow it before the timeout.
-PUBLISH_RESERVE_MS = 10_000
+# No publish round starts with less than this share of the deadline margin left (2.5 s of the
+# default 5 s): a call is bounded by ``aws.sdk.PUBLISH_CONFIG``, and announcing, receipts and
+# quarantine writes must follow it before the timeout. What is left retries, in order.
+PUBLISH_RESERVE_SHARE = 0.5
 
 
 class EnricherService:
@@ -115,7 +116,7 @@ class EnricherService:
             self.publisher,
             [[e.item for e in group] for group in groups.values()],
             suppress_unchanged=self.suppress_unchanged,
-            time_left=lambda: remaining_ms() >= PUBLISH_RESERVE_MS,
+            time_left=lambda: remaining_ms() >= self.deadline_margin_seconds * PUBLISH_RESERVE_SHARE * 1000,
         )
         announce(self.tracker, tracks, self._pool, self.log)
         Settler(self.quarantine, self.idempotency, self._pool, now=self.now, log=self.log).settle(
