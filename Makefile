@@ -55,9 +55,10 @@ events: $(STAMP)       ## re-sign events/ (webhooks, apigw, sqs) with a fresh ti
 bench: $(STAMP)        ## writes BENCHMARKS.md (not part of `make test`)
 	$(BIN)/python -m bench.run
 
-soak: $(STAMP)         ## the soaks below: every webhook accounted for, every lost change recovered, a bulk action drained at the limit
+soak: $(STAMP)         ## the soaks below: every webhook accounted for, every lost change recovered, a publish outage + DLQ redrive announcing each change once, related entities, a bulk action drained at the limit
 	$(BIN)/python -m dev.soak.webhooks --events 10000 --intake-faults --sender highlevel --foreign 20
 	$(BIN)/python -m dev.soak.webhooks --reconcile --events 2000
+	$(BIN)/python -m dev.soak.publish_outage --appointments 200 --timeout 1200
 	$(BIN)/python -m dev.soak.related  # ENRICH_RELATED all four: <= 1.2 upstream requests per record once warm
 	$(BIN)/python -m dev.soak.bulk
 

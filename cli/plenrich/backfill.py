@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from appointment_enricher.config.intake import Tenancy
 from appointment_enricher.wire import (
     ID_PATTERN,
     IngestMessage,
@@ -147,7 +149,18 @@ class _Pacer:
 
 def cmd_backfill(args: argparse.Namespace, env: Env) -> int:
     ingest = _check_flags(args)
+    served = Tenancy.from_env(os.environ).location_ids
+    if args.location and served is not None and args.location not in served:
+        raise UsageError("--location is not served by this deployment (WEBHOOK_LOCATION_IDS)")
     entries, bad = parse_backfill(_backfill_lines(args, env), args.location)
+    if served is not None:  # the enricher would quarantine them (ForeignTenant): refuse them here
+        bad += [
+            (e.number, "locationId not served (WEBHOOK_LOCATION_IDS)")
+            for e in entries
+            if e.location_id not in served
+        ]
+        entries = [e for e in entries if e.location_id in served]
+        bad.sort()
     for number, problem in bad:
         env.stderr.write(f"line {number}: {problem}\n")
 

@@ -555,7 +555,8 @@ def test_one_ledger_read_per_batch_and_each_record_carries_its_change(parts) -> 
         ("A", "unchanged"),
     ]
     assert [m.attributes["changeKind"] for m in sink.delivered] == ["created", "created", "unchanged"]
-    assert book.items["A"].revision == 1 and book.locations == {LOC}
+    # written ahead of the publish (pending), then announced once it went out: two revisions
+    assert book.items["A"].revision == 2 and book.locations == {LOC}
 
 
 def test_a_ledger_conflict_retries_the_appointment_and_publishes_nothing_of_it(parts) -> None:

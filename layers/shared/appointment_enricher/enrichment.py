@@ -71,6 +71,13 @@ def derive(appointment: Appointment | AppointmentSnapshot) -> Derived:
     )
 
 
+def is_deleted_flag(appointment: Appointment) -> bool:
+    """The fetched object says ``deleted: true`` (a boolean, or the string the API sometimes sends):
+    it is published as deleted, built from that object."""
+    value = (appointment.model_extra or {}).get("deleted")
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
 def build_record(
     webhook: AppointmentWebhook,
     appointment: Appointment | None,
@@ -81,6 +88,7 @@ def build_record(
     trigger: Trigger = "webhook",
     change: Change | None = None,
     related: RelatedResult | None = None,
+    sequence: int | None = None,
 ) -> EnrichedRecord:
     """One record per webhook. ``appointment`` None means deleted: the webhook snapshot is used.
 
@@ -89,9 +97,10 @@ def build_record(
     """
     if webhook_id is None and isinstance(webhook.webhookId, str) and webhook.webhookId:
         webhook_id = webhook.webhookId
-    deleted = appointment is None or webhook.type == "AppointmentDelete"
+    fetched_deleted = appointment is not None and is_deleted_flag(appointment)
+    deleted = appointment is None or webhook.type == "AppointmentDelete" or fetched_deleted
     body: Appointment | AppointmentSnapshot = (
-        webhook.appointment if deleted or appointment is None else appointment
+        appointment if appointment is not None and (fetched_deleted or not deleted) else webhook.appointment
     )
     extra: dict[str, Any] = {}
     if change is not None:
@@ -103,6 +112,8 @@ def build_record(
             extra["relatedErrors"] = related.errors
         if related.wants_timezone:
             derived = with_local_times(derived, body, related.timezone)
+    if sequence is not None:
+        extra["sequence"] = sequence
     return EnrichedRecord(
         schemaVersion="1",
         eventType=webhook.type,

@@ -179,6 +179,11 @@ class EnrichedRecord(BaseModel):
     relatedErrors: dict[str, Literal["NotFound", "Invalid", "Forbidden", "NoId"]] | None = Field(
         default=None, description="Why an entity in related is null, by entity name"
     )
+    sequence: int | None = Field(
+        default=None,
+        description="The appointment's ledger revision at this record (when change tracking is on): "
+        "strictly increasing per appointment; a redelivery keeps its first",
+    )
 
 
 def enriched_record_json_schema() -> dict[str, Any]:

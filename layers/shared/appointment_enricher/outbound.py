@@ -55,3 +55,10 @@ def outbound_message(record: EnrichedRecord, entry_id: str, dedupe_id: str) -> O
         group_id=record.appointmentId,
         dedupe_id=dedupe_id,
     )
+
+
+class PermanentEntryError(str):
+    """A publish entry error AWS blames on the request (``SenderFault``): resending it cannot help,
+    so the enricher quarantines the message with this reason instead of retrying it."""
+
+    __slots__ = ()

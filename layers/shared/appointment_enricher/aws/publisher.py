@@ -11,14 +11,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..outbound import MAX_MESSAGE_BYTES, OutboundMessage
+from ..outbound import MAX_MESSAGE_BYTES, OutboundMessage, PermanentEntryError
 from .queues import string_attributes
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["MAX_MESSAGE_BYTES", "OutboundMessage", "Publisher", "SnsDestination", "SqsDestination"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "OutboundMessage",
+    "PermanentEntryError",
+    "Publisher",
+    "SnsDestination",
+    "SqsDestination",
+]
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024  # SNS PublishBatch / SQS SendMessageBatch total payload
@@ -44,12 +51,6 @@ def chunks(messages: Iterable[OutboundMessage]) -> Iterator[list[OutboundMessage
         size += message.payload_bytes
     if batch:
         yield batch
-
-
-class PermanentEntryError(str):
-    """An entry error AWS blames on the request (``SenderFault``): resending it cannot help."""
-
-    __slots__ = ()
 
 
 def _entries_and_failures(
@@ -124,7 +125,8 @@ class Publisher:
 
     Each destination gets the records in calls of at most ten entries / 256 KiB. When a call
     fails in part, only its failed entries are sent again (``attempts`` in all, with a short
-    jittered pause); entries AWS rejects as the sender's fault are not resent. A record that
+    jittered pause); entries AWS rejects as the sender's fault are not resent and come back as
+    ``PermanentEntryError`` (the enricher quarantines them with the reason). A record that
     failed one destination is not sent to the next, so the retry of the message redoes it whole.
     """
 
@@ -158,7 +160,7 @@ class Publisher:
                     except Exception as exc:  # noqa: BLE001 - any client error fails that batch only
                         errors.update({m.entry_id: f"{type(exc).__name__}: {exc}"[:300] for m in batch})
                 final = {k: v for k, v in errors.items() if isinstance(v, PermanentEntryError)}
-                failed.update({k: f"{destination.name} {v}" for k, v in final.items()})
+                failed.update({k: PermanentEntryError(f"{destination.name} {v}") for k, v in final.items()})
                 pending = [m for m in pending if m.entry_id in errors and m.entry_id not in final]
                 if not pending:
                     break

@@ -37,6 +37,15 @@ BACKEND_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     tcp_keepalive=True,
 )
+# The enricher's publish calls (SNS PublishBatch, SQS SendMessageBatch): bounded, so a round
+# started before the batch deadline ends before the Lambda timeout and the ledger announce and
+# receipts still happen (2 attempts of at most 1 s connect + 2 s read).
+PUBLISH_CONFIG = Config(
+    connect_timeout=1,
+    read_timeout=2,
+    retries={"mode": "standard", "total_max_attempts": 2},
+    tcp_keepalive=True,
+)
 # Operator tools (plenrich): long polls of up to 20 s must fit inside the read timeout.
 OPERATOR_CONFIG = Config(
     connect_timeout=3,
@@ -61,10 +70,10 @@ def sqs_client(config: Config = BACKEND_CONFIG, region_name: str | None = None) 
     return boto3.client("sqs", config=config, region_name=region_name)
 
 
-def sns_client() -> SNSClient:
+def sns_client(config: Config = BACKEND_CONFIG) -> SNSClient:
     import boto3  # noqa: PLC0415
 
-    return boto3.client("sns", config=BACKEND_CONFIG)
+    return boto3.client("sns", config=config)
 
 
 def dynamodb_client() -> DynamoDBClient:

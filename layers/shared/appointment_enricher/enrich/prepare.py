@@ -14,8 +14,14 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from ..enrichment import build_record
-from ..ledger.base import BatchRead, LedgerConflict
+from ..enrichment import build_record, is_deleted_flag
+from ..ledger.base import (
+    DELETED_BY_FETCH,
+    DELETED_BY_NOT_FOUND,
+    DELETED_BY_WEBHOOK,
+    BatchRead,
+    LedgerConflict,
+)
 from ..models import Appointment
 from ..outbound import MAX_MESSAGE_BYTES, outbound_message
 from ..related import RelatedResult
@@ -90,15 +96,16 @@ class GroupPreparer:
         self.tracker = tracker
         self.grace = not_found_grace_seconds
 
-    def prepare(self, group: list[ParsedItem], context: GroupContext) -> None:
+    def prepare(self, group: list[ParsedItem], context: GroupContext) -> list[Track]:
+        """The group's tracks, written ahead; ``Tracker.announce`` each once its records went out."""
         try:
             batch = context.read()
         except Exception as exc:  # noqa: BLE001 - no ledger, no change: retry later
             retry_rest(group, "LedgerUnavailable", f"{type(exc).__name__}: {exc}")
-            return
+            return []
         claimed = claim_group(self.idempotency, group, context.remaining_ms, batch.receipts)
         if not claimed:
-            return
+            return []
         known = batch.entries
         tracks: dict[str, Track] = {}
         fetched: dict[tuple[str, str], FetchResult] = {}
@@ -108,6 +115,7 @@ class GroupPreparer:
                 tracks[ref.appointment_id] = Track(ref, known.get(ref.appointment_id))
             track = tracks[ref.appointment_id]
             appointment: Appointment | None = None
+            result: FetchResult | None = None
             if ref.type != "AppointmentDelete":
                 key = (ref.appointment_id, ref.location_id)
                 if key not in fetched:
@@ -135,8 +143,10 @@ class GroupPreparer:
                     retry_rest(claimed[index:], answer.error_type, answer.message)
                     break
                 related = answer
-            self._build(entry, appointment, track, context.now, related)
-        self._save(tracks, claimed)
+            self._build(
+                entry, appointment, track, context.now, related, deleted_by=_why_deleted(ref.type, result)
+            )
+        return self._save(tracks, claimed)
 
     def _problem(
         self, entry: ParsedItem, result: FetchResult, track: Track, now: datetime
@@ -163,16 +173,21 @@ class GroupPreparer:
         track: Track,
         now: datetime,
         related: RelatedResult | None = None,
+        *,
+        deleted_by: str | None = None,
     ) -> None:
         item, parsed = entry.item, entry.parsed
         webhook = parsed.webhook
         step = None
         if self.tracker.enabled:
-            published = appointment.model_dump(mode="json", exclude_unset=True) if appointment else None
+            live = appointment is not None and not is_deleted_flag(appointment)
+            published = (
+                appointment.model_dump(mode="json", exclude_unset=True) if live and appointment else None
+            )
             date = try_upstream_time(
                 appointment.dateUpdated if appointment else webhook.appointment.dateUpdated
             )
-            step = track.propose(entry.dedupe_id, published, date)
+            step = track.propose(entry.dedupe_id, published, date, deleted_by)
         try:
             record = build_record(
                 webhook,
@@ -183,6 +198,7 @@ class GroupPreparer:
                 trigger=parsed.ingest.trigger,
                 change=step.change if step else None,
                 related=related,
+                sequence=step.sequence if step else None,
             )
             outbound = outbound_message(record, item.message_id, entry.dedupe_id)
         except ValidationError as exc:
@@ -200,11 +216,12 @@ class GroupPreparer:
             )
             return
         if step is not None:
-            track.commit(step)
+            track.commit(step, item)
         item.stage = Ready(parsed, record, outbound, step.change if step else None)
 
-    def _save(self, tracks: dict[str, Track], claimed: list[ParsedItem]) -> None:
+    def _save(self, tracks: dict[str, Track], claimed: list[ParsedItem]) -> list[Track]:
         """Write each moved track before anything of it is published; on failure, its records retry."""
+        saved: list[Track] = []
         for appointment_id, track in tracks.items():
             try:
                 self.tracker.save(track)
@@ -212,6 +229,16 @@ class GroupPreparer:
                 error_type = exc.error_type if isinstance(exc, LedgerConflict) else "LedgerUnavailable"
                 mine = [e.item for e in claimed if e.parsed.ref.appointment_id == appointment_id]
                 retry_rest(_ready(mine), error_type, f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            saved.append(track)
+        return saved
+
+
+def _why_deleted(event_type: str, result: FetchResult | None) -> str:
+    """What a tombstone of this record would stand on (``ledger.base.DeletedBy``)."""
+    if event_type == "AppointmentDelete":
+        return DELETED_BY_WEBHOOK
+    return DELETED_BY_NOT_FOUND if isinstance(result, NotFound) else DELETED_BY_FETCH
 
 
 def _ready(items: list[Item]) -> list[Item]:

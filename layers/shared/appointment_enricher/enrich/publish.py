@@ -3,15 +3,17 @@ good standing (ten per call), so a failed publish never lets a later record of t
 appointment overtake it: the failed one and the rest of its group return to the queue.
 
 With ``suppress_unchanged``, a record whose change is ``unchanged`` is not published: it is
-settled as SUPPRESSED (counted and logged), in its place in the round.
+settled as SUPPRESSED (counted and logged), in its place in the round. An entry SNS or SQS
+rejects as the sender's fault (``SenderFault``) is quarantined with the reason, not retried. No
+round starts once the batch deadline is near: what is left retries, in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..outbound import OutboundMessage
+from ..outbound import OutboundMessage, PermanentEntryError
 from .items import Item, Outcome, Ready, retry_rest
 
 
@@ -23,23 +25,52 @@ def _suppressed(ready: Ready, suppress_unchanged: bool) -> bool:
     return suppress_unchanged and ready.change is not None and ready.change.kind == "unchanged"
 
 
+def _failed(item: Item, reason: str) -> None:
+    if isinstance(reason, PermanentEntryError):  # SenderFault: resending cannot help
+        item.fail(Outcome.QUARANTINED, "PublishRejected", reason)
+    else:
+        item.fail(Outcome.RETRY, "PublishFailed", reason)
+
+
+def _out_of_time(queues: list[list[Item]], time_left: Callable[[], bool] | None) -> bool:
+    """True (and what is left retries) when records are waiting and no round may start."""
+    if time_left is None or not any(queues) or time_left():
+        return False
+    for queue in queues:
+        retry_rest(queue, "DeadlineReached", "too little time left to publish before the timeout")
+    return True
+
+
+def _outgoing(heads: list[Item], suppress_unchanged: bool) -> list[OutboundMessage]:
+    outgoing: list[OutboundMessage] = []
+    for item in heads:
+        ready = item.ready
+        if ready is None:  # filtered above; a stage never goes back
+            continue
+        if _suppressed(ready, suppress_unchanged):
+            item.outcome = Outcome.SUPPRESSED
+        else:
+            outgoing.append(ready.outbound)
+    return outgoing
+
+
 def publish_in_rounds(
-    publisher: RecordPublisher, groups: Sequence[Sequence[Item]], *, suppress_unchanged: bool = False
+    publisher: RecordPublisher,
+    groups: Sequence[Sequence[Item]],
+    *,
+    suppress_unchanged: bool = False,
+    time_left: Callable[[], bool] | None = None,
 ) -> None:
+    """``time_left``: False once a round may no longer start (the batch deadline: announcing,
+    receipts and quarantine must still fit before the Lambda timeout); the rest retry."""
     queues = [[i for i in group if i.outcome is Outcome.PENDING and i.ready] for group in groups]
     while True:
+        if _out_of_time(queues, time_left):
+            return
         heads = [(queue, queue.pop(0)) for queue in queues if queue]
         if not heads:
             return
-        outgoing: list[OutboundMessage] = []
-        for _, item in heads:
-            ready = item.ready
-            if ready is None:  # filtered above; a stage never goes back
-                continue
-            if _suppressed(ready, suppress_unchanged):
-                item.outcome = Outcome.SUPPRESSED
-            else:
-                outgoing.append(ready.outbound)
+        outgoing = _outgoing([item for _, item in heads], suppress_unchanged)
         if not outgoing:
             continue
         try:
@@ -50,7 +81,7 @@ def publish_in_rounds(
             if item.outcome is not Outcome.PENDING:
                 continue
             if item.message_id in failed:
-                item.fail(Outcome.RETRY, "PublishFailed", failed[item.message_id])
+                _failed(item, failed[item.message_id])
                 retry_rest(queue, "EarlierRecordFailed", "an earlier record of this appointment failed")
                 queue.clear()
             else:

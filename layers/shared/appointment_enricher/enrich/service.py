@@ -25,8 +25,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..clocks import Monotonic, WallClock, utc_now
+from ..config.intake import Tenancy
 from ..ledger.base import BatchRead, Ledger
 from ..wire import DEFAULT_NOT_FOUND_GRACE_SECONDS
+from .announce import announce
 from .fetch import AppointmentSource
 from .handback import HandBack
 from .idempotency import Idempotency, NoIdempotency
@@ -36,7 +38,8 @@ from .prepare import GroupContext, GroupPreparer
 from .publish import RecordPublisher, publish_in_rounds
 from .related import RelatedFetcher
 from .settle import QuarantineSink, Settler
-from .track import NoTracking, ReceiptClaims, Tracker
+from .tenancy import refuse_foreign
+from .track import NoTracking, ReceiptClaims, Track, Tracker
 
 __all__ = [
     "AppointmentSource",
@@ -49,6 +52,10 @@ __all__ = [
 ]
 
 DEADLINE_MARGIN_SECONDS = 5.0  # of a 60 s function timeout (template.yaml)
+# No publish round starts with less than this share of the deadline margin left (2.5 s of the
+# default 5 s): a call is bounded by ``aws.sdk.PUBLISH_CONFIG``, and announcing, receipts and
+# quarantine writes must follow it before the timeout. What is left retries, in order.
+PUBLISH_RESERVE_SHARE = 0.5
 
 
 class EnricherService:
@@ -71,9 +78,11 @@ class EnricherService:
         log: Callable[..., None] | None = None,
         related: RelatedFetcher | None = None,
         handback: HandBack | None = None,
+        tenancy: Tenancy | None = None,
     ) -> None:
         self.source = source
         self.related = related  # ENRICH_RELATED; None: no related entities
+        self.tenancy = tenancy  # ``WEBHOOK_LOCATION_IDS`` / ``WEBHOOK_APP_IDS`` (None: any)
         self.publisher = publisher
         self.quarantine = quarantine
         # With a ledger and no idempotency store of its own, the ledger's receipts are the claims.
@@ -101,19 +110,21 @@ class EnricherService:
         # publish, quarantine, settle idempotency and report batch item failures.
         deadline = self.monotonic() + remaining_ms() / 1000 - self.deadline_margin_seconds
         items = [parse_record(record) for record in records]
+        refuse_foreign(items, self.tenancy)
         stats.add("RecordsReceived", len(items))
         groups: dict[str, list[ParsedItem]] = {}
         for item in items:
             parsed = item.parsed
             if item.outcome is Outcome.PENDING and parsed is not None:
                 groups.setdefault(item.group, []).append(ParsedItem(item, parsed))
-        if groups:
-            self._prepare(groups, remaining_ms, deadline)
+        tracks = self._prepare(groups, remaining_ms, deadline) if groups else []
         publish_in_rounds(
             self.publisher,
             [[e.item for e in group] for group in groups.values()],
             suppress_unchanged=self.suppress_unchanged,
+            time_left=lambda: remaining_ms() >= self.deadline_margin_seconds * PUBLISH_RESERVE_SHARE * 1000,
         )
+        announce(self.tracker, tracks, self._pool, self.log)
         Settler(self.quarantine, self.idempotency, self._pool, now=self.now, log=self.log).settle(
             items, stats
         )
@@ -126,7 +137,7 @@ class EnricherService:
 
     def _prepare(
         self, groups: dict[str, list[ParsedItem]], remaining_ms: Callable[[], int], deadline: float
-    ) -> None:
+    ) -> list[Track]:
         """The batch's one ledger read (entries and receipts) runs first on the pool; each group
         waits for it, then claims, fetches, tracks and writes."""
         ids = sorted({e.parsed.ref.appointment_id for group in groups.values() for e in group})
@@ -138,15 +149,17 @@ class EnricherService:
             self.source, self.idempotency, self.tracker, not_found_grace_seconds=self.not_found_grace_seconds
         )
         futures = [self._pool.submit(self._prepare_group, preparer, g, context) for g in groups.values()]
-        for future in futures:
-            future.result()
+        return [track for future in futures for track in future.result()]
 
-    def _prepare_group(self, preparer: GroupPreparer, group: list[ParsedItem], context: GroupContext) -> None:
+    def _prepare_group(
+        self, preparer: GroupPreparer, group: list[ParsedItem], context: GroupContext
+    ) -> list[Track]:
         """One group on a worker thread; an unexpected error retries what is left, in order."""
         try:
-            preparer.prepare(group, context)
+            return preparer.prepare(group, context)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose messages or break the order
             self.log(
                 "exception", "group failed unexpectedly", error=type(exc).__name__, group=group[0].item.group
             )
             retry_rest(group, "UnexpectedError", f"{type(exc).__name__}: {exc}")
+            return []

@@ -7,7 +7,12 @@ after the ledger write: a crash, or a failed publish) and does not move the stat
 
 The write happens before publishing (write-ahead): a crash between the two leaves the change
 in the ledger for the retry to publish, never a gap. It is conditional on the revision read,
-so two writers, or a state newer than the one diffed against, cannot both win.
+so two writers, or a state newer than the one diffed against, cannot both win. The state it
+writes is ``pending``: only once the record is published is it promoted to the announced state
+(a second conditional write), so a message that never publishes (dead-lettered) leaves the
+announced state as it was, and the next record of the appointment reports its change against
+what consumers last saw; a redrive finds its delivery in ``recent`` and publishes the original
+change and ``sequence``.
 
 With the ledger on, that conditional write is also the claim (``ReceiptClaims``): of two
 invocations holding one appointment's messages only one can write, and only the writer
@@ -25,9 +30,10 @@ from datetime import datetime
 from typing import Any
 
 from ..changes import Change, diff, is_stale
-from ..ledger.base import RECENT_LIMIT, BatchRead, Ledger, LedgerEntry
+from ..ledger.base import DELETED_BY_WEBHOOK, RECENT_LIMIT, BatchRead, Ledger, LedgerEntry, LedgerState
 from ..wire import WebhookRef
 from .idempotency import Claim
+from .items import Item, Outcome
 
 
 @dataclass(frozen=True)
@@ -35,24 +41,35 @@ class Step:
     """A proposed advance: committed only once the record it belongs to is known to go out."""
 
     change: Change
-    entry: LedgerEntry | None  # None: a redelivery, the ledger already has its state
+    state: LedgerState | None  # None: a redelivery, the ledger already has its state
     delivery: tuple[str, Mapping[str, Any]]  # (dedupe id, change) for the item's ``recent``
+    sequence: int | None  # the record's ``sequence`` (None: a redelivery recorded without one)
 
 
 class Track:
-    """One appointment's ledger state within one batch."""
+    """One appointment's ledger state within one batch.
+
+    The base of every diff is the *announced* state (the last one published): a state written
+    ahead of a publish that never succeeded is ``pending`` and is never diffed against. After the
+    publish, ``announcement`` promotes the state of the last record that went out.
+    """
 
     def __init__(self, ref: WebhookRef, read: LedgerEntry | None) -> None:
         self.appointment_id = ref.appointment_id
         self.location_id = ref.location_id
         self.read = read
-        self.current = read
+        self.current: LedgerState | None = read.state if read is not None else None
+        self.sequence = read.sequence if read is not None else 0
+        self.pending: LedgerState | None = None  # the state this batch reached (None: none)
         self.dirty = False
+        self.written: LedgerEntry | None = None  # the item as this batch wrote it ahead
         self.deliveries: list[tuple[str, Mapping[str, Any]]] = []  # this batch's, in order
+        self.sequences: dict[str, int] = {}
+        self.steps: list[tuple[Item, LedgerState | None]] = []  # each record and the state it announces
 
     def stale(self, fetched_date_updated: datetime | None) -> bool:
         current = self.current
-        if current is None:
+        if current is None or current.repairable:  # a live read after a 404 tombstone repairs it
             return False
         return is_stale(fetched_date_updated, current.date_updated, ledger_deleted=current.deleted)
 
@@ -61,12 +78,14 @@ class Track:
         dedupe_id: str,
         published: Mapping[str, Any] | None,
         date_updated: datetime | None,
+        deleted_by: str | None = None,
     ) -> Step:
         """The change of one record: ``published`` is its appointment object (None: a tombstone)."""
         current = self.current
-        stored = self.read.change_for(dedupe_id) if self.read is not None else None
-        if stored is not None:
-            return Step(Change.from_json(stored), None, (dedupe_id, stored))
+        read = self.read
+        stored = read.change_for(dedupe_id) if read is not None else None
+        if stored is not None and read is not None:
+            return Step(Change.from_json(stored), None, (dedupe_id, stored), read.sequences.get(dedupe_id))
         earlier = dict(current.appointment) if current is not None else None
         deleted = published is None
         change = diff(
@@ -75,32 +94,75 @@ class Track:
             deleted=deleted,
             earlier_deleted=current.deleted if current is not None else False,
         )
-        base = current or LedgerEntry(self.appointment_id, self.location_id, None, False)
         if deleted:  # a tombstone keeps the last published fields and never moves time back
-            known = [d for d in (base.date_updated, date_updated) if d is not None]
-            entry = replace(base, deleted=True, date_updated=max(known) if known else None)
+            known = [d for d in (current.date_updated if current else None, date_updated) if d is not None]
+            state = LedgerState(
+                max(known) if known else None,
+                True,
+                current.appointment if current is not None else {},
+                deleted_by or DELETED_BY_WEBHOOK,
+            )
         else:
-            entry = replace(base, deleted=False, date_updated=date_updated, appointment=dict(published or {}))
-        entry = replace(
-            entry, location_id=self.location_id, revision=self.read.revision if self.read is not None else 0
-        )
-        return Step(change, entry, (dedupe_id, change.as_json()))
+            state = LedgerState(date_updated, False, dict(published or {}))
+        return Step(change, state, (dedupe_id, change.as_json()), self.sequence + 1)
 
-    def commit(self, step: Step) -> None:
+    def commit(self, step: Step, item: Item) -> None:
         self.deliveries.append(step.delivery)
-        if step.entry is not None:
-            self.current, self.dirty = step.entry, True
+        if step.sequence is not None:
+            self.sequences[step.delivery[0]] = step.sequence
+            self.sequence = max(self.sequence, step.sequence)
+        announces = step.state
+        if step.state is not None:
+            self.current, self.pending, self.dirty = step.state, step.state, True
+        elif self.read is not None and self.read.pending is not None:
+            announces = self.read.pending  # a redelivery of the write-ahead: its state is pending
+        self.steps.append((item, announces))
 
     def to_write(self) -> LedgerEntry | None:
-        """The item to write (None: nothing moved): the state reached, with this batch's
-        deliveries as ``recent`` (redeliveries included, so a second retry still finds them)."""
-        if not self.dirty or self.current is None:
+        """The item to write ahead of the publish (None: nothing moved): the announced state as
+        read, this batch's state as ``pending``, its deliveries as ``recent`` (redeliveries
+        included, so a second retry still finds them)."""
+        if not self.dirty:
             return None
-        return replace(self.current, recent=tuple(self.deliveries[-RECENT_LIMIT:]))
+        recent = tuple(self.deliveries[-RECENT_LIMIT:])
+        read = self.read
+        base = read or LedgerEntry(self.appointment_id, self.location_id, None, False, announced=False)
+        return replace(
+            base,
+            location_id=self.location_id,
+            pending=self.pending,
+            recent=recent,
+            sequence=self.sequence,
+            sequences={d: self.sequences[d] for d, _ in recent if d in self.sequences},
+        )
+
+    def announcement(self) -> LedgerEntry | None:
+        """After the publish: the item with the state of the last record that went out (every one
+        before it went out too) as announced; None when there is nothing to promote."""
+        state: LedgerState | None = None
+        last = -1
+        for index, (item, announces) in enumerate(self.steps):
+            if item.outcome not in _WENT_OUT:
+                break
+            if announces is not None:
+                state, last = announces, index
+        if state is None:
+            return None
+        held = self.written or self.read
+        if held is None:
+            return None
+        finished = all(announces is None for _, announces in self.steps[last + 1 :])
+        if self.written is None and self.read is not None:
+            finished = True  # only redeliveries: their pending state is now out
+        return held.announce(state, keep_pending=not finished)
+
+
+_WENT_OUT = (Outcome.PUBLISHED, Outcome.SUPPRESSED)
 
 
 class Tracker:
-    """Change tracking on a ledger: read a batch's entries in one call, write each track once."""
+    """Change tracking on a ledger: read a batch's entries in one call, write each track ahead of
+    its publish, then announce what went out."""
 
     enabled = True
 
@@ -116,6 +178,13 @@ class Tracker:
         if entry is not None:
             self.ledger.remember_location(track.location_id)
             self.ledger.save(entry)
+            track.written = replace(entry, revision=entry.revision + 1)
+
+    def announce(self, track: Track) -> None:
+        """Promote what was published (conditional like every write; ``LedgerConflict`` if moved)."""
+        entry = track.announcement()
+        if entry is not None:
+            self.ledger.save(entry)
 
 
 class NoTracking:
@@ -127,6 +196,9 @@ class NoTracking:
         return BatchRead()
 
     def save(self, track: Track) -> None:
+        return None
+
+    def announce(self, track: Track) -> None:
         return None
 
 

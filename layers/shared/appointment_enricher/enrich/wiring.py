@@ -7,14 +7,16 @@ timeouts and retry mode of ``sdk``; that includes the Secrets Manager client OAu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from ..aws.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from ..aws.queues import Quarantine
-from ..aws.sdk import dynamodb_client, sns_client, sqs_client
+from ..aws.sdk import PUBLISH_CONFIG, dynamodb_client, sns_client, sqs_client
 from ..budget.wiring import enricher_spender
 from ..config import EnricherSettings
+from ..config.intake import Tenancy
 from ..ledger.dynamodb import DynamoLedger
 from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
 from ..powerleads.wiring import build_token_source
@@ -32,9 +34,9 @@ def build_enricher(
     stats = Stats()
     destinations: list[Destination] = []
     if settings.OUTPUT_TOPIC_ARN:
-        destinations.append(SnsDestination(sns_client(), settings.OUTPUT_TOPIC_ARN))
-    if settings.OUTPUT_QUEUE_URL:
-        destinations.append(SqsDestination(sqs, settings.OUTPUT_QUEUE_URL))
+        destinations.append(SnsDestination(sns_client(PUBLISH_CONFIG), settings.OUTPUT_TOPIC_ARN))
+    if settings.OUTPUT_QUEUE_URL:  # its own client: publish calls are bounded (sdk.PUBLISH_CONFIG)
+        destinations.append(SqsDestination(sqs_client(PUBLISH_CONFIG), settings.OUTPUT_QUEUE_URL))
     # Related entities: up to four more requests in flight per worker (their own pool, below).
     connections = max(settings.ENRICHER_MAX_WORKERS, 10) * (2 if settings.ENRICH_RELATED else 1)
     session = pooled_session(pool_size=connections)
@@ -109,6 +111,7 @@ def build_enricher(
             max_receive_count=settings.INGEST_MAX_RECEIVE_COUNT,
             log=log or _quiet,
         ),
+        tenancy=Tenancy.from_env(os.environ),
     )
     return service, stats
 

@@ -12,6 +12,13 @@ Item layout (a contract with the reconciler; key ``id`` (S), TTL ``expiration`` 
   can); ``recent`` (S, JSON ``[[dedupeId, change], ...]``: the deliveries of the batch that last
   wrote the item, so a redelivery gets the same ``change``; see ``RECENT_LIMIT``); ``revision``
   (N, for conditional writes); ``expiration`` (N, epoch seconds).
+  The fields above are the *announced* state: the last one whose record was published.
+  ``pending`` (B, zlib JSON ``{"dateUpdated", "deleted", "deletedBy", "appointment"}``) is a
+  state written ahead of its publish and promoted to the announced fields once the publish
+  succeeded; ``announced`` (BOOL, only ever written ``false``) marks an item none of whose states
+  was published yet (treated as missing). ``deletedBy`` (S): why a tombstone exists
+  (``webhook``, ``fetched``, ``notFound``; see ``DeletedBy``). ``sequence`` (N): the last record
+  sequence handed out; ``sequences`` (S, JSON ``{dedupeId: sequence}``) those of ``recent``.
 * ``id = "locations"``: ``locationIds`` (SS), every location the ledger has seen.
 * ``id = "receipt#<dedupeId>"``: ``outcome`` (S: published, suppressed or quarantined),
   ``expiration`` (N): a delivery that was settled; a later delivery of it is a duplicate. With
@@ -21,7 +28,7 @@ Item layout (a contract with the reconciler; key ``id`` (S), TTL ``expiration`` 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -35,7 +42,14 @@ MAX_KEYS_PER_READ: Final = 100  # BatchGetItem's limit
 # while one of its messages awaits a retry, so whatever comes back to be retried is from that
 # batch: a batch's worth (SQS FIFO: at most 10) is all a redelivery can need.
 RECENT_LIMIT: Final = 10
-DEFAULT_LEDGER_TTL_SECONDS: Final = 400 * 86_400  # past the reconciler's 90-day lookahead, with room
+# Past the longest look-ahead the reconciler accepts (731 days), with a month of margin: an
+# appointment two years ahead must not come back as ``created`` when its item expires.
+DEFAULT_LEDGER_TTL_SECONDS: Final = (731 + 30) * 86_400
+# Why a tombstone exists: a delete webhook, a fetch or listing that said ``deleted: true`` (both
+# stay until a newer ``dateUpdated``), or an upstream 404 past the grace (repaired by any live read).
+DELETED_BY_WEBHOOK: Final = "webhook"
+DELETED_BY_FETCH: Final = "fetched"
+DELETED_BY_NOT_FOUND: Final = "notFound"
 
 
 def appointment_key(appointment_id: str) -> str:
@@ -53,8 +67,27 @@ def parse_ledger_time(text: str) -> datetime:
 
 
 @dataclass(frozen=True)
+class LedgerState:
+    """One state of an appointment: announced (published) or pending (written ahead)."""
+
+    date_updated: datetime | None
+    deleted: bool
+    appointment: Mapping[str, Any] = field(default_factory=dict)
+    deleted_by: str | None = None
+
+    @property
+    def repairable(self) -> bool:
+        """A 404 tombstone: any live read of the appointment brings it back."""
+        return self.deleted and self.deleted_by == DELETED_BY_NOT_FOUND
+
+
+@dataclass(frozen=True)
 class LedgerEntry:
-    """One appointment as last published. ``revision`` 0 means the ledger holds no item yet."""
+    """One appointment as last published. ``revision`` 0 means the ledger holds no item yet.
+
+    ``date_updated``, ``deleted``, ``appointment`` and ``deleted_by`` are the announced state
+    (meaningless when ``announced`` is false); ``pending`` a state not yet known to be published.
+    """
 
     appointment_id: str
     location_id: str
@@ -63,6 +96,30 @@ class LedgerEntry:
     appointment: Mapping[str, Any] = field(default_factory=dict)
     recent: tuple[tuple[str, Mapping[str, Any]], ...] = ()  # (dedupe id, change), oldest first
     revision: int = 0
+    deleted_by: str | None = None
+    announced: bool = True
+    pending: LedgerState | None = None
+    sequence: int = 0  # the last record sequence handed out (0: none yet)
+    sequences: Mapping[str, int] = field(default_factory=dict)  # of ``recent``'s deliveries
+
+    @property
+    def state(self) -> LedgerState | None:
+        """The announced state; None when nothing of this appointment was published yet."""
+        if not self.announced:
+            return None
+        return LedgerState(self.date_updated, self.deleted, self.appointment, self.deleted_by)
+
+    def announce(self, state: LedgerState, *, keep_pending: bool) -> LedgerEntry:
+        """This entry with ``state`` as its announced state (its record went out)."""
+        return replace(
+            self,
+            date_updated=state.date_updated,
+            deleted=state.deleted,
+            appointment=dict(state.appointment),
+            deleted_by=state.deleted_by,
+            announced=True,
+            pending=self.pending if keep_pending else None,
+        )
 
     def change_for(self, dedupe_id: str) -> Mapping[str, Any] | None:
         """The ``change`` a delivery with this dedupe id was recorded with, if it is recent."""

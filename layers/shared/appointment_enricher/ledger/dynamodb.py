@@ -27,6 +27,7 @@ from .base import (
     BatchRead,
     LedgerConflict,
     LedgerEntry,
+    LedgerState,
     UnprocessedKeys,
     appointment_key,
     ledger_time,
@@ -56,7 +57,35 @@ def _entry(item: Mapping[str, Any]) -> LedgerEntry:
         appointment=_appointment(item.get("appointment", {})),
         recent=tuple((str(dedupe), change) for dedupe, change in recent),
         revision=int(item.get("revision", {}).get("N", "0")),
+        deleted_by=item.get("deletedBy", {}).get("S"),
+        announced=bool(item.get("announced", {}).get("BOOL", True)),
+        pending=_pending(item.get("pending", {})),
+        sequence=int(item.get("sequence", {}).get("N", "0")),
+        sequences={str(k): int(v) for k, v in json.loads(item.get("sequences", {}).get("S", "{}")).items()},
     )
+
+
+def _pending(attribute: Mapping[str, Any]) -> LedgerState | None:
+    if "B" not in attribute:
+        return None
+    data = json.loads(zlib.decompress(attribute["B"]))
+    date_updated = data.get("dateUpdated")
+    return LedgerState(
+        parse_ledger_time(date_updated) if date_updated else None,
+        bool(data.get("deleted")),
+        data.get("appointment") or {},
+        data.get("deletedBy"),
+    )
+
+
+def _pending_attribute(state: LedgerState) -> dict[str, Any]:
+    data = {
+        "dateUpdated": ledger_time(state.date_updated) if state.date_updated is not None else None,
+        "deleted": state.deleted,
+        "deletedBy": state.deleted_by,
+        "appointment": dict(state.appointment),
+    }
+    return {"B": zlib.compress(_compact(data).encode(), 9)}
 
 
 def _appointment(attribute: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,6 +204,15 @@ class DynamoLedger:
         }
         if entry.date_updated is not None:
             item["dateUpdated"] = {"S": ledger_time(entry.date_updated)}
+        if entry.deleted_by is not None:
+            item["deletedBy"] = {"S": entry.deleted_by}
+        if not entry.announced:
+            item["announced"] = {"BOOL": False}
+        if entry.pending is not None:
+            item["pending"] = _pending_attribute(entry.pending)
+        if entry.sequence:
+            item["sequence"] = {"N": str(entry.sequence)}
+            item["sequences"] = {"S": _compact(dict(entry.sequences))}
         condition: dict[str, Any] = (
             {"ConditionExpression": "attribute_not_exists(id)"}
             if entry.revision == 0

@@ -7,6 +7,8 @@ the ledger (the last state the enricher published of each appointment):
 
 * not in the ledger, or listed with a newer ``dateUpdated``  -> AppointmentUpdate;
 * listed ``deleted: true`` while the ledger holds it live    -> AppointmentDelete;
+* listed live while the ledger holds a 404 tombstone         -> AppointmentUpdate (a repair);
+* a ledger item with no announced state (its publish never succeeded) counts as missing;
 * anything else (same or older state, a delete already known, a delete of an appointment never
   published) -> nothing. So a second run with nothing new enqueues nothing.
 
@@ -70,6 +72,16 @@ def decide(event: Mapping[str, Any], entry: LedgerEntry | None) -> Recovery | No
         return None
     listed_at = try_upstream_time(event.get("dateUpdated"))
     listed_text = rfc3339(listed_at) if listed_at is not None else None
+    if entry is not None and not entry.announced:
+        entry = None  # written ahead of a publish that never succeeded: consumers never saw it
+    state = entry.state if entry is not None else None
+    if entry is not None and state is not None and state.repairable and not is_listed_deleted(event):
+        # A 404 tombstone listed live: published again whatever its dateUpdated. The marker holds
+        # the ledger revision, so a second run before the enricher repaired it enqueues the same id.
+        marker = f"{listed_text or ''}#after404#{entry.revision}"
+        return Recovery(
+            "AppointmentUpdate", appointment_id, listed_text, reconcile_dedupe_id(appointment_id, marker)
+        )
     if is_listed_deleted(event):
         if entry is None or entry.deleted:
             return None  # never published, or its delete already was: nothing to recover

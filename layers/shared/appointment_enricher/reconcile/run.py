@@ -10,8 +10,9 @@ Why it is shaped like this:
 * Locations are served round-robin, one request each in turn, so a location with many calendars
   cannot starve the others; a run that reaches its deadline stores a cursor per unfinished
   location (calendar + window start) and the next run resumes there.
-* A window whose response holds more than ``max_events`` events is split in halves (down to
-  ``min_window_ms``): the events endpoint documents no paging, so a large answer may be cut short.
+* A window whose response holds ``max_events`` events or more is split in halves (down to
+  ``min_window_ms``): the events endpoint documents no paging, so an answer of exactly the cap
+  may be cut short.
 
 Imports neither boto3 nor requests: the adapters (HTTP client, ledger, cursor store, queue) are
 passed in, and tests swap them.
@@ -174,9 +175,21 @@ class LocationSweep:
 class ReconcileOptions:
     lookback_days: float = 7
     lookahead_days: float = 90
-    max_events: int = 250  # split a window whose response holds more
+    max_events: int = 250  # split a window whose response holds this many or more (may be cut)
     min_window_ms: int = 3_600_000  # never split below an hour
     request_reserve_seconds: float = 3.0  # start no request with less time than this left
+
+
+def _served_only(reconciler: Reconciler, locations: Sequence[str]) -> list[str]:
+    """``locations`` once each, without those outside ``WEBHOOK_LOCATION_IDS`` (logged, counted)."""
+    wanted = list(dict.fromkeys(locations))
+    served = reconciler.served
+    if served is None:
+        return wanted
+    foreign = [loc for loc in wanted if loc not in served]
+    if foreign:
+        reconciler.log("warning", "locations not served are not swept", foreignLocations=len(foreign))
+    return [loc for loc in wanted if loc in served]
 
 
 class Reconciler:
@@ -195,23 +208,25 @@ class Reconciler:
         sleep: Callable[[float], None] = time.sleep,
         now: WallClock = utc_now,
         log: Log | None = None,
+        served: frozenset[str] | None = None,
     ) -> None:
         self.lister, self.ledger, self.cursors, self.sink = lister, ledger, cursors, sink
+        self.served = served  # ``WEBHOOK_LOCATION_IDS``: never sweep another location (None: any)
         self.pacer = pacer or Pacer(monotonic=monotonic)
         self.options = options or ReconcileOptions()
         self.monotonic, self.sleep, self.now = monotonic, sleep, now
         self.log: Log = log or (lambda *_a, **_k: None)
 
     def locations(self, requested: Sequence[str] | None, configured: Sequence[str]) -> tuple[list[str], int]:
-        """(locations to sweep, errors): the requested ones, else configured + known to the ledger."""
+        """(locations to sweep, errors): requested, else configured + known; served ones only."""
         if requested:
-            return list(dict.fromkeys(requested)), 0
+            return _served_only(self, requested), 0
         try:
             known = [loc for loc in self.ledger.known_locations() if is_valid_id(loc)]
         except Exception as exc:  # noqa: BLE001 - the configured locations are still swept
             self.log("error", "ledger locations unreadable", error=type(exc).__name__)
-            return list(dict.fromkeys(configured)), 1
-        return list(dict.fromkeys([*configured, *known])), 0
+            return _served_only(self, configured), 1
+        return _served_only(self, [*configured, *known]), 0
 
     def run(
         self,
@@ -302,7 +317,7 @@ class Reconciler:
             # connection was), so the share holds as the upstream measures it.
             self.pacer.record(loc)
         sweep.windows.pop()
-        if len(events) > self.options.max_events and window.span_ms >= 2 * self.options.min_window_ms:
+        if len(events) >= self.options.max_events and window.span_ms >= 2 * self.options.min_window_ms:
             first, second = window.halves()
             sweep.windows += [second, first]
             tally.splits += 1

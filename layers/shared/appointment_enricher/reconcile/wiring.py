@@ -9,6 +9,7 @@ enricher is using without the HTTP client knowing about pacing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +18,7 @@ from ..aws.queues import IngestQueue
 from ..aws.sdk import dynamodb_client, sqs_client
 from ..budget.wiring import reconciler_spender
 from ..config import ReconcilerSettings
+from ..config.intake import Tenancy
 from ..ledger.dynamodb import DynamoLedger
 from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
 from ..powerleads.wiring import build_token_source
@@ -68,6 +70,7 @@ def build_reconciler(
             max_events=settings.RECONCILE_MAX_EVENTS_PER_WINDOW,
         ),
         log=log,
+        served=Tenancy.from_env(os.environ).location_ids,
     )
 
 
