@@ -314,6 +314,18 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                     env,
                     work,
                 )
+                # The same two cold starts with the handlers' gc.disable()/gc.freeze() as no-ops.
+                for kind, figure, base in (
+                    ("receiver", "receiver_cold_gc", receiver),
+                    ("enricher", "enricher_cold_gc", enricher),
+                ):
+                    spec = {"kind": kind, "gc_untouched": True, "impl": "enricher"}
+                    spec["first"] = (
+                        events.api_event(ids[0], location)
+                        if kind == "receiver"
+                        else events.sqs_event([events.sqs_record(ids[4 % len(ids)], location)])
+                    )
+                    results.fig(figure).add(run_probe(spec, env, work)["cold_ms"], base["cold_ms"])
                 naive = run_probe(
                     {
                         "kind": "enricher",
@@ -377,6 +389,8 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
             for sample in cpu["samples"]:
                 results.fig("cpu_us").add(sample["cpu_us"])
                 results.fig("cpu_wall_us").add(sample["wall_us"])
+            for name, value in cpu.get("init_micro", {}).items():
+                results.fig(name).add(value)
     finally:
         services.close()
     return results, {"peer_versions": peer_versions}
@@ -806,7 +820,11 @@ def _cost_section(r: Results, costs: tuple[dict[str, float], dict[str, float]] |
         f"${p['ddb_read_request_unit'] * 1e6:.3f}/M reads; Secrets Manager ${p['secrets_api_call'] * 1e4:.2f}"
         " per 10,000 calls.",
         "",
-        f"Settings for both: receiver {settings.receiver_memory_mb} MB, enricher "
+        f"Settings for both: intake endpoint {settings.intake_endpoint} (the template default; "
+        f"`IntakeEndpoint=HttpApi` adds ${p['http_api_request'] * 1e6:.2f} per million), fleet rate budget "
+        f"writes {settings.budget_writes_per_event:g} per event (assumed: leases of 10 tokens from the "
+        "DynamoDB token bucket, about one conditional write per 10 upstream calls), receiver "
+        f"{settings.receiver_memory_mb} MB, enricher "
         f"{settings.enricher_memory_mb} MB (template defaults), full batches of {settings.batch_size} "
         f"distinct appointments, upstream latency {LATENCY_MS} ms. Durations are the measured warm "
         "medians (receiver p50 per webhook, enricher per batch), billed per started ms. AWS requests "
@@ -906,6 +924,33 @@ def _optimisations(r: Results) -> list[str]:
         "Batch publish: 10 records, 10 x SNS Publish vs 1 x PublishBatch (moto round trips)",
         g("micro_publish_single_ms").median,
         g("micro_publish_batch_ms").median,
+        "ms",
+    )
+    add(
+        "Receiver: collector off during init, then `gc.freeze()` (functions/*/app.py) vs the default "
+        "collector: cold start",
+        g("receiver_cold_gc").median,
+        g("receiver_cold").median,
+        "ms",
+    )
+    add(
+        "Enricher: collector off during init, then `gc.freeze()`: cold start",
+        g("enricher_cold_gc").median,
+        g("enricher_cold").median,
+        "ms",
+    )
+    add(
+        "`aws/queues.py`: refused characters as a positive class vs the negated XML class: compile "
+        "(once per cold start, both handlers)",
+        g("regex_negated_ms").median,
+        g("regex_positive_ms").median,
+        "ms",
+    )
+    add(
+        "Enricher: `ReconcilerSettings` with `defer_build` (the enricher imports its module) vs built "
+        "at class creation",
+        g("reconciler_settings_eager_ms").median,
+        g("reconciler_settings_deferred_ms").median,
         "ms",
     )
     naive_calls = (r.raw.get("naive_distinct_calls") or [{}])[0]
