@@ -150,7 +150,8 @@ def check_layer(t: Template) -> None:
     layer = resources(t).get("SharedLayer") or {}
     assert layer.get("Type") == "AWS::Serverless::LayerVersion"
     meta = layer.get("Metadata") or {}
-    assert meta.get("BuildMethod") == "python3.13"
+    assert meta.get("BuildMethod") == "makefile"  # compiles the layer (tests/integration/test_layer_build.py)
+    assert "build-SharedLayer:" in (ROOT / "layers/shared/Makefile").read_text()
     assert meta.get("BuildArchitecture") == "arm64"
     p = layer.get("Properties") or {}
     assert p.get("ContentUri") == "layers/shared"
