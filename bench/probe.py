@@ -163,6 +163,13 @@ def _ddb_units(operation: str, params: dict[str, Any]) -> int:
     per item up to 4 KB strongly consistent, half that eventually consistent (rounded up)."""
     if operation == "PutItem":
         return max(1, -(-_ddb_item_bytes(params.get("Item", {})) // 1024))
+    if operation == "BatchWriteItem":  # billed per item written, as that many PutItems
+        units = 0
+        for writes in (params.get("RequestItems") or {}).values():
+            for write in writes:
+                item = (write.get("PutRequest") or {}).get("Item", {})
+                units += max(1, -(-_ddb_item_bytes(item) // 1024))
+        return max(1, units)
     if operation == "BatchGetItem":
         total = 0
         for request in (params.get("RequestItems") or {}).values():

@@ -41,3 +41,15 @@ def test_the_fleet_budget_writes_are_priced() -> None:
 def test_an_unknown_endpoint_is_refused() -> None:
     with pytest.raises(ValueError, match="intake_endpoint"):
         price(cost.Settings(intake_endpoint="RestApi"))
+
+
+def test_a_batch_write_is_billed_per_item() -> None:
+    from bench.probe import _ddb_units  # noqa: PLC0415
+
+    receipt = {"id": {"S": "receipt#w"}, "outcome": {"S": "published"}, "expiration": {"N": "1767225600"}}
+    big = {"id": {"S": "x"}, "blob": {"B": b"0" * 1500}}
+    request = {
+        "RequestItems": {"t": [{"PutRequest": {"Item": receipt}}] * 10 + [{"PutRequest": {"Item": big}}]}
+    }
+    assert _ddb_units("BatchWriteItem", request) == 10 + 2
+    assert _ddb_units("PutItem", {"Item": receipt}) == 1
