@@ -35,6 +35,9 @@ DDB_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "Transact
 DDB_READS = ("GetItem", "Query", "BatchGetItem")
 
 
+INTAKE_ENDPOINTS = ("FunctionUrl", "HttpApi")  # template.yaml IntakeEndpoint, default first
+
+
 @dataclass(frozen=True)
 class Settings:
     """The deployment both implementations are priced at (template.yaml defaults)."""
@@ -42,6 +45,12 @@ class Settings:
     receiver_memory_mb: int = 128
     enricher_memory_mb: int = 256
     batch_size: int = 10
+    # What HighLevel posts to: a function URL has no per-request charge, the HTTP API does.
+    intake_endpoint: str = INTAKE_ENDPOINTS[0]
+    # The fleet rate budget's own DynamoDB writes (a token bucket item leased 10 tokens at a time:
+    # about one conditional write per 10 upstream calls, i.e. per batch of 10). An assumption of
+    # this model, not a measurement: the bench's sandbox has no fleet budget in front of it.
+    budget_writes_per_event: float = 0.1
 
 
 def _gb_seconds(duration_ms: float, memory_mb: int) -> float:
@@ -63,7 +72,10 @@ def per_million(
     measured by the probes; the enricher sees full batches of ``settings.batch_size``.
     """
     p = PRICES
+    if settings.intake_endpoint not in INTAKE_ENDPOINTS:
+        raise ValueError(f"intake_endpoint must be one of {INTAKE_ENDPOINTS}")
     batches = events / settings.batch_size
+    http_api = settings.intake_endpoint == "HttpApi"
     enricher = dict(enricher_chunks_per_batch)
 
     def calls(prefix: str, ops: tuple[str, ...] | None = None) -> float:
@@ -75,7 +87,7 @@ def per_million(
 
     ingest_sends = receiver_chunks_per_event.get("sqs:SendMessage", 1.0)
     lines = {
-        "HTTP API requests": events * p["http_api_request"],
+        "HTTP API requests": events * p["http_api_request"] if http_api else 0.0,
         "Receiver Lambda requests": events * p["lambda_request"],
         "Receiver Lambda GB-s": events
         * _gb_seconds(receiver_ms, settings.receiver_memory_mb)
@@ -93,6 +105,9 @@ def per_million(
         "SQS delivery + output requests": (events + batches * calls("sqs:")) * p["sqs_standard_request"],
         "DynamoDB writes": batches * calls("dynamodb:", DDB_WRITES) * p["ddb_write_request_unit"],
         "DynamoDB reads": batches * calls("dynamodb:", DDB_READS) * p["ddb_read_request_unit"],
+        "DynamoDB fleet budget writes (assumed)": events
+        * settings.budget_writes_per_event
+        * p["ddb_write_request_unit"],
         "Secrets Manager calls": batches * calls("secretsmanager:") * p["secrets_api_call"],
     }
     lines["Total"] = sum(lines.values())

@@ -303,6 +303,18 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                     env,
                     work,
                 )
+                # The same two cold starts with the handlers' gc.disable()/gc.freeze() as no-ops.
+                for kind, figure, base in (
+                    ("receiver", "receiver_cold_gc", receiver),
+                    ("enricher", "enricher_cold_gc", enricher),
+                ):
+                    spec = {"kind": kind, "gc_untouched": True, "impl": "enricher"}
+                    spec["first"] = (
+                        events.api_event(ids[0], location)
+                        if kind == "receiver"
+                        else events.sqs_event([events.sqs_record(ids[4 % len(ids)], location)])
+                    )
+                    results.fig(figure).add(run_probe(spec, env, work)["cold_ms"], base["cold_ms"])
                 naive = run_probe(
                     {
                         "kind": "enricher",
@@ -366,6 +378,8 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
             for sample in cpu["samples"]:
                 results.fig("cpu_us").add(sample["cpu_us"])
                 results.fig("cpu_wall_us").add(sample["wall_us"])
+            for name, value in cpu.get("init_micro", {}).items():
+                results.fig(name).add(value)
     finally:
         services.close()
     return results, {"peer_versions": peer_versions}

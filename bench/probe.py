@@ -17,7 +17,11 @@ Kinds (``spec["kind"]``):
 * ``batch``: a warm enricher (product or naive) timed on batches of ten distinct appointments and
   of ten updates to one appointment at the sandbox latency given, against one warm round trip;
   AWS calls per record are counted by operation and payload size (for the cost model);
-* ``cpu``: warm CPU per record of validate + enrich + serialize, in-process, no I/O.
+* ``cpu``: warm CPU per record of validate + enrich + serialize, in-process, no I/O; plus the
+  init micro-costs of two cold-start fixes (``init_micro``).
+
+``spec["gc_untouched"]``: the handlers' ``gc.disable()`` / ``gc.freeze()`` become no-ops, i.e. the
+cold start as it was before the collector was turned off during init (the *before* of that row).
 """
 
 from __future__ import annotations
@@ -159,6 +163,13 @@ def _ddb_units(operation: str, params: dict[str, Any]) -> int:
     per item up to 4 KB strongly consistent, half that eventually consistent (rounded up)."""
     if operation == "PutItem":
         return max(1, -(-_ddb_item_bytes(params.get("Item", {})) // 1024))
+    if operation == "BatchWriteItem":  # billed per item written, as that many PutItems
+        units = 0
+        for writes in (params.get("RequestItems") or {}).values():
+            for write in writes:
+                item = (write.get("PutRequest") or {}).get("Item", {})
+                units += max(1, -(-_ddb_item_bytes(item) // 1024))
+        return max(1, units)
     if operation == "BatchGetItem":
         total = 0
         for request in (params.get("RequestItems") or {}).values():
@@ -405,6 +416,45 @@ def _micro(
     return out
 
 
+# aws/queues.py's character class before and after (the same set of characters, see its test)
+NEGATED_XML_CLASS = "[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+
+
+def init_micro(repeats: int = 5) -> dict[str, float]:
+    """Medians in ms: compiling the negated vs the positive character class of ``aws/queues.py``
+    (``re.purge`` first: a cold start compiles it once), and creating a ``ReconcilerSettings``
+    class with its validator built at once vs deferred (``defer_build``)."""
+    import re  # noqa: PLC0415
+    import statistics  # noqa: PLC0415
+
+    from pydantic import ConfigDict  # noqa: PLC0415
+
+    from appointment_enricher.aws import queues  # noqa: PLC0415
+    from appointment_enricher.config import pipeline  # noqa: PLC0415
+
+    def timed(action: Callable[[], object]) -> float:
+        samples = []
+        for _ in range(repeats):
+            re.purge()
+            t = time.perf_counter()
+            action()
+            samples.append(ms(time.perf_counter() - t))
+        return float(statistics.median(samples))
+
+    def settings_class(defer: bool) -> object:
+        config = ConfigDict(**pipeline.ReconcilerSettings.model_config)
+        config["defer_build"] = defer
+        namespace = {"model_config": config, "__module__": pipeline.__name__}
+        return type("ReconcilerSettingsProbe", (pipeline.ReconcilerSettings,), namespace)
+
+    return {
+        "regex_negated_ms": timed(lambda: re.compile(NEGATED_XML_CLASS)),
+        "regex_positive_ms": timed(lambda: re.compile(queues._NOT_XML.pattern)),
+        "reconciler_settings_eager_ms": timed(lambda: settings_class(False)),
+        "reconciler_settings_deferred_ms": timed(lambda: settings_class(True)),
+    }
+
+
 def run_cpu(spec: dict[str, Any]) -> dict[str, Any]:
     """validate (ingest message, webhook, Get Appointment JSON) + enrich + serialize, per record."""
     add_code_paths()
@@ -448,7 +498,7 @@ def run_cpu(spec: dict[str, Any]) -> dict[str, Any]:
                 "wall_us": round((time.perf_counter() - w) / iterations * 1e6, 2),
             }
         )
-    return {"samples": samples, "iterations": iterations}
+    return {"samples": samples, "iterations": iterations, "init_micro": init_micro()}
 
 
 KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -463,6 +513,10 @@ KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 def main(argv: list[str]) -> int:
     spec_path, result_path = argv
     spec: dict[str, Any] = json.loads(Path(spec_path).read_text())
+    if spec.get("gc_untouched"):
+        import gc  # noqa: PLC0415
+
+        gc.disable = gc.freeze = lambda: None
     result = KINDS[spec["kind"]](spec)
     result["pid"] = os.getpid()
     Path(result_path).write_text(json.dumps(result))

@@ -109,8 +109,8 @@ def _rows(r: Results) -> list[Row]:
             g("receiver_cold"),
             "ms",
             f"floor `import boto3` + SQS client: {_fmt(g('floor_cold').median, 'ms')}",
-            "<= 1.3x floor",
-            le(g("receiver_cold").ratio, 1.3),
+            "<= 1.2x floor",
+            le(g("receiver_cold").ratio, 1.2),
         ),
         Row(
             "receiver cold start, vs floor + its first SendMessage",
@@ -125,24 +125,24 @@ def _rows(r: Results) -> list[Row]:
             g("enricher_cold"),
             "ms",
             f"floor: {_fmt(g('floor_cold').median, 'ms')}",
-            "<= 2.0x floor",
-            le(g("enricher_cold").ratio, 2.0),
+            "<= 1.8x floor",
+            le(g("enricher_cold").ratio, 1.8),
         ),
         Row(
             "enricher cold start vs peer SDK (import + first get_appointment)",
             g("enricher_cold_vs_peer"),
             "ms",
             f"peer: {_fmt(g('peer_cold').median, 'ms')} (import alone {_fmt(g('peer_import').median, 'ms')})",
-            "<= 0.5x peer",
-            le(g("enricher_cold_vs_peer").ratio, 0.5),
+            "<= 0.4x peer",
+            le(g("enricher_cold_vs_peer").ratio, 0.4),
         ),
         Row(
             f"enricher batch of 10 distinct appointments, upstream {LATENCY_MS} ms",
             g("product_distinct"),
             "ms",
             f"one {LATENCY_MS} ms round trip: {_fmt(g('product_floor').median, 'ms')}",
-            "<= 1.3x",
-            le(g("product_distinct").ratio, 1.3),
+            "<= 1.5x (ledger on)",
+            le(g("product_distinct").ratio, 1.5),
         ),
         Row(
             "naive baseline, same batch (serial, new connection, publish per record)",
@@ -217,6 +217,9 @@ def _rows(r: Results) -> list[Row]:
     return rows
 
 
+COST_GOAL = 3.00  # dollars per million webhook events, with the template's defaults
+
+
 def _records(r: Results, key: str) -> str:
     values = r.raw.get(key) or []
     return f"{int(statistics.median(values)):,}" if values else "n/a"
@@ -287,11 +290,12 @@ def render(r: Results, args: argparse.Namespace, meta: dict[str, Any], elapsed: 
         )
     if costs is not None:
         product, naive = costs
-        met = "**yes**" if product["Total"] < naive["Total"] else "**NO**"
+        # The goal, and never more than the naive build at the same settings.
+        met = "**yes**" if product["Total"] <= COST_GOAL and product["Total"] < naive["Total"] else "**NO**"
         lines.append(
             f"| cost per million webhook events (breakdown below) | {_fmt(product['Total'], '$')} | - | - | "
             f"naive at the same settings: {_fmt(naive['Total'], '$')} | "
-            f"{_ratio(product['Total'] / naive['Total'])} | lowest | {met} |"
+            f"{_ratio(product['Total'] / naive['Total'])} | <= ${COST_GOAL:.2f}, below naive | {met} |"
         )
     lines += [
         "",
@@ -331,7 +335,7 @@ _MISS_REASONS: dict[str, str] = {
         "models, requests, three boto3 clients (SQS, SNS, DynamoDB), Powertools parameters, and the "
         "round trips of a first batch with the ledger on (Secrets Manager read, the ledger's "
         "BatchGetItem, the upstream GET, the conditional ledger write, PublishBatch with SNS "
-        "delivery inside moto, the receipt write). With `EnableTracing=true` "
+        "delivery inside moto, the receipts' BatchWriteItem). With `EnableTracing=true` "
         "(the template default) Lambda also pays the X-Ray SDK import, which this bench leaves out."
     ),
     "enricher cold start vs peer": (
@@ -342,7 +346,8 @@ _MISS_REASONS: dict[str, str] = {
         "The ten fetches overlap (10 workers, one pooled session). With the ledger on (the "
         "template's default) a batch is five sequential steps: one BatchGetItem of the entries and "
         "receipts, the fetches, the ten conditional ledger writes, one PublishBatch (with moto's "
-        "in-process fan-out to the subscribed queue), the ten receipts. Each non-fetch step is a "
+        "in-process fan-out to the subscribed queue), the ten receipts in one BatchWriteItem. Each non-fetch "
+        "step is a "
         "round trip to moto server, one Python process that serialises requests (tens of ms under "
         "load), where DynamoDB answers ten parallel writes in well under 10 ms. The write must "
         "precede the publish (no gap after a crash) and the receipt must follow it, so neither can "
@@ -380,7 +385,11 @@ def _cost_section(r: Results, costs: tuple[dict[str, float], dict[str, float]] |
         f"${p['ddb_read_request_unit'] * 1e6:.3f}/M reads; Secrets Manager ${p['secrets_api_call'] * 1e4:.2f}"
         " per 10,000 calls.",
         "",
-        f"Settings for both: receiver {settings.receiver_memory_mb} MB, enricher "
+        f"Settings for both: intake endpoint {settings.intake_endpoint} (the template default; "
+        f"`IntakeEndpoint=HttpApi` adds ${p['http_api_request'] * 1e6:.2f} per million), fleet rate budget "
+        f"writes {settings.budget_writes_per_event:g} per event (assumed: leases of 10 tokens from the "
+        "DynamoDB token bucket, about one conditional write per 10 upstream calls), receiver "
+        f"{settings.receiver_memory_mb} MB, enricher "
         f"{settings.enricher_memory_mb} MB (template defaults), full batches of {settings.batch_size} "
         f"distinct appointments, upstream latency {LATENCY_MS} ms. Durations are the measured warm "
         "medians (receiver p50 per webhook, enricher per batch), billed per started ms. AWS requests "
@@ -480,6 +489,33 @@ def _optimisations(r: Results) -> list[str]:
         "Batch publish: 10 records, 10 x SNS Publish vs 1 x PublishBatch (moto round trips)",
         g("micro_publish_single_ms").median,
         g("micro_publish_batch_ms").median,
+        "ms",
+    )
+    add(
+        "Receiver: collector off during init, then `gc.freeze()` (functions/*/app.py) vs the default "
+        "collector: cold start",
+        g("receiver_cold_gc").median,
+        g("receiver_cold").median,
+        "ms",
+    )
+    add(
+        "Enricher: collector off during init, then `gc.freeze()`: cold start",
+        g("enricher_cold_gc").median,
+        g("enricher_cold").median,
+        "ms",
+    )
+    add(
+        "`aws/queues.py`: refused characters as a positive class vs the negated XML class: compile "
+        "(once per cold start, both handlers)",
+        g("regex_negated_ms").median,
+        g("regex_positive_ms").median,
+        "ms",
+    )
+    add(
+        "Enricher: `ReconcilerSettings` with `defer_build` (the enricher imports its module) vs built "
+        "at class creation",
+        g("reconciler_settings_eager_ms").median,
+        g("reconciler_settings_deferred_ms").median,
         "ms",
     )
     naive_calls = (r.raw.get("naive_distinct_calls") or [{}])[0]

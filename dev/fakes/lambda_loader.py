@@ -7,6 +7,7 @@ the environment is set: the handlers configure themselves at import (cold start)
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import itertools
 import sys
@@ -53,10 +54,13 @@ def load_function_module(name: str, *, repo_root: Path = REPO_ROOT, fresh: bool 
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # before exec: dataclasses/pydantic look the module up
+    collecting = gc.isenabled()
     try:
         spec.loader.exec_module(module)
     except BaseException:
         sys.modules.pop(module_name, None)
+        if collecting:  # a failed init leaves the handler's collector off; Lambda would discard it
+            gc.enable()
         raise
     return module
 

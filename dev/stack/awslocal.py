@@ -84,6 +84,7 @@ SKIPPED_TYPES = frozenset(
         *FUNCTION_TYPES,
         *_names("AWS::Serverless::LayerVersion AWS::Serverless::HttpApi AWS::Serverless::Api"),
         *_names("AWS::Lambda::LayerVersion AWS::Lambda::Permission AWS::Lambda::EventSourceMapping"),
+        *_names("AWS::Lambda::Url"),
         *_names("AWS::Logs::LogGroup AWS::Logs::MetricFilter AWS::SNS::TopicPolicy"),
         *_names("AWS::CloudWatch::Alarm AWS::CloudWatch::CompositeAlarm AWS::CloudWatch::Dashboard"),
         *_names("AWS::Scheduler::Schedule AWS::Scheduler::ScheduleGroup AWS::Events::Rule"),

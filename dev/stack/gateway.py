@@ -1,10 +1,16 @@
-"""A local stand-in for the HTTP API in front of WebhookFunction (dev only).
+"""A local stand-in for the endpoint in front of WebhookFunction (dev only): the HTTP API, or a
+Lambda function URL (``endpoint=`` ``"HttpApi"`` | ``"FunctionUrl"``, the template's
+``IntakeEndpoint``).
 
-Each HTTP request becomes an API Gateway HTTP API payload format 2.0 event, the webhook
-handler is invoked with a fresh Lambda context, and its result is written back the way
-API Gateway maps a Lambda proxy response. Routes other than ``POST /webhooks/appointments``
-get API Gateway's ``404 {"message":"Not Found"}``; bodies over the 10 MB payload limit get 413.
-Invocations are serialised (one warm container), as a single Lambda instance would be.
+Each HTTP request becomes a payload format 2.0 event, the webhook handler is invoked with a fresh
+Lambda context, and its result is written back the way a Lambda proxy response is mapped.
+HttpApi: routes other than ``POST /webhooks/appointments`` get API Gateway's
+``404 {"message":"Not Found"}``, bodies over the 10 MB payload limit 413, a handler that raises
+or times out 500. FunctionUrl: every method and path reaches the handler (a function URL has no
+routes), with ``routeKey``/``stage`` ``$default``, ``apiId`` the URL id and ``accountId``
+``anonymous`` (AuthType NONE); bodies over the 6 MB invocation payload limit get 413, a handler
+that raises or times out 502. Invocations are serialised (one warm container), as a single
+Lambda instance would be.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ ROUTE_PATH = "/webhooks/appointments"
 ROUTE_KEY = f"{ROUTE_METHOD} {ROUTE_PATH}"
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # HTTP API request payload quota
 API_ID = "localapi01"
+HTTP_API = "HttpApi"
+FUNCTION_URL = "FunctionUrl"
+FUNCTION_URL_ID = "localurl01"
+FUNCTION_URL_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # synchronous invocation payload quota
 
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 _TEXT_SUFFIXES = ("+json", "+xml")
@@ -135,6 +145,24 @@ def build_http_api_event(
     return event
 
 
+def build_function_url_event(**kwargs: Any) -> dict[str, Any]:
+    """The payload 2.0 event a Lambda function URL (AuthType NONE) sends: the HTTP API's shape,
+    with the sentinels a function URL uses where API Gateway features are absent."""
+    event = build_http_api_event(**kwargs)
+    domain = f"{FUNCTION_URL_ID}.lambda-url.us-east-1.on.aws"
+    event["routeKey"] = "$default"
+    event["requestContext"].update(
+        accountId="anonymous",
+        apiId=FUNCTION_URL_ID,
+        domainName=domain,
+        domainPrefix=FUNCTION_URL_ID,
+        routeKey="$default",
+        stage="$default",
+    )
+    event["headers"]["host"] = domain
+    return event
+
+
 def proxy_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """Map a handler result to (status, headers, body) like HTTP API payload v2.0 does.
 
@@ -172,9 +200,15 @@ class Gateway(LocalServer):
         port: int = 0,
         function_name: str = "WebhookFunction",
         timeout_seconds: float = 10.0,
-        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        max_payload_bytes: int | None = None,
         force_base64: bool = False,
+        endpoint: str = HTTP_API,
     ) -> None:
+        if endpoint not in (HTTP_API, FUNCTION_URL):
+            raise ValueError(f"endpoint must be {HTTP_API} or {FUNCTION_URL}")
+        self.endpoint = endpoint
+        if max_payload_bytes is None:
+            max_payload_bytes = MAX_PAYLOAD_BYTES if endpoint == HTTP_API else FUNCTION_URL_MAX_PAYLOAD_BYTES
         self.handler = handler
         self.function_name = function_name
         self.timeout_seconds = timeout_seconds
@@ -195,19 +229,25 @@ class Gateway(LocalServer):
         return f"{self.url}{ROUTE_PATH}"
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Invoke the handler with ``event`` and map its result; 500 if it raised or timed out."""
+        """Invoke the handler with ``event`` and map its result; a function error (it raised or
+        timed out) is 500 from the HTTP API, 502 from a function URL."""
         context = make_context(self.function_name, timeout_seconds=self.timeout_seconds)
+        failed = (
+            500 if self.endpoint == HTTP_API else 502,
+            [("content-type", "application/json")],
+            b'{"message":"Internal Server Error"}',
+        )
         with self._invoke_lock:
             self.invocations += 1
             try:
                 result = self.handler(event, context)
             except Exception:
-                LOG.exception("%s raised; answering 500 like API Gateway", self.function_name)
-                return 500, [("content-type", "application/json")], b'{"message":"Internal Server Error"}'
+                LOG.exception("%s raised; answering %d like %s", self.function_name, failed[0], self.endpoint)
+                return failed
         if context.timed_out:
-            # Lambda reports "Task timed out" as a function error; HTTP API answers 500.
+            # Lambda reports "Task timed out" as a function error.
             LOG.error("%s ran past its %.0f s timeout", self.function_name, self.timeout_seconds)
-            return 500, [("content-type", "application/json")], b'{"message":"Internal Server Error"}'
+            return failed
         return proxy_response(result)
 
     def _make_request_handler(self) -> type[BaseHTTPRequestHandler]:
@@ -253,10 +293,15 @@ class Gateway(LocalServer):
                     self._json(413, "Request Entity Too Large", req_id)
                     return
                 body = self.rfile.read(length) if length else b""
-                if (self.command, split.path) != (ROUTE_METHOD, ROUTE_PATH):
+                routed = gateway.endpoint == FUNCTION_URL or (self.command, split.path) == (
+                    ROUTE_METHOD,
+                    ROUTE_PATH,
+                )
+                if not routed:
                     self._json(404, "Not Found", req_id)
                     return
-                event = build_http_api_event(
+                build = build_http_api_event if gateway.endpoint == HTTP_API else build_function_url_event
+                event = build(
                     body=body,
                     headers=list(self.headers.items()),
                     method=self.command,

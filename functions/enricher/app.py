@@ -6,6 +6,13 @@ the batch rules live in ``appointment_enricher.enrich.service``.
 
 from __future__ import annotations
 
+import gc
+
+# Cold start: init allocates most objects this container will ever hold (modules, botocore's
+# service models, pydantic's validators) and would pay a full collection for it; the collector
+# stays off until init is done, then what init built is frozen out of every later collection.
+gc.disable()
+
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -93,3 +100,8 @@ def _annotate(tracer: Tracer, items: list[Item]) -> None:
             subsegment.put_annotation("appointmentId", appointment_id)
             subsegment.put_annotation("locationId", location_id)
             subsegment.put_metadata("outcomes", outcomes)
+
+
+# End of init (see the top of this file): what init built lives as long as the container.
+gc.freeze()
+gc.enable()

@@ -8,6 +8,13 @@ per container (``appointment_enricher.reconcile.wiring``); the rules live in ``r
 
 from __future__ import annotations
 
+import gc
+
+# Cold start: init allocates most objects this container will ever hold (modules, botocore's
+# service models, pydantic's validators) and would pay a full collection for it; the collector
+# stays off until init is done, then what init built is frozen out of every later collection.
+gc.disable()
+
 import time
 from typing import Any
 
@@ -70,3 +77,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     summary["perLocation"] = per_location
     return summary
+
+
+# End of init (see the top of this file): what init built lives as long as the container.
+gc.freeze()
+gc.enable()

@@ -39,8 +39,14 @@ def test_bench_writes_every_row(tmp_path: Path) -> None:
         "| receiver warm latency p99 |",
         "| cost per million webhook events (breakdown below) |",
         "| **Total** |",
+        "| DynamoDB fleet budget writes (assumed) |",
+        "| Receiver: collector off during init, then `gc.freeze()`",
+        "| Enricher: collector off during init, then `gc.freeze()`: cold start |",
+        "| `aws/queues.py`: refused characters as a positive class",
+        "| Enricher: `ReconcilerSettings` with `defer_build`",
     ):
         assert row in text, row
+    assert "not measured" not in text.split("## What each optimisation bought")[1].split("## Method")[0]
 
 
 def test_bench_ledger_writes_its_section_and_make_bench_keeps_it(tmp_path: Path) -> None:

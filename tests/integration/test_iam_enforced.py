@@ -365,10 +365,15 @@ def enriched_outcome(stack: LocalStack, refresh: str) -> dict[str, Any]:
         "records": len(drain(stack, stack.enriched_queue_url, wait_seconds=0)),
         "quarantined": len(drain(stack, stack.quarantine_queue_url, wait_seconds=0)),
         "rotated_saved": stored["refreshToken"] != refresh and "refreshLease" not in stored,
+        # settled deliveries (a receipt each, one BatchWriteItem per batch)
+        "receipts": sum(
+            i["id"]["S"].startswith("receipt#")
+            for i in stack.client("dynamodb").scan(TableName=stack.table_name)["Items"]
+        ),
     }
 
 
-COMPLETE = {"records": 2, "quarantined": 1, "rotated_saved": True}
+COMPLETE = {"records": 2, "quarantined": 1, "rotated_saved": True, "receipts": 3}
 
 
 def test_the_receiver_works_with_its_role_and_not_without_it(

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 def test_soak_500_webhooks_with_faults_balances() -> None:
     lines: list[str] = []
     result = run_soak(
-        SoakConfig(events=500, workers=3, senders=4, seed=11, timeout=50, verbose=False), say=lines.append
+        SoakConfig(events=500, workers=3, senders=4, seed=11, timeout=300, verbose=False), say=lines.append
     )
     report(result, say=lines.append)
     assert result.verdict.ok, "\n".join(lines)
@@ -137,7 +137,7 @@ def test_soak_with_intake_faults_and_highlevel_retry_policy_balances() -> None:
             workers=3,
             senders=4,
             seed=23,
-            timeout=55,
+            timeout=300,
             verbose=False,
             intake_faults=True,
             sender="highlevel",

@@ -532,6 +532,9 @@ class MemoryLedger:
     def put_receipt(self, dedupe_id: str, outcome: str) -> None:
         self.receipts[dedupe_id] = outcome
 
+    def put_receipts(self, outcomes: Any) -> None:
+        self.receipts.update(outcomes)
+
     def save(self, entry: LedgerEntry) -> None:
         stored = self.items.get(entry.appointment_id)
         if self.conflict_once or (stored.revision if stored else 0) != entry.revision:

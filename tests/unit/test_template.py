@@ -152,7 +152,8 @@ def check_layer(t: Template) -> None:
     layer = resources(t).get("SharedLayer") or {}
     assert layer.get("Type") == "AWS::Serverless::LayerVersion"
     meta = layer.get("Metadata") or {}
-    assert meta.get("BuildMethod") == "python3.13"
+    assert meta.get("BuildMethod") == "makefile"  # compiles the layer (tests/integration/test_layer_build.py)
+    assert "build-SharedLayer:" in (ROOT / "layers/shared/Makefile").read_text()
     assert meta.get("BuildArchitecture") == "arm64"
     p = layer.get("Properties") or {}
     assert p.get("ContentUri") == "layers/shared"
@@ -162,18 +163,74 @@ def check_layer(t: Template) -> None:
 
 
 def check_http_api_route(t: Template) -> None:
-    assert resources(t)["WebhookApi"]["Type"] == "AWS::Serverless::HttpApi"
-    events = props(t, "WebhookFunction").get("Events") or {}
-    routes = [
-        e["Properties"]
-        for e in events.values()
-        if e.get("Type") == "HttpApi"
-        and is_ref(e["Properties"].get("ApiId"), "WebhookApi")
-        and e["Properties"].get("Method") == "POST"
-        and e["Properties"].get("Path") == "/webhooks/appointments"
-    ]
-    assert len(routes) == 1, events
+    """IntakeEndpoint=HttpApi: one POST route to the receiver, everything of it conditional."""
+    api = resources(t)["WebhookApi"]
+    assert api["Type"] == "AWS::Serverless::HttpApi" and api.get("Condition") == "UseHttpApi"
+    assert not (props(t, "WebhookFunction").get("Events") or {}), "a SAM event cannot be conditional"
+    paths = (api["Properties"].get("DefinitionBody") or {}).get("paths") or {}
+    assert list(paths) == ["/webhooks/appointments"], paths
+    assert list(paths["/webhooks/appointments"]) == ["post"]
+    integration = paths["/webhooks/appointments"]["post"]["x-amazon-apigateway-integration"]
+    assert integration.get("type") == "aws_proxy" and integration.get("payloadFormatVersion") == "2.0"
+    assert is_getatt(integration.get("uri"), "WebhookFunction", "Arn")
+    permission = resources(t)["WebhookApiInvokePermission"]
+    assert permission.get("Condition") == "UseHttpApi"
+    assert permission["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    assert "${WebhookApi}/*/POST/webhooks/appointments" in permission["Properties"]["SourceArn"]["Fn::Sub"]
+    assert resources(t)["WebhookApiAccessLogGroup"].get("Condition") == "UseHttpApi"
     assert props(t, "WebhookFunction").get("Timeout", 3) <= 29  # HTTP API integration limit
+
+
+INTAKE_CONDITIONS = {"WebhookApi": "UseHttpApi", "WebhookFunctionUrl": "UseFunctionUrl"}
+
+
+def _references(node: Any, name: str) -> bool:
+    """Whether ``node`` refers to resource ``name`` outside an ``Fn::If`` (Ref, GetAtt or Sub)."""
+    if isinstance(node, dict):
+        if "Fn::If" in node:
+            return False
+        if node.get("Ref") == name or (node.get("Fn::GetAtt") or [None])[0] == name:
+            return True
+        sub = node.get("Fn::Sub")
+        text = sub if isinstance(sub, str) else sub[0] if isinstance(sub, list) else ""
+        if isinstance(text, str) and re.search(r"\$\{" + name + r"[.}]", text):
+            return True
+        return any(_references(v, name) for v in node.values())
+    if isinstance(node, list):
+        return any(_references(v, name) for v in node)
+    return False
+
+
+def check_intake_endpoint(t: Template) -> None:
+    """IntakeEndpoint picks the function URL (default) or the HTTP API; nothing of the other exists."""
+    param = (t.get("Parameters") or {})["IntakeEndpoint"]
+    assert param.get("AllowedValues") == ["FunctionUrl", "HttpApi"] and param.get("Default") == "FunctionUrl"
+    conditions = t.get("Conditions") or {}
+    assert conditions.get("UseHttpApi") == {"Fn::Equals": [{"Ref": "IntakeEndpoint"}, "HttpApi"]}
+    assert conditions.get("UseFunctionUrl") == {"Fn::Equals": [{"Ref": "IntakeEndpoint"}, "FunctionUrl"]}
+    url = resources(t)["WebhookFunctionUrl"]
+    assert url["Type"] == "AWS::Lambda::Url" and url.get("Condition") == "UseFunctionUrl"
+    assert is_getatt(url["Properties"].get("TargetFunctionArn"), "WebhookFunction", "Arn")
+    assert url["Properties"].get("AuthType") == "NONE"  # the receiver verifies HighLevel's signature
+    grants = {
+        r["Properties"]["Action"]: r
+        for r in of_type(t, "AWS::Lambda::Permission").values()
+        if is_ref(r["Properties"].get("FunctionName"), "WebhookFunction")
+        and r["Properties"]["Principal"] == "*"
+    }
+    # Both are required of a function URL (lambda:InvokeFunction since October 2025), scoped to it.
+    assert set(grants) == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}, grants
+    assert grants["lambda:InvokeFunctionUrl"]["Properties"].get("FunctionUrlAuthType") == "NONE"
+    assert grants["lambda:InvokeFunction"]["Properties"].get("InvokedViaFunctionUrl") is True
+    for grant in grants.values():
+        assert grant.get("Condition") == "UseFunctionUrl"
+    for logical_id, resource in resources(t).items():
+        for name, condition in INTAKE_CONDITIONS.items():
+            if logical_id != name and _references(resource, name):
+                assert resource.get("Condition") == condition, f"{logical_id} refers to {name}"
+    for output in (t.get("Outputs") or {}).values():
+        for name in INTAKE_CONDITIONS:
+            assert not _references(output, name), output
 
 
 def check_ingest_queue(t: Template) -> None:
@@ -312,7 +369,13 @@ def check_outputs(t: Template) -> None:
     ):
         assert name in outputs, name
     assert outputs["WebhookUrl"]["Value"] == {
-        "Fn::Sub": "https://${WebhookApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/webhooks/appointments"
+        "Fn::If": [
+            "UseHttpApi",
+            {
+                "Fn::Sub": "https://${WebhookApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/webhooks/appointments"
+            },
+            {"Fn::Sub": "${WebhookFunctionUrl.FunctionUrl}webhooks/appointments"},
+        ]
     }
 
 
@@ -360,6 +423,8 @@ def check_alarms(t: Template) -> None:
         assert a["Statistic"] == "Sum" and a["Threshold"] == 0, metric
     a = _find_alarm(t, "AWS/ApiGateway", "5xx", ApiId={"Ref": "WebhookApi"}, Stage="$default")
     assert a["Threshold"] == 0
+    a = _find_alarm(t, "AWS/Lambda", "Url5xxCount", FunctionName={"Ref": "WebhookFunction"})
+    assert a["Threshold"] == 0
     for alarm in _alarms(t):
         assert alarm.get("TreatMissingData") == "notBreaching", alarm.get("MetricName")
         assert "AlarmActions" in alarm, alarm.get("MetricName")
@@ -372,8 +437,14 @@ def check_alarm_topic_conditions(t: Template) -> None:
 
 
 def _sub_to_json(body: Any) -> Any:
-    assert isinstance(body, dict) and isinstance(body.get("Fn::Sub"), str)
-    text = re.sub(r"\$\{[^}]+\}", "0", body["Fn::Sub"])
+    assert isinstance(body, dict)
+    sub = body.get("Fn::Sub")
+    if isinstance(sub, list):  # [text, variables]: a variable stands for a list of metric rows here
+        text = re.sub(r"\[\$\{([^}.]+)\}\]", lambda m: "[]" if m.group(1) in sub[1] else "[0]", sub[0])
+    else:
+        assert isinstance(sub, str)
+        text = sub
+    text = re.sub(r"\$\{[^}]+\}", "0", text)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -433,7 +504,7 @@ ALLOWED_POLICY_TEMPLATES = {
 }
 # Inline statements (see the comments in template.yaml), by Sid: exactly these actions.
 # With the ledger on (the template always sets it) the idempotency table holds receipts only.
-IDEMPOTENCY_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:PutItem"}
+IDEMPOTENCY_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}
 # The ledger: entries read in batches, written one by one, the locations set grown; no Scan, Query.
 # The reconciler reads it (no Scan or Query) and writes only its own cursor items.
 LEDGER_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
@@ -554,7 +625,7 @@ def check_enricher_grants(t: Template) -> None:
     assert queues == {"EnrichedQueue", "QuarantineQueue", "IngestQueue"}  # the ingest queue: hand-backs
     assert not any("DynamoDB" in name for name in grants), "DynamoDB through a broad policy template"
     table = inline["IdempotencyRecords"]
-    assert set(as_list(table["Action"])) == IDEMPOTENCY_ACTIONS  # no Scan, Query, BatchWriteItem
+    assert set(as_list(table["Action"])) == IDEMPOTENCY_ACTIONS  # no Scan, Query, DeleteItem
     assert table["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
     assert len(grants.get("AWSSecretsManagerGetSecretValuePolicy", [])) == 1
     webhook = props(t, "WebhookFunction").get("Policies")
@@ -702,6 +773,7 @@ CHECKS: dict[str, Callable[[Template], None]] = {
         check_runtime_and_arch,
         check_layer,
         check_http_api_route,
+        check_intake_endpoint,
         check_ingest_queue,
         check_enricher_event_source,
         check_environment,
@@ -780,11 +852,36 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ("layer build method", "check_layer", _delete(R, "SharedLayer", "Metadata", "BuildMethod")),
     ("layer build arch", "check_layer", _delete(R, "SharedLayer", "Metadata", "BuildArchitecture")),
     ("layer content", "check_layer", _delete(R, "SharedLayer", P, "ContentUri")),
+    ("route", "check_http_api_route", _set("x", R, "WebhookApiInvokePermission", P, "SourceArn", "Fn::Sub")),
+    ("route condition", "check_http_api_route", _delete(R, "WebhookApi", "Condition")),
     (
-        "route",
+        "route integration",
         "check_http_api_route",
-        _set("GET", R, "WebhookFunction", P, "Events", "AppointmentWebhook", P, "Method"),
+        _set(
+            "1.0",
+            R,
+            "WebhookApi",
+            P,
+            "DefinitionBody",
+            "paths",
+            "/webhooks/appointments",
+            "post",
+            "x-amazon-apigateway-integration",
+            "payloadFormatVersion",
+        ),
     ),
+    ("intake default", "check_intake_endpoint", _set("HttpApi", "Parameters", "IntakeEndpoint", "Default")),
+    ("url auth", "check_intake_endpoint", _set("AWS_IAM", R, "WebhookFunctionUrl", P, "AuthType")),
+    ("url condition", "check_intake_endpoint", _delete(R, "WebhookFunctionUrl", "Condition")),
+    ("url invoke grant", "check_intake_endpoint", _delete(R, "WebhookFunctionUrlInvokePermission")),
+    (
+        "url invoke scope",
+        "check_intake_endpoint",
+        _delete(R, "WebhookFunctionUrlInvokePermission", P, "InvokedViaFunctionUrl"),
+    ),
+    ("api log group", "check_http_api_route", _delete(R, "WebhookApiAccessLogGroup", "Condition")),
+    ("api grant", "check_intake_endpoint", _delete(R, "WebhookApiInvokePermission", "Condition")),
+    ("api alarm", "check_intake_endpoint", _delete(R, "WebhookApi5xxAlarm", "Condition")),
     ("fifo", "check_ingest_queue", _delete(R, "IngestQueue", P, "FifoQueue")),
     ("content dedup", "check_ingest_queue", _delete(R, "IngestQueue", P, "ContentBasedDeduplication")),
     ("redrive", "check_ingest_queue", _delete(R, "IngestQueue", P, "RedrivePolicy")),
@@ -844,6 +941,7 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ("429 alarm", "check_alarms", _delete(R, "Upstream429Alarm")),
     ("auth alarm", "check_alarms", _delete(R, "UpstreamAuthFailureAlarm")),
     ("5xx alarm", "check_alarms", _delete(R, "WebhookApi5xxAlarm")),
+    ("url 5xx alarm", "check_alarms", _delete(R, "WebhookUrl5xxAlarm")),
     ("age alarm", "check_alarms", _delete(R, "IngestOldestMessageAgeAlarm")),
     ("quarantine alarm", "check_alarms", _delete(R, "QuarantineDepthAlarm")),
     ("dlq alarm", "check_alarms", _delete(R, "IngestDLQDepthAlarm")),

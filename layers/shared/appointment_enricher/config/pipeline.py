@@ -156,6 +156,10 @@ LocationIds = Annotated[
 class ReconcilerSettings(_Settings):
     """ReconcilerFunction: what it sweeps, where it reads the ledger, where it enqueues."""
 
+    # Built on first validation, not at class creation: the enricher imports this module too and
+    # would otherwise pay for a validator it never uses (cold start, BENCHMARKS.md).
+    model_config = ConfigDict(**_Settings.model_config, defer_build=True)
+
     INGEST_QUEUE_URL: str
     LEDGER_TABLE_NAME: str  # the comparison needs it, and the cursors live there
     POWERLEADS_API_BASE_URL: str = DEFAULT_API_BASE_URL

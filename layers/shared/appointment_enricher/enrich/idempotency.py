@@ -13,7 +13,8 @@ publish records ten at a time after a shared, coalesced fetch.
 from __future__ import annotations
 
 import enum
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 
 class Claim(enum.Enum):
@@ -26,6 +27,13 @@ class Idempotency(Protocol):
     def claim(self, dedupe_id: str, remaining_ms: int) -> Claim: ...
     def complete(self, dedupe_id: str, result: dict[str, Any]) -> None: ...
     def release(self, dedupe_id: str, reason: Exception) -> None: ...
+
+
+@runtime_checkable
+class BulkCompletion(Protocol):
+    """An ``Idempotency`` that completes a batch's claims in one request (the ledger's receipts)."""
+
+    def complete_all(self, results: Mapping[str, dict[str, Any]]) -> None: ...
 
 
 class NoIdempotency:

@@ -4,7 +4,8 @@ count outcomes, log one line per item.
 Claims are completed after publishing or quarantining (a late duplicate of either does nothing)
 and released when the record will be retried, so the retry can finish what failed part-way.
 They are settled on the pool (independent DynamoDB writes): a batch of ten pays about one write
-round trip instead of ten in a row.
+round trip instead of ten in a row; the ledger's receipts (``BulkCompletion``) go in one
+BatchWriteItem, the same write units as ten PutItems in one request.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..clocks import WallClock
-from .idempotency import Idempotency
+from .idempotency import BulkCompletion, Idempotency
 from .items import Item, Outcome, Stats
 
 METRICS: Mapping[Outcome, str] = {
@@ -46,6 +47,17 @@ def _metric(item: Item) -> str | None:
     return METRICS.get(item.outcome)
 
 
+def _completion(item: Item) -> dict[str, Any] | None:
+    """What completes the item's claim (None: release it, the record will be retried)."""
+    if item.outcome in (Outcome.PUBLISHED, Outcome.SUPPRESSED):
+        ready = item.ready
+        deleted = bool(ready and ready.record.deleted)
+        return {"published": item.outcome is Outcome.PUBLISHED, "deleted": deleted}
+    if item.outcome is Outcome.QUARANTINED:
+        return {"quarantined": True, "errorType": item.error_type}
+    return None
+
+
 class Settler:
     def __init__(
         self,
@@ -69,8 +81,12 @@ class Settler:
                     self._quarantine(item)
                 except Exception as exc:  # noqa: BLE001 - could not park it: keep it on the queue
                     item.fail(Outcome.RETRY, "QuarantineFailed", f"{type(exc).__name__}: {exc}")
-        for _ in self.pool.map(self._settle_claim, [i for i in items if i.claimed]):
-            pass
+        claimed = [i for i in items if i.claimed]
+        if isinstance(self.idempotency, BulkCompletion):
+            self._settle_in_bulk(self.idempotency, claimed)
+        else:
+            for _ in self.pool.map(self._settle_claim, claimed):
+                pass
         for item in items:
             metric = _metric(item)
             if metric:
@@ -99,17 +115,28 @@ class Settler:
         if dedupe is None:
             return
         try:
-            if item.outcome in (Outcome.PUBLISHED, Outcome.SUPPRESSED):
-                ready = item.ready
-                deleted = bool(ready and ready.record.deleted)
-                published = item.outcome is Outcome.PUBLISHED
-                self.idempotency.complete(dedupe, {"published": published, "deleted": deleted})
-            elif item.outcome is Outcome.QUARANTINED:
-                self.idempotency.complete(dedupe, {"quarantined": True, "errorType": item.error_type})
+            result = _completion(item)
+            if result is not None:
+                self.idempotency.complete(dedupe, result)
             else:
                 self.idempotency.release(dedupe, RuntimeError(item.error_type or "failed"))
         except Exception as exc:  # noqa: BLE001 - the outcome stands; the claim expires on its own
             self.log("warning", "idempotency update failed", error=type(exc).__name__, dedupeId=dedupe)
+
+    def _settle_in_bulk(self, bulk: BulkCompletion, claimed: list[Item]) -> None:
+        """Every completion in one request; releases one by one (never raises)."""
+        results: dict[str, dict[str, Any]] = {}
+        for item in claimed:
+            result = _completion(item)
+            if item.dedupe_id is not None and result is not None:
+                results[item.dedupe_id] = result
+            elif result is None:
+                self._settle_claim(item)
+        try:
+            bulk.complete_all(results)
+        except Exception as exc:  # noqa: BLE001 - the outcomes stand; a redelivery is caught downstream
+            for dedupe in results:
+                self.log("warning", "idempotency update failed", error=type(exc).__name__, dedupeId=dedupe)
 
     def _quarantine(self, item: Item) -> None:
         parsed = item.parsed

@@ -214,14 +214,18 @@ class ReceiptClaims:
         return Claim.NEW
 
     def complete(self, dedupe_id: str, result: dict[str, Any]) -> None:
-        outcome = (
-            "quarantined"
-            if result.get("quarantined")
-            else "published"
-            if result.get("published")
-            else "suppressed"
-        )
-        self.ledger.put_receipt(dedupe_id, outcome)
+        self.ledger.put_receipt(dedupe_id, _receipt_outcome(result))
+
+    def complete_all(self, results: Mapping[str, dict[str, Any]]) -> None:
+        """``complete`` for a whole batch in one request (``BulkCompletion``)."""
+        if results:
+            self.ledger.put_receipts({d: _receipt_outcome(r) for d, r in results.items()})
 
     def release(self, dedupe_id: str, reason: Exception) -> None:
         return None
+
+
+def _receipt_outcome(result: Mapping[str, Any]) -> str:
+    if result.get("quarantined"):
+        return "quarantined"
+    return "published" if result.get("published") else "suppressed"

@@ -152,6 +152,13 @@ class UnprocessedKeys(EnricherError, RuntimeError):
     retryable = True
 
 
+class UnprocessedWrites(EnricherError, RuntimeError):
+    """A DynamoDB batch write left items unprocessed after its retries."""
+
+    error_type = "LedgerUnavailable"
+    retryable = True
+
+
 class LedgerReader(Protocol):
     """What the reconciler reads."""
 
@@ -173,6 +180,11 @@ class Ledger(LedgerReader, Protocol):
 
     def put_receipt(self, dedupe_id: str, outcome: str) -> None:
         """Record that a delivery was settled (expires with the idempotency window)."""
+        ...
+
+    def put_receipts(self, outcomes: Mapping[str, str]) -> None:
+        """``put_receipt`` for each dedupe id -> outcome, in as few requests as the store allows
+        (one BatchWriteItem for a batch of ten)."""
         ...
 
     def save(self, entry: LedgerEntry) -> None:
