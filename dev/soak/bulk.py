@@ -24,15 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +40,7 @@ from unittest import mock
 from appointment_enricher.wire import IngestMessage, rfc3339
 from dev.soak.collect import Collector
 from dev.soak.plan import appointment_event
-from dev.soak.processes import start_moto_process, start_worker_process, stop_process
+from dev.soak.processes import children, start_moto_process, start_worker_process
 
 LOCATION_A = "BulkLocationAAAAAAAA"
 LOCATION_B = "BulkLocationBBBBBBBB"
@@ -97,17 +95,6 @@ class BulkResult:
         )
 
 
-@contextmanager
-def _children() -> Iterator[list[subprocess.Popen[str]]]:
-    """The run's child processes, stopped (by their own pids) whatever happens."""
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        yield procs
-    finally:
-        for proc in reversed(procs):
-            stop_process(proc)
-
-
 def _message(appointment_id: str, location: str) -> dict[str, Any]:
     webhook_id = f"bulk-{appointment_id}-{uuid.uuid4().hex[:8]}"
     webhook = {
@@ -152,7 +139,7 @@ def run_bulk(config: BulkConfig, say: Callable[[str], None] = print) -> BulkResu
     sent_b: dict[str, float] = {}
     try:
         with (
-            _children() as procs,
+            children() as procs,
             (log_dir / "workers.log").open("w") as worker_log,
             mock.patch.dict(os.environ),
         ):
