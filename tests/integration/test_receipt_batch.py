@@ -127,4 +127,6 @@ def test_a_batch_of_ten_is_settled_with_one_receipt_request(
         dict.fromkeys(webhooks, "published")
     )
     assert calls.count("BatchWriteItem") == 1, calls
-    assert calls.count("PutItem") == 10, calls  # the ten conditional ledger writes, no receipt among them
+    # Per appointment two conditional ledger writes (the write-ahead with the state pending, then
+    # its promotion to announced once published), no receipt among them.
+    assert calls.count("PutItem") == 20, calls

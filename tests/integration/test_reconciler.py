@@ -244,10 +244,14 @@ def fast_sandbox() -> Iterator[SandboxServer]:
 
 
 def on_clock(reconciler: Reconciler, clock: FakeClock) -> None:
-    """The reconciler's pacer, client and sleeps on a fake clock that moves only when it sleeps."""
+    """The reconciler's pacer, client, fleet budget and sleeps on a fake clock that moves only when
+    it sleeps (the budget's epoch too: its bucket is in epoch seconds, here the clock's)."""
     client = cast(PowerLeadsClient, reconciler.lister)
     reconciler.monotonic, reconciler.sleep, reconciler.pacer.monotonic = clock, clock.sleep, clock
     client.monotonic, client.sleep, client.gate.monotonic = clock, clock.sleep, clock
+    assert client.budget is not None, "the reconciler spends from the fleet budget"
+    client.budget.epoch = client.budget.monotonic = clock
+    client.budget.sleep = clock.sleep
 
 
 def window_on_clock(sandbox: SandboxServer, clock: FakeClock) -> list[float]:
@@ -263,10 +267,6 @@ def window_on_clock(sandbox: SandboxServer, clock: FakeClock) -> list[float]:
     return stamps
 
 
-@pytest.mark.xfail(
-    reason="predates the fleet budget (#19): to be re-based on the shared budget",
-    strict=False,
-)
 def test_keeps_to_its_share_and_yields_to_a_busy_enricher(
     recon_env: dict[str, str], fast_sandbox: SandboxServer, local_stack: LocalStack
 ) -> None:
