@@ -124,10 +124,11 @@ class EnricherService:
             suppress_unchanged=self.suppress_unchanged,
             time_left=lambda: remaining_ms() >= self.deadline_margin_seconds * PUBLISH_RESERVE_SHARE * 1000,
         )
-        announce(self.tracker, tracks, self._pool, self.log)
+        announced = announce(self.tracker, tracks, self._pool, self.log)  # overlaps the settling
         Settler(self.quarantine, self.idempotency, self._pool, now=self.now, log=self.log).settle(
             items, stats
         )
+        announced()
         if self.handback is not None:
             self.handback.hand_back(items, stats)
         return items
