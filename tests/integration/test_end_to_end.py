@@ -15,46 +15,34 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from appointment_enricher.powerleads.client import RetryPolicy
 from appointment_enricher.reconcile.rules import decide
 from dev.fakes.lambda_context import LambdaContext, make_context
-from dev.fakes.lambda_loader import load_function_module
 from dev.fakes.sandbox import SandboxServer
 from dev.stack.awslocal import LocalStack
-from tests.integration.test_change_tracking import T0, T1, entry, ledger, send
+from tests.integration.test_change_tracking import (
+    T0,
+    T1,
+    driver,
+    enricher,
+    entry,
+    ledger,
+    sandbox_server,
+    send,
+)
 from tests.integration.test_enricher_pipeline import Driver, appointment_id, published, put
 
 pytestmark = pytest.mark.integration
 
+__all__ = ["driver", "enricher", "sandbox_server"]  # the change-tracking tests' fixtures, shared
+
 START0 = "2026-12-10T10:00:00+00:00"
 START1 = "2026-12-11T15:00:00+00:00"
-
-
-@pytest.fixture(scope="module")
-def sandbox_server() -> Iterator[SandboxServer]:
-    with SandboxServer(rate_limit_interval_ms=300) as server:
-        yield server
-
-
-@pytest.fixture
-def enricher(stack_env: dict[str, str]) -> ModuleType:
-    module = load_function_module("enricher")
-    module.service.source.retry = RetryPolicy(base_delay=0.02, max_delay=0.1, max_attempts=3)
-    module.service.deadline_margin_seconds = 1.0
-    module.service.publisher.sleep = lambda _: None
-    return module
-
-
-@pytest.fixture
-def driver(enricher: ModuleType, local_stack: LocalStack) -> Driver:
-    return Driver(enricher, local_stack)
 
 
 def _break_topic(enricher: ModuleType) -> tuple[Any, str]:
