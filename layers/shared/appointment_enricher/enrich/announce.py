@@ -26,6 +26,7 @@ def announce(
     log: Callable[..., None],
 ) -> Callable[[], None]:
     """Start the announce writes; the returned call waits for them (it never raises)."""
+
     def one(track: Track) -> None:
         try:
             tracker.announce(track)
