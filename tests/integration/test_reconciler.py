@@ -16,7 +16,7 @@ from appointment_enricher.config import ReconcilerSettings
 from appointment_enricher.powerleads.client import PowerLeadsClient
 from appointment_enricher.reconcile.run import Reconciler
 from appointment_enricher.reconcile.wiring import build_reconciler
-from appointment_enricher.wire import IngestMessage, reconcile_dedupe_id
+from appointment_enricher.wire import IngestMessage, reconcile_dedupe_id, rfc3339
 from dev.fakes.lambda_context import make_context
 from dev.fakes.lambda_loader import Handler, load_function_module, load_handler
 from dev.fakes.sandbox import DEFAULT_TOKEN, Fault, SandboxServer
@@ -372,3 +372,63 @@ def test_the_enricher_publishes_the_recovery_and_the_next_run_finds_nothing_new(
     assert record["appointment"]["dateUpdated"] == event["dateUpdated"]
     again = invoke(reconcile, {"locationIds": [LOC]})
     assert again["enqueued"] == 0 and again["skipped"] == 1, again
+
+
+def _queue_webhook(local_stack: LocalStack, event: dict[str, Any]) -> None:
+    """What the receiver enqueues for a webhook (group = appointment, dedupe = webhookId)."""
+    webhook_id = "wh-" + event["id"]
+    body = json.dumps(
+        {"type": "AppointmentUpdate", "locationId": LOC, "webhookId": webhook_id, "appointment": event}
+    )
+    local_stack.client("sqs").send_message(
+        QueueUrl=local_stack.ingest_queue_url,
+        MessageBody=IngestMessage(body, rfc3339(datetime.now(UTC)), webhook_id).encode(),
+        MessageGroupId=event["id"],
+        MessageDeduplicationId=webhook_id,
+    )
+
+
+def _drain_enricher(poller: Any) -> None:
+    while poller.poll_once():
+        pass
+
+
+def test_a_sweep_during_a_backlog_adds_no_record_and_no_fetch(
+    reconcile: Handler, poller: Any, sandbox: SandboxServer, local_stack: LocalStack, placed: list[str]
+) -> None:
+    """N webhooks queued, the reconciler sweeps first (N reconcile duplicates), the enricher
+    drains: N records, N appointment fetches, every reconcile message acknowledged."""
+    events = [put(sandbox, placed, recent_event(f"ReconBacklog{i:03d}", LOC)) for i in range(3)]
+    for event in events:
+        _queue_webhook(local_stack, event)
+    sandbox.clear_log()
+    assert invoke(reconcile, {"locationIds": [LOC]})["enqueued"] == len(events)
+    listings = sandbox.count("/calendars/")
+    _drain_enricher(poller)
+    records = [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url)]
+    mine = [r for r in records if r.get("appointmentId") in {e["id"] for e in events}]
+    assert sorted(r["trigger"] for r in mine) == ["webhook"] * len(events)
+    fetches = sandbox.count("/calendars/events/appointments/")
+    assert fetches == len(events) and sandbox.count() == listings + fetches
+    assert drain(local_stack, local_stack.ingest_queue_url, wait_seconds=0) == []
+    assert drain(local_stack, local_stack.ingest_dlq_url, wait_seconds=0) == []
+    assert drain(local_stack, local_stack.quarantine_queue_url, wait_seconds=0) == []
+
+
+def test_a_reconcile_message_newer_than_the_announced_state_is_fetched_and_published(
+    reconcile: Handler, poller: Any, sandbox: SandboxServer, local_stack: LocalStack, placed: list[str]
+) -> None:
+    event = put(
+        sandbox, placed, recent_event("ReconNewer0001", LOC, updated=datetime(2026, 1, 2, tzinfo=UTC))
+    )
+    _queue_webhook(local_stack, event)
+    _drain_enricher(poller)
+    put(sandbox, placed, {**event, "dateUpdated": "2026-01-03T00:00:00.000Z", "title": "moved"})
+    sandbox.clear_log()
+    assert invoke(reconcile, {"locationIds": [LOC]})["enqueued"] == 1
+    _drain_enricher(poller)
+    records = [json.loads(m["Body"]) for m in drain(local_stack, local_stack.enriched_queue_url)]
+    mine = [r for r in records if r.get("appointmentId") == event["id"]]
+    assert [r["trigger"] for r in mine] == ["webhook", "reconcile"]
+    assert mine[-1]["appointment"]["title"] == "moved" and mine[-1]["change"]["kind"] == "updated"
+    assert sandbox.count("/calendars/events/appointments/") == 1

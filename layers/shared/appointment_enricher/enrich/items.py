@@ -1,8 +1,9 @@
 """One SQS record through the enricher, and the state it is in: a type per stage.
 
 ``Unparsed`` (quarantined at once) -> ``Parsed`` (ingest message, routing fields, webhook) ->
-``Ready`` (record built, measured and tracked; waiting for its publish round). The outcome is
-separate: an item may stop at any stage as DUPLICATE, QUARANTINED or RETRY.
+``Ready`` (record built, measured and tracked; waiting for its publish round), or ``Covered``
+(a reconcile message with nothing new, waiting for its round to settle without a record). The
+outcome is separate: an item may stop at any stage as DUPLICATE, QUARANTINED or RETRY.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class Outcome(enum.Enum):
     QUARANTINED = "quarantined"
     RETRY = "retry"
     RESENT = "resent"  # throttled, sent again as a new message (``handback``): acknowledged
+    # A reconcile message whose state a record already announced (or one earlier in its group
+    # announces): no fetch, no record; receipted like a publish (``prepare.covered``).
+    COVERED = "covered"
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,15 @@ class Ready:
     change: Change | None
 
 
-Stage = Unparsed | Parsed | Ready
+@dataclass(frozen=True)
+class Covered:
+    """A reconcile message the ledger's state already covers: settled in its place in the
+    publish rounds (so it shares the fate of an earlier record of its group), never published."""
+
+    parsed: Parsed
+
+
+Stage = Unparsed | Parsed | Ready | Covered
 
 
 @dataclass
@@ -78,7 +90,9 @@ class Item:
     @property
     def parsed(self) -> Parsed | None:
         stage = self.stage
-        return stage.parsed if isinstance(stage, Ready) else stage if isinstance(stage, Parsed) else None
+        if isinstance(stage, Ready | Covered):
+            return stage.parsed
+        return stage if isinstance(stage, Parsed) else None
 
     @property
     def ready(self) -> Ready | None:

@@ -1,5 +1,6 @@
 """Steps 2-4 for one FIFO group (one appointment), in batch order, on a worker thread:
-claim each message, fetch the appointment once for the whole group (coalescing; deletes need
+claim each message, settle a reconcile message whose state is already out without a fetch
+(``Covered``), fetch the appointment once for the whole group (coalescing; deletes need
 none), check it, track its change, build and measure each record, then write the ledger.
 
 A record that fails retryably fails every later record of its group (they return to the queue
@@ -28,7 +29,7 @@ from ..related import RelatedResult
 from ..wire import try_upstream_time
 from .fetch import AppointmentSource, FetchFailure, FetchResult, NotFound, fetch, not_found_is_final
 from .idempotency import Claim, Idempotency
-from .items import Item, Outcome, ParsedItem, Ready, retry_rest
+from .items import Covered, Item, Outcome, ParsedItem, Ready, retry_rest
 from .parse import validation_summary
 from .related import RelatedBatch, Transient
 from .track import NoTracking, Track, Tracker
@@ -114,6 +115,8 @@ class GroupPreparer:
             if ref.appointment_id not in tracks:
                 tracks[ref.appointment_id] = Track(ref, known.get(ref.appointment_id))
             track = tracks[ref.appointment_id]
+            if self._covered(entry, track):
+                continue
             appointment: Appointment | None = None
             result: FetchResult | None = None
             if ref.type != "AppointmentDelete":
@@ -147,6 +150,16 @@ class GroupPreparer:
                 entry, appointment, track, context.now, related, deleted_by=_why_deleted(ref.type, result)
             )
         return self._save(tracks, claimed)
+
+    def _covered(self, entry: ParsedItem, track: Track) -> bool:
+        """A reconcile duplicate of a state already out: no fetch, no record (``Track.covers``)."""
+        parsed = entry.parsed
+        date = try_upstream_time(parsed.webhook.appointment.dateUpdated)
+        deleted = parsed.ref.type == "AppointmentDelete"
+        if not self.tracker.enabled or not track.covers(parsed.ingest.trigger, deleted, date):
+            return False
+        entry.item.stage = Covered(parsed)
+        return True
 
     def _problem(
         self, entry: ParsedItem, result: FetchResult, track: Track, now: datetime
@@ -242,4 +255,4 @@ def _why_deleted(event_type: str, result: FetchResult | None) -> str:
 
 
 def _ready(items: list[Item]) -> list[Item]:
-    return [item for item in items if item.ready is not None]
+    return [item for item in items if item.ready is not None or isinstance(item.stage, Covered)]

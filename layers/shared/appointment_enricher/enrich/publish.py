@@ -3,8 +3,10 @@ good standing (ten per call), so a failed publish never lets a later record of t
 appointment overtake it: the failed one and the rest of its group return to the queue.
 
 With ``suppress_unchanged``, a record whose change is ``unchanged`` is not published: it is
-settled as SUPPRESSED (counted and logged), in its place in the round. An entry SNS or SQS
-rejects as the sender's fault (``SenderFault``) is quarantined with the reason, not retried. No
+settled as SUPPRESSED (counted and logged), in its place in the round; so is a ``Covered``
+reconcile message, as COVERED (no record), so an earlier failure of its group retries it too.
+An entry SNS or SQS rejects as the sender's fault (``SenderFault``) is quarantined with the
+reason, not retried. No
 round starts once the batch deadline is near: what is left retries, in order.
 """
 
@@ -14,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ..outbound import OutboundMessage, PermanentEntryError
-from .items import Item, Outcome, Ready, retry_rest
+from .items import Covered, Item, Outcome, Ready, retry_rest
 
 
 class RecordPublisher(Protocol):
@@ -23,6 +25,10 @@ class RecordPublisher(Protocol):
 
 def _suppressed(ready: Ready, suppress_unchanged: bool) -> bool:
     return suppress_unchanged and ready.change is not None and ready.change.kind == "unchanged"
+
+
+def _in_round(item: Item) -> bool:
+    return item.ready is not None or isinstance(item.stage, Covered)
 
 
 def _failed(item: Item, reason: str) -> None:
@@ -44,6 +50,9 @@ def _out_of_time(queues: list[list[Item]], time_left: Callable[[], bool] | None)
 def _outgoing(heads: list[Item], suppress_unchanged: bool) -> list[OutboundMessage]:
     outgoing: list[OutboundMessage] = []
     for item in heads:
+        if isinstance(item.stage, Covered):  # its state is out (or goes out earlier in this round order)
+            item.outcome = Outcome.COVERED
+            continue
         ready = item.ready
         if ready is None:  # filtered above; a stage never goes back
             continue
@@ -63,7 +72,7 @@ def publish_in_rounds(
 ) -> None:
     """``time_left``: False once a round may no longer start (the batch deadline: announcing,
     receipts and quarantine must still fit before the Lambda timeout); the rest retry."""
-    queues = [[i for i in group if i.outcome is Outcome.PENDING and i.ready] for group in groups]
+    queues = [[i for i in group if i.outcome is Outcome.PENDING and _in_round(i)] for group in groups]
     while True:
         if _out_of_time(queues, time_left):
             return

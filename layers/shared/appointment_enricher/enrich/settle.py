@@ -24,6 +24,7 @@ METRICS: Mapping[Outcome, str] = {
     Outcome.QUARANTINED: "RecordsQuarantined",
     Outcome.RETRY: "RecordsRetried",
     Outcome.SUPPRESSED: "UnchangedSuppressed",
+    Outcome.COVERED: "ReconcileAlreadyAnnounced",
 }
 
 
@@ -49,6 +50,8 @@ def _metric(item: Item) -> str | None:
 
 def _completion(item: Item) -> dict[str, Any] | None:
     """What completes the item's claim (None: release it, the record will be retried)."""
+    if item.outcome is Outcome.COVERED:  # receipted, so a redelivery of it is a duplicate
+        return {"published": False, "deleted": False, "covered": True}
     if item.outcome in (Outcome.PUBLISHED, Outcome.SUPPRESSED):
         ready = item.ready
         deleted = bool(ready and ready.record.deleted)

@@ -73,6 +73,20 @@ class Track:
             return False
         return is_stale(fetched_date_updated, current.date_updated, ledger_deleted=current.deleted)
 
+    def covers(self, trigger: str, listed_deleted: bool, listed_date_updated: datetime | None) -> bool:
+        """True when a reconcile message adds nothing to the state this track holds: the announced
+        one, or the one an earlier record of this batch announces (its fate is shared in the
+        publish rounds). Its dateUpdated is not newer, its deleted flag agrees, and the state is
+        not a 404 tombstone (every live listing of one must publish, a repair). A ``backfill`` is
+        an operator's explicit request and always publishes; a missing, unannounced or
+        pending-only entry (``current`` None) is processed as usual."""
+        current = self.current
+        if trigger != "reconcile" or current is None or current.date_updated is None:
+            return False
+        if listed_date_updated is None or current.repairable or listed_deleted != current.deleted:
+            return False
+        return listed_date_updated <= current.date_updated
+
     def propose(
         self,
         dedupe_id: str,
@@ -228,4 +242,6 @@ class ReceiptClaims:
 def _receipt_outcome(result: Mapping[str, Any]) -> str:
     if result.get("quarantined"):
         return "quarantined"
+    if result.get("covered"):
+        return "covered"
     return "published" if result.get("published") else "suppressed"

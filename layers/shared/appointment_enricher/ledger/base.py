@@ -20,7 +20,7 @@ Item layout (a contract with the reconciler; key ``id`` (S), TTL ``expiration`` 
   (``webhook``, ``fetched``, ``notFound``; see ``DeletedBy``). ``sequence`` (N): the last record
   sequence handed out; ``sequences`` (S, JSON ``{dedupeId: sequence}``) those of ``recent``.
 * ``id = "locations"``: ``locationIds`` (SS), every location the ledger has seen.
-* ``id = "receipt#<dedupeId>"``: ``outcome`` (S: published, suppressed or quarantined),
+* ``id = "receipt#<dedupeId>"``: ``outcome`` (S: published, suppressed, covered or quarantined),
   ``expiration`` (N): a delivery that was settled; a later delivery of it is a duplicate. With
   the ledger on, these replace the idempotency table's claims (see ``enrich.track``).
 """
