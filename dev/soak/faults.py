@@ -14,6 +14,8 @@ from typing import Any
 from dev.soak.config import SoakConfig
 from dev.soak.plan import Plan
 
+INTAKE_WRITES_BETWEEN_FAULTS = 8  # queue writes that go through between two rounds of intake faults
+
 
 @dataclass
 class IntakeFaultStats:
@@ -23,25 +25,35 @@ class IntakeFaultStats:
 def inject_intake_faults(
     proxy: Any, rng: random.Random, stop: threading.Event, stats: IntakeFaultStats
 ) -> None:
-    """Every ~0.7 s (when the last ones were used up), the next one or two queue writes fail:
-    mostly fast (500, 503, throttling, landed then 500); every 8th time slow (hang, trickle),
-    which costs the receiver its whole budget. Faults never pile up into a long outage: the
-    point is transient failures, which a sender retrying only 429 must ride out."""
+    """Every ~0.7 s (when the last ones were used up and at least ``INTAKE_WRITES_BETWEEN_FAULTS``
+    queue writes went through since), the next one or two queue writes fail: mostly fast (500,
+    503, throttling, landed then 500); every 8th time slow (hang, trickle), which costs the
+    receiver its whole budget. Faults never pile up into a long outage: the point is transient
+    failures, which a sender retrying only 429 must ride out.
+
+    The gap is counted in writes, not only in time: the sender's 10-minute retry spacing is
+    compressed to about half a second, so on a slow (loaded) machine a time-based cadence alone
+    lets one retrying webhook be the next write after six fault rounds in a row and be given up,
+    an outage no real intake fault rate makes."""
     from dev.fakes.faultproxy import Fault  # noqa: PLC0415
 
     fast = [Fault.error(500), Fault.error(503), Fault.throttle(), Fault.landed_then_error(500)]
     slow = [Fault.hang(5.0), Fault.trickle(4.0)]
     slow_due = False
+    next_after = 0  # SendMessage requests the proxy must have seen before the next faults
     for round_ in itertools.count(1):
         if stop.wait(0.7):
             return
         slow_due = slow_due or round_ % 8 == 0  # kept until it can be queued
-        if proxy.pending():
+        with proxy.stats.lock:
+            writes = proxy.stats.requests["SendMessage"]
+        if proxy.pending() or writes < next_after:
             continue
         faults = [rng.choice(fast) for _ in range(rng.randint(1, 2))]
         if slow_due:
             faults, slow_due = [rng.choice(slow)], False
         proxy.queue(faults)
+        next_after = writes + len(faults) + INTAKE_WRITES_BETWEEN_FAULTS
         for fault in faults:
             stats.queued[fault.kind] += 1
 
