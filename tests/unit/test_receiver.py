@@ -544,7 +544,7 @@ def test_a_queue_write_past_the_deadline_is_429_at_the_deadline():
     elapsed = time.monotonic() - started
     assert_error(reply, 429, "queue_timeout")
     assert reply.headers["retry-after"] == "60"
-    assert 0.2 <= elapsed < 0.5, elapsed
+    assert 0.2 <= elapsed < 0.9, elapsed  # the deadline, not the 1 s write (room for a loaded machine)
     # The write carries on and may land: the retry's identical dedupe id makes that harmless.
     assert sink.finished.wait(2)
     assert sink.sent[0]["dedupe_id"] == reply.dedupe_id == "wh-0001"
@@ -558,7 +558,7 @@ def test_a_queue_write_within_the_deadline_is_accepted():
 def test_a_deadline_already_passed_defers_without_waiting():
     started = time.monotonic()
     reply = deliver(raw(webhook()), sink=SlowSink(0.5), deadline=started - 1)
-    assert (reply.status, time.monotonic() - started < 0.2) == (429, True)
+    assert (reply.status, time.monotonic() - started < 0.45) == (429, True)  # not the 0.5 s write
 
 
 def test_accepted_only_after_the_write_returned():
