@@ -204,12 +204,11 @@ def test_no_import_cycles_anywhere_in_the_repository() -> None:
 
 
 def test_every_sub_package_lists_its_modules_in_all() -> None:
-    """``__all__`` in each ``__init__.py`` names exactly the sub-package's modules and sub-packages."""
+    """``__all__`` in each ``__init__.py`` (the package's own included) names exactly its modules
+    and sub-packages."""
     problems = {}
     for init in sorted(PACKAGE_DIR.rglob("__init__.py")):
         folder = init.parent
-        if folder == PACKAGE_DIR:
-            continue
         children = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
         children |= {p.name for p in folder.iterdir() if (p / "__init__.py").exists()}
         tree = ast.parse(init.read_text(encoding="utf-8"))

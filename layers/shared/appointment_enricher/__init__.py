@@ -4,6 +4,8 @@ The domain sits at the top and imports neither boto3 nor requests:
 
 - ``models``: pydantic shapes of the webhook, Get Appointment and the enriched record.
 - ``enrichment``: pure rules, webhook + fetched appointment -> enriched record.
+- ``related``: shapes of the contact, calendar, user and location; the contact allow-list; local
+  times.
 - ``changes``: pure diff rules of a record's ``change``.
 - ``outbound``: a record as it goes out (body, attributes, FIFO ids, size).
 - ``wire``: what crosses a boundary and how (strict JSON, ids, dedupe ids, the ingest message).
@@ -17,11 +19,14 @@ One sub-package per concern around it, each a port and its adapters:
 - ``ledger``: each appointment as last published (port, DynamoDB adapter).
 - ``reconcile``: rules, run, cursors (ReconcilerFunction, ``plenrich reconcile``).
 - ``powerleads``: the HTTP client, tokens, OAuth, the token secret.
+- ``budget``: the upstream rate budget every container and the reconciler share (GCRA arithmetic,
+  in-process and DynamoDB buckets, the per-container spender).
 - ``aws``: SDK settings, SQS queues, the SNS/SQS publisher.
 """
 
 __all__ = [
     "aws",
+    "budget",
     "changes",
     "clocks",
     "config",
@@ -34,5 +39,6 @@ __all__ = [
     "outbound",
     "powerleads",
     "reconcile",
+    "related",
     "wire",
 ]
