@@ -78,3 +78,12 @@ def write_batch_pairs(path: Path, ids: list[str], location: str, count: int) -> 
             for i in range(count)
         ),
     )
+
+
+def write_spread_batches(path: Path, appointments: Sequence[Sequence[str]], count: int) -> Path:
+    """``count`` lines of {"distinct": one batch of one record per (appointment id, location id)}:
+    the related-entity bench's batches, each appointment in its own location."""
+    return write_jsonl(
+        path,
+        ({"distinct": sqs_event([sqs_record(a, loc) for a, loc in appointments])} for _ in range(count)),
+    )

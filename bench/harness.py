@@ -226,7 +226,7 @@ def _batches_of(records: Iterator[dict[str, Any]], size: int = 10) -> Iterator[d
         yield events.sqs_event(batch)
 
 
-def _per_unit(snapshots: list[dict[str, dict[str, int]]], key: str, per: float) -> dict[str, float]:
+def per_unit(snapshots: list[dict[str, dict[str, int]]], key: str, per: float) -> dict[str, float]:
     """Median over batches of each operation's calls/chunks, divided by ``per``."""
     names = {name for snap in snapshots for name in snap[key]}
     return {n: statistics.median([s[key].get(n, 0) for s in snapshots]) / per for n in sorted(names)}
@@ -363,6 +363,8 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                 )
                 _collect_batch(results, impl, batch)
 
+            bench_related(services, work, args, results, log)
+
             log("warm CPU per record")
             cpu = run_probe(
                 {
@@ -383,6 +385,68 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
     finally:
         services.close()
     return results, {"peer_versions": peer_versions}
+
+
+# The related-entity bench's builds: the same enricher without ENRICH_RELATED, with all four
+# entities and the per-container cache warm (the warm-up batches filled it), and with all four and
+# no cache (every entity fetched in every batch: the upper bound of a cold container).
+RELATED_ALL = "contact,calendar,assignedUser,location"
+RELATED_MODES: dict[str, dict[str, str]] = {
+    "off": {},
+    "warm": {"ENRICH_RELATED": RELATED_ALL},
+    "cold": {"ENRICH_RELATED": RELATED_ALL, "RELATED_CACHE_SECONDS": "0", "CONTACT_CACHE_SECONDS": "0"},
+}
+
+# Seconds between two batches of the related-entity bench: more than a location's budget lease
+# (7 tokens, 0.75 s of its bucket), so each location's appointment and four entities fit one
+# lease and no location's fleet budget binds (that is make soak-bulk's subject, not this bench's).
+RELATED_PAUSE_S = 1.0
+
+
+def bench_related(
+    services: Services, work: Path, args: argparse.Namespace, results: Results, log: Callable[[str], None]
+) -> None:
+    """The warm-batch probe on batches of ten appointments in ten locations, once per build of
+    ``RELATED_MODES`` per round (the order reversed every other round, so drift on a shared machine
+    does not favour one build): latency against one round trip, upstream requests and AWS calls."""
+    spread: list[list[str]] = services.info["related_appointments"]
+    modes = list(RELATED_MODES)
+    for round_ in range(args.related_rounds):
+        for mode in modes if round_ % 2 == 0 else modes[::-1]:
+            log(f"related entities, round {round_ + 1}/{args.related_rounds}: {mode}")
+            batches = events.write_spread_batches(
+                work / f"related-{mode}-{round_}.jsonl", spread, args.batches + 2
+            )
+            batch = run_probe(
+                {
+                    "kind": "batch",
+                    "impl": "enricher",
+                    "shapes": ["distinct"],
+                    "pause_s": RELATED_PAUSE_S,
+                    "sandbox_url": services.info["sandbox_url"],
+                    "latency_ms": LATENCY_MS,
+                    "batches": str(batches),
+                    "warmup": 2,
+                    "floor_id": spread[0][0],
+                    "token": SANDBOX_TOKEN,
+                    "topic_arn": services.env["OUTPUT_TOPIC_ARN"],
+                    "micro": 0,
+                },
+                child_env(services, **RELATED_MODES[mode]),
+                work,
+            )
+            collect_related(results, mode, batch, records=len(spread))
+
+
+def collect_related(results: Results, mode: str, batch: dict[str, Any], *, records: int) -> None:
+    """One probe's batches: ``related_<mode>`` (ms, with the round trip of the same pair),
+    ``related_<mode>_requests`` (upstream requests per record) and each batch's AWS calls."""
+    for ms, floor in zip(batch["distinct_ms"], batch["floor_ms"], strict=True):
+        results.fig(f"related_{mode}").add(ms, floor)
+    for own, related in zip(batch["distinct_upstream"], batch["distinct_related"], strict=True):
+        results.fig(f"related_{mode}_requests").add((own + related) / records)
+    for snapshot in batch["distinct_aws"]:
+        results.keep(f"related_{mode}_aws", snapshot)
 
 
 def _served_event() -> dict[str, Any]:
@@ -441,9 +505,9 @@ def _collect_batch(results: Results, impl: str, batch: dict[str, Any]) -> None:
         results.fig(f"{prefix}_distinct_upstream").add(n)
     for n in batch["same_upstream"]:
         results.fig(f"{prefix}_same_upstream").add(n)
-    results.keep(f"{prefix}_distinct_aws", _per_unit(batch["distinct_aws"], "chunks", 1))
-    results.keep(f"{prefix}_distinct_calls", _per_unit(batch["distinct_aws"], "calls", 1))
-    results.keep(f"{prefix}_same_calls", _per_unit(batch["same_aws"], "calls", 1))
+    results.keep(f"{prefix}_distinct_aws", per_unit(batch["distinct_aws"], "chunks", 1))
+    results.keep(f"{prefix}_distinct_calls", per_unit(batch["distinct_aws"], "calls", 1))
+    results.keep(f"{prefix}_same_calls", per_unit(batch["same_aws"], "calls", 1))
     for name in ("session_ms", "new_conn_ms", "publish_batch_ms", "publish_single_ms"):
         for value in batch.get(name, []):
             results.fig(f"micro_{name}").add(value)

@@ -15,8 +15,9 @@ Kinds (``spec["kind"]``):
 * ``enricher``: load ``functions/enricher/app.py`` (or ``bench.naive``) + handle a batch of one,
   then ``records`` more records in batches of ten; peak RSS at the end;
 * ``batch``: a warm enricher (product or naive) timed on batches of ten distinct appointments and
-  of ten updates to one appointment at the sandbox latency given, against one warm round trip;
-  AWS calls per record are counted by operation and payload size (for the cost model);
+  of ten updates to one appointment (``spec["shapes"]``: both unless told) at the sandbox latency
+  given, against one warm round trip; AWS calls per record are counted by operation and payload
+  size (for the cost model), upstream requests as appointment and related-entity fetches;
 * ``cpu``: warm CPU per record of validate + enrich + serialize, in-process, no I/O; plus the
   init micro-costs of two cold-start fixes (``init_micro``).
 
@@ -323,9 +324,17 @@ def _sandbox(base_url: str, method: str, path: str, payload: Any = None) -> Any:
     return json.loads(body) if body else None
 
 
-def _upstream_calls(base_url: str) -> int:
+def count_upstream(paths: list[str]) -> tuple[int, int]:
+    """(Get Appointment requests, related-entity requests: Get Contact/Calendar/User/Location)."""
+    from dev.fakes.sandbox_related import route  # noqa: PLC0415 - stdlib only, after the cold start
+
+    appointments = sum(1 for path in paths if path.startswith("/calendars/events/appointments/"))
+    return appointments, sum(1 for path in paths if route(path.split("?", 1)[0]) is not None)
+
+
+def _upstream_calls(base_url: str) -> tuple[int, int]:
     log = _sandbox(base_url, "GET", "/_sandbox/requests")
-    return sum(1 for entry in log if str(entry.get("path", "")).startswith("/calendars/events/appointments/"))
+    return count_upstream([str(entry.get("path", "")) for entry in log])
 
 
 def run_batch(spec: dict[str, Any]) -> dict[str, Any]:
@@ -346,17 +355,15 @@ def run_batch(spec: dict[str, Any]) -> dict[str, Any]:
     probe_headers = {"Authorization": f"Bearer {spec['token']}", "Version": DEFAULT_API_VERSION}
     session.get(probe_url, headers=probe_headers, timeout=10).raise_for_status()
 
-    out: dict[str, list[Any]] = {
-        "distinct_ms": [],
-        "distinct_upstream": [],
-        "same_ms": [],
-        "same_upstream": [],
-        "floor_ms": [],
-        "distinct_aws": [],
-        "same_aws": [],
-    }
+    shapes = spec.get("shapes", ["distinct", "same"])
+    pause = float(spec.get("pause_s", 0))  # untimed, before each pair: spaces the batches out
+    out: dict[str, list[Any]] = {"floor_ms": []}
+    for name in ("distinct", "same"):
+        for what in ("ms", "upstream", "related", "aws"):
+            out[f"{name}_{what}"] = []
     for pair in batches:
-        for name in ("distinct", "same"):
+        time.sleep(pause)
+        for name in shapes:
             event = pair[name]
             _sandbox(sandbox, "POST", "/_sandbox/reset")
             _sandbox(sandbox, "POST", "/_sandbox/latency", {"ms": latency})
@@ -367,7 +374,9 @@ def run_batch(spec: dict[str, Any]) -> dict[str, Any]:
             out[f"{name}_ms"].append(ms(time.perf_counter() - t))
             if result.get("batchItemFailures"):
                 raise SystemExit(f"{spec.get('impl')} failed records: {result}")
-            out[f"{name}_upstream"].append(_upstream_calls(sandbox))
+            appointments, related = _upstream_calls(sandbox)
+            out[f"{name}_upstream"].append(appointments)
+            out[f"{name}_related"].append(related)
             out[f"{name}_aws"].append(counter.snapshot())
         t = time.perf_counter()
         session.get(probe_url, headers=probe_headers, timeout=10).raise_for_status()

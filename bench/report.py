@@ -18,8 +18,11 @@ from bench import cost
 from bench.harness import (
     EAGER_RECEIVER_IMPORTS,
     LATENCY_MS,
+    RELATED_MODES,
+    RELATED_PAUSE_S,
     Figure,
     Results,
+    per_unit,
 )
 
 
@@ -152,6 +155,7 @@ def _rows(r: Results) -> list[Row]:
             "(baseline)",
             None,
         ),
+        *_related_rows(g),
         Row(
             "10 updates to one appointment in one batch: upstream calls",
             g("product_same_upstream"),
@@ -225,13 +229,19 @@ def _records(r: Results, key: str) -> str:
     return f"{int(statistics.median(values)):,}" if values else "n/a"
 
 
-def _costs(r: Results) -> tuple[dict[str, float], dict[str, float]] | None:
-    if not (r.raw.get("product_distinct_aws") and r.raw.get("naive_distinct_aws")):
-        return None
+def _receiver(r: Results) -> tuple[float, dict[str, float]]:
+    """The receiver's measured warm p50 and its billed requests per webhook (for every build)."""
     receiver_ms = r.figures["receiver_p50"].median if "receiver_p50" in r.figures else float("nan")
     receiver_aws = r.raw.get("receiver_aws") or []
     n = (r.raw.get("receiver_warm_n") or [1])[0]
     chunks = {k: v / n for k, v in (receiver_aws[0]["chunks"] if receiver_aws else {}).items()}
+    return receiver_ms, chunks
+
+
+def _costs(r: Results) -> tuple[dict[str, float], dict[str, float]] | None:
+    if not (r.raw.get("product_distinct_aws") and r.raw.get("naive_distinct_aws")):
+        return None
+    receiver_ms, chunks = _receiver(r)
     product = cost.per_million(
         receiver_ms=receiver_ms,
         receiver_chunks_per_event=chunks,
@@ -297,6 +307,9 @@ def render(r: Results, args: argparse.Namespace, meta: dict[str, Any], elapsed: 
             f"naive at the same settings: {_fmt(naive['Total'], '$')} | "
             f"{_ratio(product['Total'] / naive['Total'])} | <= ${COST_GOAL:.2f}, below naive | {met} |"
         )
+    related = related_costs(r)
+    if related is not None:
+        lines.append(_related_cost_row(related))
     lines += [
         "",
         f"Runs: {len(r.figures.get('receiver_cold', Figure()).values)} cold-start runs, "
@@ -314,10 +327,136 @@ def render(r: Results, args: argparse.Namespace, meta: dict[str, Any], elapsed: 
             "goal should be confirmed on a quiet machine.",
         ]
     lines += _misses(rows)
-    lines += ["", *_cost_section(r, costs), "", *_optimisations(r), "", *_method(args)]
+    lines += ["", *_cost_section(r, costs), "", *_related_section(r, related), ""]
+    lines += [*_optimisations(r), "", *_method(args)]
     if r.notes:
         lines += ["", "## Notes from this run", "", *[f"- {n}" for n in r.notes]]
     return "\n".join(lines) + "\n"
+
+
+# ---- related entities (ENRICH_RELATED) ---------------------------------------------------------
+
+RELATED_COST_GOAL = 0.30  # dollars per million events above the same build without ENRICH_RELATED
+RELATED_LABELS = {
+    "off": "without `ENRICH_RELATED`",
+    "warm": "all four, cache warm",
+    "cold": "all four, no cache (every entity fetched)",
+}
+
+
+def _related_rows(g: Any) -> list[Row]:
+    """The batch latency with all four entities, warm and cold, against one round trip (ratio)
+    and against the same batches without ENRICH_RELATED (reference)."""
+    off = g("related_off")
+    rows = []
+    for mode, what in (("warm", "cache warm"), ("cold", "no cache: 4 entity fetches per record")):
+        fig = g(f"related_{mode}")
+        factor = fig.median / off.median if off.values and fig.values else float("nan")
+        rows.append(
+            Row(
+                f"ENRICH_RELATED all four ({what}): batch of 10 appointments in 10 locations, "
+                f"upstream {LATENCY_MS} ms",
+                fig,
+                "ms",
+                f"one round trip: {_fmt(_median(fig.reference), 'ms')}; without ENRICH_RELATED: "
+                f"{_fmt(off.median, 'ms')} ({_ratio(factor)})",
+                "(context)",
+                None,
+            )
+        )
+    return rows
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def related_costs(r: Results) -> dict[str, dict[str, float]] | None:
+    """Cost per million events of each related-entity build, from its measured batch median and
+    AWS calls (the fleet budget's writes are among them: measured, so none assumed on top)."""
+    if not all(r.raw.get(f"related_{mode}_aws") for mode in RELATED_MODES):
+        return None
+    receiver_ms, chunks = _receiver(r)
+    return {
+        mode: cost.per_million(
+            receiver_ms=receiver_ms,
+            receiver_chunks_per_event=chunks,
+            enricher_batch_ms=r.figures[f"related_{mode}"].median,
+            enricher_chunks_per_batch=per_unit(r.raw[f"related_{mode}_aws"], "chunks", 1),
+            settings=cost.Settings(budget_writes_per_event=0.0),
+        )
+        for mode in RELATED_MODES
+    }
+
+
+def _related_cost_row(costs: dict[str, dict[str, float]]) -> str:
+    off = costs["off"]["Total"]
+    warm, cold = costs["warm"]["Total"] - off, costs["cold"]["Total"] - off
+    met = "**yes**" if cold <= RELATED_COST_GOAL else "**NO**"
+    return (
+        f"| ENRICH_RELATED all four: cost per million events above the same build without "
+        f"(no cache, the upper bound) | +{_fmt(cold, '$')} | - | - | without: {_fmt(off, '$')}; "
+        f"cache warm: +{_fmt(warm, '$')}; no cache: {_fmt(costs['cold']['Total'], '$')} | "
+        f"{_ratio(costs['cold']['Total'] / off)} | <= +${RELATED_COST_GOAL:.2f} | {met} |"
+    )
+
+
+def _related_section(r: Results, costs: dict[str, dict[str, float]] | None) -> list[str]:
+    lines = ["## Related entities (ENRICH_RELATED)", ""]
+    if costs is None:
+        return [*lines, "Not measured in this run."]
+    f = r.figures
+    off = f["related_off"]
+    lines += [
+        "The warm-batch probe (`bench/probe.py`, kind `batch`) on batches of 10 appointments in 10 "
+        "locations, each naming its own contact, calendar and assigned user (`bench/services.py`, "
+        f"`related_appointments`), upstream {LATENCY_MS} ms for every endpoint, one batch every "
+        f"{RELATED_PAUSE_S:g} s or more (untimed) so each location's fleet budget lease covers its "
+        "appointment and its four entities. Three builds of the same enricher in fresh processes, "
+        "side by side, their order reversed every other round: "
+        + "; ".join(f"*{label}*" for label in RELATED_LABELS.values())
+        + " (`RELATED_CACHE_SECONDS=0`, `CONTACT_CACHE_SECONDS=0`: what a cold container pays, the "
+        "upper bound; real traffic lies between, see docs/ARCHITECTURE.md for the cache's hit rates). "
+        f"{len(off.values)} timed batches per build; upstream requests counted in the sandbox's "
+        "log, AWS calls in the probe.",
+        "",
+        "| build | batch of 10 (median) | one round trip | ratio to one round trip (median of per-batch) "
+        "| vs without | upstream requests per record | AWS calls per batch | cost per million events "
+        "| above without |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = costs["off"]["Total"]
+    for mode, label in RELATED_LABELS.items():
+        fig = f[f"related_{mode}"]
+        calls = per_unit(r.raw[f"related_{mode}_aws"], "calls", 1)
+        total = costs[mode]["Total"]
+        lines.append(
+            f"| {label} | {_fmt(fig.median, 'ms')} | {_fmt(_median(fig.reference), 'ms')} "
+            f"| {_ratio(fig.ratio)} | {_ratio(fig.median / off.median)} "
+            f"| {_fmt(f[f'related_{mode}_requests'].median)} | {_calls_text(calls)} "
+            f"| {_fmt(total, '$')} | {'-' if mode == 'off' else '+' + _fmt(total - base, '$')} |"
+        )
+    differ = [
+        f"{name} ${costs['off'][name]:.4f} -> warm ${costs['warm'][name]:.4f}, "
+        f"no cache ${costs['cold'][name]:.4f}"
+        for name in costs["off"]
+        if name != "Total" and max(abs(costs[m][name] - costs["off"][name]) for m in ("warm", "cold")) > 1e-6
+    ]
+    cold = costs["cold"]["Total"] - base
+    lines += [
+        "",
+        "Cost lines that differ (per million events): " + ("; ".join(differ) or "none") + ".",
+        "",
+        f"Goal: at most ${RELATED_COST_GOAL:.2f} per million events above the build without, judged "
+        f"on the no-cache build: {'met' if cold <= RELATED_COST_GOAL else '**missed**'} "
+        f"(+${cold:.2f}; cache warm +${costs['warm']['Total'] - base:.2f}). HighLevel's API has no "
+        "per-request price: an entity fetch costs the enricher's GB-s while the batch waits for it "
+        "and the fleet budget's lease writes when it needs one more (measured here: the "
+        "`UpdateItem` calls; the table's other builds and `bench/cost.py`'s assumed 0.1 per event "
+        "are not added on top). Priced as the main table (same prices, receiver figures and "
+        "settings).",
+    ]
+    return lines
 
 
 # Why a goal can miss here, by row; printed only for rows that missed in this run. The phase
@@ -564,6 +703,10 @@ def _method(args: argparse.Namespace) -> list[str]:
         "calls read from the sandbox's request log, cleared before each batch). The floor is one "
         "warm keep-alive GET of an appointment at the same latency, in the same process, after "
         "each pair. AWS calls are counted by operation for the cost model.",
+        "- **Related entities**: the same warm-batch probe on batches of 10 appointments in 10 "
+        "locations, without `ENRICH_RELATED`, with all four entities and a warm cache, and with all "
+        f"four and no cache, side by side, {args.related_rounds} round(s) of {args.batches} batches "
+        "each (see the section above).",
         "- **Naive baseline** (`bench/naive.py`): serial, `requests.get` per fetch (new connection), "
         "no coalescing, `sns.publish` per record, eager imports and clients; the same models, "
         "enrichment, idempotency and token source as the product.",

@@ -5,6 +5,8 @@
 
 Each run interleaves fresh processes (floor, receiver, enricher, naive, peer) so a figure and its
 floor/peer are measured side by side; ratios are taken per run, then the median is reported.
+The related-entity builds (ENRICH_RELATED off, on with a warm cache, on with none) run the warm
+batch probe side by side, ``--related-rounds`` times each.
 Backing services (moto server + sandbox PowerLeads API) run in their own process
 (``bench.services``). The peer SDK lives in its own venv, ``bench/out/peer-venv``, created from
 ``bench/requirements.txt`` on first use.
@@ -31,11 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=7, help="timed batch pairs per implementation")
     parser.add_argument("--cpu-iterations", type=int, default=2000)
     parser.add_argument("--micro", type=int, default=20, help="samples of each micro-benchmark")
+    parser.add_argument(
+        "--related-rounds",
+        type=int,
+        default=2,
+        help="rounds of the related-entity builds (without, warm cache, no cache), --batches each",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip the peer SDK (no venv install)")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.records < 2:
         parser.error("--records must be at least 2")
+    if args.related_rounds < 1:
+        parser.error("--related-rounds must be at least 1")
 
     def log(message: str) -> None:
         print(f"[bench] {message}", file=sys.stderr, flush=True)

@@ -5,6 +5,8 @@ URL, queue ARNs, the appointment ids it serves) and serves until stdin closes. K
 the measured processes means a handler never shares a GIL with the servers it talks to.
 
 The sandbox's rate limiter is lifted (the bench sends thousands of fetches for one location);
+the related-entity bench's appointments (``related_appointments``) are seeded with their own contact,
+calendar, user and location;
 everything else is the stock ``dev.fakes.sandbox`` behaviour, steered over its ``/_sandbox/`` control plane.
 """
 
@@ -23,6 +25,27 @@ DISTINCT_APPOINTMENTS = 10
 
 def appointment_ids(count: int = DISTINCT_APPOINTMENTS) -> list[str]:
     return [f"benchAppt{i:02d}" for i in range(count)]
+
+
+def related_appointments(count: int = DISTINCT_APPOINTMENTS) -> list[dict[str, Any]]:
+    """The related-entity bench's appointments: one per location, each naming its own contact,
+    calendar and assigned user, so a cold cache costs four related requests per record (none
+    shared within a batch: the upper bound) and no location's fleet budget binds (one appointment
+    and four entities per location per batch, within one lease)."""
+    events = []
+    for i in range(count):
+        event = copy.deepcopy(sample_event())
+        user = f"benchUser{i:02d}"
+        event.update(
+            id=f"benchRelAppt{i:02d}",
+            locationId=f"benchLocation{i:02d}",
+            contactId=f"benchContact{i:02d}",
+            calendarId=f"benchCalendar{i:02d}",
+            assignedUserId=user,
+            users=[user],
+        )
+        events.append(event)
+    return events
 
 
 def sample_event() -> dict[str, Any]:
@@ -44,6 +67,9 @@ def main() -> int:
             event = copy.deepcopy(base)
             event["id"] = appointment_id
             sandbox.put_appointment(event)
+        related = related_appointments()
+        for event in related:
+            sandbox.put_appointment(event)  # seeds its contact, calendar, user and location too
         env = stack.env(sandbox.url)
         info = {
             "env": env,
@@ -54,6 +80,8 @@ def main() -> int:
             "purge_queue_urls": [stack.ingest_queue_url, stack.enriched_queue_url],
             "location_id": base["locationId"],
             "appointment_ids": ids,
+            # (appointment id, location id) of the related-entity bench, one location each
+            "related_appointments": [[e["id"], e["locationId"]] for e in related],
         }
         print(json.dumps(info), flush=True)
         sys.stdin.read()  # until the parent closes our stdin (or dies)

@@ -16,13 +16,25 @@ pytestmark = pytest.mark.integration
 
 def test_bench_writes_every_row(tmp_path: Path) -> None:
     output = tmp_path / "BENCHMARKS.md"
-    argv = ["--runs", "1", "--records", "3", "--batches", "1", "--cpu-iterations", "20"]
+    argv = [
+        "--runs",
+        "1",
+        "--records",
+        "3",
+        "--batches",
+        "1",
+        "--cpu-iterations",
+        "20",
+        "--related-rounds",
+        "1",
+    ]
     assert main([*argv, "--micro", "2", "--no-peer", "--output", str(output)]) == 0
     text = output.read_text()
     for heading in (
         "## Machine and versions",
         "## Results",
         "## Cost per million webhook events",
+        "## Related entities (ENRICH_RELATED)",
         "## What each optimisation bought",
         "## Method",
     ):
@@ -44,8 +56,17 @@ def test_bench_writes_every_row(tmp_path: Path) -> None:
         "| Enricher: collector off during init, then `gc.freeze()`: cold start |",
         "| `aws/queues.py`: refused characters as a positive class",
         "| Enricher: `ReconcilerSettings` with `defer_build`",
+        "| ENRICH_RELATED all four (cache warm): batch of 10 appointments in 10 locations",
+        "| ENRICH_RELATED all four (no cache: 4 entity fetches per record): batch of 10",
+        "| ENRICH_RELATED all four: cost per million events above the same build without",
+        "| without `ENRICH_RELATED` |",
     ):
         assert row in text, row
+    related = text.split("## Related entities (ENRICH_RELATED)")[1].split("\n## ")[0]
+    # measured: upstream requests per record, the appointment alone, then with its four entities
+    assert "| all four, cache warm | " in related and "| 1.00 | " in related
+    assert "| 5.00 | " in related.split("| all four, no cache (every entity fetched) |")[1]
+    assert "Not measured" not in related
     assert "not measured" not in text.split("## What each optimisation bought")[1].split("## Method")[0]
 
 

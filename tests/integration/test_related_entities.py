@@ -208,6 +208,56 @@ def test_a_429_on_the_user_fetch_retries_the_message(
     assert local_stack.drain(local_stack.quarantine_queue_url, wait_seconds=0) == []
 
 
+def test_a_401_on_a_related_fetch_after_the_token_refresh_retries_the_message(
+    driver: Driver, local_stack: LocalStack, sandbox: SandboxServer
+) -> None:
+    event = put_appointment(sandbox)
+    contact = event["contactId"]
+    sandbox.queue_faults([Fault.error(401)] * 2, event_id=contact)
+    enqueue(local_stack, event)
+    messages, kept = driver.step()
+    assert kept == {m["MessageId"] for m in messages} and len(messages) == 1
+    assert published(local_stack) == []
+    # The first answer, then one more with the token read again (the client's one refresh): no third.
+    assert calls(sandbox, "contacts", contact) == 2
+    assert local_stack.drain(local_stack.quarantine_queue_url, wait_seconds=0) == []
+    _, kept = driver.step()
+    assert kept == set()
+    (record,) = published(local_stack)
+    assert record["related"]["contact"]["id"] == contact and "relatedErrors" not in record
+
+
+def test_one_401_on_a_related_fetch_is_healed_by_the_token_refresh(
+    driver: Driver, local_stack: LocalStack, sandbox: SandboxServer
+) -> None:
+    event = put_appointment(sandbox)
+    sandbox.queue_faults([Fault.error(401)], event_id=event["calendarId"])
+    enqueue(local_stack, event)
+    _, kept = driver.step()
+    assert kept == set()
+    (record,) = published(local_stack)
+    assert record["related"]["calendar"]["id"] == event["calendarId"] and "relatedErrors" not in record
+    assert calls(sandbox, "calendars", event["calendarId"]) == 2
+
+
+def test_a_403_after_the_token_refresh_is_forbidden_not_retried(
+    driver: Driver, local_stack: LocalStack, sandbox: SandboxServer
+) -> None:
+    event = put_appointment(sandbox)
+    user = event["assignedUserId"]
+    sandbox.queue_faults([Fault.error(403)] * 2, event_id=user)
+    enqueue(local_stack, event)
+    _, kept = driver.step()
+    assert kept == set()
+    (record,) = published(local_stack)
+    assert record["related"]["assignedUser"] is None and record["relatedErrors"] == {
+        "assignedUser": "Forbidden"
+    }
+    assert record["related"]["contact"]["id"] == event["contactId"]
+    assert calls(sandbox, "users", user) == 2
+    assert local_stack.drain(local_stack.quarantine_queue_url, wait_seconds=0) == []
+
+
 def test_coalesced_webhooks_share_one_set_of_fetches_and_the_cache_serves_the_next_batch(
     driver: Driver, local_stack: LocalStack, sandbox: SandboxServer
 ) -> None:

@@ -1,6 +1,6 @@
-"""The related-entity soak at a size the suite can afford (``make soak-related`` runs the full mix):
-every record carries all four entities, and once the caches are warm the upstream requests per
-record stay within the goal."""
+"""The related-entity soak at a size the suite can afford (``make soak`` runs the full mix,
+``python -m dev.soak.related``): every record carries all four entities, and once the caches are
+warm the upstream requests per record stay within the goal."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from appointment_enricher.budget.base import BudgetThrottled
 from appointment_enricher.config import EnricherSettings
 from appointment_enricher.enrich.related import (
     Found,
@@ -16,6 +17,7 @@ from appointment_enricher.enrich.related import (
     Transient,
     classify_failure,
 )
+from appointment_enricher.enrich.service import Outcome
 from appointment_enricher.errors import ConfigError
 from appointment_enricher.powerleads.client import (
     AppointmentNotFound,
@@ -24,6 +26,7 @@ from appointment_enricher.powerleads.client import (
     UpstreamUnavailable,
 )
 from appointment_enricher.related import cut_contact, local_time, pick_timezone, read_entity
+from tests.unit.test_enricher import Memory, Parked, Sink, Source, run, service, sqs
 
 BASE = {"QUARANTINE_QUEUE_URL": "q", "OUTPUT_QUEUE_URL": "o", "POWERLEADS_TOKEN": "t"}
 
@@ -88,6 +91,29 @@ def test_permanent_failures_name_their_reason(error: Exception, expected: Missin
 )
 def test_transient_failures_retry_the_message(error: Exception) -> None:
     assert isinstance(classify_failure(error), Transient)
+
+
+def test_no_fleet_budget_for_an_entity_hands_the_message_back_like_the_appointments_fetch() -> None:
+    answer = classify_failure(BudgetThrottled("no upstream budget", retry_after=2.5))
+    assert isinstance(answer, Transient) and answer.throttled_for == 2.5
+    assert classify_failure(UpstreamUnavailable("x", status=429)) == Transient(
+        "UpstreamUnavailable", "UpstreamUnavailable fetching a related entity: x"
+    )
+
+    class Throttled(Source):
+        def get_related(
+            self, kind: str, entity_id: str, location_id: str, *, deadline: float
+        ) -> dict[str, Any]:
+            if kind == "assignedUser":
+                raise BudgetThrottled("no upstream budget", retry_after=2.5)
+            return {"contact": {"id": entity_id}}
+
+    source, sink = Throttled(), Sink()
+    fetcher = RelatedFetcher(source, ["contact", "assignedUser"], ["id"], RelatedCache(3600, 300))
+    svc = service(source, sink, Parked(), Memory(), related=fetcher)
+    items, failures, _ = run(svc, [sqs(1, "a1"), sqs(2, "a1"), sqs(3, "a2")])
+    assert sink.delivered == [] and len(failures) == 3
+    assert {(i.outcome, i.throttled_for) for i in items} == {(Outcome.RETRY, 2.5)}  # HandBack's cue
 
 
 class Counting:

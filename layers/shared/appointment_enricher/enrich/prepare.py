@@ -143,7 +143,12 @@ class GroupPreparer:
                     appointment or entry.parsed.webhook.appointment, ref.location_id
                 )
                 if isinstance(answer, Transient):  # like the appointment's own fetch: retry, in order
-                    retry_rest(claimed[index:], answer.error_type, answer.message)
+                    retry_rest(
+                        claimed[index:],
+                        answer.error_type,
+                        answer.message,
+                        throttled_for=answer.throttled_for,
+                    )
                     break
                 related = answer
             self._build(

@@ -6,8 +6,9 @@
   RELATED_CACHE_SECONDS, contacts for CONTACT_CACHE_SECONDS (docs/ARCHITECTURE.md has the figures
   that chose a per-container cache over a shared one);
 * failure rules: a transient failure (429, 5xx, timeout, 401 after the client's one token
-  refresh) retries the message like the appointment's fetch; a permanent one is ``null`` plus
-  its reason (404 NotFound, 400/422 Invalid, 403 Forbidden, no id NoId). Never a quarantine.
+  refresh) retries the message like the appointment's fetch (no fleet budget left: handed back
+  like it); a permanent one is ``null`` plus its reason (404 NotFound, 400/422 Invalid, 403
+  Forbidden, no id NoId). Never a quarantine.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..budget.base import BudgetThrottled
 from ..clocks import Monotonic
 from ..errors import classify
 from ..related import RELATED_KINDS, RelatedResult, cut_contact, entity_ids, pick_timezone, read_entity
@@ -47,6 +49,7 @@ class Missing:
 class Transient:
     error_type: str
     message: str
+    throttled_for: float | None = None  # the fleet budget said: come back in this many seconds
 
 
 Answer = Found | Missing | Transient
@@ -63,7 +66,10 @@ def classify_failure(exc: BaseException) -> Answer:
         return Missing("Forbidden")
     if not retryable:
         return Missing("Invalid")  # 400, 422, an id we refuse to send, a body that is not JSON
-    return Transient(error_type, f"{error_type} fetching a related entity: {str(exc)[:300]}")
+    # No budget for the entity's location: handed back like the appointment's own fetch, never a
+    # receive counted towards the DLQ.
+    throttled_for = exc.retry_after if isinstance(exc, BudgetThrottled) else None
+    return Transient(error_type, f"{error_type} fetching a related entity: {str(exc)[:300]}", throttled_for)
 
 
 class RelatedCache:
