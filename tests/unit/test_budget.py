@@ -12,6 +12,7 @@ import pytest
 from appointment_enricher.budget.base import (
     BudgetThrottled,
     DailyBudgetExhausted,
+    Lease,
     Limits,
     State,
     correct,
@@ -195,3 +196,47 @@ def test_handed_back_work_gets_places_one_token_apart() -> None:
         waits.append(caught.value.retry_after)
     spacing = Limits().spacing
     assert waits == [pytest.approx(2 * spacing), pytest.approx(3 * spacing), pytest.approx(4 * spacing)]
+
+
+def test_a_batchs_threads_lease_one_at_a_time_and_share_the_lease() -> None:
+    """Ten worker threads asking together make two lease requests (7 + 3 of 7), not ten racing
+    conditional writes: each one that fails is a billed DynamoDB write."""
+    import threading  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    class Counting(MemoryBudget):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+            self.inside = 0
+            self.most_inside = 0
+            self.count_lock = threading.Lock()
+
+        def lease(self, location_id: str, count: int, *, now: float, limits: Limits) -> Lease:
+            with self.count_lock:
+                self.calls += 1
+                self.inside += 1
+                self.most_inside = max(self.most_inside, self.inside)
+            time.sleep(0.05)  # a conditional write's round trip: the others arrive meanwhile
+            try:
+                return super().lease(location_id, count, now=now, limits=limits)
+            finally:
+                with self.count_lock:
+                    self.inside -= 1
+
+    budget, clocks = Counting(), Clocks()
+    roomy = Limits(max_requests=1000)  # a burst of 69: no lease waits on the bucket here
+    pool = Spender(budget, limits=roomy, lease=7, lease_seconds=60, epoch=clocks.epoch)
+    start = threading.Barrier(10)
+
+    def worker() -> None:
+        start.wait()
+        pool.take("loc", deadline=time.monotonic() + 30)
+
+    threads = [threading.Thread(target=worker) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert (budget.calls, budget.most_inside) == (2, 1)
+    assert budget._states["loc"].used == 14  # two leases of seven

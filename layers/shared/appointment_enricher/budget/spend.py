@@ -52,6 +52,10 @@ class Spender:
         self._held: dict[str, _Held] = {}
         self._limits: dict[str, Limits] = {}
         self._lock = threading.Lock()
+        # One lease request per location at a time from this container: the worker threads of a
+        # batch ask together, and each conditional write they race with is a billed write that
+        # fails; the ones that queue here take from the lease the first one got.
+        self._leasing: dict[str, threading.Lock] = {}
 
     def limits(self, location_id: str) -> Limits:
         with self._lock:
@@ -66,11 +70,16 @@ class Spender:
             if self._from_held(location_id):
                 return
             limits = self.limits(location_id)
-            lease = self.budget.lease(location_id, self.lease_size, now=self.epoch(), limits=limits)
-            if lease.tokens:
-                with self._lock:
-                    self._held[location_id] = _Held(lease.tokens - 1, self.monotonic() + self.lease_seconds)
-                return
+            with self._lease_lock(location_id):
+                if self._from_held(location_id):  # another thread leased while this one queued
+                    return
+                lease = self.budget.lease(location_id, self.lease_size, now=self.epoch(), limits=limits)
+                if lease.tokens:
+                    with self._lock:
+                        self._held[location_id] = _Held(
+                            lease.tokens - 1, self.monotonic() + self.lease_seconds
+                        )
+                    return
             if lease.daily_exhausted:
                 raise DailyBudgetExhausted(
                     "daily upstream quota spent for this location", retry_after=lease.wait
@@ -98,6 +107,10 @@ class Spender:
             ):
                 self._held.pop(location_id, None)  # the window or the day is spent: spares are void
         self.budget.observe(location_id, headers, now=self.epoch(), limits=limits)
+
+    def _lease_lock(self, location_id: str) -> threading.Lock:
+        with self._lock:
+            return self._leasing.setdefault(location_id, threading.Lock())
 
     def _from_held(self, location_id: str) -> bool:
         with self._lock:
