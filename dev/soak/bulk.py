@@ -120,6 +120,15 @@ def _send(sqs: Any, url: str, entries: list[dict[str, Any]]) -> None:
             raise RuntimeError(f"ingest write failed: {response['Failed'][:1]}")
 
 
+def _budget_granted(dynamodb: Any, table: str | None, location: str) -> int | None:
+    """Tokens the shared budget handed out today for ``location`` (its ``used``): against the
+    requests made, what leases granted and nobody spent."""
+    if not table:
+        return None
+    item = dynamodb.get_item(TableName=table, Key={"id": {"S": f"budget#{location}"}}, ConsistentRead=True)
+    return int(item.get("Item", {}).get("used", {}).get("N", "0"))
+
+
 def _p99(values: list[float]) -> float:
     if not values:
         return 0.0
@@ -216,6 +225,7 @@ def run_bulk(config: BulkConfig, say: Callable[[str], None] = print) -> BulkResu
             b_thread.join(5)
             time.sleep(3.0)  # the last B records
             collector.stop()
+            granted = _budget_granted(stack.client("dynamodb"), env.get("BUDGET_TABLE_NAME"), LOCATION_A)
     finally:
         log = sandbox.requests_log()
         sandbox.stop()
@@ -233,7 +243,20 @@ def run_bulk(config: BulkConfig, say: Callable[[str], None] = print) -> BulkResu
         for r in data.records
         if r.get("locationId") == LOCATION_B and r.get("appointmentId") in sent_b
     ]
+    windows = Counter(int((e["time"] - first) // 10) for e in a_requests if e["status"] == 200)
+    per_window = [windows.get(i, 0) for i in range(int(drained // 10))]  # whole 10 s windows only
+    notes = [
+        f"location A: {len(a_requests)} upstream requests, {granted} budget tokens granted"
+        f" ({'-' if granted is None else granted - len(a_requests)} unused)",
+        "location A requests per 10 s window: "
+        + (
+            f"min {min(per_window)}, median {sorted(per_window)[len(per_window) // 2]}, max {max(per_window)}"
+            if per_window
+            else "-"
+        ),
+    ]
     return BulkResult(
+        notes=notes,
         changes=config.changes,
         drained_seconds=drained,
         limit_percent=100.0 * accepted_a / drained / LIMIT_PER_SECOND,
@@ -268,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         if result.missing:
             print(f"bulk: {result.missing} changes of location A never published", flush=True)
         print(f"bulk ({concurrency} processes, {result.upstream} upstream requests):", flush=True)
+        for note in result.notes:
+            print(f"  {note}", flush=True)
         print(result.line(), flush=True)
         ok = ok and result.goals_met()
     return 0 if ok or args.no_goals else 1
