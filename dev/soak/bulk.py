@@ -238,11 +238,15 @@ def run_bulk(config: BulkConfig, say: Callable[[str], None] = print) -> BulkResu
     accepted_a = sum(1 for e in a_requests if e["status"] == 200)
     upstream = [e for e in log if e["path"].startswith(PATH)]
     webhook_counts = Counter(r.get("webhookId") for r in data.records)
-    delays = [
-        datetime.fromisoformat(r["enrichedAt"]).timestamp() - sent_b[r["appointmentId"]]
+    b_sent_and_delay = sorted(
+        (
+            sent_b[r["appointmentId"]] - started,
+            datetime.fromisoformat(r["enrichedAt"]).timestamp() - sent_b[r["appointmentId"]],
+        )
         for r in data.records
         if r.get("locationId") == LOCATION_B and r.get("appointmentId") in sent_b
-    ]
+    )
+    delays = [delay for _, delay in b_sent_and_delay]
     windows = Counter(int((e["time"] - first) // 10) for e in a_requests if e["status"] == 200)
     per_window = [windows.get(i, 0) for i in range(int(drained // 10))]  # whole 10 s windows only
     notes = [
@@ -253,6 +257,10 @@ def run_bulk(config: BulkConfig, say: Callable[[str], None] = print) -> BulkResu
             f"min {min(per_window)}, median {sorted(per_window)[len(per_window) // 2]}, max {max(per_window)}"
             if per_window
             else "-"
+        ),
+        "location B delay by when sent (s after the start: delay): "
+        + ", ".join(
+            f"{at:.0f}: {delay:.1f}" for at, delay in b_sent_and_delay[:: max(1, len(b_sent_and_delay) // 12)]
         ),
     ]
     return BulkResult(

@@ -240,3 +240,46 @@ def test_a_batchs_threads_lease_one_at_a_time_and_share_the_lease() -> None:
         thread.join(30)
     assert (budget.calls, budget.most_inside) == (2, 1)
     assert budget._states["loc"].used == 14  # two leases of seven
+
+
+def test_while_its_queue_is_long_a_request_without_a_token_hands_back_at_once() -> None:
+    """Waiting could only take a slot from work queued before it, and a batch held on one location
+    keeps the queue's next messages (other locations' too) waiting: give up at once, but still
+    take a token that is free."""
+    clocks, shared = Clocks(), MemoryBudget()
+    spender(clocks, shared, lease=Limits().burst).take("loc", deadline=100)  # the burst is spent
+    queued = spender(clocks, shared, max_wait=0.0, queue=True, lease=1)
+    for _ in range(12):  # twelve handed back: the last place is 1.4 s away
+        with pytest.raises(BudgetThrottled):
+            queued.take("loc", deadline=100)
+    queued.max_wait = 1.0
+    with pytest.raises(BudgetThrottled) as caught:
+        queued.take("loc", deadline=100)
+    assert clocks.slept == []  # not the one slot's wait it would otherwise have waited
+    assert caught.value.retry_after > 1.0  # a place behind the queue
+    clocks.t += 0.2  # a token is free again: taken, queue or not
+    queued.take("loc", deadline=100)
+    # Without a queue (the reconciler's spender) the same request waits for its slot.
+    patient = spender(clocks, shared, max_wait=1.0, lease=1)
+    patient.take("loc", deadline=100)
+    assert clocks.slept and sum(clocks.slept) <= 1.0
+
+
+def test_time_queued_behind_the_containers_lease_request_counts_toward_max_wait() -> None:
+    import threading  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    class Slow(MemoryBudget):
+        def lease(self, location_id: str, count: int, *, now: float, limits: Limits) -> Lease:
+            time.sleep(3.0)  # a conditional write stuck in a slow network
+            return super().lease(location_id, count, now=now, limits=limits)
+
+    pool = Spender(Slow(), max_wait=0.2)
+    first = threading.Thread(target=lambda: pool.take("loc", deadline=time.monotonic() + 30))
+    first.start()
+    time.sleep(0.1)  # the first request is inside the lease call
+    started = time.monotonic()
+    with pytest.raises(BudgetThrottled):
+        pool.take("loc", deadline=time.monotonic() + 30)
+    assert time.monotonic() - started < 2.5  # its 0.2 s, not the other's 3 s request
+    first.join(10)
