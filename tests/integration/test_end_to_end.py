@@ -404,15 +404,28 @@ def test_no_publish_round_starts_once_the_batch_deadline_is_near(
     assert entry(local_stack, a).pending is None
 
 
-def test_a_ledger_item_outlives_the_longest_look_ahead(
-    driver: Driver, local_stack: LocalStack, sandbox: SandboxServer
+@pytest.mark.parametrize("days_ahead", [1, 1095])
+def test_a_ledger_item_outlives_every_listing_of_its_appointment(
+    days_ahead: int, driver: Driver, local_stack: LocalStack, sandbox: SandboxServer
 ) -> None:
+    """The reconciler lists an appointment from its start minus the look-ahead (731 days at most)
+    until its start plus the look-back (366 at most); the item must still be there, or the
+    appointment comes back as ``created``. One booked three years ahead is listed long after a
+    TTL counted from the write alone would have ended."""
     a = appointment_id()
-    put(sandbox, a, dateUpdated=T0)
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days_ahead)
+    put(
+        sandbox,
+        a,
+        dateUpdated=T0,
+        startTime=start.isoformat(),
+        endTime=(start + timedelta(hours=1)).isoformat(),
+    )
     send(local_stack, a, "AppointmentCreate")
     driver.run_until_empty()
     item = local_stack.client("dynamodb").get_item(
         TableName=local_stack.ledger_table_name, Key={"id": {"S": "appointment#" + a}}
     )["Item"]
-    lifetime_days = (int(item["expiration"]["N"]) - time.time()) / 86_400
-    assert lifetime_days > 731  # RECONCILE_LOOKAHEAD_DAYS' maximum: never re-created by expiry
+    expires = int(item["expiration"]["N"])
+    assert expires >= start.timestamp() + (366 + 7) * 86_400  # last listed at start + 366 days; a margin
+    assert expires >= time.time() + 731 * 86_400  # and never less than the longest look-ahead
