@@ -379,12 +379,12 @@ def test_no_publish_round_starts_once_the_batch_deadline_is_near(
     real = enricher.service.publisher
 
     class ThenLate:
-        def publish(self, messages: Any) -> dict[str, str]:
-            out: dict[str, str] = real.publish(messages)
-            contexts[-1].deadline_monotonic = time.monotonic() + 2  # under the 4 s reserve below
+        def publish(self, messages: Any, *, time_left: Any = None) -> dict[str, str]:
+            out: dict[str, str] = real.publish(messages, time_left=time_left)
+            contexts[-1].deadline_monotonic = time.monotonic() + 2  # under the 6.4 s reserve below
             return out
 
-    enricher.service.deadline_margin_seconds = 8.0  # publish reserve: half of it
+    enricher.service.deadline_margin_seconds = 8.0  # publish reserve: 0.8 of it
     a = appointment_id()
     put(sandbox, a, dateUpdated=T0)
     first, second = send(local_stack, a, "AppointmentCreate"), send(local_stack, a)
@@ -402,6 +402,54 @@ def test_no_publish_round_starts_once_the_batch_deadline_is_near(
     (retried,) = published(local_stack)
     assert retried["webhookId"] == second and retried["sequence"] == out["sequence"] + 1
     assert entry(local_stack, a).pending is None
+
+
+def test_no_publish_retry_starts_once_the_batch_deadline_is_near(
+    stack_env: dict[str, str],
+    moto_server: str,
+    local_stack: LocalStack,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SendMessageBatch answers 500 (a fault proxy in front of moto, OutputMode=queue); the retry
+    would start once the batch deadline is near (the backoff used the time up): neither the SDK
+    nor the publisher attempts it, and the record retries with the next receive. One request in
+    all, where SDK retries (2 a call) inside the publisher's own (3) would have made six, past the
+    Lambda timeout and before the ledger announce and the receipts."""
+    import boto3  # noqa: PLC0415
+
+    import dev.stack.poller as poller  # noqa: PLC0415
+    from appointment_enricher.aws.sdk import PUBLISH_CONFIG  # noqa: PLC0415
+    from dev.fakes.faultproxy import Fault, FaultProxy  # noqa: PLC0415
+    from dev.fakes.lambda_loader import load_function_module  # noqa: PLC0415
+
+    contexts: list[LambdaContext] = []
+    monkeypatch.setattr(
+        poller, "make_context", lambda name, **kw: contexts.append(make_context(name, **kw)) or contexts[-1]
+    )
+    monkeypatch.delenv("OUTPUT_TOPIC_ARN")
+    for name, value in local_stack.env(sandbox.url, output_mode="queue").items():
+        monkeypatch.setenv(name, value)
+    enricher = load_function_module("enricher")
+    publisher = enricher.service.publisher
+    (destination,) = publisher.destinations
+    with FaultProxy(moto_server, operations=("SendMessageBatch",)).start() as proxy:
+        destination.client = boto3.client("sqs", endpoint_url=proxy.url, config=PUBLISH_CONFIG)
+        publisher.sleep = lambda _: setattr(contexts[-1], "deadline_monotonic", time.monotonic() + 1)
+        proxy.set_fault(Fault.error(500))
+        a = appointment_id()
+        put(sandbox, a, dateUpdated=T0)
+        send(local_stack, a, "AppointmentCreate")
+        driver = Driver(enricher, local_stack)
+        _, kept = driver.step()
+        assert len(kept) == 1 and proxy.stats.requests["SendMessageBatch"] == 1, proxy.stats.requests
+        assert not entry(local_stack, a).announced  # nothing went out: written ahead only
+        proxy.set_fault(None)
+        publisher.sleep = lambda _: None
+        driver.run_until_empty()
+    (record,) = published(local_stack)
+    assert record["change"]["kind"] == "created" and record["sequence"] == 1
+    assert entry(local_stack, a).announced
 
 
 @pytest.mark.parametrize("days_ahead", [1, 1095])
