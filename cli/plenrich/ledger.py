@@ -174,7 +174,8 @@ def cmd_reconcile(args: argparse.Namespace, env: Env) -> int:
     bad = [loc for loc in args.location if not is_valid_id(loc)]
     if bad:
         raise UsageError(f"--location must match {ID_PATTERN.strip('^$')}: {truncate(bad[0], 40)!r}")
-    from appointment_enricher.reconcile.wiring import build_reconciler  # noqa: PLC0415 - boto3, requests
+    from appointment_enricher.reconcile.lease import run_alone  # noqa: PLC0415 - boto3, requests
+    from appointment_enricher.reconcile.wiring import build_reconciler, build_run_lease  # noqa: PLC0415
 
     settings = _settings(args)
     recorded = _Recorded()
@@ -196,10 +197,20 @@ def cmd_reconcile(args: argparse.Namespace, env: Env) -> int:
             finished.add(tally.location_id)
             progress.advance()
 
+    # One run at a time with the scheduled function (a dry run writes nothing and takes no lease).
+    lease = None if args.dry_run else build_run_lease(settings)
     try:
-        summary = reconciler.run(locations, time.monotonic() + args.max_seconds, on_step=on_step)
+        summary = run_alone(
+            reconciler, lease, locations, time.monotonic() + args.max_seconds, on_step=on_step
+        )
     finally:
         progress.close()
+    if summary.get("busy"):
+        env.stderr.write(
+            f"another reconcile run is in progress (its lease ends {summary['leaseHeldUntil']}); "
+            "nothing swept, try again then\n"
+        )
+        return PARTIAL
     summary["errors"] += errors
     env.stdout.write(table(RECONCILE_HEADERS, _summary_rows(summary)) + "\n")
     verb = "would enqueue" if args.dry_run else "enqueued"

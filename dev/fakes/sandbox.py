@@ -12,7 +12,9 @@ library so it never drags dependencies into the shipped layer:
 * ``GET /calendars/?locationId=L`` and ``GET /calendars/events?locationId=L&calendarId=C&startTime=
   <epoch ms>&endTime=<epoch ms>`` (the reconciler's list endpoints) with the documented query
   parameters (422 when one is missing), events filtered by start time, and an appointment deleted
-  here listed afterwards with ``deleted: true`` (while Get Appointment answers 404 for it).
+  here listed afterwards with ``deleted: true`` (while Get Appointment answers 404 for it). The
+  events endpoint documents no paging; ``set_list_limit(n)`` makes it cut its answer at ``n``
+  events (the earliest by start time), silently, as a capped API would.
 * Fault injection and a control plane under ``/_sandbox/`` so another process (``make run``)
   can drive it. Control-plane calls are neither rate limited nor logged.
 
@@ -253,6 +255,7 @@ class SandboxServer(LocalServer):
         self._list_faults: deque[Fault] = deque()  # consumed by list requests only
         self._faults: deque[Fault] = deque()
         self._latency_ms = 0
+        self._list_limit: int | None = None  # cut every events listing at this many (None: never)
         self._forced_zero: list[int] = []  # interval_ms to report, one per upcoming response
         self._log: list[dict[str, Any]] = []
         self._limiter = SlidingWindowLimiter(
@@ -322,6 +325,11 @@ class SandboxServer(LocalServer):
                     dataclasses.replace(fault, event_id=event_id) if event_id is not None else fault
                 )
 
+    def set_list_limit(self, limit: int | None) -> None:
+        """Answer ``/calendars/events`` with at most ``limit`` events (None: all), nothing saying so."""
+        with self._lock:
+            self._list_limit = None if limit is None else max(0, int(limit))
+
     def queue_list_faults(self, faults: Iterable[Fault]) -> None:
         """Faults for the list endpoints (``/calendars/``, ``/calendars/events``), one per request."""
         with self._lock:
@@ -338,11 +346,13 @@ class SandboxServer(LocalServer):
             self._forced_zero.extend([value] * count)
 
     def reset(self) -> None:
-        """Clear faults, latency, the request log and the rate limiter (data and tokens stay)."""
+        """Clear faults, latency, the listing cap, the request log and the rate limiter (data and
+        tokens stay)."""
         with self._lock:
             self._faults.clear()
             self._list_faults.clear()
             self._latency_ms = 0
+            self._list_limit = None
             self._forced_zero.clear()
             self._log.clear()
             self._limiter.clear()
@@ -675,7 +685,10 @@ def _list_reply(
             {"id": c, "locationId": location_id, "name": f"Calendar {c}", "isActive": True} for c in calendars
         ]
         return _Reply(200, {"calendars": body}, rate)
-    return _Reply(200, {"events": _listed(events, query)}, rate)
+    listed = _listed(events, query)
+    with sandbox._lock:
+        limit = sandbox._list_limit
+    return _Reply(200, {"events": listed if limit is None else listed[:limit]}, rate)
 
 
 def _related_reply(

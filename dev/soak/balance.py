@@ -1,5 +1,6 @@
 """The soak's balance: every accepted webhook is exactly one record or one quarantine message,
-records valid, order kept per appointment; the verdict, its figures and the report."""
+records valid, order kept per appointment (as published, and as a consumer re-sorts by
+``sequence``); the verdict, its figures and the report."""
 
 from __future__ import annotations
 
@@ -115,6 +116,41 @@ def _check_order(plan: Plan, data: Collected, verdict: Verdict) -> dict[str, Any
     }
 
 
+def _check_sequence(plan: Plan, data: Collected, verdict: Verdict) -> dict[str, Any]:
+    """Order at the consumer. EnrichedQueue is standard (AWS gives it no order; that moto's keeps
+    arrival order proves nothing), so a consumer re-sorts each appointment's records by their
+    ``sequence``: every record must carry one (the ledger is on), distinct per appointment, and
+    sorted by it the records must come in the order their webhooks were sent."""
+    sequences: dict[str, tuple[Webhook, int]] = {}  # webhook id -> (webhook, sequence), first record
+    missing: set[str] = set()
+    for record in data.records:
+        webhook = plan.by_id.get(str(record.get("webhookId")))
+        if webhook is None or webhook.webhook_id in sequences:
+            continue  # a stranger or a duplicate: reported by the balance above
+        sequence = record.get("sequence")
+        if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
+            missing.add(webhook.webhook_id)
+            continue
+        sequences[webhook.webhook_id] = (webhook, sequence)
+    verdict.none(missing, "records without a sequence")
+    per_appointment: dict[str, list[tuple[int, int]]] = defaultdict(list)  # (sequence, webhook seq)
+    for webhook, sequence in sequences.values():
+        per_appointment[webhook.appointment_id].append((sequence, webhook.seq))
+    repeated = {a for a, found in per_appointment.items() if len({s for s, _ in found}) < len(found)}
+    verdict.none(repeated, "appointments whose records share a sequence")
+    misordered = {
+        a
+        for a, found in per_appointment.items()
+        if a not in repeated and any(x[1] >= y[1] for x, y in itertools.pairwise(sorted(found)))
+    }
+    if misordered:
+        verdict.fail(
+            f"{len(misordered)} appointments whose records, sorted by sequence, are not in webhook order: "
+            + "; ".join(f"{a}: {sorted(per_appointment[a])}" for a in sorted(misordered)[:3])
+        )
+    return {"sequenceOrderedAppointmentsChecked": len(per_appointment)}
+
+
 def check(plan: Plan, sent: SendStats, data: Collected) -> Verdict:
     """Exactly one outcome per accepted webhook, the right one, in order, schema-valid."""
     verdict = Verdict()
@@ -164,6 +200,7 @@ def check(plan: Plan, sent: SendStats, data: Collected) -> Verdict:
         verdict.fail(f"{len(data.ingest_dlq)} messages reached IngestDLQ (retries exhausted)")
     _check_records(plan, data, verdict)
     order = _check_order(plan, data, verdict)
+    order.update(_check_sequence(plan, data, verdict))
 
     verdict.figures.update(
         {

@@ -22,8 +22,10 @@ is above the last it kept (what a consumer of an unordered queue does). Then, fo
 appointment: the first kept record is ``created``; each kept record's ``change`` is what
 ``changes.diff`` says between the previous kept record's appointment and its own (so no change
 is lost, announced twice, or reported against a state no consumer saw); the last kept record
-equals the sandbox's final state. Arrival order per appointment must follow ``sequence`` except
-for redriven records of appointments that moved on meanwhile (counted, and dropped as older).
+equals the sandbox's final state. No record may arrive twice (same ``sequence``) or after a
+newer one of its appointment: a redrive of an appointment that moved on meanwhile is diffed
+against what was announced since and takes a new ``sequence`` (``unchanged``), so nothing is
+ever dropped as older.
 """
 
 from __future__ import annotations
@@ -260,6 +262,10 @@ def run_outage_soak(config: OutageSoakConfig, say: Callable[[str], None] = print
             result.problems.append(f"{redriven} messages dead-lettered, expected {len(ids)}")
         if published_in_outage:
             result.problems.append(f"{published_in_outage} records published during the outage")
+        if consumer.duplicates:
+            result.problems.append(f"{consumer.duplicates} records arrived twice (same sequence)")
+        if consumer.older:
+            result.problems.append(f"{consumer.older} records arrived after a newer one of their appointment")
         kinds: dict[str, int] = {}
         for records in consumer.kept.values():
             for record in records:

@@ -41,8 +41,11 @@ Checks, each a non-zero exit with the reason when it fails:
 * per-appointment order. EnrichedQueue is a standard queue fed by a standard topic: AWS gives no
   order there, so order is checked where the enricher *publishes*: the enricher also writes
   every record to a FIFO mirror queue (``OUTPUT_QUEUE_URL``, group = appointment id), and the
-  sequence numbers of each appointment read back from it must be strictly increasing. The order
-  seen on EnrichedQueue is printed for information only.
+  sequence numbers of each appointment read back from it must be strictly increasing;
+* per-appointment order at the consumer: every record on EnrichedQueue carries a ``sequence``
+  (distinct per appointment), and each appointment's records sorted by it must be in the order
+  their webhooks were sent (what a consumer of the standard queue re-sorts by; the arrival order
+  there, which moto keeps anyway, is printed for information only).
 
 Its moto server runs in its own process (``python -m dev.stack.awslocal --bare``). Internal sub-command:
 ``python -m dev.soak.webhooks worker`` (an SqsPoller + EnricherFunction on ``INGEST_QUEUE_URL`` from the

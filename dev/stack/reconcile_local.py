@@ -113,6 +113,8 @@ class ReconcileLoop:
 
 def describe_run(summary: dict[str, Any]) -> str:
     """One line per run, plus one per recovered kind."""
+    if summary.get("busy"):
+        return f"<<< reconcile: skipped, another run holds the lease until {summary.get('leaseHeldUntil')}"
     recovered = ", ".join(f"{n} {kind}" for kind, n in sorted((summary.get("recovered") or {}).items()))
     return (
         f"<<< reconcile: {summary.get('locations')} location(s), {summary.get('calendars')} calendar(s), "

@@ -2,8 +2,10 @@
 
 Takes an EventBridge Scheduler / ``Scheduled Event`` (or ``{}``): sweeps ``RECONCILE_LOCATION_IDS``
 plus every location the ledger knows; ``{"locationIds": [...]}`` limits the run to those. Returns
-a JSON-serialisable summary and logs it as one line. Thin by design: collaborators are built once
-per container (``appointment_enricher.reconcile.wiring``); the rules live in ``reconcile``.
+a JSON-serialisable summary and logs it as one line. One run at a time: while another holds the
+lease (a run still going, or ``plenrich reconcile``) it sweeps nothing (``busy``). Thin by
+design: collaborators are built once per container (``appointment_enricher.reconcile.wiring``);
+the rules live in ``reconcile``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from appointment_enricher.aws.sdk import quiet_sdk_loggers
 from appointment_enricher.config import ReconcilerSettings
-from appointment_enricher.reconcile.wiring import build_reconciler
+from appointment_enricher.reconcile.lease import run_alone
+from appointment_enricher.reconcile.wiring import build_reconciler, build_run_lease
 from appointment_enricher.wire import is_valid_id
 
 quiet_sdk_loggers()  # botocore at DEBUG would log secret values (LogLevel=DEBUG)
@@ -39,6 +42,7 @@ def _log(level: str, message: str, **fields: Any) -> None:
 
 
 reconciler = build_reconciler(settings, log=_log)
+lease = build_run_lease(settings)  # one run at a time, `plenrich reconcile` included
 
 
 def requested_locations(event: Any) -> list[str] | str:
@@ -63,8 +67,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
     deadline -= settings.RECONCILE_DEADLINE_MARGIN_SECONDS
     locations, errors = reconciler.locations(requested, settings.RECONCILE_LOCATION_IDS)
-    summary = reconciler.run(locations, deadline)
+    summary = run_alone(reconciler, lease, locations, deadline)
     summary["errors"] += errors
+    if summary.get("busy"):
+        metrics.add_metric(name="ReconcileSkippedBusy", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ReconcileEnqueued", unit=MetricUnit.Count, value=summary["enqueued"])
     metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=summary["errors"])
     metrics.add_metric(name="ReconcileRequests", unit=MetricUnit.Count, value=summary["requests"])

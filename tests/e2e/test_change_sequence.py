@@ -93,3 +93,6 @@ def test_create_reschedule_cancel_same_instant_delete(gateway, poller, local_sta
         "unchanged",
         "deleted",
     ]
+    # One revision per record, in order: what a consumer of the standard topic re-sorts by.
+    records = (created, rescheduled, cancelled, unchanged, deleted)
+    assert [r["sequence"] for r in records] == [1, 2, 3, 4, 5]

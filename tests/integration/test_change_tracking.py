@@ -71,6 +71,7 @@ def send(
     sqs_dedupe: str | None = None,
     snapshot: dict[str, Any] | None = None,
     location: str = LOCATION,
+    app_id: str | None = None,
 ) -> str:
     """What the receiver enqueues (group = appointment, dedupe = webhookId)."""
     webhook_id = webhook_id or "wh-" + uuid.uuid4().hex
@@ -80,6 +81,7 @@ def send(
             "locationId": location,
             "webhookId": webhook_id,
             "appointment": {"id": event_id, **(snapshot or {})},
+            **({"appId": app_id} if app_id is not None else {}),
         }
     )
     stack.client("sqs").send_message(

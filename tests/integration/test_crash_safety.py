@@ -234,7 +234,7 @@ def test_crash_between_ledger_write_and_publish_leaves_no_gap_and_no_contradicti
         put(sandbox, a, dateUpdated="2026-11-30T10:00:00Z", appointmentStatus="confirmed")
         webhooks[a] = [send(local_stack, a, "AppointmentCreate"), send(local_stack, a)]
 
-    def die(messages: Any) -> dict[str, str]:
+    def die(messages: Any, **_: Any) -> dict[str, str]:
         raise Killed
 
     real_publish = module.service.publisher.publish

@@ -1,8 +1,9 @@
 """Least privilege of the ReconcilerFunction proven by running it with exactly its role (as SAM
 builds it) against moto server with IAM enforced; the machinery and what moto checks are described
 in ``test_iam_enforced.py``. The run reads the OAuth secret and refreshes the token (write-back),
-lists the sandbox API, reads the ledger (BatchGetItem), clears a cursor (PutItem) and enqueues a
-recovery on the ingest queue; without any one of its statements it does not complete."""
+lists the sandbox API, reads the ledger (BatchGetItem), takes and gives back the one-run lease and
+clears a cursor (PutItem, ``cursor#*`` keys) and enqueues a recovery on the ingest queue; without
+any one of its statements it does not complete."""
 
 # The role machinery's fixtures are imported from test_iam_enforced and requested by name.
 # ruff: noqa: F811
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from appointment_enricher.reconcile.lease import LEASE_KEY
 from dev.fakes.lambda_context import make_context
 from dev.fakes.sandbox import SandboxServer
 from dev.stack.awslocal import LocalStack
@@ -66,6 +68,7 @@ def reconcile(
     handler = cold_start("reconciler", key, monkeypatch)
     summary = handler({"locationIds": [LOCATION]}, make_context("ReconcilerFunction", timeout_seconds=60))
     cursor = ddb.get_item(TableName=table, Key={"id": {"S": f"cursor#{LOCATION}"}})["Item"]
+    lease = ddb.get_item(TableName=table, Key={"id": {"S": LEASE_KEY}}).get("Item", {})
     stored = json.loads(
         stack.client("secretsmanager").get_secret_value(
             SecretId=stack.token_secret_id, VersionStage="AWSCURRENT"
@@ -75,11 +78,18 @@ def reconcile(
         "enqueued": [m["Attributes"]["MessageGroupId"] for m in drain(stack, stack.ingest_queue_url, 0)],
         "errors": summary.get("errors"),
         "cursor_cleared": "completedAt" in cursor and "calendarId" not in cursor,
+        "lease_given_back": lease.get("until", {}).get("N") == "0.000",
         "rotated_saved": stored["refreshToken"] != refresh and "refreshLease" not in stored,
     }
 
 
-COMPLETE = {"enqueued": [APPOINTMENT], "errors": 0, "cursor_cleared": True, "rotated_saved": True}
+COMPLETE = {
+    "enqueued": [APPOINTMENT],
+    "errors": 0,
+    "cursor_cleared": True,
+    "lease_given_back": True,
+    "rotated_saved": True,
+}
 
 
 def test_the_reconciler_works_with_exactly_its_role(

@@ -40,6 +40,7 @@ def test_soak_500_webhooks_with_faults_balances() -> None:
     kinds = figures["changeKinds"]  # the ledger is on: every record says what changed
     assert "None" not in kinds and sum(kinds.values()) == figures["records"], kinds
     assert set(figures["firstChangePerAppointment"]) <= {"created", "deleted"}, figures
+    assert figures["sequenceOrderedAppointmentsChecked"] == figures["orderedAppointmentsChecked"] > 0
 
 
 # ---- the checker itself: each guard must fire on the failure it exists for ------------------
@@ -55,6 +56,7 @@ def _balanced():
                 "schemaVersion": "1",
                 "webhookId": webhook.webhook_id,
                 "deleted": webhook.type == "AppointmentDelete",
+                "sequence": webhook.seq + 1,  # per appointment, in webhook order (gaps allowed)
             }
             data.records.append(record)
             data.ordered.append(record)
@@ -63,6 +65,24 @@ def _balanced():
             attributes = {"errorType": webhook.expect_error or "", "errorMessage": "m", "failedAt": "t"}
             data.quarantine.append((body, attributes))
     return plan, sent, data
+
+
+def _two_records_of_one_appointment(plan, data):
+    by_appointment: dict[str, list[dict]] = {}
+    for record in data.records:
+        by_appointment.setdefault(plan.by_id[record["webhookId"]].appointment_id, []).append(record)
+    return next(records[:2] for records in by_appointment.values() if len(records) >= 2)
+
+
+def _swap_sequences(plan, sent, data) -> None:
+    """Arrival order untouched (moto keeps it anyway); only the sequences say the wrong order."""
+    first, second = _two_records_of_one_appointment(plan, data)
+    first["sequence"], second["sequence"] = second["sequence"], first["sequence"]
+
+
+def _repeat_a_sequence(plan, sent, data) -> None:
+    first, second = _two_records_of_one_appointment(plan, data)
+    second["sequence"] = first["sequence"]
 
 
 def _problems(plan, sent, data) -> str:
@@ -86,13 +106,28 @@ def test_checker_accepts_a_balanced_run_apart_from_the_fake_records_schema() -> 
         (lambda p, s, d: d.ingest_dlq.append("{}"), "IngestDLQ"),
         (lambda p, s, d: d.records.append({"webhookId": "soak-stranger"}), "never sent"),
         (lambda p, s, d: d.ordered.reverse(), "out of order"),
+        (_swap_sequences, "sorted by sequence, are not in webhook order"),
+        (lambda p, s, d: d.records[0].pop("sequence"), "without a sequence"),
+        (_repeat_a_sequence, "share a sequence"),
         (lambda p, s, d: s.not_accepted.update({"x": 503}), "not accepted"),
         (
             lambda p, s, d: d.quarantine.__setitem__(0, (d.quarantine[0][0], {"errorType": "Other"})),
             "unexpected errorType",
         ),
     ],
-    ids=["duplicate", "lost", "requarantined", "dlq", "stranger", "order", "not-accepted", "reason"],
+    ids=[
+        "duplicate",
+        "lost",
+        "requarantined",
+        "dlq",
+        "stranger",
+        "order",
+        "sequence-order",
+        "sequence-missing",
+        "sequence-repeated",
+        "not-accepted",
+        "reason",
+    ],
 )
 def test_checker_reports_each_kind_of_imbalance(mutate, expected) -> None:
     plan, sent, data = _balanced()

@@ -21,6 +21,7 @@ def test_a_publish_outage_and_a_redrive_lose_and_repeat_no_change() -> None:
     assert figures["kind.rescheduled"] == 20  # the lost change, announced once per appointment
     assert figures["kind.cancelled"] == 20 and figures["kind.created"] == 20
     assert figures["kind.unchanged"] == 10  # redrives of appointments a newer webhook already moved
+    assert figures["duplicates"] == 0 and figures["olderDropped"] == 0
 
 
 def test_the_checker_finds_a_change_reported_against_an_unseen_state() -> None:

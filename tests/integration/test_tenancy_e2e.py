@@ -1,7 +1,7 @@
 """Tenancy binds every function (``WEBHOOK_LOCATION_IDS``, ``WEBHOOK_APP_IDS``), over the wire:
 the enricher quarantines a message for a location it does not serve (``ForeignTenant``), the
 reconciler never sweeps one (not even those the ledger knows), ``plenrich backfill`` refuses one.
-Also the reconciler's window rule: a listing of exactly ``max_events`` may be cut short.
+Also the reconciler's window rule: a listing of ``max_events`` events may be cut short, so it is split.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ pytestmark = pytest.mark.integration
 
 SERVED = "0007BWpSzSwfiuSl0tR2"  # the sandbox's seeded location
 FOREIGN = "TenantGone0001"
+OUR_APP = "app_ours_0001"
 
 
 @pytest.fixture
-def placed(sandbox: SandboxServer) -> Iterator[list[str]]:
+def placed_ids(sandbox: SandboxServer) -> Iterator[list[str]]:
     ids: list[str] = []
     yield ids
     for event_id in ids:
@@ -73,11 +74,39 @@ def test_the_enricher_quarantines_a_message_for_a_location_it_does_not_serve(
     assert sandbox.count("/calendars/events/appointments/" + theirs) == 0  # never fetched
 
 
+def test_the_enricher_quarantines_a_message_for_an_app_it_does_not_serve(
+    stack_env: dict[str, str],
+    local_stack: LocalStack,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``WEBHOOK_APP_IDS`` binds the enricher where the message carries ``appId``; a reconcile or
+    backfill message carries none and is judged by its location alone."""
+    monkeypatch.setenv("WEBHOOK_APP_IDS", OUR_APP)
+    monkeypatch.setenv("WEBHOOK_LOCATION_IDS", SERVED)
+    from dev.fakes.lambda_loader import load_function_module  # noqa: PLC0415 - after the env is set
+
+    driver = Driver(load_function_module("enricher"), local_stack)
+    ours, no_app, theirs = appointment_id(), appointment_id(), appointment_id()
+    for event_id in (ours, no_app):
+        put(sandbox, event_id, dateUpdated=T0)
+    send(local_stack, ours, "AppointmentCreate", app_id=OUR_APP)
+    send(local_stack, no_app, "AppointmentCreate")  # e.g. what the reconciler enqueues
+    send(local_stack, theirs, "AppointmentCreate", app_id="app_someone_else")
+    driver.run_until_empty()
+    assert {r["appointmentId"] for r in published(local_stack)} == {ours, no_app}
+    (parked,) = local_stack.drain(local_stack.quarantine_queue_url, wait_seconds=0)
+    attributes = {k: v["StringValue"] for k, v in parked["MessageAttributes"].items()}
+    assert attributes["errorType"] == "ForeignTenant" and attributes["appointmentId"] == theirs
+    assert "foreign_app" in attributes["errorMessage"]
+    assert sandbox.count("/calendars/events/appointments/" + theirs) == 0  # never fetched
+
+
 def test_the_reconciler_never_sweeps_a_location_it_does_not_serve(
     stack_env: dict[str, str],
     local_stack: LocalStack,
     sandbox: SandboxServer,
-    placed: list[str],
+    placed_ids: list[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     extra = reconciler_env(stack_env, local_stack.ledger_table_name, SERVED, FOREIGN)
@@ -88,7 +117,7 @@ def test_the_reconciler_never_sweeps_a_location_it_does_not_serve(
     theirs = recent_event(appointment_id(), FOREIGN, "TenantCal002")
     for event in (ours, theirs):
         sandbox.put_appointment(event)
-        placed.append(event["id"])
+        placed_ids.append(event["id"])
     # The ledger knows the foreign location (it was served once).
     seed_ledger(local_stack.client("dynamodb"), table, "TenantOld0001", FOREIGN, "2026-01-01T00:00:00.000Z")
     reconcile = load_handler("reconciler")
@@ -102,25 +131,39 @@ def test_the_reconciler_never_sweeps_a_location_it_does_not_serve(
     assert not any(FOREIGN in r["path"] for r in sandbox.requests_log())  # never asked about it
 
 
-def test_a_listing_of_exactly_max_events_is_split(
+@pytest.mark.parametrize(
+    ("placed", "splits"),
+    [
+        (13, True),  # the API cuts its answer at the cap: exactly max_events come back
+        (10, True),  # exactly max_events exist: the answer cannot tell, so look closer
+        (9, False),  # one under the cap: complete, no split
+    ],
+)
+def test_a_listing_cut_at_max_events_is_split_until_nothing_is_missed(
+    placed: int,
+    splits: bool,
     stack_env: dict[str, str],
     local_stack: LocalStack,
     sandbox: SandboxServer,
-    placed: list[str],
+    placed_ids: list[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The events endpoint documents no paging: an answer of ``RECONCILE_MAX_EVENTS_PER_WINDOW``
+    events may be cut short (the sandbox cuts at the same number, silently). Taking such an answer
+    as complete (``>`` where ``>=`` is due) would lose every event past the cap for good."""
     location = "TenantDense" + appointment_id()[1:9]
     extra = reconciler_env(stack_env, local_stack.ledger_table_name, location)
     for name, value in {**extra, "RECONCILE_MAX_EVENTS_PER_WINDOW": "10"}.items():
         monkeypatch.setenv(name, value)
-    for n in range(10):
+    sandbox.set_list_limit(10)
+    for n in range(placed):
         event = recent_event(f"{location}{n:02d}", location, "TenantDenseCal", start_in=timedelta(days=1 + n))
         sandbox.put_appointment(event)
-        placed.append(event["id"])
+        placed_ids.append(event["id"])
     summary = load_handler("reconciler")({}, make_context("reconciler", timeout_seconds=60))
     (per,) = [p for p in summary["perLocation"] if p["location_id"] == location]
-    assert per["splits"] >= 1, summary  # ten of a cap of ten: maybe cut short, so look closer
-    assert len([k for k in _enqueued(local_stack) if k.startswith(location)]) == 10
+    assert (per["splits"] > 0) is splits, summary
+    assert len([k for k in _enqueued(local_stack) if k.startswith(location)]) == placed
 
 
 def test_backfill_refuses_a_location_not_served(

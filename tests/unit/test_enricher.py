@@ -98,7 +98,7 @@ class Sink:
         self.delivered: list[OutboundMessage] = []
         self.fail_once: set[str] = set()
 
-    def publish(self, messages: Any) -> dict[str, str]:
+    def publish(self, messages: Any, *, time_left: Any = None) -> dict[str, str]:
         self.calls.append(list(messages))
         failed = {}
         for m in messages:

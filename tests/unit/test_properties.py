@@ -500,7 +500,7 @@ class _Source:
 
 
 class _Publisher:
-    def publish(self, messages: Any) -> dict[str, str]:
+    def publish(self, messages: Any, *, time_left: Any = None) -> dict[str, str]:
         return {}
 
 

@@ -9,6 +9,7 @@ import pytest
 from appointment_enricher.aws.publisher import (
     MAX_BATCH_BYTES,
     OutboundMessage,
+    PermanentEntryError,
     Publisher,
     SnsDestination,
     SqsDestination,
@@ -166,3 +167,33 @@ def test_a_record_failing_the_first_destination_is_not_sent_to_the_second() -> N
 def test_needs_a_destination() -> None:
     with pytest.raises(ValueError):
         Publisher([])
+
+
+def test_no_retry_and_no_next_destination_once_time_is_up() -> None:
+    """The first call is the round's (checked before it); a retry or the second destination's call
+    starts only while ``time_left()``; what is pending then fails at once, retryable."""
+    sns, sqs = FakeAws(fail={"b1": 99}), FakeAws()
+    failed = publisher(SnsDestination(sns, "arn:t"), SqsDestination(sqs, "https://q")).publish(
+        [msg(0, "b0"), msg(1, "b1")], time_left=lambda: False
+    )
+    assert len(sns.calls) == 1 and sqs.calls == []
+    assert set(failed) == {"sqs-message-id-0", "sqs-message-id-1"}
+    assert (
+        failed["sqs-message-id-1"].startswith("sns DeadlineReached")
+        and "InternalError" in failed["sqs-message-id-1"]
+    )
+    assert failed["sqs-message-id-0"].startswith("sqs DeadlineReached")
+    assert not any(isinstance(reason, PermanentEntryError) for reason in failed.values())
+
+
+def test_a_publish_attempt_fits_in_the_default_publish_reserve() -> None:
+    """An attempt started at the last moment must end with time left for the settling writes."""
+    from appointment_enricher.aws.sdk import PUBLISH_ATTEMPT_SECONDS, PUBLISH_CONFIG  # noqa: PLC0415
+    from appointment_enricher.enrich.service import (  # noqa: PLC0415
+        DEADLINE_MARGIN_SECONDS,
+        PUBLISH_RESERVE_SHARE,
+    )
+
+    assert PUBLISH_CONFIG.retries == {"mode": "standard", "total_max_attempts": 1}  # the publisher retries
+    assert PUBLISH_CONFIG.connect_timeout + PUBLISH_CONFIG.read_timeout == PUBLISH_ATTEMPT_SECONDS
+    assert DEADLINE_MARGIN_SECONDS * PUBLISH_RESERVE_SHARE - PUBLISH_ATTEMPT_SECONDS >= 1.0

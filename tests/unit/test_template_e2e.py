@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from appointment_enricher.ledger.base import MAX_RECONCILE_LOOKAHEAD_DAYS, MAX_RECONCILE_LOOKBACK_DAYS
 from dev.stack.cfn import load_template
 
 
@@ -43,3 +44,9 @@ def test_output_fifo_makes_topic_queue_and_dlq_fifo() -> None:
     assert _if_fifo(topic["FifoThroughputScope"]) == "MessageGroup"
     for queue in ("EnrichedQueue", "EnrichedDLQ"):
         assert _if_fifo(resources[queue]["Properties"]["FifoQueue"]) is True, queue
+
+
+def test_the_reconcile_window_parameters_stay_inside_what_the_ledger_ttl_covers() -> None:
+    parameters = load_template()["Parameters"]
+    assert parameters["ReconcileLookbackDays"]["MaxValue"] == MAX_RECONCILE_LOOKBACK_DAYS
+    assert parameters["ReconcileLookaheadDays"]["MaxValue"] == MAX_RECONCILE_LOOKAHEAD_DAYS

@@ -120,6 +120,11 @@ class SqsDestination:
         return failures(response)
 
 
+def _out_of_time(destination: str, error: str | None) -> str:
+    after = f" (after {error})" if error else ""
+    return f"{destination} DeadlineReached: too little time left for another attempt{after}"[:300]
+
+
 class Publisher:
     """Fan a list of records out to every configured destination.
 
@@ -145,14 +150,25 @@ class Publisher:
         self.base_delay = base_delay
         self.sleep = sleep
 
-    def publish(self, messages: Sequence[OutboundMessage]) -> dict[str, str]:
-        """Publish all; return {entry_id: reason} for those that did not reach every destination."""
+    def publish(
+        self, messages: Sequence[OutboundMessage], *, time_left: Callable[[], bool] | None = None
+    ) -> dict[str, str]:
+        """Publish all; return {entry_id: reason} for those that did not reach every destination.
+
+        ``time_left``: False once no attempt may start (the batch deadline); a retry, or the next
+        destination, is then not attempted and what is pending fails (retryable) at once."""
         failed: dict[str, str] = {}
-        for destination in self.destinations:
+        for index, destination in enumerate(self.destinations):
             pending = [m for m in messages if m.entry_id not in failed]
+            last: dict[str, str] = {}
             for attempt in range(self.attempts):
                 if attempt:
                     self.sleep(random.random() * self.base_delay * (1 << attempt))  # noqa: S311 - jitter
+                if (attempt or index) and pending and time_left is not None and not time_left():
+                    failed.update(
+                        {m.entry_id: _out_of_time(destination.name, last.get(m.entry_id)) for m in pending}
+                    )
+                    break
                 errors: dict[str, str] = {}
                 for batch in chunks(pending):
                     try:
@@ -162,6 +178,7 @@ class Publisher:
                 final = {k: v for k, v in errors.items() if isinstance(v, PermanentEntryError)}
                 failed.update({k: PermanentEntryError(f"{destination.name} {v}") for k, v in final.items()})
                 pending = [m for m in pending if m.entry_id in errors and m.entry_id not in final]
+                last = errors
                 if not pending:
                     break
                 if attempt == self.attempts - 1:

@@ -37,15 +37,18 @@ BACKEND_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     tcp_keepalive=True,
 )
-# The enricher's publish calls (SNS PublishBatch, SQS SendMessageBatch): bounded, so a round
-# started before the batch deadline ends before the Lambda timeout and the ledger announce and
-# receipts still happen (2 attempts of at most 1 s connect + 2 s read).
+# The enricher's publish calls (SNS PublishBatch, SQS SendMessageBatch): one attempt each, at
+# most 1 s connect + 2 s read (``PUBLISH_ATTEMPT_SECONDS``). The retries are the publisher's own
+# (``aws.publisher.Publisher``), which starts none once the batch deadline is near: SDK retries
+# would not know the deadline, and could outlast the Lambda timeout after a publish, before the
+# ledger announce and the receipts.
 PUBLISH_CONFIG = Config(
     connect_timeout=1,
     read_timeout=2,
-    retries={"mode": "standard", "total_max_attempts": 2},
+    retries={"mode": "standard", "total_max_attempts": 1},
     tcp_keepalive=True,
 )
+PUBLISH_ATTEMPT_SECONDS = 3.0  # PUBLISH_CONFIG's connect + read timeouts: the longest attempt
 # Operator tools (plenrich): long polls of up to 20 s must fit inside the read timeout.
 OPERATOR_CONFIG = Config(
     connect_timeout=3,

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from ..errors import ConfigError
+from ..ledger.base import MAX_RECONCILE_LOOKAHEAD_DAYS, MAX_RECONCILE_LOOKBACK_DAYS
 from ..powerleads.client import DEFAULT_TIMEOUT, RetryPolicy
 from ..related import DEFAULT_CONTACT_FIELDS, RelatedKind
 from ..wire import (
@@ -167,8 +168,9 @@ class ReconcilerSettings(_Settings):
     POWERLEADS_TOKEN_SECRET_ID: str | None = None
     POWERLEADS_TOKEN: str | None = Field(default=None, repr=False)
     RECONCILE_LOCATION_IDS: LocationIds = Field(default_factory=list)
-    RECONCILE_LOOKBACK_DAYS: float = Field(default=7, ge=0, le=366)
-    RECONCILE_LOOKAHEAD_DAYS: float = Field(default=90, ge=0, le=731)
+    # Bounded so the ledger's TTL covers every listing (``ledger.base.ledger_expiration``).
+    RECONCILE_LOOKBACK_DAYS: float = Field(default=7, ge=0, le=MAX_RECONCILE_LOOKBACK_DAYS)
+    RECONCILE_LOOKAHEAD_DAYS: float = Field(default=90, ge=0, le=MAX_RECONCILE_LOOKAHEAD_DAYS)
     # The reconciler's share of each location's 100 requests / 10 s (the enricher needs the rest).
     RECONCILE_REQUESTS_PER_10S: int = Field(default=20, ge=1, le=50)
     RECONCILE_MAX_EVENTS_PER_WINDOW: int = Field(default=250, ge=10)

@@ -7,7 +7,8 @@ settled as SUPPRESSED (counted and logged), in its place in the round; so is a `
 reconcile message, as COVERED (no record), so an earlier failure of its group retries it too.
 An entry SNS or SQS rejects as the sender's fault (``SenderFault``) is quarantined with the
 reason, not retried. No
-round starts once the batch deadline is near: what is left retries, in order.
+round, and no retry inside one (``aws.publisher.Publisher``), starts once the batch deadline is
+near: what is left retries, in order.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from .items import Covered, Item, Outcome, Ready, retry_rest
 
 
 class RecordPublisher(Protocol):
-    def publish(self, messages: Sequence[OutboundMessage]) -> dict[str, str]: ...
+    def publish(
+        self, messages: Sequence[OutboundMessage], *, time_left: Callable[[], bool] | None = None
+    ) -> dict[str, str]: ...
 
 
 def _suppressed(ready: Ready, suppress_unchanged: bool) -> bool:
@@ -83,7 +86,7 @@ def publish_in_rounds(
         if not outgoing:
             continue
         try:
-            failed = publisher.publish(outgoing)
+            failed = publisher.publish(outgoing, time_left=time_left)
         except Exception as exc:  # noqa: BLE001 - nothing known to be out: all of them again
             failed = {m.entry_id: f"{type(exc).__name__}: {exc}"[:300] for m in outgoing}
         for queue, item in heads:

@@ -52,10 +52,11 @@ __all__ = [
 ]
 
 DEADLINE_MARGIN_SECONDS = 5.0  # of a 60 s function timeout (template.yaml)
-# No publish round starts with less than this share of the deadline margin left (2.5 s of the
-# default 5 s): a call is bounded by ``aws.sdk.PUBLISH_CONFIG``, and announcing, receipts and
-# quarantine writes must follow it before the timeout. What is left retries, in order.
-PUBLISH_RESERVE_SHARE = 0.5
+# No publish attempt (a round, or the publisher's retry within one) starts with less than this
+# share of the deadline margin left: 4 s of the default 5 s, so an attempt that starts at the last
+# moment (at most ``aws.sdk.PUBLISH_ATTEMPT_SECONDS``, 3 s) still leaves 1 s for announcing, receipts
+# and quarantine writes before the Lambda timeout. What is left retries, in order.
+PUBLISH_RESERVE_SHARE = 0.8
 
 
 class EnricherService:

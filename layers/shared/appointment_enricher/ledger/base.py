@@ -11,7 +11,7 @@ Item layout (a contract with the reconciler; key ``id`` (S), TTL ``expiration`` 
   ``change`` diffs against; compressed to keep the item under 1 KB, one write unit, when it
   can); ``recent`` (S, JSON ``[[dedupeId, change], ...]``: the deliveries of the batch that last
   wrote the item, so a redelivery gets the same ``change``; see ``RECENT_LIMIT``); ``revision``
-  (N, for conditional writes); ``expiration`` (N, epoch seconds).
+  (N, for conditional writes); ``expiration`` (N, epoch seconds: see ``ledger_expiration``).
   The fields above are the *announced* state: the last one whose record was published.
   ``pending`` (B, zlib JSON ``{"dateUpdated", "deleted", "deletedBy", "appointment"}``) is a
   state written ahead of its publish and promoted to the announced fields once the publish
@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from ..errors import EnricherError
+from ..wire import try_upstream_time
 
 APPOINTMENT_KEY_PREFIX: Final = "appointment#"
 LOCATIONS_KEY: Final = "locations"
@@ -42,9 +43,17 @@ MAX_KEYS_PER_READ: Final = 100  # BatchGetItem's limit
 # while one of its messages awaits a retry, so whatever comes back to be retried is from that
 # batch: a batch's worth (SQS FIFO: at most 10) is all a redelivery can need.
 RECENT_LIMIT: Final = 10
-# Past the longest look-ahead the reconciler accepts (731 days), with a month of margin: an
-# appointment two years ahead must not come back as ``created`` when its item expires.
-DEFAULT_LEDGER_TTL_SECONDS: Final = (731 + 30) * 86_400
+# The reconciler's window bounds (``RECONCILE_LOOKBACK_DAYS``, ``RECONCILE_LOOKAHEAD_DAYS``): it
+# lists an appointment from its start minus the look-ahead until its start plus the look-back.
+MAX_RECONCILE_LOOKBACK_DAYS: Final = 366
+MAX_RECONCILE_LOOKAHEAD_DAYS: Final = 731
+_TTL_MARGIN_DAYS: Final = 30
+# An item outlives every listing of its appointment, or a far-future appointment would come back
+# as ``created`` once its item expired: at least the longest look-ahead (plus a month) from the
+# write, and at least the longest look-back (plus a month) past the appointment's start (for one
+# further ahead than any look-ahead, e.g. booked three years out). See ``ledger_expiration``.
+DEFAULT_LEDGER_TTL_SECONDS: Final = (MAX_RECONCILE_LOOKAHEAD_DAYS + _TTL_MARGIN_DAYS) * 86_400
+TTL_PAST_START_SECONDS: Final = (MAX_RECONCILE_LOOKBACK_DAYS + _TTL_MARGIN_DAYS) * 86_400
 # Why a tombstone exists: a delete webhook, a fetch or listing that said ``deleted: true`` (both
 # stay until a newer ``dateUpdated``), or an upstream 404 past the grace (repaired by any live read).
 DELETED_BY_WEBHOOK: Final = "webhook"
@@ -128,6 +137,18 @@ class LedgerEntry:
             if seen == dedupe_id:
                 found = change
         return found
+
+
+def ledger_expiration(now: datetime, ttl_seconds: int, entry: LedgerEntry) -> int:
+    """The item's TTL (epoch seconds): ``ttl_seconds`` after ``now``, or ``TTL_PAST_START_SECONDS``
+    after the latest ``startTime`` the item holds (announced or pending) when that is later."""
+    expires = int(now.timestamp()) + ttl_seconds
+    held = [entry.appointment, entry.pending.appointment if entry.pending is not None else {}]
+    for appointment in held:
+        start = try_upstream_time(appointment.get("startTime"))
+        if start is not None:
+            expires = max(expires, int(start.timestamp()) + TTL_PAST_START_SECONDS)
+    return expires
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from .base import (
     UnprocessedKeys,
     UnprocessedWrites,
     appointment_key,
+    ledger_expiration,
     ledger_time,
     parse_ledger_time,
 )
@@ -219,7 +220,7 @@ class DynamoLedger:
             "appointment": {"B": zlib.compress(_compact(dict(entry.appointment)).encode(), 9)},
             "recent": {"S": _compact([[dedupe, change] for dedupe, change in entry.recent])},
             "revision": {"N": str(entry.revision + 1)},
-            "expiration": {"N": str(int(self.now().timestamp()) + self.ttl_seconds)},
+            "expiration": {"N": str(ledger_expiration(self.now(), self.ttl_seconds, entry))},
         }
         if entry.date_updated is not None:
             item["dateUpdated"] = {"S": ledger_time(entry.date_updated)}

@@ -23,6 +23,7 @@ from ..ledger.dynamodb import DynamoLedger
 from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
 from ..powerleads.wiring import build_token_source
 from .cursors import DynamoCursorStore
+from .lease import DynamoRunLease
 from .run import CursorStore, IngestSink, Pacer, ReconcileOptions, Reconciler
 
 if TYPE_CHECKING:
@@ -72,6 +73,11 @@ def build_reconciler(
         log=log,
         served=Tenancy.from_env(os.environ).location_ids,
     )
+
+
+def build_run_lease(settings: ReconcilerSettings) -> DynamoRunLease:
+    """The one-run-at-a-time lease (``lease.run_alone``), in the ledger table."""
+    return DynamoRunLease(dynamodb_client(), settings.LEDGER_TABLE_NAME)
 
 
 def _rate_limit_hook(pacer: Pacer) -> Callable[..., Any]:
