@@ -18,8 +18,10 @@ Scopes (everything is lazy; unit tests that use none of these start nothing):
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -30,6 +32,29 @@ if TYPE_CHECKING:
     from dev.stack.awslocal import LocalStack
     from dev.stack.gateway import Gateway
     from dev.stack.poller import SqsPoller
+
+# Folders that hold no project source, whatever git says (build output, venvs, bench's peer venv).
+NOT_SOURCE = {".venv", ".venv-sam", ".aws-sam", "__pycache__", "site-packages", "build", "out"}
+
+
+def python_files(folder: Path) -> list[Path]:
+    """The project's ``.py`` files under ``folder``: what git tracks or would track (untracked
+    files not ignored count), never what a tool left there (``make bench``'s peer venv in
+    ``bench/out`` holds thousands of other people's modules). Outside a checkout: a walk that
+    skips the folders in ``NOT_SOURCE``."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", "."],
+            cwd=folder,
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout.decode()
+        paths = [folder / name for name in listed.split("\0") if name.endswith(".py")]
+    except (OSError, subprocess.SubprocessError):
+        paths = list(folder.rglob("*.py"))
+    return sorted(p for p in paths if p.is_file() and not NOT_SOURCE & set(p.relative_to(folder).parts[:-1]))
+
 
 # Contract variables a developer's shell might carry into the tests; stack_env clears them.
 CONTRACT_VARS = (

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import python_files
+
 ROOT = Path(__file__).resolve().parents[2]
 WIRE = ROOT / "layers" / "shared" / "appointment_enricher" / "wire.py"
 SCANNED = [
     ROOT / "layers" / "shared" / "appointment_enricher" / "intake" / "receiver.py",
     ROOT / "functions" / "webhook" / "app.py",
-    *sorted((ROOT / "dev").rglob("*.py")),
-    *sorted((ROOT / "bench").rglob("*.py")),
-    *sorted((ROOT / "cli" / "plenrich").rglob("*.py")),
+    *python_files(ROOT / "dev"),
+    *python_files(ROOT / "bench"),
+    *python_files(ROOT / "cli" / "plenrich"),
 ]
 # fragment -> the wire rule it would copy
 COPIES = {
