@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -192,20 +193,41 @@ def test_demo_with_a_wrong_token_ends_with_the_cause(tmp_path: Path, sandbox_ser
     assert "not-the-sandbox-token" not in proc.stdout + proc.stderr  # never the token itself
 
 
+# Which function writes a line, by its message (the handlers' own wording).
+WRITERS = {
+    "webhook": "WebhookFunction",
+    "WEBHOOK_": "WebhookFunction",
+    "record ": "EnricherFunction",
+    "reconcile": "ReconcilerFunction",
+    "recovered ": "ReconcilerFunction",
+}
+
+
+def writer(message: str) -> str | None:
+    return next((name for prefix, name in WRITERS.items() if message.startswith(prefix)), None)
+
+
 def test_every_log_line_names_the_function_that_wrote_it(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [*DEMO, "--verbose", "--env-file", str(tmp_path / "demo.env")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=CLEAN_ENV,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"level"')]
-    named = {(line["message"], line.get("function_name")) for line in lines if "function_name" in line}
-    enricher = {name for message, name in named if message.startswith("record ")}
-    webhook = {name for message, name in named if message == "webhook answered"}
-    assert enricher == {"EnricherFunction"}, named
-    assert webhook == {"WebhookFunction"}, named
+    """All three functions in the one process of ``make run``, invoked concurrently (samples sent,
+    records enriched, the reconciler every second): each JSON line names its own function, the
+    receiver's cold start line included."""
+    run = Running("--verbose", "--reconcile-every", "1", "--env-file", str(tmp_path / "run.env"))
+    try:
+        run.wait_for(r"^Serving")
+
+        def logged() -> list[dict[str, Any]]:
+            return [json.loads(line) for line in run.seen if line.startswith('{"level":')]
+
+        while not (
+            sum(line["message"].startswith("record ") for line in logged()) >= 4
+            and any(line["message"] == "reconcile run" for line in logged())
+        ):
+            run.wait_for(r'^\{"level":')
+    finally:
+        run.stop()
+    lines = logged()
+    assert any(line["message"] == "webhook receiver ready" for line in lines), run.seen
+    for line in lines:
+        assert line.get("function_name") in WRITERS.values(), line
+        assert writer(line["message"]) in (None, line["function_name"]), line
+    assert {writer(line["message"]) for line in lines} == set(WRITERS.values()), lines
