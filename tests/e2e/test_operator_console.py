@@ -148,18 +148,25 @@ def test_make_run_shows_the_quarantine_and_leaves_it_to_plenrich(running: tuple[
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
-    Quarantine(sqs, env["QUARANTINE_QUEUE_URL"]).send(
-        '{"not":"an ingest message"}',
-        error_type="InvalidIngestMessage",
-        error_message="operator console test",
-        source_message_id="ops-console-1",
-    )
-    run.wait_for(r"!!! quarantined: InvalidIngestMessage")
-    run.wait_for(r"left in the quarantine: .*plenrich --env-file")
-    time.sleep(2)  # a consuming reader would have deleted it by now
+    quarantine = Quarantine(sqs, env["QUARANTINE_QUEUE_URL"])
+    count = 12  # more than one receive returns
+    for number in range(count):
+        quarantine.send(
+            '{"not":"an ingest message"}',
+            error_type="InvalidIngestMessage",
+            error_message=f"operator console test {number}",
+            source_message_id=f"ops-console-{number}",
+        )
+    said = r"!!! quarantined: InvalidIngestMessage: operator console test (\d+)"
+    shown: set[str] = set()
+    while len(shown) < count:
+        shown.add(run.wait_for(said).group(1))
+    assert shown == {str(number) for number in range(count)}
+    assert any("left in the quarantine: .venv/bin/plenrich --env-file" in line for line in run.seen)
+    time.sleep(2)  # a consuming reader would have deleted them by now
     inspect = plenrich(env_file, "inspect", "--json", "--wait", "0")
     assert inspect.returncode == 0, inspect.stderr
-    assert [m["errorType"] for m in json.loads(inspect.stdout)] == ["InvalidIngestMessage"]
+    assert [m["errorType"] for m in json.loads(inspect.stdout)] == ["InvalidIngestMessage"] * count
 
 
 def test_a_404_within_the_grace_is_said_in_words(running: tuple[Running, Path]) -> None:
