@@ -589,7 +589,8 @@ def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event,
         " re-sign any body: python -m dev.fakes.signing FILE --restamp"
     )
     say("Operate it from another shell (quarantined messages stay queued for inspect/redrive):")
-    say(f"  .venv/bin/plenrich --env-file {env_file} inspect    (or: source {env_file}; plenrich ...)")
+    say(f"  .venv/bin/plenrich --env-file {env_file} inspect")
+    say(f"  (or: source {env_file}; .venv/bin/plenrich inspect)")
     say(f"Replay the signed samples: .venv/bin/python -m dev.tools.replay --url {gateway.webhook_url}")
     say("Serving; records print as they arrive. Ctrl-C to stop.")
     try:
