@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# A bare `make` lists the targets.
+.DEFAULT_GOAL := help
+
 .PHONY: help events run demo test lint typecheck unit integration e2e cfn-lint bench soak soak-reconcile soak-bulk sam-build sam-validate clean
 
 # The dev package (dev/, editable), then the operations CLI from its own package (cli/, editable:

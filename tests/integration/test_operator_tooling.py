@@ -39,6 +39,8 @@ def test_make_help_lists_every_target_with_its_description() -> None:
     assert targets - set(listed) == set(), run.stdout
     for target in ("run", "demo", "test", "events", "sam-validate", "help"):
         assert listed[target].strip(), target
+    bare = make()  # what a newcomer types first
+    assert bare.returncode == 0 and bare.stdout == run.stdout, bare.stdout + bare.stderr
 
 
 def test_make_events_writes_fresh_signatures_the_receiver_accepts_now(
