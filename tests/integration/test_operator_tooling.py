@@ -66,6 +66,15 @@ def test_sam_validate_says_what_it_does_while_it_builds_its_venv() -> None:
     assert "installing requirements-sam.txt" in run.stdout
 
 
+def test_the_first_make_run_says_it_builds_the_venv_before_it_goes_quiet() -> None:
+    run = make("-n", "-B", ".venv/.installed")  # what a first `make run` does before it runs
+    assert run.returncode == 0, run.stderr
+    said = run.stdout.splitlines()
+    building = next(i for i, line in enumerate(said) if "building .venv from requirements-dev.txt" in line)
+    assert "a few minutes" in said[building]
+    assert building < next(i for i, line in enumerate(said) if "pip install --quiet" in line)
+
+
 def test_the_events_have_a_readme_and_the_architecture_lists_every_folder() -> None:
     readme = (REPO_ROOT / "events" / "README.md").read_text()
     for needed in ("make events", "sam local invoke", "WEBHOOK_MAX_AGE_SECONDS", "--env-vars"):
