@@ -184,6 +184,8 @@ class _Redrive:
     moved: int = 0
     failed: int = 0
     skipped: int = 0
+    sent: set[str] = dataclasses.field(default_factory=set)  # ingest message ids of this run's sends
+    returned: int = 0  # copies of those, quarantined again while this run went on: left for the next
     stopped: Failure | None = None  # a failure every later message would meet too
     rows: list[tuple[str, ...]] = dataclasses.field(default_factory=list)
 
@@ -201,7 +203,7 @@ class _Redrive:
         if self.ingest.endswith(".fifo"):
             send.update(MessageGroupId=group, MessageDeduplicationId=dedupe)
         try:
-            self.sqs.send_message(**send)
+            self.sent.add(str(self.sqs.send_message(**send).get("MessageId") or ""))
         except Exception as exc:  # noqa: BLE001 - reported; the message stays in the quarantine
             self.failed += 1
             self._failed(f"send failed for {letter.message_id}", describe(exc, self.endpoint))
@@ -220,6 +222,12 @@ class _Redrive:
         stop = " (stopped: the rest stay quarantined)" if failure.stops else ""
         self.env.stderr.write(f"\n{what}: {failure.line}{stop}\n")
         self.stopped = failure if failure.stops else None
+
+    def returned_copy(self, message: Mapping[str, Any]) -> bool:
+        """A message this run redrove, quarantined again (the enricher names its ingest message in
+        ``sourceMessageId``; SQS keeps the id when it dead-letters one): moving it again and again
+        while it keeps failing would never end."""
+        return bool({message.get("MessageId"), _attr(message, "sourceMessageId")} & self.sent - {""})
 
     def dry(self, letter: DeadLetter, group: str) -> None:
         self.moved += 1
@@ -240,6 +248,9 @@ def cmd_redrive(args: argparse.Namespace, env: Env) -> int:
     progress = Progress("redrive" + (" (dry run)" if args.dry_run else ""), total, env.stderr)
     try:
         for message in held_messages(sqs, quarantine, args.visibility_timeout, args.wait, run.held):
+            if run.returned_copy(message):
+                run.returned += 1
+                continue
             letter = DeadLetter.from_sqs(message)
             if args.error_type and letter.error_type not in args.error_type:
                 run.skipped += 1
@@ -262,6 +273,8 @@ def cmd_redrive(args: argparse.Namespace, env: Env) -> int:
     if run.rows:
         env.stdout.write(table(("messageId", "errorType", "appointmentId", "groupId"), run.rows) + "\n")
     env.stdout.write(f"{verb} {run.moved}, skipped {run.skipped} (filtered), failed {run.failed}\n")
+    if run.returned:
+        env.stdout.write(f"left {run.returned} that failed again during this run (for the next one)\n")
     if run.stopped is not None:
         return run.stopped.code
     return PARTIAL if run.failed else OK

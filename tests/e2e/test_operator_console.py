@@ -167,6 +167,9 @@ def test_make_run_shows_the_quarantine_and_leaves_it_to_plenrich(running: tuple[
     inspect = plenrich(env_file, "inspect", "--json", "--wait", "0")
     assert inspect.returncode == 0, inspect.stderr
     assert [m["errorType"] for m in json.loads(inspect.stdout)] == ["InvalidIngestMessage"] * count
+    redrive = plenrich(env_file, "redrive", "--wait", "0")
+    assert redrive.returncode == 0, redrive.stderr
+    assert f"moved {count}, skipped 0 (filtered), failed 0" in redrive.stdout
 
 
 def test_a_404_within_the_grace_is_said_in_words(running: tuple[Running, Path]) -> None:

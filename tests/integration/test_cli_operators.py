@@ -318,6 +318,26 @@ def test_reconcile_with_a_rejected_token_says_why_per_location(
     assert "Traceback" not in run.stderr
 
 
+def test_redrive_moves_what_was_quarantined_when_it_began_and_not_what_comes_back(
+    tmp_path: Path, stack: LocalStack
+) -> None:
+    """A message that fails again is quarantined again while the redrive runs; read again, it
+    would be redriven again and again. Here the redriven copies go straight back into the
+    quarantine (the ingest queue is the quarantine): an enricher that fails them at once."""
+    quarantine = Quarantine(stack.client("sqs"), stack.quarantine_queue_url)
+    for name in ("create", "update"):
+        raw = sample_webhook(name, webhook_id=f"ops-loop-{name}")
+        body = ingest_message(raw, "2026-01-01T00:00:00Z", f"ops-loop-{name}")
+        quarantine.send(body, error_type="UpstreamRejected", error_message="422", source_message_id=name)
+    env = {**aws(stack), "INGEST_QUEUE_URL": stack.quarantine_queue_url}
+    run = plenrich("redrive", "--wait", "0", cwd=tmp_path, **env)
+    assert run.returncode == 0, run.stderr
+    assert "moved 2, skipped 0 (filtered), failed 0" in run.stdout, run.stdout
+    assert "left 2 that failed again during this run (for the next one)" in run.stdout, run.stdout
+    left = plenrich("inspect", "--json", "--wait", "0", cwd=tmp_path, **aws(stack))
+    assert len(json.loads(left.stdout)) == 2  # the copies, for the next redrive
+
+
 def test_reconcile_says_why_per_location_when_powerleads_or_the_table_fail(
     tmp_path: Path, stack: LocalStack, sandbox: SandboxServer
 ) -> None:
