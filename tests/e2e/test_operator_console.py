@@ -183,23 +183,34 @@ def test_a_404_within_the_grace_is_said_in_words(running: tuple[Running, Path]) 
     run.wait_for(rf"{UNKNOWN_ID}: 404, retrying until the 120 s grace ends, next try in 6 min")
 
 
-def test_demo_with_a_wrong_token_ends_with_the_cause(tmp_path: Path, sandbox_server: SandboxServer) -> None:
-    proc = subprocess.run(
-        [
-            *DEMO,
-            *("--timeout", "5", "--powerleads-url", sandbox_server.url),
-            *("--token", "not-the-sandbox-token", "--env-file", str(tmp_path / "demo.env")),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=CLEAN_ENV,
-        check=False,
-    )
+@pytest.mark.parametrize(
+    ("tokens", "cause"),
+    [
+        ({"the-right-token": None}, "upstream 401: token rejected"),
+        ({"not-the-sandbox-token": "SomeOtherLoc1"}, "upstream 403: the token may not read this location"),
+    ],
+    ids=["wrong token", "token of another location"],
+)
+def test_demo_with_a_token_powerleads_refuses_ends_with_the_cause(
+    tmp_path: Path, tokens: dict[str, str | None], cause: str
+) -> None:
+    with SandboxServer(tokens=tokens) as powerleads:
+        proc = subprocess.run(
+            [
+                *DEMO,
+                *("--timeout", "5", "--powerleads-url", powerleads.url),
+                *("--token", "not-the-sandbox-token", "--env-file", str(tmp_path / "demo.env")),
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=CLEAN_ENV,
+            check=False,
+        )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     verdict = proc.stdout.split("DEMO FAILED:", 1)[1]
-    assert "cause: " in verdict and "upstream 401: token rejected" in verdict, proc.stdout
+    assert "cause: " in verdict and cause in verdict, proc.stdout
     assert "not-the-sandbox-token" not in proc.stdout + proc.stderr  # never the token itself
 
 
