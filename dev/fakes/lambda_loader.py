@@ -20,14 +20,16 @@ import functools
 import gc
 import importlib.util
 import itertools
-import logging
 import os
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import logging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,16 +46,17 @@ def function_id(name: str) -> str:
     return "".join(part.title() for part in name.replace("_", "-").split("-")) + "Function"
 
 
-class FunctionNames(logging.Filter):
-    """Puts the writing function's own Lambda context keys on each record from its ``app.py``.
+class FunctionNames:
+    """A ``logging`` filter: puts the writing function's own Lambda context keys on each record
+    from its ``app.py``.
 
     A record's extra attributes win over the logger's keys in Powertools' formatter, so this
     overrides whatever another function's invocation left on the shared logger. ``None`` drops a
-    key, as on a Lambda cold start line, which has none of them.
+    key, as on a Lambda cold start line, which has none of them. (Not a ``logging.Filter``
+    subclass: importing ``logging`` here would take it out of the cold starts bench/ measures.)
     """
 
     def __init__(self) -> None:
-        super().__init__()
         self._keys: dict[str, dict[str, Any]] = {}  # app.py path -> the keys its lines carry
         self._lock = threading.Lock()
 
@@ -81,6 +84,8 @@ class FunctionNames(logging.Filter):
         return True
 
     def watch(self, logger_name: str) -> None:
+        import logging  # noqa: PLC0415 - see the class
+
         logger = logging.getLogger(logger_name)
         if self not in logger.filters:
             logger.addFilter(self)
