@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# A bare `make` lists the targets.
+.DEFAULT_GOAL := help
+
 .PHONY: help events run demo test lint typecheck unit integration e2e cfn-lint bench soak soak-reconcile soak-bulk sam-build sam-validate clean
 
 # The dev package (dev/, editable), then the operations CLI from its own package (cli/, editable:
@@ -11,11 +14,13 @@ STAMP  := $(VENV)/.installed
 # script an older checkout's dev package installed.
 $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml cli/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@echo "building $(VENV) from requirements-dev.txt (first run, or after they change; a few minutes)..." >&2
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>/dev/null || $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e ./cli 2>/dev/null || $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e ./cli
 	@touch $@
+	@echo "  $(VENV) ready" >&2
 
 help:                  ## this list of targets
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z][a-zA-Z0-9_-]*:[^=]*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

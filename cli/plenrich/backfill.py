@@ -21,8 +21,8 @@ from appointment_enricher.wire import (
     read_webhook,
     webhook_dedupe_id,
 )
-from plenrich.context import OK, PARTIAL, Env, UsageError, required
-from plenrich.failures import describe
+from plenrich.context import OK, PARTIAL, Env, UsageError, aws_endpoint, required
+from plenrich.failures import Failure, describe
 from plenrich.output import Progress, millis_timestamp, table, truncate
 
 UPSTREAM_RATE_LIMIT = 10.0  # 100 requests / 10 s per location
@@ -167,10 +167,11 @@ def cmd_backfill(args: argparse.Namespace, env: Env) -> int:
     sqs = None if ingest is None else env.sqs(args)
     seen: set[tuple[str, str]] = set()
     queued = skipped = failed = 0
+    stopped: Failure | None = None
     progress = Progress("backfill" + (" (dry run)" if args.dry_run else ""), len(entries), env.stderr)
     pacer = _Pacer(env, 1.0 / args.rate, env.clock())
     try:
-        for entry in entries:
+        for position, entry in enumerate(entries, start=1):
             key = (entry.location_id, entry.appointment_id)
             if key in seen:
                 skipped += 1  # one re-enrichment per appointment is enough
@@ -186,11 +187,19 @@ def cmd_backfill(args: argparse.Namespace, env: Env) -> int:
                     queued += 1
                 except Exception as exc:  # noqa: BLE001 - reported per line, counted as failed
                     failed += 1
-                    env.stderr.write(f"\nline {entry.number}: send failed: {describe(exc).line}\n")
+                    failure = describe(exc, aws_endpoint(args))
+                    unsent = len(entries) - position if failure.stops else 0  # would fail the same way
+                    stop = f" (stopped: the {unsent} line(s) after it were not sent)" if unsent else ""
+                    env.stderr.write(f"\nline {entry.number}: send failed: {failure.line}{stop}\n")
+                    if failure.stops:
+                        stopped = failure
+                        break
             progress.advance()
     finally:
         progress.close()
     env.stdout.write(
         table(("queued", "skipped", "invalid", "failed"), [(queued, skipped, len(bad), failed)]) + "\n"
     )
+    if stopped is not None:
+        return stopped.code
     return PARTIAL if bad or failed else OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +45,11 @@ def aws_client(service: str, args: argparse.Namespace) -> Any:
 
     options = {k: v for k, v in (("endpoint_url", args.endpoint_url), ("region_name", args.region)) if v}
     return boto3.client(service, config=OPERATOR_CONFIG, **options)  # type: ignore[call-overload]
+
+
+def aws_endpoint(args: argparse.Namespace) -> str | None:
+    """The AWS endpoint a command talks to (``--endpoint-url``, else ``AWS_ENDPOINT_URL``), for messages."""
+    return getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL")
 
 
 def required(value: str | None, flag: str, variable: str) -> str:

@@ -32,10 +32,13 @@ _BAD_CREDENTIALS = {
 
 @dataclass(frozen=True)
 class Failure:
-    """One line for stderr and the exit code it ends with."""
+    """One line for stderr and the exit code it ends with. ``stops``: every later request would
+    fail the same way (no region or credentials, an endpoint, queue or table that is not there,
+    access denied), so a command working through many items stops at the first."""
 
     line: str
     code: int
+    stops: bool = True
 
 
 def _names(exc: BaseException) -> set[str]:
@@ -76,7 +79,9 @@ def _client_error(exc: BaseException) -> Failure:
             f"another AWS_PROFILE; {LOCAL_HINT}",
             USAGE,
         )
-    return Failure(f"AWS {operation} failed: {code or 'error'}: {message[:200] or 'no message'}", PARTIAL)
+    return Failure(
+        f"AWS {operation} failed: {code or 'error'}: {message[:200] or 'no message'}", PARTIAL, stops=False
+    )
 
 
 def _http_error(exc: BaseException) -> Failure:
@@ -91,7 +96,9 @@ def _http_error(exc: BaseException) -> Failure:
             PARTIAL,
         )
     return Failure(
-        f"PowerLeads request failed: {type(exc).__name__}" + (f" {status}" if status else ""), PARTIAL
+        f"PowerLeads request failed: {type(exc).__name__}" + (f" {status}" if status else ""),
+        PARTIAL,
+        stops=False,
     )
 
 
@@ -121,7 +128,9 @@ def describe(exc: BaseException, endpoint: str | None = None) -> Failure:
         )
     if "ReadTimeoutError" in names:
         return Failure(
-            f"{where} did not answer in time: retry, or check --endpoint-url / AWS_ENDPOINT_URL", PARTIAL
+            f"{where} did not answer in time: retry, or check --endpoint-url / AWS_ENDPOINT_URL",
+            PARTIAL,
+            stops=False,
         )
     if "ClientError" in names:
         return _client_error(exc)
@@ -129,7 +138,7 @@ def describe(exc: BaseException, endpoint: str | None = None) -> Failure:
         return _http_error(exc)
     if "ConnectionError" in names and "requests" in type(exc).__module__:
         return Failure("cannot reach PowerLeads: check POWERLEADS_API_BASE_URL and the network", PARTIAL)
-    return Failure(f"unexpected {type(exc).__name__}: {str(exc)[:200]}", PARTIAL)
+    return Failure(f"unexpected {type(exc).__name__}: {str(exc)[:200]}", PARTIAL, stops=False)
 
 
 UPSTREAM_WORDS = {
@@ -141,10 +150,26 @@ UPSTREAM_WORDS = {
 }
 
 
+# What the reconciler's log names (the exception's class: botocore names a modelled AWS error's
+# class after its code) -> what is wrong and what to check.
+AWS_WORDS = {
+    "EndpointConnectionError": "cannot reach AWS; check AWS_ENDPOINT_URL / --endpoint-url and the network",
+    "ConnectTimeoutError": "cannot reach AWS; check AWS_ENDPOINT_URL / --endpoint-url and the network",
+    "ReadTimeoutError": "AWS did not answer in time; the next run retries",
+    "ResourceNotFoundException": "no such table; check LEDGER_TABLE_NAME, the region and the account",
+    "QueueDoesNotExist": "no such queue; check INGEST_QUEUE_URL, the region and the account",
+    "NoCredentialsError": "no AWS credentials; set AWS_PROFILE (or --env-file FILE for the local stack)",
+    "ClientError": "AWS refused the request; check these credentials may use the ledger table and the "
+    "ingest queue (AWS_PROFILE)",
+}
+
+
 def upstream_reason(fields: dict[str, object]) -> str:
     """Why one location's sweep failed, in words, from the reconciler's log fields."""
     status = fields.get("status")
     error = str(fields.get("error") or "error")
+    if error in AWS_WORDS:
+        return f"{fields.get('message', 'failed')}: {error}: {AWS_WORDS[error]}"
     if isinstance(status, int):
         words = UPSTREAM_WORDS.get(status) or (
             "PowerLeads unavailable; the next run resumes here" if status >= 500 else error

@@ -187,6 +187,8 @@ def cmd_reconcile(args: argparse.Namespace, env: Env) -> int:
         cursors=recorded if args.dry_run else None,
     )
     locations, errors = reconciler.locations(args.location, settings.RECONCILE_LOCATION_IDS)
+    if not locations and errors:  # the ledger's locations were unreadable: say why (main, one line)
+        reconciler.ledger.known_locations()
     if not locations:
         raise UsageError("no locations: pass --location, set RECONCILE_LOCATION_IDS, or fill the ledger")
     progress = Progress("reconcile" + (" (dry run)" if args.dry_run else ""), len(locations), env.stderr)

@@ -36,6 +36,8 @@ class Progress:
         return self.done, f"{self.label}: {self.done} done"
 
     def _draw(self, *, final: bool = False) -> None:
+        if self.total is None and not self.done:
+            return  # nothing to show yet (and nothing at all when the command fails at once)
         decile, text = self.render()
         if self.tty:
             self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))

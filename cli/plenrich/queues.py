@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from appointment_enricher.wire import IngestMessage, WireError, parse_json_object, read_webhook
-from plenrich.context import OK, PARTIAL, Env, required
-from plenrich.failures import describe
+from plenrich.context import OK, PARTIAL, Env, aws_endpoint, required
+from plenrich.failures import Failure, describe
 from plenrich.output import Progress, table, truncate
 from plenrich.sqs import held_messages, progress_total, release
 
@@ -179,10 +179,14 @@ class _Redrive:
     quarantine: str
     ingest: str
     env: Env
+    endpoint: str | None = None
     held: dict[str, str] = dataclasses.field(default_factory=dict)  # received, not deleted
     moved: int = 0
     failed: int = 0
     skipped: int = 0
+    sent: set[str] = dataclasses.field(default_factory=set)  # ingest message ids of this run's sends
+    returned: int = 0  # copies of those, quarantined again while this run went on: left for the next
+    stopped: Failure | None = None  # a failure every later message would meet too
     rows: list[tuple[str, ...]] = dataclasses.field(default_factory=list)
 
     def move(self, letter: DeadLetter, group: str, dedupe: str) -> None:
@@ -199,19 +203,31 @@ class _Redrive:
         if self.ingest.endswith(".fifo"):
             send.update(MessageGroupId=group, MessageDeduplicationId=dedupe)
         try:
-            self.sqs.send_message(**send)
+            self.sent.add(str(self.sqs.send_message(**send).get("MessageId") or ""))
         except Exception as exc:  # noqa: BLE001 - reported; the message stays in the quarantine
             self.failed += 1
-            self.env.stderr.write(f"\nsend failed for {letter.message_id}: {describe(exc).line}\n")
+            self._failed(f"send failed for {letter.message_id}", describe(exc, self.endpoint))
             return
         try:
             self.sqs.delete_message(QueueUrl=self.quarantine, ReceiptHandle=self.held[letter.message_id])
             self.held.pop(letter.message_id)
         except Exception as exc:  # noqa: BLE001 - queued twice at worst; idempotency catches it
             self.failed += 1
-            self.env.stderr.write(f"\nsent but not deleted {letter.message_id}: {describe(exc).line}\n")
+            self._failed(f"sent but not deleted {letter.message_id}", describe(exc, self.endpoint))
         self.moved += 1
         self.rows.append((letter.message_id, letter.error_type, letter.appointment_id or "", group))
+
+    def _failed(self, what: str, failure: Failure) -> None:
+        """One line; a failure every later message would meet too stops the run (``stopped``)."""
+        stop = " (stopped: the rest stay quarantined)" if failure.stops else ""
+        self.env.stderr.write(f"\n{what}: {failure.line}{stop}\n")
+        self.stopped = failure if failure.stops else None
+
+    def returned_copy(self, message: Mapping[str, Any]) -> bool:
+        """A message this run redrove, quarantined again (the enricher names its ingest message in
+        ``sourceMessageId``; SQS keeps the id when it dead-letters one): moving it again and again
+        while it keeps failing would never end."""
+        return bool({message.get("MessageId"), _attr(message, "sourceMessageId")} & self.sent - {""})
 
     def dry(self, letter: DeadLetter, group: str) -> None:
         self.moved += 1
@@ -227,11 +243,14 @@ def cmd_redrive(args: argparse.Namespace, env: Env) -> int:
     quarantine = required(args.quarantine_url, *QUARANTINE)
     ingest = required(args.ingest_queue_url, *INGEST)
     sqs = env.sqs(args)
-    run = _Redrive(sqs, quarantine, ingest, env)
+    run = _Redrive(sqs, quarantine, ingest, env, aws_endpoint(args))
     total = _redrive_total(sqs, quarantine, args.max)
     progress = Progress("redrive" + (" (dry run)" if args.dry_run else ""), total, env.stderr)
     try:
         for message in held_messages(sqs, quarantine, args.visibility_timeout, args.wait, run.held):
+            if run.returned_copy(message):
+                run.returned += 1
+                continue
             letter = DeadLetter.from_sqs(message)
             if args.error_type and letter.error_type not in args.error_type:
                 run.skipped += 1
@@ -245,6 +264,8 @@ def cmd_redrive(args: argparse.Namespace, env: Env) -> int:
             else:
                 run.move(letter, group, dedupe)
             progress.advance()
+            if run.stopped is not None:
+                break  # the rest stay in the quarantine, released below
     finally:
         release(sqs, quarantine, list(run.held.values()))
         progress.close()
@@ -252,4 +273,8 @@ def cmd_redrive(args: argparse.Namespace, env: Env) -> int:
     if run.rows:
         env.stdout.write(table(("messageId", "errorType", "appointmentId", "groupId"), run.rows) + "\n")
     env.stdout.write(f"{verb} {run.moved}, skipped {run.skipped} (filtered), failed {run.failed}\n")
+    if run.returned:
+        env.stdout.write(f"left {run.returned} that failed again during this run (for the next one)\n")
+    if run.stopped is not None:
+        return run.stopped.code
     return PARTIAL if run.failed else OK

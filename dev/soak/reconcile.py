@@ -346,7 +346,7 @@ def run_reconcile_soak(
 
         sandbox.clear_log()
         t_reconcile = time.monotonic()
-        summary = load_handler("reconciler")({}, make_context("reconciler", timeout_seconds=300))
+        summary = load_handler("reconciler")({}, make_context("ReconcilerFunction", timeout_seconds=300))
         reconcile_seconds = time.monotonic() - t_reconcile
         say(
             f"reconcile pass: enqueued {summary['enqueued']} {summary['recovered']}, "
@@ -361,7 +361,7 @@ def run_reconcile_soak(
             problems.append("the pipeline did not drain after the reconcile pass")
         missing, stale = compare(final_states(sandbox, appointment_ids), records.last)
         # The ledger has caught up with what the pass recovered: nothing is new any more.
-        second = load_handler("reconciler")({}, make_context("reconciler", timeout_seconds=300))
+        second = load_handler("reconciler")({}, make_context("ReconcilerFunction", timeout_seconds=300))
         ledger_items = stack.client("dynamodb").scan(
             TableName=env["LEDGER_TABLE_NAME"],
             Select="COUNT",

@@ -31,10 +31,14 @@ def retry_words(error_type: str, message: str, *, grace_seconds: float, next_try
     if error_type == "NotFoundWithinGrace":
         return f"404, retrying until the {grace_seconds:g} s grace ends, next try in {next_try}"
     if error_type == "UpstreamAuthError":
-        code = status.group(1) if status else "401"
+        if status and status.group(1) == "403":
+            return (
+                "upstream 403: the token may not read this location (its scopes, the app's install); "
+                f"retried, next try in {next_try}"
+            )
         return (
-            f"upstream {code}: token rejected (check --token / POWERLEADS_TOKEN); "
-            f"retried, next try in {next_try}"
+            f"upstream {status.group(1) if status else '401'}: token rejected (check --token / "
+            f"POWERLEADS_TOKEN); retried, next try in {next_try}"
         )
     if error_type == "UpstreamUnavailable":
         return f"PowerLeads unavailable ({message[:80]}); next try in {next_try}"

@@ -53,7 +53,8 @@ def cli_env(environ: Mapping[str, str], sandbox_token: str | None) -> dict[str, 
 def render(env: Mapping[str, str]) -> str:
     lines = [
         "# The local stack (make run) for plenrich: `source` this file, or plenrich --env-file FILE.",
-        "# Valid while that make run keeps running; rewritten by the next one.",
+        "# Valid while that make run keeps running; rewritten by the next one. Sourced, it points every",
+        "# AWS tool of that shell at the local stack until the shell ends.",
     ]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
     return "\n".join(lines) + "\n"

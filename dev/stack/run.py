@@ -40,7 +40,7 @@ from appointment_enricher.wire import (
     parse_json_object,
     read_webhook,
 )
-from dev.fakes.lambda_loader import load_handler, one_at_a_time
+from dev.fakes.lambda_loader import load_handler
 from dev.fakes.signing import (
     ED25519_HEADER,
     EVENTS_DIR,
@@ -469,9 +469,9 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
         )
         os.environ.update(reconciler_env(dict(os.environ), stack.ledger_table_name, SEED_LOCATION))
 
-        invoking = threading.Lock()  # one invocation at a time: right function_name on every log line
-        webhook = one_at_a_time(load_handler("webhook"), invoking)
-        enricher = one_at_a_time(load_handler("enricher"), invoking)
+        # Concurrent, as in Lambda; each log line still names its function (lambda_loader.FunctionNames).
+        webhook = load_handler("webhook")
+        enricher = load_handler("enricher")
         console = Console(
             say,
             grace_seconds=float(os.environ.get("NOT_FOUND_GRACE_SECONDS") or DEFAULT_NOT_FOUND_GRACE_SECONDS),
@@ -512,7 +512,7 @@ def _main(args: argparse.Namespace, level: str, token: str | None, stopping: thr
                 say(
                     f"  reconciler   every {args.reconcile_every:g} s; {missed['id']} changed with no webhook"
                 )
-            reconciler = one_at_a_time(load_handler("reconciler"), invoking)
+            reconciler = load_handler("reconciler")
             loop = ReconcileLoop(reconciler, args.reconcile_every, say).start()
             cleanup.callback(loop.stop)
 
@@ -589,7 +589,8 @@ def serve(args: argparse.Namespace, gateway: Gateway, stopping: threading.Event,
         " re-sign any body: python -m dev.fakes.signing FILE --restamp"
     )
     say("Operate it from another shell (quarantined messages stay queued for inspect/redrive):")
-    say(f"  .venv/bin/plenrich --env-file {env_file} inspect    (or: source {env_file}; plenrich ...)")
+    say(f"  .venv/bin/plenrich --env-file {env_file} inspect")
+    say(f"  (or: source {env_file}; .venv/bin/plenrich inspect)")
     say(f"Replay the signed samples: .venv/bin/python -m dev.tools.replay --url {gateway.webhook_url}")
     say("Serving; records print as they arrive. Ctrl-C to stop.")
     try:

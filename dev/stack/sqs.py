@@ -12,6 +12,10 @@ LOG = logging.getLogger("dev.stack.sqs")
 
 Messages = list[dict[str, Any]]
 
+# A peek that has to look past the first ten messages hides each batch this long (then releases
+# them at once), so that the next receive returns the next ones.
+PEEK_HOLD_SECONDS = 5
+
 
 def queue_depth(sqs: Any, url: str, *, in_flight: bool = False) -> int:
     """Messages visible on ``url``; with ``in_flight``, plus those received and not yet deleted."""
@@ -57,6 +61,34 @@ def drain(sqs: Any, url: str, wait_seconds: int = 1) -> Messages:
     return out
 
 
+def release(sqs: Any, url: str, receipts: list[str]) -> None:
+    """Make received messages visible again at once."""
+    for start in range(0, len(receipts), 10):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": receipt, "VisibilityTimeout": 0}
+            for i, receipt in enumerate(receipts[start : start + 10])
+        ]
+        sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+
+
+def peek_all(sqs: Any, url: str) -> Messages:
+    """Every visible message once, none consumed: each batch held ``PEEK_HOLD_SECONDS`` so the
+    next receive gets the next ones (a receive with visibility 0 returns the same first ten over
+    and over on moto), then all released."""
+    found: dict[str, dict[str, Any]] = {}
+    receipts: dict[str, str] = {}  # the newest receipt of each: the one SQS accepts
+    try:
+        while True:
+            batch = receive(sqs, url, visibility=PEEK_HOLD_SECONDS)
+            receipts.update((m["MessageId"], m["ReceiptHandle"]) for m in batch)
+            new = [m for m in batch if m["MessageId"] not in found]
+            if not new:
+                return list(found.values())
+            found.update((m["MessageId"], m) for m in new)
+    finally:
+        release(sqs, url, list(receipts.values()))
+
+
 def string_attributes(message: dict[str, Any]) -> dict[str, str]:
     """A received message's MessageAttributes as plain strings."""
     return {
@@ -70,7 +102,9 @@ class QueueReader:
     deleted. Errors are logged, kept in ``errors`` and retried after a pause.
 
     ``consume=False`` only peeks (visibility timeout 0, nothing deleted): each message goes to
-    ``on_messages`` once and stays on the queue for the operator (``plenrich inspect``)."""
+    ``on_messages`` once and stays on the queue for the operator (``plenrich inspect``). Past ten
+    visible messages, a change in their number is followed by one look at all of them
+    (``peek_all``), which hides them for a moment; a stable queue is only peeked at."""
 
     def __init__(
         self,
@@ -84,6 +118,7 @@ class QueueReader:
         self.sqs, self.url, self.on_messages, self.name = sqs, url, on_messages, name
         self.consume = consume
         self._seen: set[str] = set()
+        self._looked_at_depth = 0  # visible messages when peek_all last ran
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -115,7 +150,13 @@ class QueueReader:
                 self._stop.wait(0.5)
 
     def _peek(self) -> None:
-        fresh = [m for m in receive(self.sqs, self.url, visibility=0) if m["MessageId"] not in self._seen]
+        messages = receive(self.sqs, self.url, visibility=0)
+        if len(messages) == 10:  # maybe more behind them
+            depth = queue_depth(self.sqs, self.url)
+            if depth > 10 and depth != self._looked_at_depth:
+                self._looked_at_depth = depth
+                messages = peek_all(self.sqs, self.url)
+        fresh = [m for m in messages if m["MessageId"] not in self._seen]
         self._seen.update(m["MessageId"] for m in fresh)
         if fresh:
             self.on_messages(fresh)

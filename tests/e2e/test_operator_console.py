@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -147,18 +148,28 @@ def test_make_run_shows_the_quarantine_and_leaves_it_to_plenrich(running: tuple[
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
-    Quarantine(sqs, env["QUARANTINE_QUEUE_URL"]).send(
-        '{"not":"an ingest message"}',
-        error_type="InvalidIngestMessage",
-        error_message="operator console test",
-        source_message_id="ops-console-1",
-    )
-    run.wait_for(r"!!! quarantined: InvalidIngestMessage")
-    run.wait_for(r"left in the quarantine: .*plenrich --env-file")
-    time.sleep(2)  # a consuming reader would have deleted it by now
+    quarantine = Quarantine(sqs, env["QUARANTINE_QUEUE_URL"])
+    count = 12  # more than one receive returns
+    for number in range(count):
+        quarantine.send(
+            '{"not":"an ingest message"}',
+            error_type="InvalidIngestMessage",
+            error_message=f"operator console test {number}",
+            source_message_id=f"ops-console-{number}",
+        )
+    said = r"!!! quarantined: InvalidIngestMessage: operator console test (\d+)"
+    shown: set[str] = set()
+    while len(shown) < count:
+        shown.add(run.wait_for(said).group(1))
+    assert shown == {str(number) for number in range(count)}
+    assert any("left in the quarantine: .venv/bin/plenrich --env-file" in line for line in run.seen)
+    time.sleep(2)  # a consuming reader would have deleted them by now
     inspect = plenrich(env_file, "inspect", "--json", "--wait", "0")
     assert inspect.returncode == 0, inspect.stderr
-    assert [m["errorType"] for m in json.loads(inspect.stdout)] == ["InvalidIngestMessage"]
+    assert [m["errorType"] for m in json.loads(inspect.stdout)] == ["InvalidIngestMessage"] * count
+    redrive = plenrich(env_file, "redrive", "--wait", "0")
+    assert redrive.returncode == 0, redrive.stderr
+    assert f"moved {count}, skipped 0 (filtered), failed 0" in redrive.stdout
 
 
 def test_a_404_within_the_grace_is_said_in_words(running: tuple[Running, Path]) -> None:
@@ -172,40 +183,72 @@ def test_a_404_within_the_grace_is_said_in_words(running: tuple[Running, Path]) 
     run.wait_for(rf"{UNKNOWN_ID}: 404, retrying until the 120 s grace ends, next try in 6 min")
 
 
-def test_demo_with_a_wrong_token_ends_with_the_cause(tmp_path: Path, sandbox_server: SandboxServer) -> None:
-    proc = subprocess.run(
-        [
-            *DEMO,
-            *("--timeout", "5", "--powerleads-url", sandbox_server.url),
-            *("--token", "not-the-sandbox-token", "--env-file", str(tmp_path / "demo.env")),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=CLEAN_ENV,
-        check=False,
-    )
+@pytest.mark.parametrize(
+    ("tokens", "cause"),
+    [
+        ({"the-right-token": None}, "upstream 401: token rejected"),
+        ({"not-the-sandbox-token": "SomeOtherLoc1"}, "upstream 403: the token may not read this location"),
+    ],
+    ids=["wrong token", "token of another location"],
+)
+def test_demo_with_a_token_powerleads_refuses_ends_with_the_cause(
+    tmp_path: Path, tokens: dict[str, str | None], cause: str
+) -> None:
+    with SandboxServer(tokens=tokens) as powerleads:
+        proc = subprocess.run(
+            [
+                *DEMO,
+                *("--timeout", "5", "--powerleads-url", powerleads.url),
+                *("--token", "not-the-sandbox-token", "--env-file", str(tmp_path / "demo.env")),
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=CLEAN_ENV,
+            check=False,
+        )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     verdict = proc.stdout.split("DEMO FAILED:", 1)[1]
-    assert "cause: " in verdict and "upstream 401: token rejected" in verdict, proc.stdout
+    assert "cause: " in verdict and cause in verdict, proc.stdout
     assert "not-the-sandbox-token" not in proc.stdout + proc.stderr  # never the token itself
 
 
+# Which function writes a line, by its message (the handlers' own wording).
+WRITERS = {
+    "webhook": "WebhookFunction",
+    "WEBHOOK_": "WebhookFunction",
+    "record ": "EnricherFunction",
+    "reconcile": "ReconcilerFunction",
+    "recovered ": "ReconcilerFunction",
+}
+
+
+def writer(message: str) -> str | None:
+    return next((name for prefix, name in WRITERS.items() if message.startswith(prefix)), None)
+
+
 def test_every_log_line_names_the_function_that_wrote_it(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [*DEMO, "--verbose", "--env-file", str(tmp_path / "demo.env")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=CLEAN_ENV,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"level"')]
-    named = {(line["message"], line.get("function_name")) for line in lines if "function_name" in line}
-    enricher = {name for message, name in named if message.startswith("record ")}
-    webhook = {name for message, name in named if message == "webhook answered"}
-    assert enricher == {"EnricherFunction"}, named
-    assert webhook == {"WebhookFunction"}, named
+    """All three functions in the one process of ``make run``, invoked concurrently (samples sent,
+    records enriched, the reconciler every second): each JSON line names its own function, the
+    receiver's cold start line included."""
+    run = Running("--verbose", "--reconcile-every", "1", "--env-file", str(tmp_path / "run.env"))
+    try:
+        run.wait_for(r"^Serving")
+
+        def logged() -> list[dict[str, Any]]:
+            return [json.loads(line) for line in run.seen if line.startswith('{"level":')]
+
+        while not (
+            sum(line["message"].startswith("record ") for line in logged()) >= 4
+            and any(line["message"] == "reconcile run" for line in logged())
+        ):
+            run.wait_for(r'^\{"level":')
+    finally:
+        run.stop()
+    lines = logged()
+    assert any(line["message"] == "webhook receiver ready" for line in lines), run.seen
+    for line in lines:
+        assert line.get("function_name") in WRITERS.values(), line
+        assert writer(line["message"]) in (None, line["function_name"]), line
+    assert {writer(line["message"]) for line in lines} == set(WRITERS.values()), lines

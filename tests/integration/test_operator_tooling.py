@@ -39,6 +39,8 @@ def test_make_help_lists_every_target_with_its_description() -> None:
     assert targets - set(listed) == set(), run.stdout
     for target in ("run", "demo", "test", "events", "sam-validate", "help"):
         assert listed[target].strip(), target
+    bare = make()  # what a newcomer types first
+    assert bare.returncode == 0 and bare.stdout == run.stdout, bare.stdout + bare.stderr
 
 
 def test_make_events_writes_fresh_signatures_the_receiver_accepts_now(
@@ -62,6 +64,15 @@ def test_sam_validate_says_what_it_does_while_it_builds_its_venv() -> None:
     assert run.returncode == 0, run.stderr
     assert "building .venv-sam for the SAM CLI" in run.stdout
     assert "installing requirements-sam.txt" in run.stdout
+
+
+def test_the_first_make_run_says_it_builds_the_venv_before_it_goes_quiet() -> None:
+    run = make("-n", "-B", ".venv/.installed")  # what a first `make run` does before it runs
+    assert run.returncode == 0, run.stderr
+    said = run.stdout.splitlines()
+    building = next(i for i, line in enumerate(said) if "building .venv from requirements-dev.txt" in line)
+    assert "a few minutes" in said[building]
+    assert building < next(i for i, line in enumerate(said) if "pip install --quiet" in line)
 
 
 def test_the_events_have_a_readme_and_the_architecture_lists_every_folder() -> None:

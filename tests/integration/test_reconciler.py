@@ -76,7 +76,7 @@ def put(sandbox: SandboxServer, placed: list[str], event: dict[str, Any]) -> dic
 
 
 def invoke(handler: Handler, event: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
-    result: dict[str, Any] = handler(event, make_context("reconciler", timeout_seconds=timeout))
+    result: dict[str, Any] = handler(event, make_context("ReconcilerFunction", timeout_seconds=timeout))
     json.dumps(result)  # the contract: JSON-serialisable
     return result
 

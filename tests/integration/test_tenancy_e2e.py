@@ -122,11 +122,11 @@ def test_the_reconciler_never_sweeps_a_location_it_does_not_serve(
     seed_ledger(local_stack.client("dynamodb"), table, "TenantOld0001", FOREIGN, "2026-01-01T00:00:00.000Z")
     reconcile = load_handler("reconciler")
 
-    summary = reconcile({}, make_context("reconciler", timeout_seconds=60))
+    summary = reconcile({}, make_context("ReconcilerFunction", timeout_seconds=60))
     assert summary["errors"] == 0, summary
     found = _enqueued(local_stack)
     assert ours["id"] in found and theirs["id"] not in found
-    asked = reconcile({"locationIds": [FOREIGN]}, make_context("reconciler", timeout_seconds=60))
+    asked = reconcile({"locationIds": [FOREIGN]}, make_context("ReconcilerFunction", timeout_seconds=60))
     assert asked["locations"] == 0 and _enqueued(local_stack) == {}
     assert not any(FOREIGN in r["path"] for r in sandbox.requests_log())  # never asked about it
 
@@ -160,7 +160,7 @@ def test_a_listing_cut_at_max_events_is_split_until_nothing_is_missed(
         event = recent_event(f"{location}{n:02d}", location, "TenantDenseCal", start_in=timedelta(days=1 + n))
         sandbox.put_appointment(event)
         placed_ids.append(event["id"])
-    summary = load_handler("reconciler")({}, make_context("reconciler", timeout_seconds=60))
+    summary = load_handler("reconciler")({}, make_context("ReconcilerFunction", timeout_seconds=60))
     (per,) = [p for p in summary["perLocation"] if p["location_id"] == location]
     assert (per["splits"] > 0) is splits, summary
     assert len([k for k in _enqueued(local_stack) if k.startswith(location)]) == placed

@@ -60,7 +60,7 @@ def test_oauth_secret_refreshes_once_and_fetches_with_the_new_token(
     handler = load_handler("enricher")
     refreshes_before = sandbox.oauth_refresh_count
     for _ in range(2):
-        result = handler(_batch(SEED_ID, SEED_LOCATION), make_context("enricher", timeout_seconds=30))
+        result = handler(_batch(SEED_ID, SEED_LOCATION), make_context("EnricherFunction", timeout_seconds=30))
         assert result == {"batchItemFailures": []}
     assert sandbox.oauth_refresh_count == refreshes_before + 1
     assert sandbox.oauth_reuse_count == 0
@@ -80,7 +80,7 @@ def test_per_location_map_picks_the_location_token(
     sandbox.add_token("tok-seed-location", SEED_LOCATION)
     local_stack.set_token(json.dumps({"default": "wrong", "locations": {SEED_LOCATION: "tok-seed-location"}}))
     handler = load_handler("enricher")
-    result = handler(_batch(SEED_ID, SEED_LOCATION), make_context("enricher", timeout_seconds=30))
+    result = handler(_batch(SEED_ID, SEED_LOCATION), make_context("EnricherFunction", timeout_seconds=30))
     assert result == {"batchItemFailures": []}
     assert [r["appointmentId"] for r in _records(local_stack)] == [SEED_ID]
 
@@ -102,7 +102,7 @@ def test_a_stuck_refresh_lease_gives_up_at_the_batch_deadline(
     handler = load_handler("enricher")
     started = time.monotonic()
     # 8 s left minus the 5 s margin: the deadline is 3 s away.
-    result = handler(_batch(SEED_ID, SEED_LOCATION), make_context("enricher", timeout_seconds=8))
+    result = handler(_batch(SEED_ID, SEED_LOCATION), make_context("EnricherFunction", timeout_seconds=8))
     elapsed = time.monotonic() - started
     assert result == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
     assert elapsed < 6, f"waited {elapsed:.1f} s on the lease"

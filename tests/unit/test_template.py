@@ -1198,3 +1198,14 @@ def test_check_catches_mutation(
 
 def test_every_check_has_a_mutation() -> None:
     assert {m[1] for m in MUTATIONS} == set(CHECKS)
+
+
+def test_the_dev_loader_names_each_function_as_the_template_does(template: Template) -> None:
+    """Log lines of the local stack name a function by ``lambda_loader.function_id``."""
+    from dev.fakes.lambda_loader import function_id  # noqa: PLC0415
+
+    functions = of_type(template, "AWS::Serverless::Function")
+    assert set(functions) == set(FUNCTIONS)
+    for logical_id, resource in functions.items():
+        code_uri = resource["Properties"]["CodeUri"]
+        assert function_id(code_uri.removeprefix("functions/")) == logical_id, code_uri
