@@ -96,7 +96,7 @@ def reconcile(
 
     def run(locations: list[str]) -> dict[str, Any]:
         summary: dict[str, Any] = handler(
-            {"locationIds": locations}, make_context("reconciler", timeout_seconds=60)
+            {"locationIds": locations}, make_context("ReconcilerFunction", timeout_seconds=60)
         )
         assert summary["errors"] == 0, summary
         return summary
