@@ -66,13 +66,23 @@ def write_jsonl(path: Path, items: Iterator[dict[str, Any]]) -> Path:
     return path
 
 
-def write_batch_pairs(path: Path, ids: list[str], location: str, count: int) -> Path:
-    """``count`` lines of {"distinct": 10 appointments, "same": 10 updates of one} SQS batches."""
+def write_batch_pairs(
+    path: Path, ids: list[str], location: str, count: int, spread: Sequence[Sequence[str]] | None = None
+) -> Path:
+    """``count`` lines of {"distinct": 10 appointments, "same": 10 updates of one} SQS batches.
+
+    With ``spread`` ((appointment id, location id) pairs) the distinct batch is those, each in its
+    own location: a batch of ten in one location is more than one lease of the fleet budget (seven
+    tokens) and measures the budget's pacing (``make soak-bulk``'s subject), not the pipeline."""
     return write_jsonl(
         path,
         (
             {
-                "distinct": distinct_batch(ids, location),
+                "distinct": (
+                    sqs_event([sqs_record(a, loc) for a, loc in spread])
+                    if spread
+                    else distinct_batch(ids, location)
+                ),
                 "same": same_appointment_batch(ids[i % len(ids)], location),
             }
             for i in range(count)

@@ -343,7 +343,11 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
             log("warm batches at 100 ms upstream latency: product, then naive")
             for impl in ("enricher", "naive"):
                 pairs = events.write_batch_pairs(
-                    work / f"batches-{impl}.jsonl", ids, location, args.batches + 2
+                    work / f"batches-{impl}.jsonl",
+                    ids,
+                    location,
+                    args.batches + 2,
+                    spread=services.info["related_appointments"],
                 )
                 batch = run_probe(
                     {

@@ -6,7 +6,7 @@ tokens is taken from the shared bucket, by one thread of the container at a time
 left the caller waits when the wait is short (``max_wait``, all waits together) and within its
 deadline, else ``BudgetThrottled`` says when to come back: the enricher hands the message back
 with that visibility, it never sits out the batch. With ``queue`` that time is a place in the
-location's queue, and a container that knows the queue is long hands fresh work back at once.
+location's queue.
 
 Unused tokens of a lease expire after ``lease_seconds``: they were counted in the shared bucket
 when granted, so spending them later could exceed the upstream window.
@@ -58,8 +58,6 @@ class Spender:
         # batch ask together, and each conditional write they race with is a billed write that
         # fails; the ones that queue here take from the lease the first one got.
         self._leasing: dict[str, threading.Lock] = {}
-        self._queued_until: dict[str, float] = {}  # epoch of the last queue place handed out here
-        self._asking: dict[str, int] = {}  # threads of this container in take() per location
 
     def limits(self, location_id: str) -> Limits:
         with self._lock:
@@ -68,43 +66,28 @@ class Spender:
     def take(self, location_id: str, *, deadline: float) -> None:
         """One token for one request to ``location_id``, or ``BudgetThrottled``.
 
-        ``max_wait`` bounds the time spent here in all (waits for the bucket and for this
-        container's lease request alike), not each wait: many threads sharing a full bucket would
-        otherwise each wait one slot after another and hold their batch, and a batch held on one
-        location's budget keeps the queue's next messages, other locations' included, waiting.
+        ``max_wait`` bounds the waits for the bucket in all, not each wait: many threads sharing a
+        full bucket would otherwise each wait one slot after another and hold their batch, and a
+        batch held on one location's budget keeps the queue's next messages, other locations'
+        included, waiting.
 
-        With ``queue``, work that gives up takes a place in the location's queue (it comes back
-        when the bucket will serve it), and while this container knows the queue to be longer
-        than ``max_wait``, a request that finds no token at once gives up at once: waiting could
-        only take a token from work queued before it, and the batch is better handed back fast.
+        With ``queue``, work that gives up takes a place in the location's queue: it comes back
+        when the bucket will serve it, and is out of the ingest queue's way until then.
         """
-        with self._lock:
-            self._asking[location_id] = self._asking.get(location_id, 0) + 1
-        try:
-            self._take(location_id, deadline)
-        finally:
-            with self._lock:
-                self._asking[location_id] -= 1
-
-    def _take(self, location_id: str, deadline: float) -> None:
-        started = self.monotonic()
+        waited = 0.0
         while True:
             if self._from_held(location_id):
                 return
             limits = self.limits(location_id)
+            # Not bounded by max_wait: the request ahead is one conditional write (bounded by the
+            # SDK's timeouts), and a thread that gave up here would hand back work that the lease
+            # being written is about to serve (more receives, more hand-backs: measured slower).
             lock = self._lease_lock(location_id)
-            if not lock.acquire(
-                timeout=max(
-                    0.0, min(self.max_wait - (self.monotonic() - started), deadline - self.monotonic())
-                )
-            ):
-                raise self._throttled(location_id, limits, limits.spacing)
+            lock.acquire()
             try:
                 if self._from_held(location_id):  # another thread leased while this one queued
                     return
-                lease = self.budget.lease(
-                    location_id, self._lease_size(location_id), now=self.epoch(), limits=limits
-                )
+                lease = self.budget.lease(location_id, self.lease_size, now=self.epoch(), limits=limits)
                 if lease.tokens:
                     with self._lock:
                         self._held[location_id] = _Held(
@@ -117,14 +100,10 @@ class Spender:
                 raise DailyBudgetExhausted(
                     "daily upstream quota spent for this location", retry_after=lease.wait
                 )
-            now = self.monotonic()
-            if (
-                self._backlogged(location_id)
-                or now - started + lease.wait > self.max_wait
-                or now + lease.wait > deadline
-            ):
+            if waited + lease.wait > self.max_wait or self.monotonic() + lease.wait > deadline:
                 raise self._throttled(location_id, limits, lease.wait)
             self.sleep(lease.wait)
+            waited += lease.wait
 
     def _throttled(self, location_id: str, limits: Limits, wait: float) -> BudgetThrottled:
         """Give up for now: come back in ``wait``, or (``queue``) when the place taken is served."""
@@ -132,26 +111,8 @@ class Spender:
         if self.queue:
             now = self.epoch()
             place = self.budget.queue_place(location_id, earliest=now + wait, limits=limits)
-            with self._lock:
-                self._queued_until[location_id] = max(self._queued_until.get(location_id, 0.0), place)
             retry_after = max(wait, place - now)
         return BudgetThrottled("no upstream budget for this location yet", retry_after=retry_after)
-
-    def _lease_size(self, location_id: str) -> int:
-        """``lease`` tokens, or during a backlog only as many as this container's threads are
-        asking for: every token is then someone's turn, and one that expires unspent is lost to
-        the whole fleet (a batch of returning work is often one or two messages)."""
-        if not self._backlogged(location_id):
-            return self.lease_size
-        with self._lock:
-            return max(1, min(self.lease_size, self._asking.get(location_id, 1)))
-
-    def _backlogged(self, location_id: str) -> bool:
-        """This container's last place in the location's queue is further away than ``max_wait``."""
-        if not self.queue:
-            return False
-        with self._lock:
-            return self._queued_until.get(location_id, 0.0) > self.epoch() + self.max_wait
 
     def observe(self, location_id: str, headers: Mapping[str, Any]) -> None:
         """Every response's ``X-RateLimit-*``: sizes the bucket and corrects the shared count."""

@@ -46,54 +46,30 @@ class HandBack:
                 stats.add("DailyBudgetParked" if daily else "ThrottledHandedBack")
         if not self.queue_url:
             return
-        delayed: list[Item] = []
         for group in groups.values():
             # One item re-sent means all of the group's: they keep their order behind it.
-            if not any(i.receives + 1 >= self.max_receive_count for i in group):
-                delayed.extend(i for i in group if i.receipt is not None)
-                continue
+            resend = any(i.receives + 1 >= self.max_receive_count for i in group)
             for item in group:
                 try:
-                    self._send_again(item)
-                    item.outcome = Outcome.RESENT
-                    stats.add("ThrottledResent")
+                    if resend:
+                        self._send_again(item)
+                        item.outcome = Outcome.RESENT
+                        stats.add("ThrottledResent")
+                    elif item.receipt is not None:
+                        self._delay(item, item.throttled_for or 1.0)
                 except Exception as exc:  # noqa: BLE001 - a batch item failure still comes back
-                    self._failed(item, exc)
-                    break  # the rest stay failures, in order behind this one
-        for start in range(0, len(delayed), 10):
-            self._delay(delayed[start : start + 10])
+                    self.log(
+                        "warning", "hand back failed", error=type(exc).__name__, messageId=item.message_id
+                    )
+                    if resend:
+                        break  # the rest stay failures, in order behind this one
 
-    def _delay(self, items: list[Item]) -> None:
-        """One ``ChangeMessageVisibilityBatch`` for up to ten items (IAM: the action
-        ``sqs:ChangeMessageVisibility`` covers it): a backlog hands back most of every batch."""
-        entries = {str(index): item for index, item in enumerate(items)}
-        try:
-            response = self.sqs.change_message_visibility_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {
-                        "Id": key,
-                        "ReceiptHandle": item.receipt,
-                        "VisibilityTimeout": max(
-                            1, min(MAX_VISIBILITY_SECONDS, math.ceil(item.throttled_for or 1.0))
-                        ),
-                    }
-                    for key, item in entries.items()
-                ],
-            )
-        except Exception as exc:  # noqa: BLE001 - batch item failures still come back
-            for item in items:
-                self._failed(item, exc)
-            return
-        for failure in response.get("Failed") or []:
-            failed = entries.get(str(failure.get("Id")))
-            if failed is not None:
-                self.log(
-                    "warning", "hand back failed", error=str(failure.get("Code")), messageId=failed.message_id
-                )
-
-    def _failed(self, item: Item, exc: Exception) -> None:
-        self.log("warning", "hand back failed", error=type(exc).__name__, messageId=item.message_id)
+    def _delay(self, item: Item, seconds: float) -> None:
+        self.sqs.change_message_visibility(
+            QueueUrl=self.queue_url,
+            ReceiptHandle=item.receipt,
+            VisibilityTimeout=max(1, min(MAX_VISIBILITY_SECONDS, math.ceil(seconds))),
+        )
 
     def _send_again(self, item: Item) -> None:
         digest = hashlib.sha256(f"{item.message_id}:{item.receives}".encode()).hexdigest()[:40]
