@@ -21,7 +21,11 @@ def test_one_reconcile_pass_recovers_every_lost_change() -> None:
     assert result.ok, "\n".join(lines)
     figures = result.figures
     assert figures["webhooksNeverDelivered"] > 0 and figures["webhooks503Final"] > 0  # both losses happened
-    assert figures["missingBefore"] > 0 and figures["staleBefore"] > 0  # both kinds of loss to recover
+    # Appointments whose every webhook was lost are missing whatever the timing. A stale one needs
+    # its last change lost *and* the earlier change's fetch to have run before the sandbox moved on,
+    # which a slow (loaded) machine can turn into a fetch of the newest state: stale may be 0 here
+    # (test_reconciler.py::test_recovers_what_no_webhook_delivered... recovers one deterministically).
+    assert figures["missingBefore"] > 0
     assert (figures["missingAfter"], figures["staleAfter"]) == (0, 0)
     assert figures["secondPassEnqueued"] == 0
     assert figures["reconcileEnqueued"] >= figures["missingBefore"] + figures["staleBefore"]
