@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -452,8 +453,8 @@ def _related_section(r: Results, costs: dict[str, dict[str, float]] | None) -> l
         f"(+${cold:.2f}; cache warm +${costs['warm']['Total'] - base:.2f}). HighLevel's API has no "
         "per-request price: an entity fetch costs the enricher's GB-s while the batch waits for it "
         "and the fleet budget's lease writes when it needs one more (measured here: the "
-        "`UpdateItem` calls; the table's other builds and `bench/cost.py`'s assumed 0.1 per event "
-        "are not added on top). Priced as the main table (same prices, receiver figures and "
+        "`UpdateItem` calls, as in the main table). Priced as the main table (same prices, receiver "
+        "figures and "
         "settings).",
     ]
     return lines
@@ -525,9 +526,9 @@ def _cost_section(r: Results, costs: tuple[dict[str, float], dict[str, float]] |
         " per 10,000 calls.",
         "",
         f"Settings for both: intake endpoint {settings.intake_endpoint} (the template default; "
-        f"`IntakeEndpoint=HttpApi` adds ${p['http_api_request'] * 1e6:.2f} per million), fleet rate budget "
-        f"writes {settings.budget_writes_per_event:g} per event (assumed: leases of 10 tokens from the "
-        "DynamoDB token bucket, about one conditional write per 10 upstream calls), receiver "
+        f"`IntakeEndpoint=HttpApi` adds ${p['http_api_request'] * 1e6:.2f} per million), the fleet rate "
+        "budget's lease writes measured (the product's `UpdateItem`s: one lease per location per batch "
+        "here, ten locations; the naive implementation has no budget), receiver "
         f"{settings.receiver_memory_mb} MB, enricher "
         f"{settings.enricher_memory_mb} MB (template defaults), full batches of {settings.batch_size} "
         f"distinct appointments, upstream latency {LATENCY_MS} ms. Durations are the measured warm "
@@ -725,9 +726,10 @@ def _method(args: argparse.Namespace) -> list[str]:
 
 
 def kept_sections(path: Path) -> str:
-    """Sections other benches own (``python -m bench.ledger``), carried over from the old file."""
+    """Sections other benches or soaks own (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``:
+    ``python -m bench.ledger``'s, ``make soak-bulk``'s), carried over from the old file in order."""
     text = path.read_text() if path.exists() else ""
-    start, end = "<!-- ledger:start -->", "<!-- ledger:end -->"
-    if start in text and end in text:
-        return start + text.split(start, 1)[1].split(end, 1)[0] + end
-    return ""
+    kept = []
+    for match in re.finditer(r"<!-- ([a-z-]+):start -->.*?<!-- \1:end -->", text, flags=re.S):
+        kept.append(match.group(0))
+    return "\n\n".join(kept)

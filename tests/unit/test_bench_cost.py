@@ -3,6 +3,8 @@ the fleet rate budget's own DynamoDB writes (assumed 0.1 per event); the HTTP AP
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench import cost
@@ -32,8 +34,10 @@ def test_the_default_intake_is_the_function_url_with_no_request_charge() -> None
 
 def test_the_fleet_budget_writes_are_priced() -> None:
     lines = price(cost.Settings())
-    assert lines["DynamoDB fleet budget writes (assumed)"] == pytest.approx(0.1 * 0.625)
-    assert price(cost.Settings(budget_writes_per_event=0.0))["DynamoDB fleet budget writes (assumed)"] == 0
+    assert "DynamoDB fleet budget writes (assumed)" not in lines  # measured among the calls
+    assumed = price(cost.Settings(budget_writes_per_event=0.1))
+    assert assumed["DynamoDB fleet budget writes (assumed)"] == pytest.approx(0.1 * 0.625)
+    assert assumed["Total"] - lines["Total"] == pytest.approx(0.1 * 0.625)
     # both writes of a batch (ledger + receipts) are billed per request unit, 20 per 10 events
     assert lines["DynamoDB writes"] == pytest.approx(20 / 10 * 0.625)
 
@@ -53,3 +57,18 @@ def test_a_batch_write_is_billed_per_item() -> None:
     }
     assert _ddb_units("BatchWriteItem", request) == 10 + 2
     assert _ddb_units("PutItem", {"Item": receipt}) == 1
+
+
+def test_make_bench_keeps_every_section_other_tools_own(tmp_path: Path) -> None:
+    from bench.report import kept_sections  # noqa: PLC0415
+
+    output = tmp_path / "BENCHMARKS.md"
+    output.write_text(
+        "# Benchmarks\n\ngenerated\n\n<!-- ledger:start -->\nledger rows\n<!-- ledger:end -->\n\n"
+        "more generated\n\n<!-- soak-bulk:start -->\nbulk rows\n<!-- soak-bulk:end -->\n"
+    )
+    assert kept_sections(output) == (
+        "<!-- ledger:start -->\nledger rows\n<!-- ledger:end -->\n\n"
+        "<!-- soak-bulk:start -->\nbulk rows\n<!-- soak-bulk:end -->"
+    )
+    assert kept_sections(tmp_path / "missing.md") == ""
