@@ -82,9 +82,7 @@ class Spender:
             # Not bounded by max_wait: the request ahead is one conditional write (bounded by the
             # SDK's timeouts), and a thread that gave up here would hand back work that the lease
             # being written is about to serve (more receives, more hand-backs: measured slower).
-            lock = self._lease_lock(location_id)
-            lock.acquire()
-            try:
+            with self._lease_lock(location_id):
                 if self._from_held(location_id):  # another thread leased while this one queued
                     return
                 lease = self.budget.lease(location_id, self.lease_size, now=self.epoch(), limits=limits)
@@ -94,8 +92,6 @@ class Spender:
                             lease.tokens - 1, self.monotonic() + self.lease_seconds
                         )
                     return
-            finally:
-                lock.release()
             if lease.daily_exhausted:
                 raise DailyBudgetExhausted(
                     "daily upstream quota spent for this location", retry_after=lease.wait
