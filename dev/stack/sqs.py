@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from plenrich.sqs import release  # one way to make held messages visible again
+
 LOG = logging.getLogger("dev.stack.sqs")
 
 Messages = list[dict[str, Any]]
@@ -59,16 +61,6 @@ def drain(sqs: Any, url: str, wait_seconds: int = 1) -> Messages:
         delete(sqs, url, messages)
         wait_seconds = 0
     return out
-
-
-def release(sqs: Any, url: str, receipts: list[str]) -> None:
-    """Make received messages visible again at once."""
-    for start in range(0, len(receipts), 10):
-        entries = [
-            {"Id": str(i), "ReceiptHandle": receipt, "VisibilityTimeout": 0}
-            for i, receipt in enumerate(receipts[start : start + 10])
-        ]
-        sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
 
 
 def peek_all(sqs: Any, url: str) -> Messages:
