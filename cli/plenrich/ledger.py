@@ -7,12 +7,12 @@ import argparse
 import json
 import os
 import time
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from appointment_enricher.ledger.compression import decompress_appointment
 from appointment_enricher.wire import ID_PATTERN, is_valid_id
 from plenrich.context import OK, PARTIAL, Env, UsageError, required
 from plenrich.failures import upstream_reason
@@ -36,7 +36,9 @@ def ledger_view(item: Mapping[str, Any]) -> dict[str, Any]:
         "deleted": item.get("deleted", {}).get("BOOL", False),
         "revision": int(item.get("revision", {}).get("N", "0")),
         "expiresAt": millis_timestamp(datetime.fromtimestamp(expiration, tz=UTC)) if expiration else None,
-        "appointment": json.loads(zlib.decompress(item["appointment"]["B"])) if "appointment" in item else {},
+        "appointment": json.loads(decompress_appointment(item["appointment"]["B"]))
+        if "appointment" in item
+        else {},
         "recent": [
             {"dedupeId": dedupe, "change": change}
             for dedupe, change in json.loads(item.get("recent", {}).get("S", "[]"))

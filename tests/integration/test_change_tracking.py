@@ -183,8 +183,12 @@ def test_a_redelivery_whose_claim_was_lost_republishes_the_same_change(
     webhook = send(local_stack, a, "AppointmentCreate")
     driver.run_until_empty()
     (first,) = published(local_stack)
-    dynamodb = local_stack.client("dynamodb")  # the receipt never got written
-    dynamodb.delete_item(TableName=local_stack.table_name, Key={"id": {"S": "receipt#" + webhook}})
+    dynamodb = local_stack.client("dynamodb")  # as if it was never marked settled
+    dynamodb.update_item(
+        TableName=local_stack.ledger_table_name,
+        Key={"id": {"S": "appointment#" + a}},
+        UpdateExpression="REMOVE settled",
+    )
     send(local_stack, a, "AppointmentCreate", webhook_id=webhook, sqs_dedupe=webhook + "-again")
     driver.run_until_empty()
     (second,) = published(local_stack)

@@ -26,6 +26,7 @@ from dev.soak.plan import appointment_event
 from dev.soak.processes import start_worker_process, stop_process
 from dev.stack.awslocal import create_resources
 from dev.stack.sqs import queue_depth
+from tests.integration.test_enricher_pipeline import ledger_settled
 
 pytestmark = pytest.mark.integration
 
@@ -132,7 +133,7 @@ def _assert_balanced(stack: Any, records: list[dict[str, Any]], webhook_ids: lis
     assert sorted(published) == sorted(webhook_ids), "lost records after the crash"
     assert stack.drain(stack.quarantine_queue_url, wait_seconds=0) == []
     assert stack.drain(stack.ingest_dlq_url, wait_seconds=0) == []
-    assert _receipts(stack) == dict.fromkeys(webhook_ids, "published")
+    assert _settled(stack, webhook_ids) == set(webhook_ids)
     # The ledger is on: per appointment, in publish order, one "created" and then "unchanged"
     # (the sandbox serves one state per appointment), whatever the crash cut.
     kinds: dict[str, list[str]] = {}
@@ -142,14 +143,11 @@ def _assert_balanced(stack: Any, records: list[dict[str, Any]], webhook_ids: lis
     assert all(k == ["created"] + ["unchanged"] * (len(k) - 1) for k in kinds.values()), kinds
 
 
-def _receipts(stack: Any) -> dict[str, str]:
-    """Settled deliveries (receipt items in the idempotency table), dedupe id -> outcome."""
+def _settled(stack: Any, webhook_ids: list[str]) -> set[str]:
+    """Settled deliveries: receipt items in the idempotency table, or ``settled`` in a ledger item."""
     items = stack.client("dynamodb").scan(TableName=stack.table_name)["Items"]
-    return {
-        i["id"]["S"].removeprefix("receipt#"): i["outcome"]["S"]
-        for i in items
-        if i["id"]["S"].startswith("receipt#")
-    }
+    receipted = {i["id"]["S"].removeprefix("receipt#") for i in items if i["id"]["S"].startswith("receipt#")}
+    return receipted | set(ledger_settled(stack, webhook_ids))
 
 
 def test_sigkill_mid_batch_then_fresh_enricher_balances(moto_server, sandbox) -> None:
@@ -175,7 +173,7 @@ def test_sigkill_mid_batch_then_fresh_enricher_balances(moto_server, sandbox) ->
         # Nothing of the killed batch was published, and its messages are in flight, not lost.
         assert stack.drain(stack.enriched_queue_url, wait_seconds=0) == []
         assert queue_depth(sqs, stack.ingest_queue_url, in_flight=True) == total
-        assert _receipts(stack) == {}  # nothing of it was settled
+        assert _settled(stack, webhook_ids) == set()  # nothing of it was settled
 
         time.sleep(VISIBILITY_TIMEOUT)
         sandbox.set_latency(0)
@@ -255,7 +253,7 @@ def test_crash_between_ledger_write_and_publish_leaves_no_gap_and_no_contradicti
     assert all(held[a].change_for(w) is not None for a in ids for w in webhooks[a])  # written ahead
 
     put(sandbox, ids[0], dateUpdated="2026-11-30T10:01:00Z", appointmentStatus="cancelled")
-    assert _receipts(local_stack) == {}
+    assert _settled(local_stack, [w for a in ids for w in webhooks[a]]) == set()
     driver.run_until_empty()
     records = [
         json.loads(m["Body"]) for m in local_stack.drain(local_stack.enriched_queue_url, wait_seconds=0)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from appointment_enricher.ledger.base import LedgerConflict, LedgerEntry, ledger_time
+from appointment_enricher.ledger.base import SETTLED_LIMIT, LedgerConflict, LedgerEntry, ledger_time
 from appointment_enricher.ledger.dynamodb import DynamoLedger
 from dev.stack.awslocal import LocalStack
 
@@ -200,3 +201,37 @@ def test_entries_and_receipts_are_read_in_one_call_across_two_tables(local_stack
     assert calls == [{local_stack.ledger_table_name: True, local_stack.table_name: False}]
     receipt = real.get_item(TableName=local_stack.table_name, Key={"id": {"S": "receipt#w-done"}})["Item"]
     assert receipt["outcome"] == {"S": "published"} and int(receipt["expiration"]["N"]) > NOW.timestamp()
+
+
+def test_the_announce_write_settles_its_deliveries_within_the_items_room(local_stack: LocalStack) -> None:
+    """Deliveries whose records went out are kept in the item (``settled``, 12 bytes each): a
+    later read reports them with the receipts; the ones past ``SETTLED_LIMIT`` are handed back
+    for receipt items, and expired ones make room again."""
+    clock = {"now": NOW}
+    ledger = DynamoLedger(
+        local_stack.client("dynamodb"),
+        local_stack.ledger_table_name,
+        receipt_ttl_seconds=3600,
+        now=lambda: clock["now"],
+        sleep=lambda _: None,
+    )
+    first = [f"wh-{i}" for i in range(SETTLED_LIMIT - 2)]
+    assert ledger.save(_entry("S1", settle=tuple(first))) == ()
+    read = ledger.read(["S1"], [*first, "wh-other"])
+    assert read.receipts == frozenset(first)
+    raw = local_stack.client("dynamodb").get_item(
+        TableName=local_stack.ledger_table_name, Key={"id": {"S": "appointment#S1"}}
+    )["Item"]
+    assert len(raw["settled"]["B"]) == 12 * len(first)
+
+    entry = read.entries["S1"]
+    more = [f"wh-more-{i}" for i in range(4)]
+    left = ledger.save(replace(entry, settle=tuple(more)))
+    assert left == tuple(more[2:])  # two fit
+    assert ledger.read(["S1"], more).receipts == frozenset(more[:2])
+
+    clock["now"] = NOW + timedelta(hours=2)  # the first ones expired
+    entry = ledger.entries(["S1"])["S1"]
+    assert ledger.read(["S1"], first).receipts == frozenset()
+    assert ledger.save(replace(entry, settle=tuple(more[2:]))) == ()
+    assert ledger.read(["S1"], more).receipts == frozenset(more[2:])  # the older two expired too

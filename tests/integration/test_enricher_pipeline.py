@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from appointment_enricher.ledger.base import settled_key
 from appointment_enricher.powerleads.client import RetryPolicy
 from dev.fakes.lambda_loader import load_function_module
 from dev.fakes.sandbox import DEFAULT_APPOINTMENTS_DIR, Fault, SandboxServer
@@ -157,9 +158,19 @@ def idempotency_items(stack: LocalStack) -> list[dict[str, Any]]:
 
 
 def receipts(stack: LocalStack) -> list[dict[str, Any]]:
-    """Settled deliveries: with the ledger on (the local stack's default) receipts in the
-    idempotency table replace the Powertools claims."""
+    """Receipt items: with the ledger on (the local stack's default) they and the ledger items'
+    ``settled`` replace the Powertools claims; published deliveries are in ``settled``."""
     return [i for i in idempotency_items(stack) if i["id"]["S"].startswith("receipt#")]
+
+
+def ledger_settled(stack: LocalStack, dedupe_ids: Iterable[str]) -> dict[str, int]:
+    """Deliveries the announce writes marked settled in their ledger items: dedupe id -> expiry."""
+    held: dict[bytes, int] = {}
+    for item in stack.client("dynamodb").scan(TableName=stack.ledger_table_name)["Items"]:
+        data = item.get("settled", {}).get("B", b"")
+        for i in range(0, len(data), 12):
+            held[data[i : i + 8]] = int.from_bytes(data[i + 8 : i + 12], "big")
+    return {d: held[settled_key(d)] for d in dedupe_ids if settled_key(d) in held}
 
 
 # ----- exactly one effect per webhook --------------------------------------------------------
@@ -183,10 +194,10 @@ def test_duplicates_publish_once_with_the_ledgers_receipts(
         "schemaVersion": "1",
         "changeKind": "created",  # the local stack runs with the ledger on
     }
-    (item,) = receipts(local_stack)
-    assert item["id"]["S"] == "receipt#" + webhook_id and item["outcome"]["S"] == "published"
-    assert int(item["expiration"]["N"]) >= time.time() + 2 * MAX_AGE - 60  # TTL >= 2x max age
-    assert len(idempotency_items(local_stack)) == 1  # the receipt replaces the Powertools claim
+    # settled by the ledger's announce write: no receipt item, no Powertools claim
+    assert receipts(local_stack) == [] and idempotency_items(local_stack) == []
+    (expires,) = ledger_settled(local_stack, [webhook_id]).values()
+    assert expires >= time.time() + 2 * MAX_AGE - 60  # kept >= 2x max age, like a receipt
 
     # The sender retries after FIFO's five-minute window: a new SQS message, same webhook.
     enqueue(local_stack, a, webhook_id=webhook_id, sqs_dedupe="resent-" + webhook_id)
@@ -250,10 +261,11 @@ def test_a_record_that_failed_part_way_is_completed_by_the_retry(
     messages, kept = driver.step()
     assert kept == {messages[0]["MessageId"]}  # claimed + fetched, then the publish failed
     assert published(local_stack) == [] and receipts(local_stack) == []  # not settled
+    assert ledger_settled(local_stack, [webhook_id]) == {}
     _, kept = driver.step()
     assert kept == set()
     assert [r["webhookId"] for r in published(local_stack)] == [webhook_id]
-    assert [i["outcome"]["S"] for i in receipts(local_stack)] == ["published"]
+    assert list(ledger_settled(local_stack, [webhook_id])) == [webhook_id] and receipts(local_stack) == []
 
 
 # ----- order and coalescing ------------------------------------------------------------------

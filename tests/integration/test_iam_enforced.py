@@ -365,7 +365,12 @@ def enriched_outcome(stack: LocalStack, refresh: str) -> dict[str, Any]:
         "records": len(drain(stack, stack.enriched_queue_url, wait_seconds=0)),
         "quarantined": len(drain(stack, stack.quarantine_queue_url, wait_seconds=0)),
         "rotated_saved": stored["refreshToken"] != refresh and "refreshLease" not in stored,
-        # settled deliveries (a receipt each, one BatchWriteItem per batch)
+        # settled deliveries: the published ones marked in their ledger items by the announce
+        # write (PutItem on the ledger), the quarantined one a receipt item (BatchWriteItem)
+        "settled_in_ledger": sum(
+            len(i.get("settled", {}).get("B", b"")) // 12
+            for i in stack.client("dynamodb").scan(TableName=stack.ledger_table_name)["Items"]
+        ),
         "receipts": sum(
             i["id"]["S"].startswith("receipt#")
             for i in stack.client("dynamodb").scan(TableName=stack.table_name)["Items"]
@@ -373,7 +378,7 @@ def enriched_outcome(stack: LocalStack, refresh: str) -> dict[str, Any]:
     }
 
 
-COMPLETE = {"records": 2, "quarantined": 1, "rotated_saved": True, "receipts": 3}
+COMPLETE = {"records": 2, "quarantined": 1, "rotated_saved": True, "settled_in_ledger": 2, "receipts": 1}
 
 
 def test_the_receiver_works_with_its_role_and_not_without_it(

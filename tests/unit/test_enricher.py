@@ -513,8 +513,10 @@ class MemoryLedger:
         self.locations: set[str] = set()
         self.receipts: dict[str, str] = {}
         self.conflict_once = False
+        self.announce_fails = False
         self.broken = False
         self.reads: list[list[str]] = []
+        self.receipt_writes: list[dict[str, str]] = []
 
     def entries(self, appointment_ids: Any) -> dict[str, LedgerEntry]:
         if self.broken:
@@ -533,14 +535,19 @@ class MemoryLedger:
         self.receipts[dedupe_id] = outcome
 
     def put_receipts(self, outcomes: Any) -> None:
+        self.receipt_writes.append(dict(outcomes))
         self.receipts.update(outcomes)
 
-    def save(self, entry: LedgerEntry) -> None:
+    def save(self, entry: LedgerEntry) -> tuple[str, ...]:
         stored = self.items.get(entry.appointment_id)
         if self.conflict_once or (stored.revision if stored else 0) != entry.revision:
             self.conflict_once = False
             raise LedgerConflict("changed")
-        self.items[entry.appointment_id] = replace(entry, revision=entry.revision + 1)
+        if self.announce_fails and entry.settle:
+            raise LedgerConflict("moved between the write ahead and the announce")
+        self.items[entry.appointment_id] = replace(entry, revision=entry.revision + 1, settle=())
+        self.receipts.update(dict.fromkeys(entry.settle, "settled"))  # the item's ``settled``
+        return ()
 
     def remember_location(self, location_id: str) -> None:
         self.locations.add(location_id)
@@ -594,11 +601,14 @@ def test_with_a_ledger_and_no_idempotency_store_receipts_are_the_claims(parts) -
     svc = service(source, sink, parked, None, ledger=book)
     source.results["Q"] = UpstreamRejected("HTTP 422", status=422)
     _, failures, _ = run(svc, [sqs(1, "A"), sqs(2, "A"), sqs(3, "Q")])
+    # the published deliveries are settled by A's announce write; only the quarantined one
+    # takes a receipt item of its own
     assert failures == [] and book.receipts == {
-        "wh-1": "published",
-        "wh-2": "published",
+        "wh-1": "settled",
+        "wh-2": "settled",
         "wh-3": "quarantined",
     }
+    assert book.receipt_writes == [{"wh-3": "quarantined"}]
     calls = len(source.calls)
     items, failures, counts = run(
         svc, [sqs(1, "A") | {"messageId": "late"}, sqs(3, "Q") | {"messageId": "l3"}]
@@ -606,6 +616,21 @@ def test_with_a_ledger_and_no_idempotency_store_receipts_are_the_claims(parts) -
     assert failures == [] and [i.outcome for i in items] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
     assert len(source.calls) == calls and len(sink.delivered) == 2 and len(parked.sent) == 1
     assert counts["DuplicatesSkipped"] == 2
+
+
+def test_a_failed_announce_leaves_receipt_items_for_what_went_out(parts) -> None:
+    """The announce write settles its deliveries; when it fails, receipts are written instead,
+    so a late redelivery is still a duplicate."""
+    source, sink, parked, _ = parts
+    book = MemoryLedger()
+    book.announce_fails = True
+    svc = service(source, sink, parked, None, ledger=book)
+    _, failures, _ = run(svc, [sqs(1, "A"), sqs(2, "B")])
+    assert failures == [] and book.receipt_writes == [{"wh-1": "published", "wh-2": "published"}]
+    book.announce_fails = False
+    items, failures, _ = run(svc, [sqs(1, "A") | {"messageId": "late"}])
+    assert failures == [] and [i.outcome for i in items] == [Outcome.DUPLICATE]
+    assert len(sink.delivered) == 2
 
 
 def test_receipts_are_written_only_for_settled_deliveries(parts) -> None:

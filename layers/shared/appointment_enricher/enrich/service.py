@@ -125,11 +125,12 @@ class EnricherService:
             suppress_unchanged=self.suppress_unchanged,
             time_left=lambda: remaining_ms() >= self.deadline_margin_seconds * PUBLISH_RESERVE_SHARE * 1000,
         )
-        announced = announce(self.tracker, tracks, self._pool, self.log)  # overlaps the settling
+        settled = announce(self.tracker, tracks, self._pool, self.log)
+        if not isinstance(self.idempotency, ReceiptClaims):
+            settled = frozenset()  # another idempotency store completes its own claims
         Settler(self.quarantine, self.idempotency, self._pool, now=self.now, log=self.log).settle(
-            items, stats
+            items, stats, settled=settled
         )
-        announced()
         if self.handback is not None:
             self.handback.hand_back(items, stats)
         return items

@@ -77,14 +77,16 @@ class Settler:
         self.now = now
         self.log = log
 
-    def settle(self, items: list[Item], stats: Stats) -> None:
+    def settle(self, items: list[Item], stats: Stats, *, settled: frozenset[str] = frozenset()) -> None:
+        """Quarantine, then settle every claim: ``settled`` are deliveries the ledger's announce
+        writes already marked settled (no receipt of their own)."""
         for item in items:
             if item.outcome is Outcome.QUARANTINED:
                 try:
                     self._quarantine(item)
                 except Exception as exc:  # noqa: BLE001 - could not park it: keep it on the queue
                     item.fail(Outcome.RETRY, "QuarantineFailed", f"{type(exc).__name__}: {exc}")
-        claimed = [i for i in items if i.claimed]
+        claimed = [i for i in items if i.claimed and i.dedupe_id not in settled]
         if isinstance(self.idempotency, BulkCompletion):
             self._settle_in_bulk(self.idempotency, claimed)
         else:

@@ -16,10 +16,12 @@ change and ``sequence``.
 
 With the ledger on, that conditional write is also the claim (``ReceiptClaims``): of two
 invocations holding one appointment's messages only one can write, and only the writer
-publishes. A settled delivery leaves a small receipt item, read with the batch's entries, so a
-later delivery of it is a duplicate: one read and one write per message where the idempotency
-table took two writes, and the time-bounded duplicate window is kept (receipts expire like
-idempotency records).
+publishes. A settled delivery is remembered so that a later delivery of it is a duplicate: the
+announce write itself lists the deliveries whose records went out (``settled`` in the item, read
+with the batch's entries: no write of its own); any other settled delivery (quarantined,
+covered, its announce failed or the item's list is full) leaves a small receipt item, read in
+the same request. The time-bounded duplicate window is kept (both expire like idempotency
+records).
 """
 
 from __future__ import annotations
@@ -168,7 +170,12 @@ class Track:
         finished = all(announces is None for _, announces in self.steps[last + 1 :])
         if self.written is None and self.read is not None:
             finished = True  # only redeliveries: their pending state is now out
-        return held.announce(state, keep_pending=not finished)
+        went_out = tuple(
+            item.dedupe_id
+            for item, _ in self.steps
+            if item.outcome in _WENT_OUT and item.dedupe_id is not None
+        )
+        return replace(held.announce(state, keep_pending=not finished), settle=went_out)
 
 
 _WENT_OUT = (Outcome.PUBLISHED, Outcome.SUPPRESSED)
@@ -194,11 +201,14 @@ class Tracker:
             self.ledger.save(entry)
             track.written = replace(entry, revision=entry.revision + 1)
 
-    def announce(self, track: Track) -> None:
-        """Promote what was published (conditional like every write; ``LedgerConflict`` if moved)."""
+    def announce(self, track: Track) -> frozenset[str]:
+        """Promote what was published (conditional like every write; ``LedgerConflict`` if moved).
+        Returns the deliveries the write settled (``settled``): they need no receipt item."""
         entry = track.announcement()
-        if entry is not None:
-            self.ledger.save(entry)
+        if entry is None:
+            return frozenset()
+        left = self.ledger.save(entry)
+        return frozenset(entry.settle) - frozenset(left)
 
 
 class NoTracking:
@@ -212,8 +222,8 @@ class NoTracking:
     def save(self, track: Track) -> None:
         return None
 
-    def announce(self, track: Track) -> None:
-        return None
+    def announce(self, track: Track) -> frozenset[str]:
+        return frozenset()
 
 
 class ReceiptClaims:

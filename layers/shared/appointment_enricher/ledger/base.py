@@ -8,26 +8,35 @@ Item layout (a contract with the reconciler; key ``id`` (S), TTL ``expiration`` 
 * ``id = "appointment#<appointmentId>"``: ``locationId`` (S); ``dateUpdated`` (S, RFC 3339 UTC
   with milliseconds, so it also sorts as a string; absent when unknown); ``deleted`` (BOOL);
   ``appointment`` (B, zlib-compressed JSON: the appointment object as last published, what
-  ``change`` diffs against; compressed to keep the item under 1 KB, one write unit, when it
-  can); ``recent`` (S, JSON ``[[dedupeId, change], ...]``: the deliveries of the batch that last
-  wrote the item, so a redelivery gets the same ``change``; see ``RECENT_LIMIT``); ``revision``
-  (N, for conditional writes); ``expiration`` (N, epoch seconds: see ``ledger_expiration``).
+  ``change`` diffs against; compressed with a preset dictionary (``ledger/compression.py``) to
+  keep the item under 1 KB, one write unit, when it can); ``recent`` (S, JSON
+  ``[[dedupeId, change], ...]``: the deliveries of the batch that last wrote the item, so a
+  redelivery gets the same ``change``; see ``RECENT_LIMIT``); ``revision`` (N, for conditional
+  writes); ``expiration`` (N, epoch seconds: see ``ledger_expiration``).
   The fields above are the *announced* state: the last one whose record was published.
-  ``pending`` (B, zlib JSON ``{"dateUpdated", "deleted", "deletedBy", "appointment"}``) is a
+  ``pending`` (B, zlib JSON ``{"dateUpdated", "deleted", "deletedBy", "appointment"}``,
+  compressed against the announced appointment: it costs only what differs) is a
   state written ahead of its publish and promoted to the announced fields once the publish
   succeeded; ``announced`` (BOOL, only ever written ``false``) marks an item none of whose states
   was published yet (treated as missing). ``deletedBy`` (S): why a tombstone exists
   (``webhook``, ``fetched``, ``notFound``; see ``DeletedBy``). ``sequence`` (N): the last record
   sequence handed out; ``sequences`` (S, JSON ``{dedupeId: sequence}``) those of ``recent``.
+  ``settled`` (B, 12 bytes per delivery: ``settled_key`` then the expiry as a big-endian uint32):
+  the deliveries whose records went out, written by the announce write itself (the receipts of
+  published deliveries, folded into the item: no write of their own). At most ``SETTLED_LIMIT``
+  unexpired ones; a delivery that does not fit gets a receipt item like any other.
 * ``id = "locations"``: ``locationIds`` (SS), every location the ledger has seen.
 * ``id = "receipt#<dedupeId>"``: ``outcome`` (S: published, suppressed, covered or quarantined),
-  ``expiration`` (N): a delivery that was settled; a later delivery of it is a duplicate. With
-  the ledger on, these replace the idempotency table's claims (see ``enrich.track``).
+  ``expiration`` (N): a delivery that was settled and is not in its appointment's ``settled``
+  (quarantined, covered, or its announce write failed or was full); a later delivery of it is a
+  duplicate. With the ledger on, these and ``settled`` replace the idempotency table's claims
+  (see ``enrich.track``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -43,6 +52,12 @@ MAX_KEYS_PER_READ: Final = 100  # BatchGetItem's limit
 # while one of its messages awaits a retry, so whatever comes back to be retried is from that
 # batch: a batch's worth (SQS FIFO: at most 10) is all a redelivery can need.
 RECENT_LIMIT: Final = 10
+# Settled deliveries kept in the item: 12 bytes each, so an item holding an announced and a
+# pending appointment and ten of them stays within one write unit (``ledger/compression.py``).
+# An appointment changes a few times a day; one changed more often within the receipts' window
+# gets receipt items for the rest until its oldest expire.
+SETTLED_LIMIT: Final = 10
+SETTLED_KEY_BYTES: Final = 8
 # The reconciler's window bounds (``RECONCILE_LOOKBACK_DAYS``, ``RECONCILE_LOOKAHEAD_DAYS``): it
 # lists an appointment from its start minus the look-ahead until its start plus the look-back.
 MAX_RECONCILE_LOOKBACK_DAYS: Final = 366
@@ -63,6 +78,33 @@ DELETED_BY_NOT_FOUND: Final = "notFound"
 
 def appointment_key(appointment_id: str) -> str:
     return APPOINTMENT_KEY_PREFIX + appointment_id
+
+
+def settled_key(dedupe_id: str) -> bytes:
+    """A delivery's key in ``settled``: 64 bits of BLAKE2b (a collision between two deliveries
+    of one appointment within two days is about 2^-60 likely: far below any other failure)."""
+    return hashlib.blake2b(dedupe_id.encode(), digest_size=SETTLED_KEY_BYTES).digest()
+
+
+def fold_settled(
+    held: Mapping[bytes, int],
+    dedupe_ids: Iterable[str],
+    *,
+    now: int,
+    expires: int,
+    limit: int = SETTLED_LIMIT,
+) -> tuple[dict[bytes, int], tuple[str, ...]]:
+    """``held`` without what expired by ``now``, plus ``dedupe_ids`` (expiring at ``expires``)
+    while there is room; returns the new map and the ids that did not fit (they need receipts)."""
+    settled = {key: until for key, until in held.items() if until > now}
+    left: list[str] = []
+    for dedupe_id in dict.fromkeys(dedupe_ids):
+        key = settled_key(dedupe_id)
+        if key in settled or len(settled) < limit:
+            settled[key] = max(expires, settled.get(key, 0))
+        else:
+            left.append(dedupe_id)
+    return settled, tuple(left)
 
 
 def ledger_time(moment: datetime) -> str:
@@ -110,6 +152,8 @@ class LedgerEntry:
     pending: LedgerState | None = None
     sequence: int = 0  # the last record sequence handed out (0: none yet)
     sequences: Mapping[str, int] = field(default_factory=dict)  # of ``recent``'s deliveries
+    settled: Mapping[bytes, int] = field(default_factory=dict)  # ``settled_key`` -> expiry (epoch s)
+    settle: tuple[str, ...] = ()  # deliveries this write marks settled (their records went out)
 
     @property
     def state(self) -> LedgerState | None:
@@ -156,7 +200,7 @@ class BatchRead:
     """What one batch needs from the ledger, read in one call."""
 
     entries: Mapping[str, LedgerEntry] = field(default_factory=dict)
-    receipts: frozenset[str] = frozenset()  # dedupe ids already settled
+    receipts: frozenset[str] = frozenset()  # dedupe ids already settled (receipt or ``settled``)
 
 
 class LedgerConflict(EnricherError):
@@ -208,9 +252,10 @@ class Ledger(LedgerReader, Protocol):
         (one BatchWriteItem for a batch of ten)."""
         ...
 
-    def save(self, entry: LedgerEntry) -> None:
+    def save(self, entry: LedgerEntry) -> tuple[str, ...]:
         """Write ``entry`` as revision ``entry.revision + 1`` if the stored item is still at
-        ``entry.revision`` (0: absent); ``LedgerConflict`` otherwise."""
+        ``entry.revision`` (0: absent); ``LedgerConflict`` otherwise. Returns the deliveries of
+        ``entry.settle`` the item had no room for: the caller writes their receipts."""
         ...
 
     def remember_location(self, location_id: str) -> None:

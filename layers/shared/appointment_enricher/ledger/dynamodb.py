@@ -12,18 +12,19 @@ import json
 import random
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..clocks import WallClock, utc_now
 from ..wire import DEFAULT_MAX_AGE_SECONDS
+from . import compression
 from .base import (
     APPOINTMENT_KEY_PREFIX,
     DEFAULT_LEDGER_TTL_SECONDS,
     LOCATIONS_KEY,
     MAX_KEYS_PER_READ,
     RECEIPT_KEY_PREFIX,
+    SETTLED_KEY_BYTES,
     BatchRead,
     LedgerConflict,
     LedgerEntry,
@@ -31,9 +32,11 @@ from .base import (
     UnprocessedKeys,
     UnprocessedWrites,
     appointment_key,
+    fold_settled,
     ledger_expiration,
     ledger_time,
     parse_ledger_time,
+    settled_key,
 )
 
 if TYPE_CHECKING:
@@ -52,26 +55,44 @@ def _chunks(values: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
 def _entry(item: Mapping[str, Any]) -> LedgerEntry:
     date_updated = item.get("dateUpdated", {}).get("S")
     recent = json.loads(item.get("recent", {}).get("S", "[]"))
+    announced_json = _appointment_json(item.get("appointment", {}))
     return LedgerEntry(
         appointment_id=item["id"]["S"].removeprefix(APPOINTMENT_KEY_PREFIX),
         location_id=item.get("locationId", {}).get("S", ""),
         date_updated=parse_ledger_time(date_updated) if date_updated else None,
         deleted=bool(item.get("deleted", {}).get("BOOL", False)),
-        appointment=_appointment(item.get("appointment", {})),
+        appointment=json.loads(announced_json) if announced_json else {},
         recent=tuple((str(dedupe), change) for dedupe, change in recent),
         revision=int(item.get("revision", {}).get("N", "0")),
         deleted_by=item.get("deletedBy", {}).get("S"),
         announced=bool(item.get("announced", {}).get("BOOL", True)),
-        pending=_pending(item.get("pending", {})),
+        pending=_pending(item.get("pending", {}), announced_json),
         sequence=int(item.get("sequence", {}).get("N", "0")),
         sequences={str(k): int(v) for k, v in json.loads(item.get("sequences", {}).get("S", "{}")).items()},
+        settled=_settled(item.get("settled", {})),
     )
 
 
-def _pending(attribute: Mapping[str, Any]) -> LedgerState | None:
+_SETTLED_ENTRY_BYTES = SETTLED_KEY_BYTES + 4
+
+
+def _settled(attribute: Mapping[str, Any]) -> dict[bytes, int]:
+    data = attribute.get("B", b"")
+    step = _SETTLED_ENTRY_BYTES
+    return {
+        data[i : i + SETTLED_KEY_BYTES]: int.from_bytes(data[i + SETTLED_KEY_BYTES : i + step], "big")
+        for i in range(0, len(data) - step + 1, step)
+    }
+
+
+def _settled_attribute(settled: Mapping[bytes, int]) -> dict[str, Any]:
+    return {"B": b"".join(key + until.to_bytes(4, "big") for key, until in sorted(settled.items()))}
+
+
+def _pending(attribute: Mapping[str, Any], announced_json: bytes) -> LedgerState | None:
     if "B" not in attribute:
         return None
-    data = json.loads(zlib.decompress(attribute["B"]))
+    data = json.loads(compression.decompress_pending(attribute["B"], announced_json))
     date_updated = data.get("dateUpdated")
     return LedgerState(
         parse_ledger_time(date_updated) if date_updated else None,
@@ -81,21 +102,19 @@ def _pending(attribute: Mapping[str, Any]) -> LedgerState | None:
     )
 
 
-def _pending_attribute(state: LedgerState) -> dict[str, Any]:
+def _pending_attribute(state: LedgerState, announced_json: bytes) -> dict[str, Any]:
     data = {
         "dateUpdated": ledger_time(state.date_updated) if state.date_updated is not None else None,
         "deleted": state.deleted,
         "deletedBy": state.deleted_by,
         "appointment": dict(state.appointment),
     }
-    return {"B": zlib.compress(_compact(data).encode(), 9)}
+    return {"B": compression.compress_pending(_compact(data).encode(), announced_json)}
 
 
-def _appointment(attribute: Mapping[str, Any]) -> dict[str, Any]:
-    if "B" in attribute:
-        loaded: dict[str, Any] = json.loads(zlib.decompress(attribute["B"]))
-        return loaded
-    return {}
+def _appointment_json(attribute: Mapping[str, Any]) -> bytes:
+    """The announced appointment's JSON as stored (also the pending state's dictionary)."""
+    return compression.decompress_appointment(attribute["B"]) if "B" in attribute else b""
 
 
 def _compact(value: Any) -> str:
@@ -138,7 +157,13 @@ class DynamoLedger:
         """Entries and receipts in one BatchGetItem (two tables in one request when they differ)."""
         keys = [(self.table_name, appointment_key(i)) for i in dict.fromkeys(appointment_ids)]
         keys += [(self.receipts_table_name, RECEIPT_KEY_PREFIX + d) for d in dict.fromkeys(dedupe_ids)]
-        return self._read(keys)
+        read = self._read(keys)
+        now = int(self.now().timestamp())
+        settled = {k for e in read.entries.values() for k, until in e.settled.items() if until > now}
+        if not settled:
+            return read
+        folded = {d for d in dedupe_ids if settled_key(d) in settled}
+        return BatchRead(read.entries, read.receipts | folded)
 
     def put_receipt(self, dedupe_id: str, outcome: str) -> None:
         self.client.put_item(TableName=self.receipts_table_name, Item=self._receipt(dedupe_id, outcome))
@@ -212,12 +237,19 @@ class DynamoLedger:
 
     # -- writes (the enricher) ---------------------------------------------------------------
 
-    def save(self, entry: LedgerEntry) -> None:
+    def save(self, entry: LedgerEntry) -> tuple[str, ...]:
+        """One conditional ``PutItem``; the deliveries of ``entry.settle`` that found no room in
+        ``settled`` are returned for the caller to receipt."""
+        now = int(self.now().timestamp())
+        settled, left = fold_settled(
+            entry.settled, entry.settle, now=now, expires=now + self.receipt_ttl_seconds
+        )
+        announced_json = _compact(dict(entry.appointment)).encode()
         item: dict[str, Any] = {
             "id": {"S": appointment_key(entry.appointment_id)},
             "locationId": {"S": entry.location_id},
             "deleted": {"BOOL": entry.deleted},
-            "appointment": {"B": zlib.compress(_compact(dict(entry.appointment)).encode(), 9)},
+            "appointment": {"B": compression.compress_appointment(announced_json)},
             "recent": {"S": _compact([[dedupe, change] for dedupe, change in entry.recent])},
             "revision": {"N": str(entry.revision + 1)},
             "expiration": {"N": str(ledger_expiration(self.now(), self.ttl_seconds, entry))},
@@ -229,10 +261,12 @@ class DynamoLedger:
         if not entry.announced:
             item["announced"] = {"BOOL": False}
         if entry.pending is not None:
-            item["pending"] = _pending_attribute(entry.pending)
+            item["pending"] = _pending_attribute(entry.pending, announced_json)
         if entry.sequence:
             item["sequence"] = {"N": str(entry.sequence)}
             item["sequences"] = {"S": _compact(dict(entry.sequences))}
+        if settled:
+            item["settled"] = _settled_attribute(settled)
         condition: dict[str, Any] = (
             {"ConditionExpression": "attribute_not_exists(id)"}
             if entry.revision == 0
@@ -245,6 +279,7 @@ class DynamoLedger:
             self.client.put_item(TableName=self.table_name, Item=item, **condition)
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             raise LedgerConflict(f"ledger item of {entry.appointment_id} changed since it was read") from exc
+        return left
 
     def remember_location(self, location_id: str) -> None:
         with self._lock:
