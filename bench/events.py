@@ -73,7 +73,9 @@ def write_batch_pairs(
 
     With ``spread`` ((appointment id, location id) pairs) the distinct batch is those, each in its
     own location: a batch of ten in one location is more than one lease of the fleet budget (seven
-    tokens) and measures the budget's pacing (``make soak-bulk``'s subject), not the pipeline."""
+    tokens) and measures the budget's pacing (``make soak-bulk``'s subject), not the pipeline. The
+    ten in one location are then the ``local`` batch, priced apart (leases filled: what the
+    budget costs when a location is busy)."""
     return write_jsonl(
         path,
         (
@@ -84,6 +86,7 @@ def write_batch_pairs(
                     else distinct_batch(ids, location)
                 ),
                 "same": same_appointment_batch(ids[i % len(ids)], location),
+                **({"local": distinct_batch(ids, location)} if spread else {}),
             }
             for i in range(count)
         ),

@@ -512,6 +512,11 @@ def _collect_batch(results: Results, impl: str, batch: dict[str, Any]) -> None:
     results.keep(f"{prefix}_distinct_aws", per_unit(batch["distinct_aws"], "chunks", 1))
     results.keep(f"{prefix}_distinct_calls", per_unit(batch["distinct_aws"], "calls", 1))
     results.keep(f"{prefix}_same_calls", per_unit(batch["same_aws"], "calls", 1))
+    if batch.get("local_aws"):  # ten appointments in one location: the budget's leases filled
+        for ms in batch["local_ms"]:
+            results.fig(f"{prefix}_local").add(ms)
+        results.keep(f"{prefix}_local_aws", per_unit(batch["local_aws"], "chunks", 1))
+        results.keep(f"{prefix}_local_calls", per_unit(batch["local_aws"], "calls", 1))
     for name in ("session_ms", "new_conn_ms", "publish_batch_ms", "publish_single_ms"):
         for value in batch.get(name, []):
             results.fig(f"micro_{name}").add(value)

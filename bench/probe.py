@@ -95,6 +95,10 @@ class CallCounter:
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
         self.chunks: dict[str, int] = {}
+        # Sizes of the items this process put, by table and key: a PutItem that replaces an item
+        # is billed on the larger of the old and the new item (DynamoDB Developer Guide, "DynamoDB
+        # read and write operations"). Items written by another process count at their new size.
+        self.item_sizes: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def install(self) -> CallCounter:
@@ -106,7 +110,9 @@ class CallCounter:
         def counted(client: Any, operation: str, params: dict[str, Any]) -> Any:
             service = client.meta.service_model.service_name
             if service == "dynamodb":
-                counter.add_units(f"{service}:{operation}", _ddb_units(operation, params))
+                with counter._lock:
+                    units = _ddb_units(operation, params, counter.item_sizes)
+                counter.add_units(f"{service}:{operation}", units)
             else:
                 counter.add(f"{service}:{operation}", _payload_bytes(params))
             return original(client, operation, params)
@@ -158,18 +164,29 @@ def _ddb_item_bytes(item: dict[str, Any]) -> int:
     return sum(len(name.encode()) + _ddb_value_bytes(value) for name, value in item.items())
 
 
-def _ddb_units(operation: str, params: dict[str, Any]) -> int:
-    """Billed request units of one call, from the request: writes 1 per started KB of the item
-    (the larger of before/after is billed for updates; their items here are small: 1), reads 1
-    per item up to 4 KB strongly consistent, half that eventually consistent (rounded up)."""
+def _ddb_units(
+    operation: str, params: dict[str, Any], item_sizes: dict[tuple[str, str], int] | None = None
+) -> int:
+    """Billed request units of one call, from the request: writes 1 per started KB of the larger
+    of the item replaced (when ``item_sizes`` saw it put) and the new item (updates: their items
+    here are small: 1), reads 1 per item up to 4 KB strongly consistent, half that eventually
+    consistent (rounded up)."""
+    sizes = item_sizes if item_sizes is not None else {}
+
+    def put(table: str, item: dict[str, Any]) -> int:
+        new = _ddb_item_bytes(item)
+        key = (table, json.dumps(item.get("id", {}), sort_keys=True))
+        old = sizes.get(key, 0)
+        sizes[key] = new
+        return max(1, -(-max(new, old) // 1024))
+
     if operation == "PutItem":
-        return max(1, -(-_ddb_item_bytes(params.get("Item", {})) // 1024))
+        return put(str(params.get("TableName", "")), params.get("Item", {}))
     if operation == "BatchWriteItem":  # billed per item written, as that many PutItems
         units = 0
-        for writes in (params.get("RequestItems") or {}).values():
+        for table, writes in (params.get("RequestItems") or {}).items():
             for write in writes:
-                item = (write.get("PutRequest") or {}).get("Item", {})
-                units += max(1, -(-_ddb_item_bytes(item) // 1024))
+                units += put(table, (write.get("PutRequest") or {}).get("Item", {}))
         return max(1, units)
     if operation == "BatchGetItem":
         total = 0
@@ -355,15 +372,15 @@ def run_batch(spec: dict[str, Any]) -> dict[str, Any]:
     probe_headers = {"Authorization": f"Bearer {spec['token']}", "Version": DEFAULT_API_VERSION}
     session.get(probe_url, headers=probe_headers, timeout=10).raise_for_status()
 
-    shapes = spec.get("shapes", ["distinct", "same"])
+    shapes = spec.get("shapes", ["distinct", "same", "local"])
     pause = float(spec.get("pause_s", 0))  # untimed, before each pair: spaces the batches out
     out: dict[str, list[Any]] = {"floor_ms": []}
-    for name in ("distinct", "same"):
+    for name in ("distinct", "same", "local"):
         for what in ("ms", "upstream", "related", "aws"):
             out[f"{name}_{what}"] = []
     for pair in batches:
         time.sleep(pause)
-        for name in shapes:
+        for name in (shape for shape in shapes if shape in pair):
             event = pair[name]
             _sandbox(sandbox, "POST", "/_sandbox/reset")
             _sandbox(sandbox, "POST", "/_sandbox/latency", {"ms": latency})
@@ -429,6 +446,74 @@ def _micro(
 NEGATED_XML_CLASS = "[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 
+def ledger_item_units() -> dict[str, float]:
+    """Billed write units of the ledger's write ahead of a publish (the sample appointment
+    announced, a rescheduled copy pending, one delivery in ``recent``, ten settled marks): with
+    plain zlib (the item layout before ``ledger/compression.py``) and with its preset dictionaries."""
+    import copy  # noqa: PLC0415
+    import zlib  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from appointment_enricher.ledger.base import SETTLED_LIMIT, LedgerEntry, LedgerState  # noqa: PLC0415
+    from appointment_enricher.ledger.dynamodb import DynamoLedger  # noqa: PLC0415
+    from bench.services import sample_event  # noqa: PLC0415
+
+    class Capture:
+        class exceptions:
+            class ConditionalCheckFailedException(Exception):
+                pass
+
+        def __init__(self) -> None:
+            self.item: dict[str, Any] = {}
+
+        def put_item(self, **kwargs: Any) -> None:
+            self.item = kwargs["Item"]
+
+    announced = sample_event()
+    pending = copy.deepcopy(announced)
+    pending.update(startTime="2025-06-09T09:30:00-04:00", endTime="2025-06-09T10:00:00-04:00")
+    pending.update(dateUpdated="2025-06-03T08:00:00.000Z")
+    change = {"kind": "rescheduled", "kinds": ["rescheduled"], "changedFields": ["endTime", "startTime"]}
+    dedupe = "wh-5f0c6a0e-8a41-4c1e-9d2f-2b7f0d3f6c11"
+    moment = datetime(2025, 6, 3, 8, 0, tzinfo=UTC)
+    entry = LedgerEntry(
+        announced["id"],
+        announced["locationId"],
+        moment,
+        False,
+        announced,
+        recent=((dedupe, change),),
+        revision=3,
+        pending=LedgerState(moment, False, pending),
+        sequence=4,
+        sequences={dedupe: 4},
+        settle=tuple(f"wh-{i}" for i in range(SETTLED_LIMIT)),
+    )
+    client = Capture()
+    DynamoLedger(client, "ledger", now=lambda: moment).save(entry)  # type: ignore[arg-type]
+    item = dict(client.item)
+    after = _ddb_units("PutItem", {"Item": item})
+
+    def plain(value: Any) -> bytes:
+        return zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 9)
+
+    item["appointment"] = {"B": plain(announced)}
+    item["pending"] = {
+        "B": plain(
+            {
+                "dateUpdated": "2025-06-03T08:00:00.000Z",
+                "deleted": False,
+                "deletedBy": None,
+                "appointment": pending,
+            }
+        )
+    }
+    return {
+        "ledger_item_units_plain": float(_ddb_units("PutItem", {"Item": item})),
+        "ledger_item_units_dictionary": float(after),
+    }
+
+
 def init_micro(repeats: int = 5) -> dict[str, float]:
     """Medians in ms: compiling the negated vs the positive character class of ``aws/queues.py``
     (``re.purge`` first: a cold start compiles it once), and creating a ``ReconcilerSettings``
@@ -457,6 +542,7 @@ def init_micro(repeats: int = 5) -> dict[str, float]:
         return type("ReconcilerSettingsProbe", (pipeline.ReconcilerSettings,), namespace)
 
     return {
+        **ledger_item_units(),
         "regex_negated_ms": timed(lambda: re.compile(NEGATED_XML_CLASS)),
         "regex_positive_ms": timed(lambda: re.compile(queues._NOT_XML.pattern)),
         "reconciler_settings_eager_ms": timed(lambda: settings_class(False)),

@@ -49,7 +49,10 @@ def test_bench_writes_every_row(tmp_path: Path) -> None:
         "| receiver peak RSS after 3 webhooks |",
         "| enricher peak RSS after 3 records |",
         "| receiver warm latency p99 |",
-        "| cost per million webhook events (breakdown below) |",
+        "| cost per million webhook events, batches of ten appointments in ten locations (a budget lease",
+        "| cost per million webhook events, batches of ten appointments in one location (budget leases",
+        "| Ledger write ahead of a publish (an announced and a pending appointment, ten settled marks)",
+        "| Settling 10 published deliveries: write units per batch, a receipt item each",
         "| **Total** |",
         "| DynamoDB writes |",
         "| Receiver: collector off during init, then `gc.freeze()`",
@@ -64,6 +67,9 @@ def test_bench_writes_every_row(tmp_path: Path) -> None:
         assert row in text, row
     # the fleet budget's lease writes are measured among the calls, not assumed on top
     assert "(assumed)" not in text and "dynamodb:UpdateItem" in text
+    # the ledger item stays one write unit; published deliveries need no receipt item
+    assert "| 2.00 units | 1.00 units | 1.00 units less (2.0x) |" in text
+    assert "| 10.0 units | 0.00 units | 10.0 units less (-) |" in text
     related = text.split("## Related entities (ENRICH_RELATED)")[1].split("\n## ")[0]
     # measured: upstream requests per record, the appointment alone, then with its four entities
     assert "| all four, cache warm | " in related and "| 1.00 | " in related

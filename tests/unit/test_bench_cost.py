@@ -59,6 +59,23 @@ def test_a_batch_write_is_billed_per_item() -> None:
     assert _ddb_units("PutItem", {"Item": receipt}) == 1
 
 
+def test_a_put_that_replaces_a_larger_item_is_billed_on_the_larger() -> None:
+    """DynamoDB bills a replacing PutItem on the larger of the old and the new item."""
+    from bench.probe import _ddb_units  # noqa: PLC0415
+
+    sizes: dict[tuple[str, str], int] = {}
+    big = {"id": {"S": "appointment#A"}, "blob": {"B": b"0" * 1500}}
+    small = {"id": {"S": "appointment#A"}, "blob": {"B": b"0" * 100}}
+    other = {"id": {"S": "appointment#B"}, "blob": {"B": b"0" * 100}}
+    assert _ddb_units("PutItem", {"TableName": "t", "Item": big}, sizes) == 2
+    assert _ddb_units("PutItem", {"TableName": "t", "Item": small}, sizes) == 2  # replaces 1.5 KB
+    assert _ddb_units("PutItem", {"TableName": "t", "Item": small}, sizes) == 1  # replaces 0.1 KB
+    assert _ddb_units("PutItem", {"TableName": "t", "Item": other}, sizes) == 1
+    request = {"RequestItems": {"t": [{"PutRequest": {"Item": big}}]}}
+    assert _ddb_units("BatchWriteItem", request, sizes) == 2
+    assert _ddb_units("PutItem", {"TableName": "u", "Item": small}, sizes) == 1  # another table
+
+
 def test_make_bench_keeps_every_section_other_tools_own(tmp_path: Path) -> None:
     from bench.report import kept_sections  # noqa: PLC0415
 
