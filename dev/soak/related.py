@@ -65,6 +65,7 @@ class RelatedSoakResult:
     steady_requests: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     incomplete: int = 0
+    published: int = 0
     retried: int = 0
     seconds: float = 0.0
 
@@ -83,11 +84,17 @@ class RelatedSoakResult:
             f"  upstream requests per record: {self.per_record:.3f} overall, "
             f"{self.steady_per_record:.3f} after the warm-up ({self.steady_records} records)\n"
             f"  requests by endpoint: {kinds}\n"
-            f"  records without all four entities: {self.incomplete}; batch item failures: {self.retried}"
+            f"  records published: {self.published}; without all four entities: {self.incomplete}; "
+            f"batch item failures: {self.retried}"
         )
 
     def ok(self, config: RelatedSoakConfig) -> bool:
-        return self.incomplete == 0 and self.records > 0 and self.steady_per_record <= config.max_per_record
+        return (
+            self.incomplete == 0
+            and self.records > 0
+            and self.published == self.records
+            and self.steady_per_record <= config.max_per_record
+        )
 
 
 def _id(rng: random.Random, prefix: str) -> str:
@@ -170,6 +177,13 @@ def _complete(record: dict[str, Any]) -> bool:
     return not record.get("relatedErrors") and all(related.get(kind) for kind in RELATED_KINDS)
 
 
+def _collect(stack: LocalStack, result: RelatedSoakResult) -> None:
+    """Take the records published so far off the output queue, counting those lacking an entity."""
+    for message in stack.drain(stack.enriched_queue_url, 0):
+        result.published += 1
+        result.incomplete += not _complete(json.loads(message["Body"]))
+
+
 def run(config: RelatedSoakConfig) -> RelatedSoakResult:
     rng = random.Random(config.seed)
     result = RelatedSoakResult()
@@ -195,9 +209,7 @@ def run(config: RelatedSoakConfig) -> RelatedSoakResult:
                     for _ in range(config.containers)
                 ]
                 _drive(config, rng, booked, Loop(stack, sandbox, pollers), result)
-            result.incomplete = sum(
-                not _complete(json.loads(m["Body"])) for m in stack.drain(stack.enriched_queue_url, 0)
-            )
+            _collect(stack, result)
         finally:
             stack.stop()
     result.seconds = time.monotonic() - started
@@ -244,6 +256,7 @@ def _drive(
             outstanding -= done
             result.records += done
             result.steady_records += done if mark is not None else 0
+        _collect(stack, result)  # as it goes: moto's SQS scans the whole queue on every send
     final = _upstream(sandbox)
     result.by_kind = final
     result.requests = sum(final.values())
