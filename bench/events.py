@@ -67,15 +67,20 @@ def write_jsonl(path: Path, items: Iterator[dict[str, Any]]) -> Path:
 
 
 def write_batch_pairs(
-    path: Path, ids: list[str], location: str, count: int, spread: Sequence[Sequence[str]] | None = None
+    path: Path,
+    ids: list[str],
+    location: str,
+    count: int,
+    spread: Sequence[Sequence[str]] | None = None,
+    local: Sequence[str] = (),
 ) -> Path:
     """``count`` lines of {"distinct": 10 appointments, "same": 10 updates of one} SQS batches.
 
     With ``spread`` ((appointment id, location id) pairs) the distinct batch is those, each in its
     own location: a batch of ten in one location is more than one lease of the fleet budget (seven
     tokens) and measures the budget's pacing (``make soak-bulk``'s subject), not the pipeline. The
-    ten in one location are then the ``local`` batch, priced apart (leases filled: what the
-    budget costs when a location is busy)."""
+    ten ``local`` ids (in ``location``) make the ``local`` batch, priced apart (leases filled:
+    what the budget costs when a location is busy)."""
     return write_jsonl(
         path,
         (
@@ -86,7 +91,7 @@ def write_batch_pairs(
                     else distinct_batch(ids, location)
                 ),
                 "same": same_appointment_batch(ids[i % len(ids)], location),
-                **({"local": distinct_batch(ids, location)} if spread else {}),
+                **({"local": distinct_batch(local, location)} if local else {}),
             }
             for i in range(count)
         ),

@@ -348,6 +348,7 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                     location,
                     args.batches + 2,
                     spread=services.info["related_appointments"],
+                    local=services.info["local_appointment_ids"],
                 )
                 batch = run_probe(
                     {

@@ -497,24 +497,25 @@ _MISS_REASONS: dict[str, str] = {
         "The clock covers everything the first batch needs that the floor does not: pydantic and the "
         "models, requests, three boto3 clients (SQS, SNS, DynamoDB), Powertools parameters, and the "
         "round trips of a first batch with the ledger on (Secrets Manager read, the ledger's "
-        "BatchGetItem, the upstream GET, the conditional ledger write, PublishBatch with SNS "
-        "delivery inside moto, the receipts' BatchWriteItem). With `EnableTracing=true` "
+        "BatchGetItem, the fleet budget's lease, the upstream GET, the conditional ledger write, "
+        "PublishBatch with SNS delivery inside moto, the announce write). With `EnableTracing=true` "
         "(the template default) Lambda also pays the X-Ray SDK import, which this bench leaves out."
     ),
     "enricher cold start vs peer": (
         "The peer's figure is dominated by its own import; ours includes a whole first batch "
-        "(ledger read, fetch, ledger write, publish, receipt), not one GET."
+        "(ledger read, budget lease, fetch, ledger write, publish, announce), not one GET."
     ),
     "enricher batch of 10 distinct": (
         "The ten fetches overlap (10 workers, one pooled session). With the ledger on (the "
-        "template's default) a batch is five sequential steps: one BatchGetItem of the entries and "
-        "receipts, the fetches, the ten conditional ledger writes, one PublishBatch (with moto's "
-        "in-process fan-out to the subscribed queue), the ten receipts in one BatchWriteItem. Each non-fetch "
-        "step is a "
-        "round trip to moto server, one Python process that serialises requests (tens of ms under "
-        "load), where DynamoDB answers ten parallel writes in well under 10 ms. The write must "
-        "precede the publish (no gap after a crash) and the receipt must follow it, so neither can "
-        "overlap the publish; the ledger section below compares the build without a ledger."
+        "template's default) a batch is six sequential steps: one BatchGetItem of the entries and "
+        "receipts, a fleet budget lease per location (ten conditional UpdateItems here), the "
+        "fetches, the ten conditional ledger writes ahead of the publish, one PublishBatch (with "
+        "moto's in-process fan-out to the subscribed queue), the ten announce writes (which also "
+        "settle the deliveries). Each non-fetch step is a round trip to moto server, one Python "
+        "process that serialises requests (ten parallel writes take tens of ms under load), where "
+        "DynamoDB answers ten parallel writes in well under 10 ms. The write must precede the "
+        "publish (no gap after a crash) and the announce must follow it, so neither can overlap "
+        "the publish; the ledger section below compares the build without a ledger."
     ),
 }
 

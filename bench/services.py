@@ -27,6 +27,13 @@ def appointment_ids(count: int = DISTINCT_APPOINTMENTS) -> list[str]:
     return [f"benchAppt{i:02d}" for i in range(count)]
 
 
+def local_appointment_ids(count: int = DISTINCT_APPOINTMENTS) -> list[str]:
+    """The one-location batch's appointments: their own, so that, as in real traffic, each is
+    updated once per batch (the ids above also take the RSS run's thousand records, which would
+    fill their ledger items' settled marks and price receipts that real appointments never need)."""
+    return [f"benchLocalAppt{i:02d}" for i in range(count)]
+
+
 def related_appointments(count: int = DISTINCT_APPOINTMENTS) -> list[dict[str, Any]]:
     """The related-entity bench's appointments: one per location, each naming its own contact,
     calendar and assigned user, so a cold cache costs four related requests per record (none
@@ -63,7 +70,7 @@ def main() -> int:
         stack = create_resources(endpoint, powerleads_api_base_url=sandbox.url)
         base = sample_event()
         ids = appointment_ids()
-        for appointment_id in ids:
+        for appointment_id in [*ids, *local_appointment_ids()]:
             event = copy.deepcopy(base)
             event["id"] = appointment_id
             sandbox.put_appointment(event)
@@ -80,6 +87,7 @@ def main() -> int:
             "purge_queue_urls": [stack.ingest_queue_url, stack.enriched_queue_url],
             "location_id": base["locationId"],
             "appointment_ids": ids,
+            "local_appointment_ids": local_appointment_ids(),
             # (appointment id, location id) of the related-entity bench, one location each
             "related_appointments": [[e["id"], e["locationId"]] for e in related],
         }
