@@ -2,8 +2,9 @@
 
     python -m bench.ledger [--runs 3] [--batches 7]
 
-Runs only the warm-batch probe of ``make bench`` (a batch of 10 distinct appointments at 100 ms
-upstream, and 10 updates of one appointment), alternating a build without a ledger
+Runs only the warm-batch probe of ``make bench`` (a batch of 10 distinct appointments in 10
+locations at 100 ms upstream, a fresh set of appointments each run, and 10 updates of one
+appointment), alternating a build without a ledger
 (``LEDGER_TABLE_NAME`` unset) and with one, each in fresh processes against the same backing
 services. Reports batch latency against one warm round trip, DynamoDB requests and billed units
 per batch, and the cost per million events (``bench.cost``), then writes the section between the
@@ -53,8 +54,9 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, d
                 for mode in MODES:
                     log(f"run {run + 1}/{args.runs}: ledger {mode}")
                     extra = {"LEDGER_TABLE_NAME": ""} if mode == "off" else {}
+                    spread = services.info["spread_sets"][run % len(services.info["spread_sets"])]
                     pairs = events.write_batch_pairs(
-                        work / f"batches-{mode}-{run}.jsonl", ids, location, args.batches + 2
+                        work / f"batches-{mode}-{run}.jsonl", ids, location, args.batches + 2, spread=spread
                     )
                     batch = run_probe(
                         {
@@ -68,6 +70,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, d
                             "token": SANDBOX_TOKEN,
                             "topic_arn": services.env["OUTPUT_TOPIC_ARN"],
                             "micro": 0,
+                            "shapes": ["distinct", "same"],
                         },
                         child_env(services, **extra),
                         work,
@@ -118,7 +121,7 @@ def render(found: dict[str, dict[str, Any]], args: argparse.Namespace, elapsed: 
         "Each run starts fresh processes for both builds, alternating, against the same moto server "
         "and sandbox; the ledger holds every appointment after the warm-up (the steady state).",
         "",
-        "| ledger | batch of 10 distinct, 100 ms upstream (median) | one round trip "
+        "| ledger | batch of 10 distinct in 10 locations, 100 ms upstream (median) | one round trip "
         "| ratio (median of per-batch) | 10 updates of one appointment "
         "| DynamoDB requests per batch of 10 distinct | billed units "
         "(WRU/RRU) | DynamoDB requests, 10 updates of one | cost per million events |",

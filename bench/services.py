@@ -55,6 +55,17 @@ def related_appointments(count: int = DISTINCT_APPOINTMENTS) -> list[dict[str, A
     return events
 
 
+SPREAD_SETS = 4
+
+
+def spread_sets(sets: int = SPREAD_SETS, count: int = DISTINCT_APPOINTMENTS) -> list[list[list[str]]]:
+    """Sets of ten (appointment id, location id), one location each, for benches that run
+    batches in several rounds: a round per set, so each appointment is updated once per batch of
+    its round only, as in real traffic (an appointment updated dozens of times within two days
+    fills its ledger item's settled marks and pays receipt items instead)."""
+    return [[[f"benchSpread{s}x{i:02d}", f"benchLocation{i:02d}"] for i in range(count)] for s in range(sets)]
+
+
 def sample_event() -> dict[str, Any]:
     event: dict[str, Any] = json.loads(SAMPLE_APPOINTMENT.read_text())["event"]
     return event
@@ -74,6 +85,11 @@ def main() -> int:
             event = copy.deepcopy(base)
             event["id"] = appointment_id
             sandbox.put_appointment(event)
+        for spread in spread_sets():
+            for appointment_id, location_id in spread:
+                sandbox.put_appointment(
+                    {**copy.deepcopy(base), "id": appointment_id, "locationId": location_id}
+                )
         related = related_appointments()
         for event in related:
             sandbox.put_appointment(event)  # seeds its contact, calendar, user and location too
@@ -88,6 +104,7 @@ def main() -> int:
             "location_id": base["locationId"],
             "appointment_ids": ids,
             "local_appointment_ids": local_appointment_ids(),
+            "spread_sets": spread_sets(),
             # (appointment id, location id) of the related-entity bench, one location each
             "related_appointments": [[e["id"], e["locationId"]] for e in related],
         }
