@@ -35,10 +35,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dev.fakes.lambda_context import make_context
 from dev.fakes.lambda_loader import add_code_paths, load_handler
+
+if TYPE_CHECKING:
+    from appointment_enricher.ledger.base import LedgerEntry
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -446,28 +449,28 @@ def _micro(
 NEGATED_XML_CLASS = "[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 
-def ledger_item_units() -> dict[str, float]:
-    """Billed write units of the ledger's write ahead of a publish (the sample appointment
-    announced, a rescheduled copy pending, one delivery in ``recent``, ten settled marks): with
-    plain zlib (the item layout before ``ledger/compression.py``) and with its preset dictionaries."""
+class ItemCapture:
+    """A DynamoDB client that keeps the last item put: the ledger adapter's item, no network."""
+
+    class exceptions:
+        class ConditionalCheckFailedException(Exception):
+            pass
+
+    def __init__(self) -> None:
+        self.item: dict[str, Any] = {}
+
+    def put_item(self, **kwargs: Any) -> None:
+        self.item = kwargs["Item"]
+
+
+def pending_ledger_entry(settled_marks: int = 0) -> LedgerEntry:
+    """A ledger write ahead of a publish: the sample appointment announced, a rescheduled copy
+    pending, one delivery in ``recent``, ``settled_marks`` deliveries to mark settled."""
     import copy  # noqa: PLC0415
-    import zlib  # noqa: PLC0415
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from appointment_enricher.ledger.base import SETTLED_LIMIT, LedgerEntry, LedgerState  # noqa: PLC0415
-    from appointment_enricher.ledger.dynamodb import DynamoLedger  # noqa: PLC0415
+    from appointment_enricher.ledger.base import LedgerEntry, LedgerState  # noqa: PLC0415
     from bench.services import sample_event  # noqa: PLC0415
-
-    class Capture:
-        class exceptions:
-            class ConditionalCheckFailedException(Exception):
-                pass
-
-        def __init__(self) -> None:
-            self.item: dict[str, Any] = {}
-
-        def put_item(self, **kwargs: Any) -> None:
-            self.item = kwargs["Item"]
 
     announced = sample_event()
     pending = copy.deepcopy(announced)
@@ -476,10 +479,10 @@ def ledger_item_units() -> dict[str, float]:
     change = {"kind": "rescheduled", "kinds": ["rescheduled"], "changedFields": ["endTime", "startTime"]}
     dedupe = "wh-5f0c6a0e-8a41-4c1e-9d2f-2b7f0d3f6c11"
     moment = datetime(2025, 6, 3, 8, 0, tzinfo=UTC)
-    entry = LedgerEntry(
+    return LedgerEntry(
         announced["id"],
         announced["locationId"],
-        moment,
+        datetime(2025, 6, 1, 20, 47, 33, tzinfo=UTC),
         False,
         announced,
         recent=((dedupe, change),),
@@ -487,27 +490,45 @@ def ledger_item_units() -> dict[str, float]:
         pending=LedgerState(moment, False, pending),
         sequence=4,
         sequences={dedupe: 4},
-        settle=tuple(f"wh-{i}" for i in range(SETTLED_LIMIT)),
+        settle=tuple(f"wh-{i}" for i in range(settled_marks)),
     )
-    client = Capture()
-    DynamoLedger(client, "ledger", now=lambda: moment).save(entry)  # type: ignore[arg-type]
-    item = dict(client.item)
+
+
+def ledger_item(entry: LedgerEntry) -> dict[str, Any]:
+    """The item the ledger's DynamoDB adapter writes for ``entry``."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from appointment_enricher.ledger.dynamodb import DynamoLedger  # noqa: PLC0415
+
+    client = ItemCapture()
+    DynamoLedger(client, "ledger", now=lambda: datetime(2025, 6, 3, 8, 0, tzinfo=UTC)).save(entry)  # type: ignore[arg-type]
+    return dict(client.item)
+
+
+def ledger_item_units() -> dict[str, float]:
+    """Billed write units of the ledger's write ahead of a publish (``pending_ledger_entry`` with
+    ten settled marks): with plain zlib (the item layout before ``ledger/compression.py``) and
+    with its preset dictionaries."""
+    import zlib  # noqa: PLC0415
+
+    from appointment_enricher.ledger.base import SETTLED_LIMIT  # noqa: PLC0415
+
+    entry = pending_ledger_entry(SETTLED_LIMIT)
+    assert entry.pending is not None
+    item = ledger_item(entry)
     after = _ddb_units("PutItem", {"Item": item})
 
     def plain(value: Any) -> bytes:
         return zlib.compress(json.dumps(value, separators=(",", ":")).encode(), 9)
 
-    item["appointment"] = {"B": plain(announced)}
-    item["pending"] = {
-        "B": plain(
-            {
-                "dateUpdated": "2025-06-03T08:00:00.000Z",
-                "deleted": False,
-                "deletedBy": None,
-                "appointment": pending,
-            }
-        )
+    item["appointment"] = {"B": plain(dict(entry.appointment))}
+    old_pending = {
+        "dateUpdated": "2025-06-03T08:00:00.000Z",
+        "deleted": False,
+        "deletedBy": None,
+        "appointment": dict(entry.pending.appointment),
     }
+    item["pending"] = {"B": plain(old_pending)}
     return {
         "ledger_item_units_plain": float(_ddb_units("PutItem", {"Item": item})),
         "ledger_item_units_dictionary": float(after),

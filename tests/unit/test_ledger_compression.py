@@ -3,79 +3,35 @@ appointment, items written before the preset dictionaries still read, a wrong di
 
 from __future__ import annotations
 
-import copy
 import json
 import zlib
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from appointment_enricher.ledger import compression
-from appointment_enricher.ledger.base import LedgerEntry, LedgerState
-from appointment_enricher.ledger.dynamodb import DynamoLedger, _entry
-from bench.probe import _ddb_item_bytes
+from appointment_enricher.ledger.base import SETTLED_LIMIT, LedgerEntry
+from appointment_enricher.ledger.dynamodb import _entry
+from bench.probe import _ddb_item_bytes, ledger_item, pending_ledger_entry
 from bench.services import sample_event
-
-NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
-
-
-class _Capture:
-    """A DynamoDB client that keeps the last item put (the adapter's item layout, no network)."""
-
-    class exceptions:
-        class ConditionalCheckFailedException(Exception):
-            pass
-
-    def __init__(self) -> None:
-        self.item: dict[str, Any] = {}
-
-    def put_item(self, **kwargs: Any) -> None:
-        self.item = kwargs["Item"]
 
 
 def _compact(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _pending_entry() -> LedgerEntry:
-    announced = sample_event()
-    pending = copy.deepcopy(announced)
-    pending.update(startTime="2025-06-09T09:30:00-04:00", endTime="2025-06-09T10:00:00-04:00")
-    pending.update(appointmentStatus="confirmed", dateUpdated="2025-06-03T08:00:00.000Z")
-    change = {"kind": "rescheduled", "kinds": ["rescheduled"], "changedFields": ["endTime", "startTime"]}
-    dedupe = "wh-5f0c6a0e-8a41-4c1e-9d2f-2b7f0d3f6c11"
-    return LedgerEntry(
-        appointment_id=announced["id"],
-        location_id=announced["locationId"],
-        date_updated=datetime(2025, 6, 1, 20, 47, 33, tzinfo=UTC),
-        deleted=False,
-        appointment=announced,
-        recent=((dedupe, change),),
-        revision=3,
-        pending=LedgerState(datetime(2025, 6, 3, 8, 0, tzinfo=UTC), False, pending),
-        sequence=4,
-        sequences={dedupe: 4},
-    )
-
-
-def _saved(entry: LedgerEntry) -> dict[str, Any]:
-    client = _Capture()
-    DynamoLedger(client, "ledger", now=lambda: NOW).save(entry)  # type: ignore[arg-type]
-    return client.item
-
-
 def test_an_item_with_a_pending_state_stays_one_write_unit() -> None:
     """Plain zlib put this item at about 1.4 KB: two units for the write ahead and two for the
-    announce that replaces it (a replacing PutItem is billed on the larger item)."""
-    item = _saved(_pending_entry())
+    announce that replaces it (a replacing PutItem is billed on the larger item); ten settled
+    marks fit too."""
+    item = ledger_item(pending_ledger_entry(SETTLED_LIMIT))
     assert _ddb_item_bytes(item) <= 1024
     assert len(item["pending"]["B"]) < 150  # only what differs from the announced appointment
 
 
 def test_pending_and_announced_read_back_whole() -> None:
-    entry = _pending_entry()
-    item = _saved(entry)
+    entry = pending_ledger_entry()
+    item = ledger_item(entry)
     read = _entry(item)
     assert read.appointment == entry.appointment
     assert read.pending == entry.pending
@@ -83,17 +39,17 @@ def test_pending_and_announced_read_back_whole() -> None:
 
 
 def test_a_pending_state_with_nothing_announced_reads_back() -> None:
-    entry = _pending_entry()
+    entry = pending_ledger_entry()
     first = LedgerEntry(
         entry.appointment_id, entry.location_id, None, False, announced=False, pending=entry.pending
     )
-    read = _entry(_saved(first))
+    read = _entry(ledger_item(first))
     assert read.appointment == {} and not read.announced and read.pending == entry.pending
 
 
 def test_items_written_with_plain_zlib_still_read() -> None:
     """Items written before the preset dictionaries (plain ``zlib.compress``) stay readable."""
-    entry = _pending_entry()
+    entry = pending_ledger_entry()
     assert entry.pending is not None
     pending = entry.pending
     old_pending = {
@@ -102,7 +58,7 @@ def test_items_written_with_plain_zlib_still_read() -> None:
         "deletedBy": None,
         "appointment": dict(pending.appointment),
     }
-    item = _saved(entry)
+    item = ledger_item(entry)
     item["appointment"] = {"B": zlib.compress(_compact(dict(entry.appointment)), 9)}
     item["pending"] = {"B": zlib.compress(_compact(old_pending), 9)}
     read = _entry(item)
