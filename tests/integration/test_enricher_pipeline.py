@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from appointment_enricher.ledger.base import settled_key
+from appointment_enricher.ledger.dynamodb import settled_marks
 from appointment_enricher.powerleads.client import RetryPolicy
 from dev.fakes.lambda_loader import load_function_module
 from dev.fakes.sandbox import DEFAULT_APPOINTMENTS_DIR, Fault, SandboxServer
@@ -167,9 +168,7 @@ def ledger_settled(stack: LocalStack, dedupe_ids: Iterable[str]) -> dict[str, in
     """Deliveries the announce writes marked settled in their ledger items: dedupe id -> expiry."""
     held: dict[bytes, int] = {}
     for item in stack.client("dynamodb").scan(TableName=stack.ledger_table_name)["Items"]:
-        data = item.get("settled", {}).get("B", b"")
-        for i in range(0, len(data), 12):
-            held[data[i : i + 8]] = int.from_bytes(data[i + 8 : i + 12], "big")
+        held.update(settled_marks(item.get("settled", {})))
     return {d: held[settled_key(d)] for d in dedupe_ids if settled_key(d) in held}
 
 

@@ -35,6 +35,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from appointment_enricher.ledger.dynamodb import settled_marks
 from dev.fakes.lambda_context import make_context
 from dev.fakes.lambda_loader import load_handler
 from dev.fakes.sandbox import Fault, SandboxServer
@@ -368,7 +369,7 @@ def enriched_outcome(stack: LocalStack, refresh: str) -> dict[str, Any]:
         # settled deliveries: the published ones marked in their ledger items by the announce
         # write (PutItem on the ledger), the quarantined one a receipt item (BatchWriteItem)
         "settled_in_ledger": sum(
-            len(i.get("settled", {}).get("B", b"")) // 12
+            len(settled_marks(i.get("settled", {})))
             for i in stack.client("dynamodb").scan(TableName=stack.ledger_table_name)["Items"]
         ),
         "receipts": sum(

@@ -69,14 +69,15 @@ def _entry(item: Mapping[str, Any]) -> LedgerEntry:
         pending=_pending(item.get("pending", {}), announced_json),
         sequence=int(item.get("sequence", {}).get("N", "0")),
         sequences={str(k): int(v) for k, v in json.loads(item.get("sequences", {}).get("S", "{}")).items()},
-        settled=_settled(item.get("settled", {})),
+        settled=settled_marks(item.get("settled", {})),
     )
 
 
 _SETTLED_ENTRY_BYTES = SETTLED_KEY_BYTES + 4
 
 
-def _settled(attribute: Mapping[str, Any]) -> dict[bytes, int]:
+def settled_marks(attribute: Mapping[str, Any]) -> dict[bytes, int]:
+    """A ledger item's ``settled`` attribute: ``settled_key`` -> expiry (epoch seconds)."""
     data = attribute.get("B", b"")
     step = _SETTLED_ENTRY_BYTES
     return {
