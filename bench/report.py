@@ -726,7 +726,9 @@ def _method(args: argparse.Namespace) -> list[str]:
         "(`time.perf_counter`) covers exactly import + init + first request. Interpreter start-up "
         "(identical for all) is outside it. Handlers are loaded with `dev.fakes.lambda_loader` after the "
         "contract env points them at the moto server and the sandbox; logs at INFO and EMF metrics "
-        "are on, as deployed, and go to /dev/null; X-Ray is off (`POWERTOOLS_TRACE_DISABLED`).",
+        "are on, as deployed, and go to /dev/null; X-Ray is off (`POWERTOOLS_TRACE_DISABLED`). "
+        "The layers' packages are byte-compiled first (`harness.compile_layers`), as `sam build` "
+        "ships the layer; the functions' `app.py` is not (Lambda compiles it at every cold start).",
         '- **Floor**: a fresh process doing `import boto3` + `boto3.client("sqs")` (our '
         "definition, used for the goals). Its first `SendMessage` to the FIFO ingest queue is timed "
         "separately and shown as *floor + 1 SendMessage*, the like-for-like cost of what the "
