@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import cost
+from bench.report import _delta
 
 RECEIVER = {"sqs:SendMessage": 1.0}
 ENRICHER = {"dynamodb:PutItem": 10.0, "dynamodb:BatchWriteItem": 10.0, "sns:PublishBatch": 1.0}
@@ -89,3 +90,10 @@ def test_make_bench_keeps_every_section_other_tools_own(tmp_path: Path) -> None:
         "<!-- soak-bulk:start -->\nbulk rows\n<!-- soak-bulk:end -->"
     )
     assert kept_sections(tmp_path / "missing.md") == ""
+
+
+def test_a_cost_difference_is_written_with_its_sign() -> None:
+    assert _delta(0.1) == "+$0.10"
+    assert _delta(-0.034) == "-$0.03"
+    assert _delta(-0.001) == "+$0.00"  # rounds to nothing: never "+$-0.00"
+    assert _delta(float("nan")) == "n/a"
