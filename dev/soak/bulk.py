@@ -163,6 +163,8 @@ def run_bulk(config: BulkConfig, say: Callable[[str], None] = print) -> BulkResu
                 POWERTOOLS_LOG_LEVEL="WARNING",
                 POWERTOOLS_TRACE_DISABLED="true",
                 SOAK_RECEIVE_LOCK=str(log_dir / "receive.lock"),
+                # as if deployed with EnricherMaximumConcurrency = the processes run here
+                ENRICHER_MAXIMUM_CONCURRENCY=str(config.concurrency),
             )
             collector = Collector(
                 sqs,

@@ -97,6 +97,7 @@ def start_stack(config: SoakConfig) -> Iterator[SoakStack]:
             ENRICHER_MAX_WORKERS="4",
             POWERLEADS_READ_TIMEOUT_SECONDS="3",
             SOAK_RECEIVE_LOCK=str(log_dir / "receive.lock"),
+            ENRICHER_MAXIMUM_CONCURRENCY=str(config.workers),  # the processes run here
         )
         os.environ.update(env)  # the webhook handler reads its cold-start config from here
         collector = Collector(

@@ -41,8 +41,12 @@ def sandbox_server() -> Iterator[SandboxServer]:
 
 
 @pytest.fixture
-def enricher(stack_env: dict[str, str]) -> ModuleType:
+def enricher(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The enricher without a share of its own: these tests are about the shared bucket (the
+    container's own request per location and interval is tested last, with the template's env)."""
     assert stack_env["BUDGET_TABLE_NAME"] and stack_env["INGEST_QUEUE_URL"]
+    assert stack_env["ENRICHER_MAXIMUM_CONCURRENCY"] == "5"  # what the template deploys
+    monkeypatch.delenv("ENRICHER_MAXIMUM_CONCURRENCY")
     return load_function_module("enricher")
 
 
@@ -205,3 +209,32 @@ def test_containers_sharing_the_table_never_exceed_the_window_together(local_sta
         for i, c in enumerate(containers)
     ]
     assert granted == [5, 5, 5]
+
+
+def test_a_location_with_a_request_now_and_then_costs_no_budget_write(
+    stack_env: dict[str, str], local_stack: LocalStack, sandbox: SandboxServer
+) -> None:
+    """As deployed (``ENRICHER_MAXIMUM_CONCURRENCY`` from the template): a container's first
+    request to a location in an interval is its own share, so one change in each of two fresh
+    locations is fetched and published with no lease written to the table."""
+    assert stack_env["ENRICHER_MAXIMUM_CONCURRENCY"] == "5"
+    poller = SqsPoller(
+        load_function_module("enricher").lambda_handler,
+        local_stack.ingest_queue_url,
+        sqs_client=local_stack.client("sqs"),
+        wait_time_seconds=0,
+        timeout_seconds=30,
+    )
+    locations = ["0007BWpSzSwfiuSl" + uuid.uuid4().hex[:4] for _ in range(2)]
+    ids = [put(sandbox, location) for location in locations]
+    for event_id, location in zip(ids, locations, strict=True):
+        enqueue(local_stack, event_id, location)
+    messages, kept = step(poller)
+    assert len(messages) == 2 and kept == set()
+    assert sorted(r["appointment"]["id"] for r in records(local_stack)) == sorted(ids)
+    # No lease: the bucket's tat never moved. (The item exists: this module's sandbox allows three
+    # requests a day, so upstream's X-RateLimit-Daily-Remaining after one is a real gap in the
+    # day's count and is written; at the documented 200,000 a day it would not be.)
+    items = [budget_item(local_stack, location) for location in locations]
+    assert [float(item["tat"]["N"]) if item else 0.0 for item in items] == [0.0, 0.0]
+    assert all(sandbox.count(PATH + event_id) == 1 for event_id in ids)

@@ -240,3 +240,97 @@ def test_a_batchs_threads_lease_one_at_a_time_and_share_the_lease() -> None:
         thread.join(30)
     assert (budget.calls, budget.most_inside) == (2, 1)
     assert budget._states["loc"].used == 14  # two leases of seven
+
+
+class CountingLeases(MemoryBudget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.leases = 0
+
+    def lease(self, location_id: str, count: int, *, now: float, limits: Limits) -> Lease:
+        self.leases += 1
+        return super().lease(location_id, count, now=now, limits=limits)
+
+
+def test_a_containers_own_share_is_one_request_per_location_and_interval_without_a_lease() -> None:
+    clocks, shared = Clocks(), CountingLeases()
+    mine = spender(clocks, shared, share=True)
+    mine.take("a", deadline=100)
+    mine.take("b", deadline=100)
+    assert shared.leases == 0  # one request in each of two locations: no lease, no write
+    mine.take("a", deadline=100)
+    assert shared.leases == 1  # the second in the interval leases from the shared bucket
+    clocks.t += Limits().interval_seconds
+    mine.take("b", deadline=100)
+    assert shared.leases == 1  # an interval later the share is free again
+
+
+def test_containers_have_shares_only_when_every_one_has_its_reserved_place() -> None:
+    from appointment_enricher.budget.wiring import (  # noqa: PLC0415
+        CONTAINER_SHARES,
+        ENRICHER_LEASE,
+        FLEET_LIMITS,
+        has_share,
+    )
+
+    # the reserve leaves the bucket's largest lease at seven tokens (the cost per lease write)
+    assert (ENRICHER_LEASE, FLEET_LIMITS.shared) == (7, 100 - CONTAINER_SHARES)
+
+    assert [has_share(n) for n in (None, 1, CONTAINER_SHARES, CONTAINER_SHARES + 1)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+
+
+@pytest.mark.parametrize("containers", [1, 5, 20])
+def test_every_container_at_once_never_exceeds_the_limit_in_any_window(containers: int) -> None:
+    """Greedy containers, each taking a token every 10 ms from the fleet's bucket and their own
+    shares: no window of the interval ever sees more than the documented limit."""
+    from appointment_enricher.budget.wiring import FLEET_LIMITS, has_share  # noqa: PLC0415
+
+    clocks, shared = Clocks(), MemoryBudget()
+    fleet = [
+        Spender(
+            shared,
+            limits=FLEET_LIMITS,
+            lease=FLEET_LIMITS.burst,
+            max_wait=0.0,
+            share=has_share(containers),
+            epoch=clocks.epoch,
+            monotonic=clocks.monotonic,
+        )
+        for _ in range(containers)
+    ]
+    spends: list[float] = []
+    while clocks.t < 60:
+        for container in fleet:
+            try:
+                container.take("loc", deadline=1e9)
+            except BudgetThrottled:
+                continue
+            spends.append(clocks.t)
+        clocks.t = round(clocks.t + 0.01, 2)
+    window: deque[float] = deque()
+    for t in spends:
+        window.append(t)
+        while t - window[0] >= FLEET_LIMITS.interval_seconds - 1e-9:
+            window.popleft()
+        assert len(window) <= FLEET_LIMITS.max_requests
+    # and the fleet still gets what it may: the bucket's fill of its part, plus the shares
+    # (none above CONTAINER_SHARES containers: the reserve then goes unused)
+    per_interval = FLEET_LIMITS.fill * FLEET_LIMITS.shared + (containers if has_share(containers) else 0)
+    assert len(spends) / 6 >= 0.98 * per_interval
+
+
+def test_upstream_saying_the_window_or_the_day_is_spent_closes_the_share() -> None:
+    clocks, shared = Clocks(), CountingLeases()
+    mine = spender(clocks, shared, share=True)
+    mine.observe("a", {"X-RateLimit-Remaining": "0"})
+    mine.take("a", deadline=100)
+    assert shared.leases >= 1  # closed for an interval: the shared bucket decides (and waits)
+    mine.observe("b", {"X-RateLimit-Daily-Remaining": "0"})
+    clocks.t += 5 * Limits().interval_seconds
+    with pytest.raises(DailyBudgetExhausted):
+        mine.take("b", deadline=100)  # closed until the day resets, however long that is

@@ -6,7 +6,8 @@ day. A lease of ``n`` tokens moves ``tat`` to ``max(tat, now) + n * spacing`` an
 if that is at most ``ahead`` seconds past ``now``. ``spacing`` hands out ``fill`` (95 %) of the
 documented rate, and ``ahead`` is what is left of one window at that rate, so any window of
 ``interval`` seconds sees at most ``(interval + ahead) / spacing <= max_requests`` grants: the
-upstream's limit holds whether it counts in a sliding or a fixed window.
+upstream's limit holds whether it counts in a sliding or a fixed window. With ``reserved`` (the
+containers' own shares, ``spend.py``) the bucket is sized for ``max_requests - reserved``.
 
 Work refused for longer than it may wait takes a place in the location's queue (``qtat``, the
 same idea: each place is one token's time after the previous one), so handed-back messages come
@@ -37,16 +38,23 @@ class Limits:
     interval_seconds: float = DOCUMENTED_INTERVAL_SECONDS
     daily: int = DOCUMENTED_DAILY
     fill: float = 0.93
+    # Requests per interval kept out of the shared bucket: the containers' own shares (spend.py).
+    reserved: int = 0
+
+    @property
+    def shared(self) -> int:
+        """Requests per interval the shared bucket may hand out: the limit less ``reserved``."""
+        return max(1, self.max_requests - self.reserved)
 
     @property
     def spacing(self) -> float:
         """Seconds of bucket per token."""
-        return self.interval_seconds / (self.max_requests * self.fill)
+        return self.interval_seconds / (self.shared * self.fill)
 
     @property
     def ahead(self) -> float:
-        """How far past ``now`` the bucket may be filled: ``max * spacing - interval``."""
-        return max(self.spacing, self.max_requests * self.spacing - self.interval_seconds)
+        """How far past ``now`` the bucket may be filled: ``shared * spacing - interval``."""
+        return max(self.spacing, self.shared * self.spacing - self.interval_seconds)
 
     @property
     def burst(self) -> int:
@@ -136,6 +144,7 @@ def limits_from_headers(headers: Mapping[str, Any], current: Limits) -> Limits:
         ),
         daily=min(daily, DOCUMENTED_DAILY) if daily and daily > 0 else current.daily,
         fill=current.fill,
+        reserved=current.reserved,
     )
 
 

@@ -10,6 +10,14 @@ location's queue.
 
 Unused tokens of a lease expire after ``lease_seconds``: they were counted in the shared bucket
 when granted, so spending them later could exceed the upstream window.
+
+With ``share`` the container also has a share of its own: one request per location and interval,
+taken before any lease and written nowhere. The fleet's ``Limits`` keep ``reserved`` requests per
+interval out of the shared bucket for these shares, one per container, so the wiring gives a share
+only when every container that may run at once has its reserved place (shares spread thinner,
+one per several intervals, would still line up in one window when containers start together). A
+location that sees a request now and then (most of them, most of the time) then costs no DynamoDB
+write and no round trip before its fetch.
 """
 
 from __future__ import annotations
@@ -21,7 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clocks import Epoch, Monotonic
-from .base import Budget, BudgetThrottled, DailyBudgetExhausted, Limits, limits_from_headers
+from .base import (
+    Budget,
+    BudgetThrottled,
+    DailyBudgetExhausted,
+    Limits,
+    limits_from_headers,
+    seconds_to_reset,
+)
 
 
 @dataclass
@@ -40,6 +55,7 @@ class Spender:
         lease_seconds: float = 0.5,
         max_wait: float = 2.0,
         queue: bool = False,
+        share: bool = False,
         epoch: Epoch = time.time,
         monotonic: Monotonic = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -50,7 +66,9 @@ class Spender:
         self.lease_seconds = lease_seconds
         self.max_wait = max_wait
         self.queue = queue
+        self.share = share  # a share of its own (see the module docstring)
         self.epoch, self.monotonic, self.sleep = epoch, monotonic, sleep
+        self._share_next: dict[str, float] = {}  # per location: when its share is free again
         self._held: dict[str, _Held] = {}
         self._limits: dict[str, Limits] = {}
         self._lock = threading.Lock()
@@ -76,7 +94,7 @@ class Spender:
         """
         waited = 0.0
         while True:
-            if self._from_held(location_id):
+            if self._from_held(location_id) or self._from_share(location_id):
                 return
             limits = self.limits(location_id)
             # Not bounded by max_wait: the request ahead is one conditional write (bounded by the
@@ -93,6 +111,7 @@ class Spender:
                         )
                     return
             if lease.daily_exhausted:
+                self._close_share(location_id, lease.wait)
                 raise DailyBudgetExhausted(
                     "daily upstream quota spent for this location", retry_after=lease.wait
                 )
@@ -115,14 +134,40 @@ class Spender:
         if "X-RateLimit-Remaining" not in headers and "X-RateLimit-Daily-Remaining" not in headers:
             return
         limits = limits_from_headers(headers, self.limits(location_id))
+        spent = {
+            name: str(headers.get(name, "1")).strip() in ("0", "-1")
+            for name in ("X-RateLimit-Remaining", "X-RateLimit-Daily-Remaining")
+        }
         with self._lock:
             self._limits[location_id] = limits
-            if any(
-                str(headers.get(name, "1")).strip() in ("0", "-1")
-                for name in ("X-RateLimit-Remaining", "X-RateLimit-Daily-Remaining")
-            ):
+            if any(spent.values()):
                 self._held.pop(location_id, None)  # the window or the day is spent: spares are void
+        if spent["X-RateLimit-Daily-Remaining"]:
+            self._close_share(location_id, seconds_to_reset(self.epoch()))
+        elif spent["X-RateLimit-Remaining"]:
+            self._close_share(location_id, limits.interval_seconds)
         self.budget.observe(location_id, headers, now=self.epoch(), limits=limits)
+
+    def _from_share(self, location_id: str) -> bool:
+        """The container's own request for this location, if its share is free (no write)."""
+        if not self.share:
+            return False
+        every = self.limits(location_id).interval_seconds
+        with self._lock:
+            now = self.monotonic()
+            free_at = self._share_next.get(location_id)
+            if free_at is not None and free_at > now:
+                return False
+            self._share_next[location_id] = now + every
+            return True
+
+    def _close_share(self, location_id: str, seconds: float) -> None:
+        """No own-share request for ``seconds``: upstream said the window or the day is spent."""
+        if not self.share:
+            return
+        with self._lock:
+            until = self.monotonic() + seconds
+            self._share_next[location_id] = max(self._share_next.get(location_id, until), until)
 
     def _lease_lock(self, location_id: str) -> threading.Lock:
         with self._lock:

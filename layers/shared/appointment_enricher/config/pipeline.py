@@ -123,6 +123,8 @@ class EnricherSettings(_Settings):
     # Throttled items are handed back on this queue (enrich/handback.py); unset: batch item failures.
     INGEST_QUEUE_URL: str | None = None
     INGEST_MAX_RECEIVE_COUNT: int = Field(default=5, ge=1, le=1000)
+    # The event source's MaximumConcurrency: sizes each container's own budget share (budget/).
+    ENRICHER_MAXIMUM_CONCURRENCY: int | None = Field(default=None, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _needs_output_and_token(self) -> EnricherSettings:
