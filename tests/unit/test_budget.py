@@ -88,6 +88,15 @@ def test_daily_remaining_corrects_only_a_real_gap() -> None:
     assert raised is not None and raised.used == 200_000
 
 
+def test_a_response_that_says_nothing_new_costs_no_write_even_on_a_new_day() -> None:
+    """A location first seen through a container's own share has no bucket item yet (or one from
+    yesterday): ordinary headers must not write one just to record the day."""
+    headers = {"X-RateLimit-Remaining": "99", "X-RateLimit-Daily-Remaining": str(200_000 - 1)}
+    assert correct(State(), headers, T0, Limits()) is None
+    yesterday = State(tat=T0 - 86_400, day=utc_day(T0 - 86_400), used=5_000)
+    assert correct(yesterday, headers, T0, Limits()) is None
+
+
 def test_headers_size_the_bucket_but_never_above_the_documented_limits() -> None:
     smaller = limits_from_headers(
         {

@@ -122,10 +122,11 @@ def correct(state: State, headers: Mapping[str, Any], now: float, limits: Limits
         tat = max(tat, now + limits.ahead + limits.interval_seconds / max(1, limits.max_requests))
     # Our count runs ahead of upstream's (leases count unused tokens); correct only a real gap,
     # so the headers cost a write when they tell something, not per response.
+    counted = used
     if daily_left is not None and (daily_left <= 0 or limits.daily - daily_left - used > limits.daily // 100):
         used = max(used, limits.daily - daily_left)
-    if tat == state.tat and used == state.used and today == state.day:
-        return None
+    if tat == state.tat and used == counted:
+        return None  # nothing new (a new day alone is no news: its count starts at 0 either way)
     return State(tat, today, used)
 
 
