@@ -73,6 +73,7 @@ def write_batch_pairs(
     count: int,
     spread: Sequence[Sequence[str]] | None = None,
     local: Sequence[str] = (),
+    quiet: Sequence[Sequence[Sequence[str]]] = (),
 ) -> Path:
     """``count`` lines of {"distinct": 10 appointments, "same": 10 updates of one} SQS batches.
 
@@ -80,7 +81,8 @@ def write_batch_pairs(
     own location: a batch of ten in one location is more than one lease of the fleet budget (seven
     tokens) and measures the budget's pacing (``make soak-bulk``'s subject), not the pipeline. The
     ten ``local`` ids (in ``location``) make the ``local`` batch, priced apart (leases filled:
-    what the budget costs when a location is busy)."""
+    what the budget costs when a location is busy). ``quiet`` sets of ten (appointment id,
+    location id) make the ``quiet`` batch, the next set each line (``bench.services.quiet_sets``)."""
     return write_jsonl(
         path,
         (
@@ -92,6 +94,11 @@ def write_batch_pairs(
                 ),
                 "same": same_appointment_batch(ids[i % len(ids)], location),
                 **({"local": distinct_batch(local, location)} if local else {}),
+                **(
+                    {"quiet": sqs_event([sqs_record(a, loc) for a, loc in quiet[i % len(quiet)]])}
+                    if quiet
+                    else {}
+                ),
             }
             for i in range(count)
         ),

@@ -66,6 +66,22 @@ def spread_sets(sets: int = SPREAD_SETS, count: int = DISTINCT_APPOINTMENTS) -> 
     return [[[f"benchSpread{s}x{i:02d}", f"benchLocation{i:02d}"] for i in range(count)] for s in range(sets)]
 
 
+QUIET_SETS = 24
+
+
+def quiet_sets(sets: int = QUIET_SETS, count: int = DISTINCT_APPOINTMENTS) -> list[list[list[str]]]:
+    """Sets of ten (appointment id, location id), each location its own and used by one set only:
+    the quiet-locations batch takes the next set each time, so every request is its location's
+    first in the container's window (each container's own budget share: no lease), what a
+    location with a change now and then sees. The batch probe runs every set once first and
+    waits out the window (``probe.QUIET_GAP_S``); 24 sets at about a second per timed pair
+    outlast the window again when they cycle."""
+    return [
+        [[f"benchQuiet{s:02d}x{i:02d}", f"benchQuietLoc{s:02d}x{i:02d}"] for i in range(count)]
+        for s in range(sets)
+    ]
+
+
 def sample_event() -> dict[str, Any]:
     event: dict[str, Any] = json.loads(SAMPLE_APPOINTMENT.read_text())["event"]
     return event
@@ -85,7 +101,7 @@ def main() -> int:
             event = copy.deepcopy(base)
             event["id"] = appointment_id
             sandbox.put_appointment(event)
-        for spread in spread_sets():
+        for spread in [*spread_sets(), *quiet_sets()]:
             for appointment_id, location_id in spread:
                 sandbox.put_appointment(
                     {**copy.deepcopy(base), "id": appointment_id, "locationId": location_id}
@@ -105,6 +121,7 @@ def main() -> int:
             "appointment_ids": ids,
             "local_appointment_ids": local_appointment_ids(),
             "spread_sets": spread_sets(),
+            "quiet_sets": quiet_sets(),
             # (appointment id, location id) of the related-entity bench, one location each
             "related_appointments": [[e["id"], e["locationId"]] for e in related],
         }

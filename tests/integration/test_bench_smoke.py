@@ -51,6 +51,7 @@ def test_bench_writes_every_row(tmp_path: Path) -> None:
         "| receiver warm latency p99 |",
         "| cost per million webhook events, batches of ten appointments in ten locations (a budget lease",
         "| cost per million webhook events, batches of ten appointments in one location (budget leases",
+        "| cost per million webhook events, batches of ten appointments in ten quiet locations",
         "| Ledger write ahead of a publish (an announced and a pending appointment, ten settled marks)",
         "| Settling 10 published deliveries: write units per batch, a receipt item each",
         "| **Total** |",
@@ -67,6 +68,9 @@ def test_bench_writes_every_row(tmp_path: Path) -> None:
         assert row in text, row
     # the fleet budget's lease writes are measured among the calls, not assumed on top
     assert "(assumed)" not in text and "dynamodb:UpdateItem" in text
+    # ten quiet locations: each request is its container's own share of the budget, no lease write
+    quiet_calls = text.split("; product, ten quiet locations ")[1].split(";")[0]
+    assert "dynamodb:PutItem" in quiet_calls and "UpdateItem" not in quiet_calls, quiet_calls
     # the ledger item stays one write unit; published deliveries need no receipt item
     assert "| 2.00 units | 1.00 units | 1.00 units less (2.0x) |" in text
     assert "| 10.0 units | 0.00 units | 10.0 units less (-) |" in text
