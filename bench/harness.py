@@ -547,8 +547,8 @@ def _collect_batch(results: Results, impl: str, batch: dict[str, Any]) -> None:
     # request its location's first in the window: the container's own share, no lease)
     for shape in ("local", "quiet"):
         if batch.get(f"{shape}_aws"):
-            for ms in batch[f"{shape}_ms"]:
-                results.fig(f"{prefix}_{shape}").add(ms)
+            for ms, floor in zip(batch[f"{shape}_ms"], batch["floor_ms"], strict=True):
+                results.fig(f"{prefix}_{shape}").add(ms, floor)
             results.keep(f"{prefix}_{shape}_aws", per_unit(batch[f"{shape}_aws"], "chunks", 1))
             results.keep(f"{prefix}_{shape}_calls", per_unit(batch[f"{shape}_aws"], "calls", 1))
     for name in ("session_ms", "new_conn_ms", "publish_batch_ms", "publish_single_ms"):

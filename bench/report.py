@@ -157,6 +157,15 @@ def _rows(r: Results) -> list[Row]:
             le(g("product_distinct").ratio, 1.5),
         ),
         Row(
+            f"enricher batch of 10 appointments in 10 quiet locations (each request its container's "
+            f"own budget share: no lease on the path), upstream {LATENCY_MS} ms",
+            g("product_quiet"),
+            "ms",
+            f"one round trip: {_fmt(g('product_floor').median, 'ms')}",
+            "(context)",
+            None,
+        ),
+        Row(
             "naive baseline, same batch (serial, new connection, publish per record)",
             g("naive_distinct"),
             "ms",

@@ -44,6 +44,7 @@ def test_bench_writes_every_row(tmp_path: Path) -> None:
         "| enricher cold start (import + init + first batch of 1) |",
         "| enricher cold start vs peer SDK",
         "| enricher batch of 10 distinct appointments in 10 locations, upstream 100 ms |",
+        "| enricher batch of 10 appointments in 10 quiet locations (each request its container's own",
         "| 10 updates to one appointment in one batch: upstream calls | 1.00 calls |",
         "| warm CPU per record: validate + enrich + serialize |",
         "| receiver peak RSS after 3 webhooks |",
