@@ -378,6 +378,7 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                         "sandbox_url": services.info["sandbox_url"],
                         "latency_ms": LATENCY_MS,
                         "batches": str(pairs),
+                        "purge": purge,
                         "quiet_warmup": str(
                             events.write_jsonl(
                                 work / f"quiet-{impl}.jsonl",
@@ -461,6 +462,7 @@ def bench_related(
                     "sandbox_url": services.info["sandbox_url"],
                     "latency_ms": LATENCY_MS,
                     "batches": str(batches),
+                    "purge": services.info["purge_queue_urls"],
                     "warmup": 2,
                     "floor_id": spread[0][0],
                     "token": SANDBOX_TOKEN,

@@ -65,6 +65,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, d
                             "sandbox_url": services.info["sandbox_url"],
                             "latency_ms": LATENCY_MS,
                             "batches": str(pairs),
+                            "purge": services.info["purge_queue_urls"],
                             "warmup": 2,
                             "floor_id": ids[0],
                             "token": SANDBOX_TOKEN,
