@@ -310,7 +310,8 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                     env,
                     work,
                 )
-                records = (events.sqs_record(ids[i % len(ids)], location) for i in range(args.records - 1))
+                rss = services.info["rss_appointments"]
+                records = (events.sqs_record(*rss[i % len(rss)]) for i in range(args.records - 1))
                 enricher_rest = events.write_jsonl(work / f"enricher-{run}.jsonl", _batches_of(records))
                 enricher = run_probe(
                     {

@@ -791,7 +791,8 @@ def _method(args: argparse.Namespace) -> list[str]:
         f"({', '.join(f'`{m}`' for m in EAGER_RECEIVER_IMPORTS)}) imported inside the clock first.",
         "- **Enricher**: `functions/enricher/app.py` (idempotency on DynamoDB, token from Secrets "
         "Manager, output to the SNS topic) handling a batch of one `AppointmentUpdate`; then "
-        f"{args.records - 1} more records in batches of 10 distinct appointments, then peak RSS.",
+        f"{args.records - 1} more records in batches of 10 distinct appointments in 10 locations "
+        "(`bench.services.rss_appointments`: no location's budget binds), then peak RSS.",
         "- **Peer** (`bench/peer_probe.py`, in `bench/out/peer-venv`): `import highlevel`, "
         "`HighLevel(private_integration_token=...)` with `BASE_URL` pointed at the sandbox and "
         "`API_VERSION` set to `2021-04-15` (the SDK forces its own `v3`, which Get Appointment "

@@ -66,6 +66,14 @@ def spread_sets(sets: int = SPREAD_SETS, count: int = DISTINCT_APPOINTMENTS) -> 
     return [[[f"benchSpread{s}x{i:02d}", f"benchLocation{i:02d}"] for i in range(count)] for s in range(sets)]
 
 
+def rss_appointments(count: int = DISTINCT_APPOINTMENTS) -> list[list[str]]:
+    """The enricher's RSS run: its thousand records go to these (appointment id, location id), one
+    location each, so that run measures memory, not the fleet budget's pacing of one location
+    (a thousand records in one location wait for budget at 9 per second, and a wait past the
+    enricher's 1 s would hand items back, which the bench's synthetic receipts cannot do)."""
+    return [[f"benchRssAppt{i:02d}", f"benchRssLoc{i:02d}"] for i in range(count)]
+
+
 QUIET_SETS = 24
 
 
@@ -101,7 +109,7 @@ def main() -> int:
             event = copy.deepcopy(base)
             event["id"] = appointment_id
             sandbox.put_appointment(event)
-        for spread in [*spread_sets(), *quiet_sets()]:
+        for spread in [*spread_sets(), *quiet_sets(), rss_appointments()]:
             for appointment_id, location_id in spread:
                 sandbox.put_appointment(
                     {**copy.deepcopy(base), "id": appointment_id, "locationId": location_id}
@@ -122,6 +130,7 @@ def main() -> int:
             "local_appointment_ids": local_appointment_ids(),
             "spread_sets": spread_sets(),
             "quiet_sets": quiet_sets(),
+            "rss_appointments": rss_appointments(),
             # (appointment id, location id) of the related-entity bench, one location each
             "related_appointments": [[e["id"], e["locationId"]] for e in related],
         }
