@@ -361,8 +361,15 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                     )
                 _collect_cold(results, floor, receiver, eager, enricher, naive, peer)
 
-            log("warm batches at 100 ms upstream latency: product, then naive")
-            for impl in ("enricher", "naive"):
+            log("warm batches at 100 ms upstream latency: product, naive, product without shares")
+            no_share = {k: v for k, v in env.items() if k != "ENRICHER_MAXIMUM_CONCURRENCY"}
+            for impl, impl_env, shapes in (
+                ("enricher", env, None),
+                ("naive", env, None),
+                # the quiet batch again without the containers' own budget shares (no
+                # ENRICHER_MAXIMUM_CONCURRENCY): what each quiet location's lease costs
+                ("no-share", no_share, ["quiet"]),
+            ):
                 pairs = events.write_batch_pairs(
                     work / f"batches-{impl}.jsonl",
                     ids,
@@ -375,7 +382,8 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                 batch = run_probe(
                     {
                         "kind": "batch",
-                        "impl": impl,
+                        "impl": "enricher" if impl == "no-share" else impl,
+                        **({"shapes": shapes} if shapes else {}),
                         "sandbox_url": services.info["sandbox_url"],
                         "latency_ms": LATENCY_MS,
                         "batches": str(pairs),
@@ -393,12 +401,17 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                         "floor_id": ids[0],
                         "token": SANDBOX_TOKEN,
                         "topic_arn": services.env["OUTPUT_TOPIC_ARN"],
-                        "micro": args.micro,
+                        "micro": 0 if shapes else args.micro,
                     },
-                    env,
+                    impl_env,
                     work,
                 )
-                _collect_batch(results, impl, batch)
+                if impl == "no-share":
+                    for ms, floor in zip(batch["quiet_ms"], batch["floor_ms"], strict=True):
+                        results.fig("product_quiet_no_share").add(ms, floor)
+                    results.keep("product_quiet_no_share_calls", per_unit(batch["quiet_aws"], "calls", 1))
+                else:
+                    _collect_batch(results, impl, batch)
 
             bench_related(services, work, args, results, log)
 

@@ -492,7 +492,7 @@ def _related_section(r: Results, costs: dict[str, dict[str, float]] | None) -> l
             f"| {label} | {_fmt(fig.median, 'ms')} | {_fmt(_median(fig.reference), 'ms')} "
             f"| {_ratio(fig.ratio)} | {_ratio(fig.median / off.median)} "
             f"| {_fmt(f[f'related_{mode}_requests'].median)} | {_calls_text(calls)} "
-            f"| {_fmt(total, '$')} | {'-' if mode == 'off' else '+' + _fmt(total - base, '$')} |"
+            f"| {_fmt(total, '$')} | {'-' if mode == 'off' else _delta(total - base)} |"
         )
     differ = [
         f"{name} ${costs['off'][name]:.4f} -> warm ${costs['warm'][name]:.4f}, "
@@ -755,6 +755,23 @@ def _optimisations(r: Results) -> list[str]:
         float(product_units.get("dynamodb:BatchWriteItem", 0.0)),
         "units",
     )
+    no_share = (r.raw.get("product_quiet_no_share_calls") or [{}])[0]
+    share = (r.raw.get("product_quiet_calls") or [{}])[0]
+    if no_share and share:
+        add(
+            "Fleet budget: each container's own request per location and 10 s "
+            "(`ENRICHER_MAXIMUM_CONCURRENCY`, from the template) vs none: lease writes per batch "
+            "of ten quiet locations",
+            float(no_share.get("dynamodb:UpdateItem", 0.0)),
+            float(share.get("dynamodb:UpdateItem", 0.0)),
+            "calls",
+        )
+        add(
+            "The same: batch latency (the lease off the path)",
+            g("product_quiet_no_share").median,
+            g("product_quiet").median,
+            "ms",
+        )
     naive_calls = (r.raw.get("naive_distinct_calls") or [{}])[0]
     product_calls = (r.raw.get("product_distinct_calls") or [{}])[0]
     add(

@@ -69,6 +69,8 @@ def test_bench_writes_every_row(tmp_path: Path) -> None:
         assert row in text, row
     # the fleet budget's lease writes are measured among the calls, not assumed on top
     assert "(assumed)" not in text and "dynamodb:UpdateItem" in text
+    # measured without the shares too: a lease per quiet location, none with them
+    assert "lease writes per batch of ten quiet locations | 10.0 calls | 0.00 calls |" in text
     # ten quiet locations: each request is its container's own share of the budget, no lease write
     quiet_calls = text.split("; product, ten quiet locations ")[1].split(";")[0]
     assert "dynamodb:PutItem" in quiet_calls and "UpdateItem" not in quiet_calls, quiet_calls
