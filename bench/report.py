@@ -531,7 +531,8 @@ _MISS_REASONS: dict[str, str] = {
         "The clock covers everything the first batch needs that the floor does not: pydantic and the "
         "models, requests, three boto3 clients (SQS, SNS, DynamoDB), Powertools parameters, and the "
         "round trips of a first batch with the ledger on (Secrets Manager read, the ledger's "
-        "BatchGetItem, the fleet budget's lease, the upstream GET, the conditional ledger write, "
+        "BatchGetItem, the upstream GET (the container's own budget share: no lease), the "
+        "conditional ledger write, "
         "PublishBatch with SNS delivery inside moto, the announce write). With `EnableTracing=true` "
         "(the template default) Lambda also pays the X-Ray SDK import, which this bench leaves out."
     ),
@@ -560,8 +561,10 @@ _MISS_REASONS: dict[str, str] = {
         "DynamoDB: the ledger's two writes (ahead of the publish and the announce after it, both "
         "required so that a state is announced only once published: $1.25), the budget lease "
         "(one write per location per batch: $0.625 when every event of a batch is in its own "
-        "location, about $0.09 when leases fill) and the batch read ($0.19). The table below "
-        "has every line; the naive baseline pays per-record SNS requests instead of the ledger."
+        "location and that location was asked in the last 10 s, about $0.09 when leases fill, "
+        "nothing for a quiet location, which the container's own share serves: the quiet row "
+        "meets the goal) and the batch read ($0.19). The table below has every line; the naive "
+        "baseline pays per-record SNS requests instead of the ledger."
     ),
 }
 
