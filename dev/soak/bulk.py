@@ -216,8 +216,11 @@ def run_bulk(config: BulkConfig, say: Callable[[str], None] = print) -> BulkResu
             deadline = started + config.timeout
 
             def a_done() -> int:
+                """Location A's changes published, each once however often it was (a duplicate
+                must not end the wait while another change is still queued)."""
                 with collector.data.lock:
-                    return sum(1 for r in collector.data.records if r.get("locationId") == LOCATION_A)
+                    records = collector.data.records
+                    return len({r.get("appointmentId") for r in records if r.get("locationId") == LOCATION_A})
 
             while a_done() + len(collector.data.quarantine) + len(collector.data.ingest_dlq) < config.changes:
                 if time.time() > deadline or any(w.poll() is not None for w in workers):
