@@ -3,7 +3,7 @@
 State per location is ``tat`` (the theoretical arrival time, epoch seconds: when the bucket
 would be empty again at the handed-out rate), the UTC ``day`` and the requests ``used`` that
 day. A lease of ``n`` tokens moves ``tat`` to ``max(tat, now) + n * spacing`` and is granted only
-if that is at most ``ahead`` seconds past ``now``. ``spacing`` hands out ``fill`` (95 %) of the
+if that is at most ``ahead`` seconds past ``now``. ``spacing`` hands out ``fill`` (93 % by default) of the
 documented rate, and ``ahead`` is what is left of one window at that rate, so any window of
 ``interval`` seconds sees at most ``(interval + ahead) / spacing <= max_requests`` grants: the
 upstream's limit holds whether it counts in a sliding or a fixed window. With ``reserved`` (the
