@@ -169,7 +169,120 @@ def _patch_moto_sqs() -> None:
     Queue.add_message = add_message  # type: ignore[method-assign]
     Queue.delete_message = delete_message  # type: ignore[method-assign]
     SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+    _patch_moto_sqs_scaling()
     Queue._dev_patched = True  # type: ignore[attr-defined]
+
+
+# The queue attributes moto computes by scanning every message of the queue.
+_COUNTED = frozenset(
+    {
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+    }
+)
+
+
+class _QueueAttributes(dict):  # type: ignore[type-arg]
+    """A queue's attributes with the three message counts computed only when read (see below)."""
+
+    def __init__(self, queue: Any, eager: dict[str, Any]) -> None:
+        super().__init__(eager)
+        self._queue: Any = queue
+
+    def _counted(self) -> _QueueAttributes:
+        if self._queue is not None:
+            from moto.core.utils import camelcase_to_underscores  # noqa: PLC0415
+
+            for name in _COUNTED:
+                dict.__setitem__(self, name, getattr(self._queue, camelcase_to_underscores(name)))
+            self._queue = None
+        return self
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key in _COUNTED:
+            self._counted()
+        return dict.get(self, key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        if key in _COUNTED:
+            self._counted()
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in _COUNTED or dict.__contains__(self, key)
+
+    def __iter__(self) -> Any:
+        return dict.__iter__(self._counted())
+
+    def __len__(self) -> int:
+        return dict.__len__(self._counted())
+
+    def keys(self) -> Any:
+        return dict.keys(self._counted())
+
+    def values(self) -> Any:
+        return dict.values(self._counted())
+
+    def items(self) -> Any:
+        return dict.items(self._counted())
+
+    def copy(self) -> dict[str, Any]:
+        return dict(self._counted().items())
+
+
+def _patch_moto_sqs_scaling() -> None:
+    """moto 5.2's SQS does work in proportion to the queue's depth on every call where real SQS
+    does not, which made a backlog of a few thousand messages (the bulk soak) measure moto rather
+    than the product: every ``SendMessage`` reads the queue's ``attributes`` three times (for
+    ``ContentBasedDeduplication``) and each read counts every message three ways, and every
+    visibility check builds a ``datetime``. The counts are now computed only when read
+    (``GetQueueAttributes`` still answers them exactly), and moto's SQS clock is ``time.time()``
+    (the same epoch milliseconds, without the ``datetime`` arithmetic). Also a race: the in-flight
+    groups are read from a snapshot of the in-flight set."""
+    import time  # noqa: PLC0415
+
+    import moto.sqs.models as sqs_models  # noqa: PLC0415
+
+    Queue = sqs_models.Queue
+
+    def attributes(self: Any) -> _QueueAttributes:
+        from moto.core.utils import camelcase_to_underscores  # noqa: PLC0415
+
+        names = [n for n in self.BASE_ATTRIBUTES if n not in _COUNTED]
+        if self.fifo_queue:
+            names += self.FIFO_ATTRIBUTES
+        if self.kms_master_key_id:
+            names += self.KMS_ATTRIBUTES
+        eager = {name: getattr(self, camelcase_to_underscores(name)) for name in names}
+        if self.policy:
+            eager["Policy"] = self.policy
+        if self.redrive_policy:
+            eager["RedrivePolicy"] = json.dumps(self.redrive_policy)
+        for key, value in eager.items():
+            if isinstance(value, bool):
+                eager[key] = str(value).lower()
+        return _QueueAttributes(self, eager)
+
+    Queue.attributes = property(attributes)  # type: ignore[assignment,method-assign]
+
+    def pending_message_groups(self: Any) -> set[str]:
+        # moto iterates the live set in Python while other request threads add and remove
+        # messages ("Set changed size during iteration", a 500 seen with 20 consumers); the tuple
+        # is taken in one C call, under the GIL.
+        return {m.group_id for m in tuple(self._pending_messages) if m.group_id is not None}
+
+    Queue.pending_message_groups = property(pending_message_groups)  # type: ignore[assignment,method-assign]
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else original_unix_time(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    original_unix_time = sqs_models.unix_time  # type: ignore[attr-defined]
+    sqs_models.unix_time = unix_time  # type: ignore[attr-defined]
+    sqs_models.unix_time_millis = unix_time_millis  # type: ignore[attr-defined]
 
 
 def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedMotoServer, str]:
