@@ -11,6 +11,13 @@ requests count against the window) and 200,000 a day. ``--concurrency`` enricher
 (the template's ``EnricherMaximumConcurrency`` is 5), each a poller + EnricherFunction, share the
 upstream budget through the ledger table (``BUDGET_TABLE_NAME``), as deployed.
 
+The notes say when A's changes were all written, the tokens A leased from the shared bucket, A's
+requests per 10 s window, the ingest queue's visible and in-flight messages every 10 s (a backlog
+handed back to its queue places is in flight; visible messages are what stands in front of B's),
+and B's delay by when each change was sent. moto runs with the local stack's SQS fixes
+(``dev/stack/awslocal.py``): without them its SQS does work in proportion to the queue's depth on
+every send, the 2,000 sends alone took minutes, and the soak measured moto.
+
 Last line: ``bulk: N changes, drained in S s (P % of the limit), 429s K (Q %), dead-lettered D,
 quarantined U, duplicates X, other location p99 delay T s``. P is location A's upstream requests
 per second over the drain relative to the limit; Q is the share of all upstream requests
@@ -197,9 +204,22 @@ def run_bulk(config: BulkConfig, say: Callable[[str], None] = print) -> BulkResu
                     n += 1
                     stop_b.wait(config.other_every)
 
+            depths: list[str] = []
+
+            def sample_depth() -> None:
+                """The ingest queue every 10 s: messages visible (waiting to be received) and in
+                flight (being processed, or handed back until budget returns)."""
+                names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+                while not stop_b.wait(10.0):
+                    got = sqs.get_queue_attributes(QueueUrl=stack.ingest_queue_url, AttributeNames=names)
+                    attrs = got.get("Attributes", {})
+                    depths.append("/".join(attrs.get(name, "?") for name in names))
+
             b_thread = threading.Thread(target=other_location, name="bulk-other", daemon=True)
+            depth_thread = threading.Thread(target=sample_depth, name="bulk-depth", daemon=True)
             started = time.time()
             b_thread.start()
+            depth_thread.start()
             per_slice = max(10, config.changes // max(1, int(config.send_seconds)))
             for start in range(0, len(a_ids), per_slice):
                 _send(
@@ -213,6 +233,7 @@ def run_bulk(config: BulkConfig, say: Callable[[str], None] = print) -> BulkResu
                         started + (start + per_slice) / config.changes * config.send_seconds - time.time(),
                     )
                 )
+            sent_all = time.time() - started
             deadline = started + config.timeout
 
             def a_done() -> int:
@@ -255,14 +276,16 @@ def run_bulk(config: BulkConfig, say: Callable[[str], None] = print) -> BulkResu
     windows = Counter(int((e["time"] - first) // 10) for e in a_requests if e["status"] == 200)
     per_window = [windows.get(i, 0) for i in range(int(drained // 10))]  # whole 10 s windows only
     notes = [
-        f"location A: {len(a_requests)} upstream requests, {granted} budget tokens granted"
-        f" ({'-' if granted is None else granted - len(a_requests)} unused)",
+        f"location A's {config.changes} changes written to the ingest queue in {sent_all:.1f} s",
+        f"location A: {len(a_requests)} upstream requests, {granted} tokens leased from the shared"
+        " bucket (the rest: the containers' own shares, which are counted nowhere)",
         "location A requests per 10 s window: "
         + (
             f"min {min(per_window)}, median {sorted(per_window)[len(per_window) // 2]}, max {max(per_window)}"
             if per_window
             else "-"
         ),
+        "ingest queue every 10 s, visible/in flight: " + ", ".join(depths),
         "location B delay by when sent (s after the start: delay): "
         + ", ".join(
             f"{at:.0f}: {delay:.1f}" for at, delay in b_sent_and_delay[:: max(1, len(b_sent_and_delay) // 12)]

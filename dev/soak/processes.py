@@ -55,12 +55,30 @@ def worker_main(argv: list[str]) -> int:
         ids = [r["messageId"] for r in event.get("Records", [])]
         print(
             json.dumps(
-                {"event": "invoke", "n": invocations, "messageIds": ids, "webhooks": _webhook_ids(event)}
+                {
+                    "event": "invoke",
+                    "pid": os.getpid(),
+                    "n": invocations,
+                    "t": round(time.time(), 3),
+                    "messageIds": ids,
+                    "webhooks": _webhook_ids(event),
+                }
             ),
             flush=True,
         )
         result = handler(event, context)
-        print(json.dumps({"event": "done", "n": invocations, "result": result}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "event": "done",
+                    "pid": os.getpid(),
+                    "n": invocations,
+                    "t": round(time.time(), 3),
+                    "result": result,
+                }
+            ),
+            flush=True,
+        )
         if args.pause_after_invoke:  # crash tests: a window between the handler's return and the ack
             time.sleep(args.pause_after_invoke)
         return result
