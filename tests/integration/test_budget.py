@@ -159,6 +159,38 @@ def test_rate_limiting_alone_never_reaches_the_dlq(
     assert local_stack.drain(local_stack.quarantine_queue_url, wait_seconds=0) == []
 
 
+def test_throttled_work_takes_places_in_its_locations_queue_one_fleet_token_apart(
+    poller: SqsPoller, local_stack: LocalStack, sandbox: SandboxServer
+) -> None:
+    """Three messages the bucket cannot serve for a minute are handed back with places in the
+    location's queue (``qtat``), one token of the fleet's steady rate apart from where the bucket
+    frees: they come back as the fleet can serve them, not all at once, and stay out of the other
+    locations' way until then."""
+    from appointment_enricher.budget.wiring import fleet_limits  # noqa: PLC0415
+
+    ids = [put(sandbox) for _ in range(3)]
+    for event_id in ids:
+        enqueue(local_stack, event_id)
+    tat = time.time() + 60
+    set_budget(local_stack, tat=tat)
+    messages, kept = step(poller)
+    assert len(messages) == 3 and len(kept) == 3
+    limits = fleet_limits(None)  # this module's enricher runs without shares
+    item = budget_item(local_stack)
+    assert item is not None and "qtat" in item
+    frees = tat + limits.spacing - limits.ahead  # when the bucket serves its next token
+    assert float(item["qtat"]["N"]) == pytest.approx(frees + 3 * limits.place_spacing)
+    assert all(sandbox.count(PATH + event_id) == 0 for event_id in ids)
+    assert poller.receive() == []  # handed back for about a minute, not one second
+    local_stack.client("dynamodb").delete_item(
+        TableName=local_stack.ref("LedgerTable"), Key={"id": {"S": "budget#" + LOCATION}}
+    )
+    come_back(local_stack, messages, kept)
+    for _ in range(2):
+        step(poller)
+    assert sorted(r["appointment"]["id"] for r in records(local_stack)) == sorted(ids)
+
+
 def test_the_daily_quota_parks_and_resumes_after_the_reset(
     poller: SqsPoller, local_stack: LocalStack, sandbox: SandboxServer
 ) -> None:
@@ -211,12 +243,12 @@ def test_containers_sharing_the_table_never_exceed_the_window_together(local_sta
     assert granted == [5, 5, 5]
 
 
-def test_a_location_with_a_request_now_and_then_costs_no_budget_write(
+def test_a_location_with_a_few_requests_per_interval_costs_no_budget_write(
     stack_env: dict[str, str], local_stack: LocalStack, sandbox: SandboxServer
 ) -> None:
-    """As deployed (``ENRICHER_MAXIMUM_CONCURRENCY`` from the template): a container's first
-    request to a location in an interval is its own share, so one change in each of two fresh
-    locations is fetched and published with no lease written to the table."""
+    """As deployed (``ENRICHER_MAXIMUM_CONCURRENCY`` from the template: five containers, nine
+    requests per location and interval each of their own): three changes in one fresh location
+    and one in another are fetched and published with no lease written to the table."""
     assert stack_env["ENRICHER_MAXIMUM_CONCURRENCY"] == "5"
     poller = SqsPoller(
         load_function_module("enricher").lambda_handler,
@@ -226,15 +258,16 @@ def test_a_location_with_a_request_now_and_then_costs_no_budget_write(
         timeout_seconds=30,
     )
     locations = ["0007BWpSzSwfiuSl" + uuid.uuid4().hex[:4] for _ in range(2)]
+    locations = [locations[0], locations[0], locations[0], locations[1]]
     ids = [put(sandbox, location) for location in locations]
     for event_id, location in zip(ids, locations, strict=True):
         enqueue(local_stack, event_id, location)
     messages, kept = step(poller)
-    assert len(messages) == 2 and kept == set()
+    assert len(messages) == 4 and kept == set()
     assert sorted(r["appointment"]["id"] for r in records(local_stack)) == sorted(ids)
     # No lease: the bucket's tat never moved. (The item exists: this module's sandbox allows three
     # requests a day, so upstream's X-RateLimit-Daily-Remaining after one is a real gap in the
     # day's count and is written; at the documented 200,000 a day it would not be.)
-    items = [budget_item(local_stack, location) for location in locations]
+    items = [budget_item(local_stack, location) for location in sorted(set(locations))]
     assert [float(item["tat"]["N"]) if item else 0.0 for item in items] == [0.0, 0.0]
     assert all(sandbox.count(PATH + event_id) == 1 for event_id in ids)

@@ -207,6 +207,78 @@ def test_handed_back_work_gets_places_one_token_apart() -> None:
     assert waits == [pytest.approx(2 * spacing), pytest.approx(3 * spacing), pytest.approx(4 * spacing)]
 
 
+def test_work_on_its_first_try_takes_a_place_at_once_behind_a_known_backlog() -> None:
+    """A backlog's first pass holds no batch: once this container has taken a place in the
+    location's queue, a message on its first receive that finds no budget takes its place without
+    sleeping; one that came back at its place waits the short wait for its token (up to
+    ``max_wait``), and so does first-try work while no backlog is known (a short burst)."""
+    from appointment_enricher.budget.spend import first_try  # noqa: PLC0415
+
+    clocks, shared = Clocks(), MemoryBudget()
+    rival = spender(clocks, shared, lease=Limits().burst)
+    rival.take("loc", deadline=100)  # the bucket is full for one token's time
+    queued = spender(clocks, shared, lease=1, max_wait=1.0, queue=True)
+    with first_try(True):
+        queued.take("loc", deadline=100)  # no backlog known: waits one token, is served
+    assert clocks.slept == [pytest.approx(Limits().spacing)]
+    with pytest.raises(BudgetThrottled):  # work near its deadline: a place in the queue, now known
+        queued.take("loc", deadline=clocks.monotonic() + 0.01)
+    before = len(clocks.slept)
+    with first_try(True), pytest.raises(BudgetThrottled) as caught:
+        queued.take("loc", deadline=100)
+    assert len(clocks.slept) == before  # no wait: straight to its place, behind the first
+    assert caught.value.retry_after > Limits().place_spacing
+    with first_try(False):
+        queued.take("loc", deadline=100)  # back at its place: waits for its token
+    assert len(clocks.slept) > before
+
+
+def test_places_are_spaced_at_the_fleets_steady_rate_shares_included() -> None:
+    """Handed-back work comes back as fast as the fleet serves a location: the bucket's fill of
+    its part plus every container's share (at the bucket's rate alone, a backlog would drain at
+    half the limit with the shares idle)."""
+    from appointment_enricher.budget.wiring import fleet_limits  # noqa: PLC0415
+
+    limits = fleet_limits(5)
+    assert limits.interval_seconds / limits.place_spacing == pytest.approx(0.9 * 55 + 45)
+    shared = MemoryBudget()
+    places = [shared.queue_place("loc", earliest=100.0, limits=limits) for _ in range(round(0.9 * 55 + 45))]
+    assert places[-1] - 100.0 == pytest.approx(limits.interval_seconds, rel=0.01)
+
+
+def test_behind_a_backlog_a_lease_is_sized_to_what_the_threads_asking_may_spend() -> None:
+    """Tokens leased for nobody expire unspent: behind a backlog the container knows of, one
+    thread alone leases what its work may request in a row (its appointment, plus its related
+    entities), not the bucket's whole burst; with no backlog, the whole lease (threads arriving a
+    moment later take from it: one write, not one each)."""
+
+    class Sizes(MemoryBudget):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: list[int] = []
+
+        def lease(self, location_id: str, count: int, *, now: float, limits: Limits) -> Lease:
+            self.sizes.append(count)
+            return super().lease(location_id, count, now=now, limits=limits)
+
+    clocks, shared = Clocks(), Sizes()
+    last = []
+    for location, per_ask in (("a", 1), ("b", 3), ("c", 9)):
+        sized = spender(clocks, shared, lease=5, queue=True, requests_per_ask=per_ask)
+        sized.take(location, deadline=100)  # no backlog known: the whole lease
+        assert shared.sizes[-1] == 5
+        sized.observe(location, {"X-RateLimit-Remaining": "0"})  # the window is full: spares void
+        with pytest.raises(BudgetThrottled):  # a place in the queue: the backlog is known
+            sized.take(location, deadline=clocks.monotonic() + 0.01)
+        sized.take(location, deadline=100)  # waits the short wait, before its place comes
+        last.append(shared.sizes[-1])
+    assert last == [1, 3, 5]
+    unsized = spender(clocks, shared, lease=5, queue=True)
+    shared.sizes.clear()
+    unsized.take("d", deadline=100)
+    assert shared.sizes == [5]
+
+
 def test_a_batchs_threads_lease_one_at_a_time_and_share_the_lease() -> None:
     """Ten worker threads asking together make two lease requests (7 + 3 of 7), not ten racing
     conditional writes: each one that fails is a billed DynamoDB write."""
@@ -261,52 +333,59 @@ class CountingLeases(MemoryBudget):
         return super().lease(location_id, count, now=now, limits=limits)
 
 
-def test_a_containers_own_share_is_one_request_per_location_and_interval_without_a_lease() -> None:
+def test_a_containers_own_share_is_n_requests_per_location_in_any_interval_without_a_lease() -> None:
     clocks, shared = Clocks(), CountingLeases()
-    mine = spender(clocks, shared, share=True)
+    mine = spender(clocks, shared, share=2)
     mine.take("a", deadline=100)
     mine.take("b", deadline=100)
-    assert shared.leases == 0  # one request in each of two locations: no lease, no write
+    clocks.t += 4.0
     mine.take("a", deadline=100)
-    assert shared.leases == 1  # the second in the interval leases from the shared bucket
-    clocks.t += Limits().interval_seconds
-    mine.take("b", deadline=100)
-    assert shared.leases == 1  # an interval later the share is free again
+    assert shared.leases == 0  # two requests in a, one in b: no lease, no write
+    mine.take("a", deadline=100)
+    assert shared.leases == 1  # the third in the interval leases from the shared bucket
+    clocks.t += Limits().interval_seconds - 4.0
+    mine.take("a", deadline=100)
+    assert shared.leases == 1  # the first request left the window: one share is free again
+    mine.take("a", deadline=100)
+    assert shared.leases == 2  # the second (4 s later) is still inside it: a sliding window
 
 
-def test_containers_have_shares_only_when_every_one_has_its_reserved_place() -> None:
+def test_the_fleet_keeps_every_containers_share_out_of_the_bucket() -> None:
     from appointment_enricher.budget.wiring import (  # noqa: PLC0415
-        CONTAINER_SHARES,
-        ENRICHER_LEASE,
-        FLEET_LIMITS,
-        has_share,
+        MAX_SHARE,
+        SHARE_RESERVE,
+        fleet_limits,
+        share_per_container,
     )
 
-    # the reserve leaves the bucket's largest lease at seven tokens (the cost per lease write)
-    assert (ENRICHER_LEASE, FLEET_LIMITS.shared) == (7, 100 - CONTAINER_SHARES)
+    # at most SHARE_RESERVE in all, none below MIN_SHARE each (a small share goes unspent), none
+    # above MAX_SHARE (a large share's bursts meet upstream's window)
+    assert SHARE_RESERVE // 2 > MAX_SHARE
+    assert [share_per_container(n) for n in (None, 1, 2, 5, 7, 12, 13, 20)] == [0, 10, 10, 9, 6, 4, 0, 0]
+    for containers in (1, 2, 5, 7, 12, 13, 20):
+        limits = fleet_limits(containers)
+        assert limits.reserved == containers * share_per_container(containers) <= SHARE_RESERVE
+        assert limits.shared + limits.reserved == limits.max_requests
+        assert limits.burst >= 4  # a lease write per four or more requests beyond the shares
+    unknown = fleet_limits(None)
+    assert (unknown.reserved, unknown.shared, unknown.burst) == (0, 100, 5)
 
-    assert [has_share(n) for n in (None, 1, CONTAINER_SHARES, CONTAINER_SHARES + 1)] == [
-        False,
-        True,
-        True,
-        False,
-    ]
 
-
-@pytest.mark.parametrize("containers", [1, 5, 20])
+@pytest.mark.parametrize("containers", [1, 5, 7, 20, 61])
 def test_every_container_at_once_never_exceeds_the_limit_in_any_window(containers: int) -> None:
     """Greedy containers, each taking a token every 10 ms from the fleet's bucket and their own
     shares: no window of the interval ever sees more than the documented limit."""
-    from appointment_enricher.budget.wiring import FLEET_LIMITS, has_share  # noqa: PLC0415
+    from appointment_enricher.budget.wiring import fleet_limits, share_per_container  # noqa: PLC0415
 
     clocks, shared = Clocks(), MemoryBudget()
+    limits = fleet_limits(containers)
     fleet = [
         Spender(
             shared,
-            limits=FLEET_LIMITS,
-            lease=FLEET_LIMITS.burst,
+            limits=limits,
+            lease=limits.burst,
             max_wait=0.0,
-            share=has_share(containers),
+            share=share_per_container(containers),
             epoch=clocks.epoch,
             monotonic=clocks.monotonic,
         )
@@ -324,18 +403,17 @@ def test_every_container_at_once_never_exceeds_the_limit_in_any_window(container
     window: deque[float] = deque()
     for t in spends:
         window.append(t)
-        while t - window[0] >= FLEET_LIMITS.interval_seconds - 1e-9:
+        while t - window[0] >= limits.interval_seconds - 1e-9:
             window.popleft()
-        assert len(window) <= FLEET_LIMITS.max_requests
-    # and the fleet still gets what it may: the bucket's fill of its part, plus the shares
-    # (none above CONTAINER_SHARES containers: the reserve then goes unused)
-    per_interval = FLEET_LIMITS.fill * FLEET_LIMITS.shared + (containers if has_share(containers) else 0)
+        assert len(window) <= limits.max_requests
+    # and the fleet still gets what it may: the bucket's fill of its part, plus every share
+    per_interval = limits.fill * limits.shared + limits.reserved
     assert len(spends) / 6 >= 0.98 * per_interval
 
 
 def test_upstream_saying_the_window_or_the_day_is_spent_closes_the_share() -> None:
     clocks, shared = Clocks(), CountingLeases()
-    mine = spender(clocks, shared, share=True)
+    mine = spender(clocks, shared, share=3)
     mine.observe("a", {"X-RateLimit-Remaining": "0"})
     mine.take("a", deadline=100)
     assert shared.leases >= 1  # closed for an interval: the shared bucket decides (and waits)

@@ -52,6 +52,12 @@ class Limits:
         return self.interval_seconds / (self.shared * self.fill)
 
     @property
+    def place_spacing(self) -> float:
+        """Seconds between places in a location's queue: the fleet's steady rate, the bucket's
+        fill of its part plus the containers' own shares."""
+        return self.interval_seconds / (self.shared * self.fill + self.reserved)
+
+    @property
     def ahead(self) -> float:
         """How far past ``now`` the bucket may be filled: ``shared * spacing - interval``."""
         return max(self.spacing, self.shared * self.spacing - self.interval_seconds)

@@ -58,7 +58,7 @@ class DynamoBudget:
     def queue_place(self, location_id: str, *, earliest: float, limits: Limits) -> float:
         """One ``UpdateItem`` (two when the queue was idle): ``qtat`` grows by one token's time."""
         key = {"id": {"S": KEY_PREFIX + location_id}}
-        step = {":s": {"N": repr(limits.spacing)}, ":e": {"N": repr(earliest)}}
+        step = {":s": {"N": repr(limits.place_spacing)}, ":e": {"N": repr(earliest)}}
         for _ in range(MAX_CONFLICTS):
             try:
                 response = self.client.update_item(
@@ -79,14 +79,14 @@ class DynamoBudget:
                     UpdateExpression="SET qtat = :q",
                     ConditionExpression="attribute_not_exists(qtat) OR qtat < :e",
                     ExpressionAttributeValues={
-                        ":q": {"N": repr(earliest + limits.spacing)},
+                        ":q": {"N": repr(earliest + limits.place_spacing)},
                         ":e": step[":e"],
                     },
                 )
-                return earliest + limits.spacing
+                return earliest + limits.place_spacing
             except self.client.exceptions.ConditionalCheckFailedException:
                 continue
-        return earliest + limits.spacing
+        return earliest + limits.place_spacing
 
     def _cached(self, location_id: str) -> tuple[State, int]:
         with self._lock:

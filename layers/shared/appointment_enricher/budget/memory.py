@@ -24,7 +24,7 @@ class MemoryBudget:
 
     def queue_place(self, location_id: str, *, earliest: float, limits: Limits) -> float:
         with self._lock:
-            place = max(self._queues.get(location_id, 0.0), earliest) + limits.spacing
+            place = max(self._queues.get(location_id, 0.0), earliest) + limits.place_spacing
             self._queues[location_id] = place
         return place
 

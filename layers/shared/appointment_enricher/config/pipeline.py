@@ -177,6 +177,8 @@ class ReconcilerSettings(_Settings):
     RECONCILE_REQUESTS_PER_10S: int = Field(default=20, ge=1, le=50)
     RECONCILE_MAX_EVENTS_PER_WINDOW: int = Field(default=250, ge=10)
     BUDGET_TABLE_NAME: str | None = None  # the fleet's upstream budget (budget/), shared with the enricher
+    # The enricher's event source MaximumConcurrency: the bucket is sized as the enricher sizes it.
+    ENRICHER_MAXIMUM_CONCURRENCY: int | None = Field(default=None, ge=1, le=1000)
     RECONCILE_DEADLINE_MARGIN_SECONDS: float = Field(default=10.0, ge=0)
     POWERLEADS_CONNECT_TIMEOUT_SECONDS: float = Field(default=DEFAULT_TIMEOUT[0], gt=0)
     POWERLEADS_READ_TIMEOUT_SECONDS: float = Field(default=DEFAULT_TIMEOUT[1], gt=0)

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from ..budget.spend import first_try
 from ..enrichment import build_record, is_deleted_flag
 from ..ledger.base import (
     DELETED_BY_FETCH,
@@ -98,7 +99,14 @@ class GroupPreparer:
         self.grace = not_found_grace_seconds
 
     def prepare(self, group: list[ParsedItem], context: GroupContext) -> list[Track]:
-        """The group's tracks, written ahead; ``Tracker.announce`` each once its records went out."""
+        """The group's tracks, written ahead; ``Tracker.announce`` each once its records went out.
+
+        A group whose messages are all on their first receive waits for no upstream budget: it
+        takes its place in the location's queue at once (``budget.spend.first_try``)."""
+        with first_try(all(entry.item.receives <= 1 for entry in group)):
+            return self._prepare(group, context)
+
+    def _prepare(self, group: list[ParsedItem], context: GroupContext) -> list[Track]:
         try:
             batch = context.read()
         except Exception as exc:  # noqa: BLE001 - no ledger, no change: retry later

@@ -82,7 +82,10 @@ def build_enricher(
         session=session,  # one pooled Session shared by every worker thread (and OAuth refreshes)
         observe=stats.upstream,
         budget=enricher_spender(
-            settings.BUDGET_TABLE_NAME, dynamodb, containers=settings.ENRICHER_MAXIMUM_CONCURRENCY
+            settings.BUDGET_TABLE_NAME,
+            dynamodb,
+            containers=settings.ENRICHER_MAXIMUM_CONCURRENCY,
+            related=len(settings.ENRICH_RELATED),
         ),
     )
     service = EnricherService(

@@ -55,7 +55,9 @@ def build_reconciler(
         timeout=(settings.POWERLEADS_CONNECT_TIMEOUT_SECONDS, settings.POWERLEADS_READ_TIMEOUT_SECONDS),
         retry=RetryPolicy(max_attempts=settings.POWERLEADS_MAX_ATTEMPTS),
         session=session,
-        budget=reconciler_spender(settings.BUDGET_TABLE_NAME),
+        budget=reconciler_spender(
+            settings.BUDGET_TABLE_NAME, containers=settings.ENRICHER_MAXIMUM_CONCURRENCY
+        ),
     )
     dynamodb = dynamodb_client()
     table = settings.LEDGER_TABLE_NAME
