@@ -78,11 +78,12 @@ def write_batch_pairs(
     """``count`` lines of {"distinct": 10 appointments, "same": 10 updates of one} SQS batches.
 
     With ``spread`` ((appointment id, location id) pairs) the distinct batch is those, each in its
-    own location: a batch of ten in one location is more than one lease of the fleet budget (seven
+    own location: a batch of ten in one location is more than one lease of the fleet budget (five
     tokens) and measures the budget's pacing (``make soak-bulk``'s subject), not the pipeline. The
-    ten ``local`` ids (in ``location``) make the ``local`` batch, priced apart (leases filled:
-    what the budget costs when a location is busy). ``quiet`` sets of ten (appointment id,
-    location id) make the ``quiet`` batch, the next set each line (``bench.services.quiet_sets``)."""
+    ten ``local`` ids (in ``location``) make the ``local`` batch, priced apart (past the
+    container's own share, leases: what the budget costs when a location is busy). ``quiet``
+    sets of ten (appointment id, location id) make the ``quiet`` batch, the next set each line
+    (``bench.services.quiet_sets``)."""
     return write_jsonl(
         path,
         (

@@ -398,6 +398,7 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                             )
                         ),
                         "warmup": 2,
+                        "pause_s": BATCH_PAUSE_S,
                         "floor_id": ids[0],
                         "token": SANDBOX_TOKEN,
                         "topic_arn": services.env["OUTPUT_TOPIC_ARN"],
@@ -447,10 +448,21 @@ RELATED_MODES: dict[str, dict[str, str]] = {
     "cold": {"ENRICH_RELATED": RELATED_ALL, "RELATED_CACHE_SECONDS": "0", "CONTACT_CACHE_SECONDS": "0"},
 }
 
-# Seconds between two batches of the related-entity bench: more than a location's budget lease
-# (7 tokens, 0.75 s of its bucket), so each location's appointment and four entities fit one
-# lease and no location's fleet budget binds (that is make soak-bulk's subject, not this bench's).
+# Seconds (untimed) before each pair of the main batch probes. One process is one container: its
+# own share of a location's budget (nine requests per 10 s at the template's five containers)
+# plus the shared bucket (about five per second) serve the pair's ten-in-one-location batch when
+# pairs come a couple of seconds apart; back to back (eight requests a second in that location
+# from one container, which the event source would spread over several) the budget binds and
+# items are handed back, which the bench's synthetic receipts cannot be (make soak-bulk's subject).
+BATCH_PAUSE_S = 1.0
+
+# Seconds between two batches of the related-entity bench: each location's appointment and four
+# entities (five requests) fit the container's own share of nine per 10 s, or one lease of five
+# past it, so no location's fleet budget binds (that is make soak-bulk's subject, not this bench's).
 RELATED_PAUSE_S = 1.0
+# Seconds after the warm-up batches, before the timed ones: more than the budget's window, which
+# the warm-up's entity fetches spent (bench.probe, ``settle_s``).
+RELATED_SETTLE_S = 10.5
 
 
 def bench_related(
@@ -473,6 +485,7 @@ def bench_related(
                     "impl": "enricher",
                     "shapes": ["distinct"],
                     "pause_s": RELATED_PAUSE_S,
+                    "settle_s": RELATED_SETTLE_S,
                     "sandbox_url": services.info["sandbox_url"],
                     "latency_ms": LATENCY_MS,
                     "batches": str(batches),

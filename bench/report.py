@@ -277,7 +277,8 @@ def _costs(r: Results) -> tuple[dict[str, float], dict[str, float]] | None:
 
 def _shape_cost(r: Results, shape: str) -> dict[str, float] | None:
     """The product's cost on another batch shape: ``local`` (ten appointments in one location:
-    leases filled) or ``quiet`` (ten in locations with no request in the window: no lease)."""
+    past the container's own share, leases) or ``quiet`` (ten in locations with no request in the
+    window: no lease)."""
     if not (r.raw.get(f"product_{shape}_aws") and f"product_{shape}" in r.figures):
         return None
     receiver_ms, chunks = _receiver(r)
@@ -293,7 +294,7 @@ def _shape_cost(r: Results, shape: str) -> dict[str, float] | None:
 # results table and the cost breakdown name them.
 COST_SHAPES = {
     "local": (
-        "batches of ten appointments in one location (budget leases filled)",
+        "batches of ten appointments in one location (past the container's own share: budget leases)",
         "product, one location per batch",
     ),
     "quiet": (
@@ -350,8 +351,8 @@ def render(r: Results, args: argparse.Namespace, meta: dict[str, Any], elapsed: 
         # The goal, and never more than the naive build at the same settings.
         met = "**yes**" if product["Total"] <= COST_GOAL and product["Total"] < naive["Total"] else "**NO**"
         lines.append(
-            "| cost per million webhook events, batches of ten appointments in ten locations (a budget "
-            f"lease per event; breakdown below) | {_fmt(product['Total'], '$')} | - | - | "
+            "| cost per million webhook events, batches of ten appointments in ten locations, each asked "
+            f"every batch (breakdown below) | {_fmt(product['Total'], '$')} | - | - | "
             f"naive at the same settings: {_fmt(naive['Total'], '$')} | "
             f"{_ratio(product['Total'] / naive['Total'])} | <= ${COST_GOAL:.2f}, below naive | {met} |"
         )
@@ -560,11 +561,11 @@ _MISS_REASONS: dict[str, str] = {
         "source's share of receives and deletes ($0.60), the SNS->SQS delivery ($0.40), and "
         "DynamoDB: the ledger's two writes (ahead of the publish and the announce after it, both "
         "required so that a state is announced only once published: $1.25), the budget lease "
-        "(one write per location per batch: $0.625 when every event of a batch is in its own "
-        "location and that location was asked in the last 10 s, about $0.09 when leases fill, "
-        "nothing for a quiet location, which the container's own share serves: the quiet row "
-        "meets the goal) and the batch read ($0.19). The table below has every line; the naive "
-        "baseline pays per-record SNS requests instead of the ledger."
+        "(nothing while a location stays within the container's own share, nine requests per 10 s "
+        "at the template's five containers; past it one write per lease of up to five tokens, one "
+        "per request when requests come one at a time) and the batch read ($0.19). The table "
+        "below has every line; the naive baseline pays per-record SNS requests instead of the "
+        "ledger."
     ),
 }
 
@@ -600,10 +601,10 @@ def _cost_section(r: Results, costs: tuple[dict[str, float], dict[str, float]] |
         "",
         f"Settings for both: intake endpoint {settings.intake_endpoint} (the template default; "
         f"`IntakeEndpoint=HttpApi` adds ${p['http_api_request'] * 1e6:.2f} per million), the fleet rate "
-        "budget's lease writes measured (the product's `UpdateItem`s: one lease per location per batch "
-        "beyond each container's own request per location and 10 s, so about one per event with the "
-        "same ten locations every batch, two per batch (leases of seven) with one location, none with "
-        "quiet locations; the naive implementation has no budget), receiver "
+        "budget's lease writes measured (the product's `UpdateItem`s: none while a location stays "
+        "within the container's own share of nine requests per 10 s, which covers the same ten "
+        "locations asked every batch and the quiet ones; leases of up to five tokens past it, as "
+        "for the one-location batch; the naive implementation has no budget), receiver "
         f"{settings.receiver_memory_mb} MB, enricher "
         f"{settings.enricher_memory_mb} MB (template defaults), full batches of {settings.batch_size} "
         f"distinct appointments, upstream latency {LATENCY_MS} ms. Durations are the measured warm "
@@ -762,7 +763,7 @@ def _optimisations(r: Results) -> list[str]:
     share = (r.raw.get("product_quiet_calls") or [{}])[0]
     if no_share and share:
         add(
-            "Fleet budget: each container's own request per location and 10 s "
+            "Fleet budget: each container's own share per location and 10 s "
             "(`ENRICHER_MAXIMUM_CONCURRENCY`, from the template) vs none: lease writes per batch "
             "of ten quiet locations",
             float(no_share.get("dynamodb:UpdateItem", 0.0)),
@@ -820,9 +821,10 @@ def _method(args: argparse.Namespace) -> list[str]:
         "appointment shape; RSS after that one fetch.",
         f"- **Batches**: a warm process per implementation (two warm-up batches), then {args.batches} "
         "pairs of batches with the sandbox answering after "
-        f"{LATENCY_MS} ms: 10 distinct appointments in 10 locations (ten in one location are more "
-        "than one lease of the fleet budget, seven tokens: that batch waits about 0.3 s for the "
-        "budget, which `make soak-bulk` measures), and 10 updates of one appointment (upstream "
+        f"{LATENCY_MS} ms, 1 s apart (untimed: one process is one container, whose own share of a "
+        "location's budget and part of the bucket serve one pair's batches then; back to back the "
+        "budget would bind, which `make soak-bulk` measures): 10 distinct appointments in 10 "
+        "locations, and 10 updates of one appointment (upstream "
         "calls read from the sandbox's request log, cleared before each batch); for the cost model "
         "also 10 appointments in one location and 10 in ten quiet locations (fresh ones each batch, "
         "`bench.services.quiet_sets`). The floor is one "
