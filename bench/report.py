@@ -539,13 +539,14 @@ _MISS_REASONS: dict[str, str] = {
     ),
     "enricher cold start vs peer": (
         "The peer's figure is dominated by its own import; ours includes a whole first batch "
-        "(ledger read, budget lease, fetch, ledger write, publish, announce), not one GET."
+        "(ledger read, fetch, ledger write, publish, announce), not one GET."
     ),
     "enricher batch of 10 distinct": (
         "The ten fetches overlap (10 workers, one pooled session). With the ledger on (the "
-        "template's default) a batch is six sequential steps: one BatchGetItem of the entries and "
-        "receipts, a fleet budget lease per location (ten conditional UpdateItems here), the "
-        "fetches, the ten conditional ledger writes ahead of the publish, one PublishBatch (with "
+        "template's default) a batch is five sequential steps: one BatchGetItem of the entries and "
+        "receipts, the fetches (each request its container's own budget share here: no lease "
+        "write; a location past its share adds a lease step, ten conditional UpdateItems at "
+        "most), the ten conditional ledger writes ahead of the publish, one PublishBatch (with "
         "moto's in-process fan-out to the subscribed queue), the ten announce writes (which also "
         "settle the deliveries). Each non-fetch step is a round trip to moto server, one Python "
         "process that serialises requests (ten parallel writes take tens of ms under load), where "
