@@ -31,9 +31,9 @@ MIN_SHARE, MAX_SHARE = 4, 10
 # five tokens, 0.95 of the whole 100 also five (a lease write per five requests a backlog needs).
 SHARED_FILL, UNSHARED_FILL = 0.9, 0.95
 ENRICHER_MAX_WAIT = 1.0  # seconds a request may wait for budget before its item is handed back
-# Queue places for handed-back work (budget/base.py) stay off: on the bulk soak they measured
-# 87 % and 72 % of the limit in two runs against 85-86 % without, noise wider than any gain
-# (docs/ARCHITECTURE.md, "The upstream budget").
+# Handed-back work takes a place in its location's queue (``queue=True``, budget/base.py): a
+# backlog comes back at the fleet's rate and stays out of other locations' way until then
+# (docs/ARCHITECTURE.md, "The upstream budget"; make soak-bulk).
 
 
 def share_per_container(containers: int | None) -> int:

@@ -4,8 +4,10 @@ An item the upstream budget stopped (``Item.throttled_for``) is not a failure, y
 event source can only return it as a batch item failure, and every receive counts toward the
 queue's ``maxReceiveCount``. So:
 
-* normally its visibility is set (``ChangeMessageVisibility``) to when budget returns, and it is
-  reported as a batch item failure: it comes back in seconds, not after the queue's 360 s;
+* normally its visibility is set (``ChangeMessageVisibility``) to when budget returns (its place
+  in the location's queue, ``budget/spend.py``), and it is reported as a batch item failure: it
+  comes back when the fleet can serve it, not after the queue's 360 s, and until then the
+  messages behind it, other locations' included, are received;
 * when one more receive would reach ``maxReceiveCount``, it is sent again as a new message (same
   group and body, a fresh deduplication id, so a fresh receive count) and the old one is
   acknowledged: rate limiting alone never moves a message to the DLQ. Only the group's items
