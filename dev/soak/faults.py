@@ -27,8 +27,9 @@ def inject_intake_faults(
 ) -> None:
     """Every ~0.7 s (when the last ones were used up and at least ``INTAKE_WRITES_BETWEEN_FAULTS``
     queue writes went through since), the next one or two queue writes fail: mostly fast (500,
-    503, throttling, landed then 500); every 8th time slow (hang, trickle), which costs the
-    receiver its whole budget. Faults never pile up into a long outage: the point is transient
+    503, throttling, landed then 500); the first time and every 8th after it slow (hang,
+    trickle), which costs the receiver its whole budget: first, so that a short run (a few
+    seconds of sends on a fast local stack) meets one too. Faults never pile up into a long outage: the point is transient
     failures, which a sender retrying only 429 must ride out.
 
     The gap is counted in writes, not only in time: the sender's 10-minute retry spacing is
@@ -44,7 +45,7 @@ def inject_intake_faults(
     for round_ in itertools.count(1):
         if stop.wait(0.7):
             return
-        slow_due = slow_due or round_ % 8 == 0  # kept until it can be queued
+        slow_due = slow_due or round_ % 8 == 1  # kept until it can be queued
         with proxy.stats.lock:
             writes = proxy.stats.requests["SendMessage"]
         if proxy.pending() or writes < next_after:
