@@ -29,8 +29,8 @@ def inject_intake_faults(
     queue writes went through since), the next one or two queue writes fail: mostly fast (500,
     503, throttling, landed then 500); the first time and every 8th after it slow (hang,
     trickle), which costs the receiver its whole budget: first, so that a short run (a few
-    seconds of sends on a fast local stack) meets one too. Faults never pile up into a long outage: the point is transient
-    failures, which a sender retrying only 429 must ride out.
+    seconds of sends on a fast local stack) meets one too. Faults never pile up into a long
+    outage: the point is transient failures, which a sender retrying only 429 must ride out.
 
     The gap is counted in writes, not only in time: the sender's 10-minute retry spacing is
     compressed to about half a second, so on a slow (loaded) machine a time-based cadence alone
