@@ -172,8 +172,8 @@ class Spender:
 
     def _wanted(self, location_id: str) -> int:
         """The lease to ask for: ``lease``, or behind a known backlog what the threads asking now
-        may spend of it (outside a backlog a full lease serves the threads that arrive a moment
-        later: one write for a batch of ten in one location instead of seven)."""
+        may spend of it (outside a backlog a whole lease serves the threads of the batch that
+        arrive a moment later, instead of one small lease each)."""
         if self.requests_per_ask is None or not self._backlogged(location_id):
             return self.lease_size
         with self._lock:
