@@ -23,7 +23,7 @@ from .spend import Spender
 # the same ``containers``.
 # Above ``MAX_SHARE`` a share's burst (all of it at once, at the start of a backlog and again an
 # interval later) meets upstream's window with the requests of the previous burst still arriving:
-# two containers with 24 each drew ten 429s in a 120-change bulk where nine each drew none.
+# two containers with 24 each drew ten 429s in a 120-change bulk where ten each drew none.
 SHARE_RESERVE = 48
 MIN_SHARE, MAX_SHARE = 4, 10
 # The bucket's fill (base.py): what it hands out of its part; ``ahead`` (the largest lease) is
@@ -72,8 +72,8 @@ def enricher_spender(
 ) -> Spender:
     """``containers``: how many enricher containers may run at once (the event source's maximum
     concurrency); each then has ``share_per_container`` of its own. ``related``: the related
-    entities each record may fetch after its appointment. Leases are sized to the worker threads
-    asking, up to the bucket's burst."""
+    entities each record may fetch after its appointment. Leases are the bucket's burst, or behind
+    a backlog the container knows of, what its worker threads asking may spend."""
     limits = fleet_limits(containers)
     return Spender(
         build_budget(table_name, client),

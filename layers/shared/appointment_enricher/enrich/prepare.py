@@ -101,8 +101,9 @@ class GroupPreparer:
     def prepare(self, group: list[ParsedItem], context: GroupContext) -> list[Track]:
         """The group's tracks, written ahead; ``Tracker.announce`` each once its records went out.
 
-        A group whose messages are all on their first receive waits for no upstream budget: it
-        takes its place in the location's queue at once (``budget.spend.first_try``)."""
+        A group whose messages are all on their first receive waits for no upstream budget behind
+        a backlog its container knows of: it takes its place in the location's queue at once
+        (``budget.spend.first_try``)."""
         with first_try(all(entry.item.receives <= 1 for entry in group)):
             return self._prepare(group, context)
 
