@@ -61,6 +61,9 @@ def first_try(yes: bool) -> Iterator[None]:
         _first_try.reset(token)
 
 
+SHARE_SLACK_SECONDS = 1.0
+
+
 @dataclass
 class _Held:
     tokens: int
@@ -215,7 +218,10 @@ class Spender:
         write): fewer than ``share`` grants in the last interval, and upstream has not closed it."""
         if not self.share:
             return False
-        every = self.limits(location_id).interval_seconds
+        # A second past the interval: a share is spent in a burst, and a burst granted as the
+        # previous one leaves the window meets upstream's window while that one's requests are
+        # still arriving (a 120-change bulk with two containers drew four 429s without it).
+        every = self.limits(location_id).interval_seconds + SHARE_SLACK_SECONDS
         with self._lock:
             now = self.monotonic()
             if self._share_closed.get(location_id, now) > now:
