@@ -334,8 +334,6 @@ class CountingLeases(MemoryBudget):
 
 
 def test_a_containers_own_share_is_n_requests_per_location_in_any_interval_without_a_lease() -> None:
-    from appointment_enricher.budget.spend import SHARE_SLACK_SECONDS  # noqa: PLC0415
-
     clocks, shared = Clocks(), CountingLeases()
     mine = spender(clocks, shared, share=2)
     mine.take("a", deadline=100)
@@ -345,14 +343,78 @@ def test_a_containers_own_share_is_n_requests_per_location_in_any_interval_witho
     assert shared.leases == 0  # two requests in a, one in b: no lease, no write
     mine.take("a", deadline=100)
     assert shared.leases == 1  # the third in the interval leases from the shared bucket
-    clocks.t += Limits().interval_seconds - 4.0
+    clocks.t = Limits().interval_seconds - 0.01
     mine.take("a", deadline=100)
-    assert shared.leases == 2  # one interval on, the share's second of slack is not over yet
-    clocks.t += SHARE_SLACK_SECONDS
+    assert shared.leases == 2  # the first request is a hundredth of a second short of leaving
+    clocks.t = Limits().interval_seconds + 0.6  # (the lease just taken has expired)
     mine.take("a", deadline=100)
     assert shared.leases == 2  # the first request left the window: one share is free again
     mine.take("a", deadline=100)
     assert shared.leases == 3  # the second (4 s later) is still inside it: a sliding window
+
+
+def test_an_own_share_request_counts_from_its_answer() -> None:
+    """Upstream counts a request when it arrives, between its grant and its answer: the share's
+    window runs from the answer (``settle``), so a slow request frees its place later."""
+    clocks, shared = Clocks(), CountingLeases()
+    mine = spender(clocks, shared, share=1)
+    mine.take("a", deadline=100)
+    clocks.t += 3.0  # a slow token lookup and connection
+    mine.settle()
+    clocks.t = Limits().interval_seconds + 1.0
+    mine.take("a", deadline=100)
+    assert shared.leases == 1  # 11 s after the grant, 8 s after the answer: not free yet
+    mine.settle()  # a bucket request: nothing of the share to restamp
+    clocks.t = Limits().interval_seconds + 3.0
+    mine.take("a", deadline=100)
+    assert shared.leases == 1  # one interval after the answer: the share again
+    mine.settle()
+    mine.settle()  # twice is harmless: the second has nothing to restamp
+    clocks.t = 2 * Limits().interval_seconds + 3.0 - 0.01
+    mine.take("a", deadline=100)
+    assert shared.leases == 2  # restamped at its own answer (13 s), not at the first one's
+
+
+class NeverGrants(MemoryBudget):
+    def lease(self, location_id: str, count: int, *, now: float, limits: Limits) -> Lease:
+        return Lease(0, wait=60.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_share_never_exceeds_itself_in_upstreams_window_however_late_its_requests_arrive(
+    seed: int,
+) -> None:
+    """A container spending only its share, its requests arriving 0-3 s after their grant (and
+    answered then): no window of the interval at upstream ever sees more than the share. Stamped
+    at the grant, a burst granted as the previous one leaves the window meets the late arrivals."""
+    import random  # noqa: PLC0415
+
+    rng, clocks, share = random.Random(seed), Clocks(), 10
+    mine = spender(clocks, NeverGrants(), share=share, max_wait=0.0)
+    arrivals: list[float] = []
+    in_flight: list[float] = []  # answer times, one request at a time per simulated thread
+    while clocks.t < 120:
+        for answer in [a for a in in_flight if a <= clocks.t]:
+            in_flight.remove(answer)
+            mine.settle()  # (one thread here: its last grant is the one answered)
+        if not in_flight:
+            try:
+                mine.take("loc", deadline=1e9)
+            except BudgetThrottled:
+                pass
+            else:
+                lag = rng.choice([0.0, 0.0, rng.uniform(0.0, 3.0)])
+                arrivals.append(clocks.t + lag)
+                in_flight.append(clocks.t + lag)
+        clocks.t = round(clocks.t + 0.01, 2)
+    arrivals.sort()
+    window: deque[float] = deque()
+    for t in arrivals:
+        window.append(t)
+        while t - window[0] >= Limits().interval_seconds - 1e-9:
+            window.popleft()
+        assert len(window) <= share
+    assert len(arrivals) >= share * 6  # and the share is spent: about once per interval and lag
 
 
 def test_the_fleet_keeps_every_containers_share_out_of_the_bucket() -> None:

@@ -300,3 +300,22 @@ def test_the_token_lookup_gets_the_same_deadline() -> None:
     client.tokens = Recording()
     client.get_appointment("abc", "loc1", deadline=far(clock))
     assert seen == [far(clock)]
+
+
+@pytest.mark.parametrize("outcome", ["answered", "timed out"])
+def test_an_own_share_request_counts_from_when_it_was_answered(outcome: str) -> None:
+    """The client settles the budget right after every request, whatever its outcome: the
+    container's own share then counts the request from its answer (budget/spend.py)."""
+    from appointment_enricher.budget.memory import MemoryBudget  # noqa: PLC0415
+    from appointment_enricher.budget.spend import Spender  # noqa: PLC0415
+
+    answer = response(200, EVENT) if outcome == "answered" else requests.ReadTimeout("slow")
+    client, session, clock, _ = make([answer], elapsed=4.0, retry=RetryPolicy(max_attempts=1))
+    client.budget = Spender(MemoryBudget(), share=1, monotonic=clock, epoch=clock, sleep=clock.sleep)
+    granted = clock.now
+    try:
+        client.get_appointment("abc", "loc1", deadline=far(clock))
+    except UpstreamUnavailable:
+        assert outcome == "timed out"
+    assert session.calls[0]["at"] == granted
+    assert client.budget._share_log["loc1"] == [[granted + 4.0]]  # stamped at the answer

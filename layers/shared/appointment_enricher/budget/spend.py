@@ -12,19 +12,24 @@ Unused tokens of a lease expire after ``lease_seconds``: they were counted in th
 when granted, so spending them later could exceed the upstream window.
 
 With ``share`` (n) the container also has a share of its own: n requests per location in any
-interval (a sliding window: its last n grants), taken before any lease and written nowhere. The
+interval (a sliding window over its last n requests), taken before any lease and written nowhere. The
 fleet's ``Limits`` keep ``reserved`` requests per interval out of the shared bucket for these
 shares, n for each container that may run at once (``wiring.fleet_limits``), so any window sees at
 most the bucket's part plus every container's n. A location that sees a few requests per interval
 (most of them, most of the time) then costs no DynamoDB write and no round trip before its fetch,
 and a backlog spread over the containers is mostly served without one.
+
+A share's request counts from when it was answered (``settle``), not from when it was granted:
+upstream counts it when it arrives, somewhere between the two, so a share spent in a burst and
+granted again one interval after the grants could meet upstream's window while the previous
+burst's requests were still arriving (a token lookup, a slow connection). Stamped at the answer,
+the next grant comes one interval after the arrival at the latest, whatever the delay.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -61,9 +66,6 @@ def first_try(yes: bool) -> Iterator[None]:
         _first_try.reset(token)
 
 
-SHARE_SLACK_SECONDS = 1.0
-
-
 @dataclass
 class _Held:
     tokens: int
@@ -94,7 +96,10 @@ class Spender:
         self.queue = queue
         self.share = int(share)  # requests per location and interval of its own (module docstring)
         self.epoch, self.monotonic, self.sleep = epoch, monotonic, sleep
-        self._share_log: dict[str, deque[float]] = {}  # per location: its last ``share`` grants
+        # Per location: the times of its last ``share`` own-share requests, each one cell (a
+        # one-item list) so that ``settle`` can restamp it when the request is answered.
+        self._share_log: dict[str, list[list[float]]] = {}
+        self._granted = threading.local()  # the cell of this thread's last own-share grant
         self._share_closed: dict[str, float] = {}  # per location: no own-share request until then
         self._held: dict[str, _Held] = {}
         self._limits: dict[str, Limits] = {}
@@ -127,6 +132,7 @@ class Spender:
         With ``queue``, work that gives up takes a place in the location's queue: it comes back
         when the bucket will serve it, and is out of the ingest queue's way until then.
         """
+        self._granted.cell = None
         with self._lock:
             self._asking[location_id] = self._asking.get(location_id, 0) + 1
         try:
@@ -215,22 +221,36 @@ class Spender:
 
     def _from_share(self, location_id: str) -> bool:
         """One of the container's own requests for this location, if its share has one (no
-        write): fewer than ``share`` grants in the last interval, and upstream has not closed it."""
+        write): fewer than ``share`` requests in the last interval, and upstream has not closed it."""
         if not self.share:
             return False
-        # A second past the interval: a share is spent in a burst, and a burst granted as the
-        # previous one leaves the window meets upstream's window while that one's requests are
-        # still arriving (a 120-change bulk with two containers drew four 429s without it).
-        every = self.limits(location_id).interval_seconds + SHARE_SLACK_SECONDS
+        every = self.limits(location_id).interval_seconds
         with self._lock:
             now = self.monotonic()
             if self._share_closed.get(location_id, now) > now:
                 return False
-            log = self._share_log.setdefault(location_id, deque(maxlen=self.share))
-            if len(log) == self.share and now - log[0] < every:
-                return False
-            log.append(now)
+            log = self._share_log.setdefault(location_id, [])
+            if len(log) < self.share:
+                cell = [now]
+                log.append(cell)
+            else:
+                cell = min(log, key=lambda stamped: stamped[0])  # share <= 10 cells
+                if now - cell[0] < every:
+                    return False
+                cell[0] = now
+            self._granted.cell = cell
             return True
+
+    def settle(self) -> None:
+        """The request this thread's last ``take`` allowed has been answered (or has failed): if it
+        was an own-share one, it counts from now (module docstring). Call it right after the
+        request, whatever its outcome; a request never made may stay stamped at its grant."""
+        cell = getattr(self._granted, "cell", None)
+        if cell is None:
+            return
+        self._granted.cell = None
+        with self._lock:
+            cell[0] = max(cell[0], self.monotonic())
 
     def _close_share(self, location_id: str, seconds: float) -> None:
         """No own-share request for ``seconds``: upstream said the window or the day is spent."""

@@ -312,16 +312,7 @@ class PowerLeadsClient:
             "Version": version,
             "Accept": "application/json",
         }
-        started = self.monotonic()
-        try:
-            response = self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False)
-        except requests.Timeout as exc:
-            self._observed(None, started)
-            raise UpstreamUnavailable(f"timeout: {type(exc).__name__}") from None
-        except requests.RequestException as exc:
-            self._observed(None, started)
-            raise UpstreamUnavailable(f"connection error: {type(exc).__name__}") from None
-        self._observed(response.status_code, started)
+        response = self._send(url, headers, timeout)
         status = response.status_code
         retry_after = retry_after_seconds(response.headers.get("Retry-After")) if status >= 400 else None
         if self.budget is None or retry_after is not None:  # an explicit Retry-After is honoured here
@@ -351,6 +342,23 @@ class PowerLeadsClient:
             error.retry_after = retry_after
             raise error
         raise UpstreamRejected(message, status=status, trace_id=trace_id)
+
+    def _send(self, url: str, headers: dict[str, str], timeout: tuple[float, float]) -> requests.Response:
+        """The GET itself; a timeout or a broken connection is retryable ``UpstreamUnavailable``."""
+        started = self.monotonic()
+        try:
+            response = self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False)
+        except requests.Timeout as exc:
+            self._observed(None, started)
+            raise UpstreamUnavailable(f"timeout: {type(exc).__name__}") from None
+        except requests.RequestException as exc:
+            self._observed(None, started)
+            raise UpstreamUnavailable(f"connection error: {type(exc).__name__}") from None
+        finally:
+            if self.budget is not None:
+                self.budget.settle()  # an own-share request counts from its answer (budget/spend.py)
+        self._observed(response.status_code, started)
+        return response
 
     def _observed(self, status: int | None, started: float) -> None:
         if self.observe is not None:
