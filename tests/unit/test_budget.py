@@ -21,7 +21,7 @@ from appointment_enricher.budget.base import (
     utc_day,
 )
 from appointment_enricher.budget.memory import MemoryBudget
-from appointment_enricher.budget.spend import Spender
+from appointment_enricher.budget.spend import Spender, receiving
 
 T0 = 1_780_000_000.0  # a fixed epoch, mid-day UTC
 
@@ -200,7 +200,7 @@ def test_handed_back_work_gets_places_one_token_apart() -> None:
     queued = spender(clocks, shared, max_wait=0.0, queue=True)
     waits = []
     for _ in range(3):
-        with pytest.raises(BudgetThrottled) as caught:
+        with receiving(1), pytest.raises(BudgetThrottled) as caught:
             queued.take("loc", deadline=100)
         waits.append(caught.value.retry_after)
     spacing = Limits().spacing
@@ -212,25 +212,52 @@ def test_work_on_its_first_try_takes_a_place_at_once_behind_a_known_backlog() ->
     location's queue, a message on its first receive that finds no budget takes its place without
     sleeping; one that came back at its place waits the short wait for its token (up to
     ``max_wait``), and so does first-try work while no backlog is known (a short burst)."""
-    from appointment_enricher.budget.spend import first_try  # noqa: PLC0415
-
     clocks, shared = Clocks(), MemoryBudget()
     rival = spender(clocks, shared, lease=Limits().burst)
     rival.take("loc", deadline=100)  # the bucket is full for one token's time
     queued = spender(clocks, shared, lease=1, max_wait=1.0, queue=True)
-    with first_try(True):
+    with receiving(1):
         queued.take("loc", deadline=100)  # no backlog known: waits one token, is served
     assert clocks.slept == [pytest.approx(Limits().spacing)]
     with pytest.raises(BudgetThrottled):  # work near its deadline: a place in the queue, now known
         queued.take("loc", deadline=clocks.monotonic() + 0.01)
     before = len(clocks.slept)
-    with first_try(True), pytest.raises(BudgetThrottled) as caught:
+    with receiving(1), pytest.raises(BudgetThrottled) as caught:
         queued.take("loc", deadline=100)
     assert len(clocks.slept) == before  # no wait: straight to its place, behind the first
     assert caught.value.retry_after > Limits().place_spacing
-    with first_try(False):
+    with receiving(2):
         queued.take("loc", deadline=100)  # back at its place: waits for its token
     assert len(clocks.slept) > before
+
+
+def test_work_back_at_its_place_that_misses_its_token_comes_back_soon_not_at_the_end() -> None:
+    """Its place was spent without a request; at the end of the queue it would leave a hole
+    there too. Back in the bucket's short wait, it keeps the backlog asking."""
+    from appointment_enricher.budget.spend import RETURN_RETRY_SECONDS  # noqa: PLC0415
+
+    clocks, shared = Clocks(), MemoryBudget()
+    rival = spender(clocks, shared, lease=Limits().burst)
+    rival.take("loc", deadline=100)  # the bucket is full for one token's time
+    queued = spender(clocks, shared, lease=1, max_wait=0.0, queue=True)
+    with receiving(1), pytest.raises(BudgetThrottled) as first:
+        queued.take("loc", deadline=100)  # a place: the container now knows the backlog
+    with receiving(2), pytest.raises(BudgetThrottled) as back:
+        queued.take("loc", deadline=100)
+    assert back.value.retry_after == pytest.approx(Limits().spacing)  # the bucket's own wait
+    assert back.value.retry_after < RETURN_RETRY_SECONDS
+    with receiving(1), pytest.raises(BudgetThrottled) as new:
+        queued.take("loc", deadline=100)  # new work still queues behind the first place
+    assert new.value.retry_after == pytest.approx(first.value.retry_after + Limits().place_spacing)
+    with receiving(3), pytest.raises(BudgetThrottled) as again:
+        queued.take("loc", deadline=100)  # missed again after its short wait: a place, only once
+    assert again.value.retry_after == pytest.approx(new.value.retry_after + Limits().place_spacing)
+    starved = spender(clocks, NeverGrants(), max_wait=0.0, queue=True)  # the bucket says 60 s
+    with receiving(1), pytest.raises(BudgetThrottled):
+        starved.take("loc", deadline=100)
+    with receiving(2), pytest.raises(BudgetThrottled) as long:
+        starved.take("loc", deadline=100)  # a long wait: a place (after the first one's)
+    assert long.value.retry_after >= 60.0 + Limits().place_spacing - 1e-6
 
 
 def test_places_are_spaced_at_the_fleets_steady_rate_shares_included() -> None:

@@ -318,4 +318,4 @@ def test_an_own_share_request_counts_from_when_it_was_answered(outcome: str) -> 
     except UpstreamUnavailable:
         assert outcome == "timed out"
     assert session.calls[0]["at"] == granted
-    assert client.budget._share_log["loc1"] == [[granted + 4.0]]  # stamped at the answer
+    assert client.budget.own_share.times("loc1") == [granted + 4.0]  # stamped at the answer

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from ..budget.spend import first_try
+from ..budget.spend import receiving
 from ..enrichment import build_record, is_deleted_flag
 from ..ledger.base import (
     DELETED_BY_FETCH,
@@ -102,9 +102,10 @@ class GroupPreparer:
         """The group's tracks, written ahead; ``Tracker.announce`` each once its records went out.
 
         A group whose messages are all on their first receive waits for no upstream budget behind
-        a backlog its container knows of: it takes its place in the location's queue at once
-        (``budget.spend.first_try``)."""
-        with first_try(all(entry.item.receives <= 1 for entry in group)):
+        a backlog its container knows of: it takes its place in the location's queue at once; one
+        back at its place that misses its token comes back once in a moment
+        (``budget.spend.receiving``)."""
+        with receiving(max([1, *(entry.item.receives for entry in group)])):
             return self._prepare(group, context)
 
     def _prepare(self, group: list[ParsedItem], context: GroupContext) -> list[Track]:
