@@ -28,7 +28,9 @@ Reason = Literal["NotFound", "Invalid", "Forbidden", "NoId"]
 
 
 class _Entity(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Built on first use, not at import: only ``ENRICH_RELATED`` builds use them, and building the
+    # four validators cost every enricher cold start ~6 ms (BENCHMARKS.md).
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: str | None = None
     name: str | None = None

@@ -12,7 +12,9 @@ One place, so the receiver, the enricher and any later handler (a reconciler) ag
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 
@@ -89,3 +91,29 @@ def secretsmanager_client() -> SecretsManagerClient:
     import boto3  # noqa: PLC0415
 
     return boto3.client("secretsmanager", config=BACKEND_CONFIG)
+
+
+class LazyClient:
+    """A client made on its first use, for calls a container may never make (the enricher's
+    quarantine and hand-backs on SQS): each client made at cold start loads its service model
+    (the SQS one ~5 ms). Written by hand: boto3 has no lazy client. One lock, so two threads
+    never make it twice; every client a container uses at once is made at init, so no other
+    thread is making one from the same default session meanwhile."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def made(self) -> bool:
+        return self._client is not None
+
+    def __getattr__(self, name: str) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make()
+                client = self._client
+        return getattr(client, name)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from ..aws.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from ..aws.queues import Quarantine
-from ..aws.sdk import PUBLISH_CONFIG, dynamodb_client, sns_client, sqs_client
+from ..aws.sdk import PUBLISH_CONFIG, LazyClient, dynamodb_client, sns_client, sqs_client
 from ..budget.wiring import enricher_spender
 from ..config import EnricherSettings
 from ..config.intake import Tenancy
@@ -30,7 +31,7 @@ def build_enricher(
     settings: EnricherSettings, log: Callable[..., None] | None = None
 ) -> tuple[EnricherService, Stats]:
     """The service and the per-invocation tallies its HTTP client reports into."""
-    sqs = sqs_client()
+    sqs: Any = LazyClient(sqs_client)  # quarantine and hand-backs only: most containers never call it
     stats = Stats()
     destinations: list[Destination] = []
     if settings.OUTPUT_TOPIC_ARN:
