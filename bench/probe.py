@@ -559,14 +559,16 @@ def ledger_item_units() -> dict[str, float]:
 
 def init_micro(repeats: int = 5) -> dict[str, float]:
     """Medians in ms: compiling the negated vs the positive character class of ``aws/queues.py``
-    (``re.purge`` first: a cold start compiles it once), and creating a ``ReconcilerSettings``
-    class with its validator built at once vs deferred (``defer_build``)."""
+    (``re.purge`` first: a cold start compiles it once), creating a ``ReconcilerSettings`` class
+    and the four related-entity models with their validators built at once vs deferred
+    (``defer_build``), and the enricher's SQS client made at init vs a ``LazyClient``."""
     import re  # noqa: PLC0415
     import statistics  # noqa: PLC0415
 
     from pydantic import ConfigDict  # noqa: PLC0415
 
     from appointment_enricher.aws import queues  # noqa: PLC0415
+    from appointment_enricher.aws.sdk import LazyClient  # noqa: PLC0415
     from appointment_enricher.config import pipeline  # noqa: PLC0415
 
     def timed(action: Callable[[], object]) -> float:
@@ -575,6 +577,33 @@ def init_micro(repeats: int = 5) -> dict[str, float]:
             re.purge()
             t = time.perf_counter()
             action()
+            samples.append(ms(time.perf_counter() - t))
+        return float(statistics.median(samples))
+
+    def entity_classes(defer: bool) -> object:
+        from appointment_enricher import related  # noqa: PLC0415
+
+        made = []
+        for model in (related.Contact, related.Calendar, related.User, related.Location):
+            config = ConfigDict(**model.model_config)
+            config["defer_build"] = defer
+            namespace = {"model_config": config, "__module__": related.__name__}
+            made.append(type(f"{model.__name__}Probe", (model,), namespace))
+        return made
+
+    def sqs_client_ms() -> float:
+        """The SQS client a cold start would make after its other clients (a fresh botocore
+        session each time, so its service model is read as at a cold start)."""
+        import boto3  # noqa: PLC0415
+
+        from appointment_enricher.aws.sdk import BACKEND_CONFIG  # noqa: PLC0415
+
+        samples = []
+        for _ in range(repeats):
+            session = boto3.session.Session()
+            session.client("dynamodb", config=BACKEND_CONFIG)  # the cold start's first client
+            t = time.perf_counter()
+            session.client("sqs", config=BACKEND_CONFIG)
             samples.append(ms(time.perf_counter() - t))
         return float(statistics.median(samples))
 
@@ -590,6 +619,10 @@ def init_micro(repeats: int = 5) -> dict[str, float]:
         "regex_positive_ms": timed(lambda: re.compile(queues._NOT_XML.pattern)),
         "reconciler_settings_eager_ms": timed(lambda: settings_class(False)),
         "reconciler_settings_deferred_ms": timed(lambda: settings_class(True)),
+        "related_models_eager_ms": timed(lambda: entity_classes(False)),
+        "related_models_deferred_ms": timed(lambda: entity_classes(True)),
+        "sqs_client_at_init_ms": sqs_client_ms(),
+        "sqs_client_lazy_ms": timed(lambda: LazyClient(lambda: None)),
     }
 
 

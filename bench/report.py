@@ -745,6 +745,20 @@ def _optimisations(r: Results) -> list[str]:
         "ms",
     )
     add(
+        "Enricher: the four related-entity models (`related.py`) with `defer_build` (built on first "
+        "use, by `ENRICH_RELATED` builds only) vs built at class creation",
+        g("related_models_eager_ms").median,
+        g("related_models_deferred_ms").median,
+        "ms",
+    )
+    add(
+        "Enricher: its SQS client (quarantine and hand-backs only) made on first use "
+        "(`aws.sdk.LazyClient`) vs at init, after its other clients",
+        g("sqs_client_at_init_ms").median,
+        g("sqs_client_lazy_ms").median,
+        "ms",
+    )
+    add(
         "Ledger write ahead of a publish (an announced and a pending appointment, ten settled marks): "
         "write units per write, plain zlib vs zlib preset dictionaries (`ledger/compression.py`; the "
         "announce that replaces it is billed on the larger item, so it pays the same)",
