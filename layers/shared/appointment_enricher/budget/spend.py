@@ -139,10 +139,9 @@ class Spender:
         first_try = _receives.get() == FIRST_TRY
         max_wait = 0.0 if first_try and self._backlogged(location_id) else self.max_wait
         while True:
-            interval = self.limits(location_id).interval_seconds
-            if self._from_held(location_id) or self.own_share.take(location_id, interval):
-                return
             limits = self.limits(location_id)
+            if self._from_held(location_id) or self.own_share.take(location_id, limits.interval_seconds):
+                return
             # Not bounded by max_wait: the request ahead is one conditional write (bounded by the
             # SDK's timeouts), and a thread that gave up here would hand back work that the lease
             # being written is about to serve (more receives, more hand-backs: measured slower).
