@@ -17,6 +17,11 @@ import gc
 # stays off until init is done, then what init built is frozen out of every later collection.
 gc.disable()
 
+from appointment_enricher.powerleads.detection import skip_charset_detection
+
+# Before anything imports requests: no character-set detector to import (JSON only; the module says why).
+skip_charset_detection()
+
 import time
 from typing import Any
 
