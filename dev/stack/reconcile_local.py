@@ -70,7 +70,7 @@ def seed_ledger(
             revision=current.revision if current is not None else 0,
         )
     )
-    ledger.remember_location(location_id)
+    ledger.remember_locations([location_id])
 
 
 class ReconcileLoop:

@@ -141,7 +141,7 @@ def test_known_locations_are_added_once_per_container(local_stack: LocalStack) -
         exceptions = real.exceptions
 
         def update_item(self, **kwargs: Any) -> Any:
-            updates.append(kwargs["ExpressionAttributeValues"][":l"]["SS"][0])
+            updates.append(",".join(kwargs["ExpressionAttributeValues"][":l"]["SS"]))
             return real.update_item(**kwargs)
 
         def get_item(self, **kwargs: Any) -> Any:
@@ -149,10 +149,12 @@ def test_known_locations_are_added_once_per_container(local_stack: LocalStack) -
 
     container = _ledger(local_stack, Counting())
     for location in ("L2", "L1", "L2", "L1"):
-        container.remember_location(location)
-    _ledger(local_stack, Counting()).remember_location("L1")  # another container: ADD is idempotent
-    assert updates == ["L2", "L1", "L1"]
-    assert ledger.known_locations() == ["L1", "L2"]
+        container.remember_locations([location])
+    container.remember_locations(["L3", "L1", "L4", "L3"])  # a batch: one write of the new ones
+    container.remember_locations(["L4", "L2"])
+    _ledger(local_stack, Counting()).remember_locations(["L1"])  # another container: ADD is idempotent
+    assert updates == ["L2", "L1", "L3,L4", "L1"]
+    assert ledger.known_locations() == ["L1", "L2", "L3", "L4"]
 
 
 def test_the_appointment_is_stored_compressed_and_read_back_whole(local_stack: LocalStack) -> None:

@@ -511,6 +511,7 @@ class MemoryLedger:
     def __init__(self) -> None:
         self.items: dict[str, LedgerEntry] = {}
         self.locations: set[str] = set()
+        self.remembered: list[list[str]] = []
         self.receipts: dict[str, str] = {}
         self.conflict_once = False
         self.announce_fails = False
@@ -549,8 +550,9 @@ class MemoryLedger:
         self.receipts.update(dict.fromkeys(entry.settle, "settled"))  # the item's ``settled``
         return ()
 
-    def remember_location(self, location_id: str) -> None:
-        self.locations.add(location_id)
+    def remember_locations(self, location_ids: Any) -> None:
+        self.remembered.append(list(location_ids))
+        self.locations.update(location_ids)
 
 
 def test_one_ledger_read_per_batch_and_each_record_carries_its_change(parts) -> None:
@@ -610,9 +612,7 @@ def test_with_a_ledger_and_no_idempotency_store_receipts_are_the_claims(parts) -
     }
     assert book.receipt_writes == [{"wh-3": "quarantined"}]
     calls = len(source.calls)
-    items, failures, counts = run(
-        svc, [sqs(1, "A") | {"messageId": "late"}, sqs(3, "Q") | {"messageId": "l3"}]
-    )
+    items, failures, counts = run(svc, [_redelivered(sqs(1, "A"), "late"), _redelivered(sqs(3, "Q"), "l3")])
     assert failures == [] and [i.outcome for i in items] == [Outcome.DUPLICATE, Outcome.DUPLICATE]
     assert len(source.calls) == calls and len(sink.delivered) == 2 and len(parked.sent) == 1
     assert counts["DuplicatesSkipped"] == 2
@@ -640,3 +640,130 @@ def test_receipts_are_written_only_for_settled_deliveries(parts) -> None:
     _, failures, _ = run(service(source, sink, parked, None, ledger=book), [sqs(1, "A")])
     assert failures == [{"itemIdentifier": "msg-1"}] and book.receipts == {}
     assert book.items["A"].recent[0][0] == "wh-1"  # written ahead: the retry gets this change
+
+
+# ----- what starts beside the ledger read ---------------------------------------------------
+
+
+def _at(record: dict[str, Any], location_id: str) -> dict[str, Any]:
+    """``record`` with its webhook moved to another location."""
+    ingest = json.loads(record["body"])
+    ingest["body"] = json.dumps({**json.loads(ingest["body"]), "locationId": location_id})
+    return {**record, "body": json.dumps(ingest)}
+
+
+class GatedLedger(MemoryLedger):
+    """The batch read returns only once the locations write and the warm-up have started: a
+    service that ran either after the read would fail the read (after a 10 s wait)."""
+
+    def __init__(self, warmed: threading.Event, fail_remember: int = 0) -> None:
+        super().__init__()
+        self.warmed = warmed
+        self.remembering = threading.Event()
+        self.fail_remember = fail_remember
+
+    def read(self, appointment_ids: Any, dedupe_ids: Any) -> BatchRead:
+        if not (self.warmed.wait(10) and self.remembering.wait(10)):
+            raise AssertionError("the ledger read ran before the warm-up and the locations write")
+        return super().read(appointment_ids, dedupe_ids)
+
+    def remember_locations(self, location_ids: Any) -> None:
+        self.remembering.set()
+        if self.fail_remember:
+            self.fail_remember -= 1
+            raise RuntimeError("dynamodb down")
+        super().remember_locations(location_ids)
+
+
+def test_the_locations_write_and_the_token_warm_up_run_beside_the_ledger_read(parts) -> None:
+    source, sink, parked, memory = parts
+    source.results["B"] = {"event": {**event("B"), "locationId": "loc2"}}
+    warmed = threading.Event()
+    book = GatedLedger(warmed)
+    svc = service(source, sink, parked, memory, ledger=book, warm=warmed.set)
+    _, failures, _ = run(svc, [sqs(1, "A"), _at(sqs(2, "B"), "loc2"), sqs(3, "A")])
+    assert failures == [] and len(sink.delivered) == 3
+    assert book.remembered[0] == [LOC, "loc2"]  # one write for the batch's locations, sorted
+    assert sorted(book.remembered[1:]) == [[LOC], ["loc2"]]  # each save's own check (no write then)
+    assert book.locations == {LOC, "loc2"}
+
+
+def test_a_failed_locations_write_is_made_again_by_the_group_before_its_ledger_write(parts) -> None:
+    source, sink, parked, memory = parts
+    warmed = threading.Event()
+    warmed.set()
+    book = GatedLedger(warmed, fail_remember=1)
+    svc = service(source, sink, parked, memory, ledger=book)
+    _, failures, _ = run(svc, [sqs(1, "A")])
+    assert failures == [] and book.locations == {LOC} and len(sink.delivered) == 1
+    # The table stays down: the group's ledger write does not happen, and the message returns.
+    book = GatedLedger(warmed, fail_remember=2)
+    svc = service(source, Sink(), parked, Memory(), ledger=book)
+    _, failures, _ = run(svc, [sqs(1, "A")])
+    assert failures == [{"itemIdentifier": "msg-1"}] and book.items == {} and book.locations == set()
+
+
+def _redelivered(record: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """``record`` received again (SQS counts it: ``ApproximateReceiveCount``)."""
+    attributes = {**record["attributes"], "ApproximateReceiveCount": "2"}
+    return {**record, "messageId": message_id, "attributes": attributes}
+
+
+class ReadAfterFetch(MemoryLedger):
+    """The batch read returns once a fetch has started, or after ``patience`` seconds."""
+
+    def __init__(self, source: Source) -> None:
+        super().__init__()
+        self.source = source
+        self.fetched_first: list[bool] = []
+        self.patience = 10.0
+
+    def read(self, appointment_ids: Any, dedupe_ids: Any) -> BatchRead:
+        for _ in range(int(self.patience * 100)):
+            if self.source.calls:
+                break
+            threading.Event().wait(0.01)
+        self.fetched_first.append(bool(self.source.calls))
+        return super().read(appointment_ids, dedupe_ids)
+
+
+def test_a_first_receive_is_fetched_beside_the_ledger_read_and_a_redelivery_after_it(parts) -> None:
+    """First receives: the fetch does not wait for the read (the read here waits for a fetch).
+    Redeliveries and reconcile messages: the read first, so a settled one costs no request."""
+    source, sink, parked, _ = parts
+    book = ReadAfterFetch(source)
+    svc = service(source, sink, parked, None, ledger=book)
+    _, failures, _ = run(svc, [sqs(1, "A")])
+    assert failures == [] and book.fetched_first == [True] and len(sink.delivered) == 1
+    source.calls.clear()
+    book.patience = 0.5  # time enough for a fetch that should not happen to show
+    items, failures, _ = run(svc, [_redelivered(sqs(1, "A"), "again")])
+    assert failures == [] and items[0].outcome is Outcome.DUPLICATE
+    assert book.fetched_first[-1] is False and source.calls == []
+
+
+def test_a_first_receive_that_turns_out_a_duplicate_costs_one_fetch_and_publishes_nothing(parts) -> None:
+    """The price of fetching beside the read: a sender's repeat past the queue's deduplication."""
+    source, sink, parked, _ = parts
+    svc = service(source, sink, parked, None, ledger=MemoryLedger())
+    run(svc, [sqs(1, "A")])
+    items, failures, counts = run(svc, [sqs(1, "A") | {"messageId": "repeat"}])
+    assert failures == [] and items[0].outcome is Outcome.DUPLICATE and counts["DuplicatesSkipped"] == 1
+    assert len(source.calls) == 2 and len(sink.delivered) == 1
+
+
+def test_a_reconcile_message_waits_for_the_read_and_a_covered_one_costs_no_fetch(parts) -> None:
+    source, sink, parked, _ = parts
+    book = ReadAfterFetch(source)
+    svc = service(source, sink, parked, None, ledger=book)
+    run(svc, [sqs(1, "A")])
+    source.calls.clear()
+    record = sqs(2, "A", dedupe="reconcile-A")
+    ingest = json.loads(record["body"])
+    webhook = json.loads(ingest["body"])
+    webhook["appointment"]["dateUpdated"] = event("A")["dateUpdated"]  # the state already out
+    ingest |= {"trigger": "reconcile", "body": json.dumps(webhook)}
+    book.patience = 0.5  # time enough for a fetch that should not happen to show
+    items, failures, _ = run(svc, [record | {"body": json.dumps(ingest)}])
+    assert failures == [] and book.fetched_first[-1] is False and source.calls == []
+    assert len(sink.delivered) == 1 and items[0].outcome is not Outcome.PUBLISHED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -45,6 +46,54 @@ def test_empty_or_broken_secret_is_unavailable(value: str) -> None:
         SecretTokens("s", Fetcher(value)).token_for("loc")
 
 
+class CachingFetcher:
+    """Powertools' provider in small: the first read goes out (and waits for ``release``), later
+    ones come from the cache; ``reads`` counts what went out."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.cached: str | None = None
+        self.reads = 0
+        self.reading = threading.Event()
+        self.second = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, secret_id: str, force: bool) -> str:
+        if self.cached is not None and not force:
+            return self.cached
+        self.reads += 1
+        if self.reads > 1:
+            self.second.set()
+        self.reading.set()
+        assert self.release.wait(10)
+        self.cached = self.value
+        return self.value
+
+
+def test_prefetch_fills_the_cache_and_a_lookup_during_it_waits_for_that_read() -> None:
+    fetch = CachingFetcher("tok-1")
+    tokens = SecretTokens("s", fetch)
+    prefetch = threading.Thread(target=tokens.prefetch)
+    prefetch.start()
+    assert fetch.reading.wait(10)
+    got: list[str] = []
+    lookup = threading.Thread(target=lambda: got.append(tokens.token_for("loc")))
+    lookup.start()
+    # Half a second for a lookup without the single read to start its own (then it fails here).
+    assert not fetch.second.wait(0.5)
+    fetch.release.set()
+    prefetch.join(10)
+    lookup.join(10)
+    assert got == ["tok-1"] and fetch.reads == 1
+
+
+def test_a_failed_prefetch_says_nothing_and_the_lookup_reports_it() -> None:
+    tokens = SecretTokens("s", Fetcher("{not json"))
+    tokens.prefetch()  # nothing raised: the fetch that needs the token reports it
+    with pytest.raises(TokenUnavailable, match="invalid JSON"):
+        tokens.token_for("loc")
+
+
 def test_invalidate_forces_the_next_read_past_the_cache() -> None:
     fetch = Fetcher("tok")
     tokens = SecretTokens("s", fetch)
@@ -82,6 +131,8 @@ def test_oauth_documents_are_delegated_once_and_invalidation_follows() -> None:
     assert len(built) == 1
     assert built[0].invalidated == ["loc-a"]
     assert len(fetch.calls) == 1  # the OAuth source reads the secret itself from then on
+    tokens.prefetch()  # per-location tokens: nothing to read ahead
+    assert len(fetch.calls) == 1
 
 
 def test_incomplete_oauth_document_is_unavailable() -> None:

@@ -108,18 +108,30 @@ class GroupPreparer:
         with receiving(max([1, *(entry.item.receives for entry in group)])):
             return self._prepare(group, context)
 
-    def _prepare(self, group: list[ParsedItem], context: GroupContext) -> list[Track]:
+    def _read(
+        self, group: list[ParsedItem], context: GroupContext
+    ) -> tuple[BatchRead | None, dict[tuple[str, str], FetchResult]]:
+        """The batch's ledger read (None: it failed, the group retries) and what was fetched
+        while it was in flight (``fetch_early``)."""
+        fetched: dict[tuple[str, str], FetchResult] = {}
+        early = fetch_early(group) if self.tracker.enabled else None
+        if early is not None:
+            fetched[early] = fetch(self.source, *early, deadline=context.deadline)
         try:
-            batch = context.read()
+            return context.read(), fetched
         except Exception as exc:  # noqa: BLE001 - no ledger, no change: retry later
             retry_rest(group, "LedgerUnavailable", f"{type(exc).__name__}: {exc}")
+            return None, fetched
+
+    def _prepare(self, group: list[ParsedItem], context: GroupContext) -> list[Track]:
+        batch, fetched = self._read(group, context)
+        if batch is None:
             return []
         claimed = claim_group(self.idempotency, group, context.remaining_ms, batch.receipts)
         if not claimed:
             return []
         known = batch.entries
         tracks: dict[str, Track] = {}
-        fetched: dict[tuple[str, str], FetchResult] = {}
         for index, entry in enumerate(claimed):
             ref = entry.parsed.ref
             if ref.appointment_id not in tracks:
@@ -260,6 +272,26 @@ class GroupPreparer:
                 continue
             saved.append(track)
         return saved
+
+
+def fetch_early(group: list[ParsedItem]) -> tuple[str, str] | None:
+    """The appointment a group fetches beside the ledger read, not after it, or None.
+
+    Asked with the ledger on (its claims cost no request; without it the read is empty at once, an
+    idempotency store's claim comes first), and only for a group of webhooks on their first
+    receive. A duplicate of a settled delivery (what the read finds, and would spare the fetch)
+    is then a sender's repeat of a webhook past the ingest queue's five-minute deduplication:
+    rare, and it costs one upstream request of the budget. Otherwise every batch would wait a
+    ledger round trip before its first fetch. Redeliveries (a failed or crashed attempt) and
+    reconcile messages (often covered: no fetch at all) wait for the read.
+    """
+    if any(e.item.receives > 1 or e.parsed.ingest.trigger != "webhook" for e in group):
+        return None
+    for entry in group:
+        ref = entry.parsed.ref
+        if ref.type != "AppointmentDelete":
+            return ref.appointment_id, ref.location_id
+    return None  # deletes need no fetch
 
 
 def _why_deleted(event_type: str, result: FetchResult | None) -> str:

@@ -57,6 +57,8 @@ DEADLINE_MARGIN_SECONDS = 5.0  # of a 60 s function timeout (template.yaml)
 # moment (at most ``aws.sdk.PUBLISH_ATTEMPT_SECONDS``, 3 s) still leaves 1 s for announcing, receipts
 # and quarantine writes before the Lambda timeout. What is left retries, in order.
 PUBLISH_RESERVE_SHARE = 0.8
+# Tasks a batch runs on the pool beside its groups: the ledger read, the locations write, the warm-up.
+BATCH_TASKS = 3
 
 
 class EnricherService:
@@ -80,6 +82,7 @@ class EnricherService:
         related: RelatedFetcher | None = None,
         handback: HandBack | None = None,
         tenancy: Tenancy | None = None,
+        warm: Callable[[], object] | None = None,
     ) -> None:
         self.source = source
         self.related = related  # ENRICH_RELATED; None: no related entities
@@ -94,10 +97,15 @@ class EnricherService:
         self.now = now
         self.monotonic = monotonic
         self.log = log or (lambda *args, **kwargs: None)
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="enrich")
+        # ``max_workers`` groups at once, plus the batch's own tasks beside them (the ledger read,
+        # the locations write, the warm-up): a full batch's groups all start with the read.
+        self._pool = ThreadPoolExecutor(max_workers=max_workers + BATCH_TASKS, thread_name_prefix="enrich")
         self.max_workers = max_workers
         self.deadline_margin_seconds = deadline_margin_seconds
         self.handback = handback
+        # Started beside each batch's ledger read: the token secret's cache (a no-op while it is
+        # fresh), so a cold container's first fetch does not wait for Secrets Manager after the read.
+        self.warm = warm
 
     def process(
         self,
@@ -142,10 +150,17 @@ class EnricherService:
         self, groups: dict[str, list[ParsedItem]], remaining_ms: Callable[[], int], deadline: float
     ) -> list[Track]:
         """The batch's one ledger read (entries and receipts) runs first on the pool; each group
-        waits for it, then claims, fetches, tracks and writes."""
+        waits for it, then claims, fetches, tracks and writes. Beside the read, on the pool too:
+        the batch's new locations for the ledger (one write, which a group's first ledger write
+        waits for) and ``warm``; neither waits for the other, nor the read for them."""
         ids = sorted({e.parsed.ref.appointment_id for group in groups.values() for e in group})
         dedupe_ids = [e.dedupe_id for group in groups.values() for e in group]
         read: Future[BatchRead] = self._pool.submit(self.tracker.read, ids, dedupe_ids)
+        if self.warm is not None:
+            self._pool.submit(self.warm)
+        locations = sorted({e.parsed.ref.location_id for group in groups.values() for e in group})
+        # A failed write is not lost: each group's save writes its location again and raises there.
+        self._pool.submit(self.tracker.remember, locations)
         batch = self.related.batch(deadline) if self.related is not None else None
         context = GroupContext(remaining_ms, deadline, read.result, self.now(), batch)
         preparer = GroupPreparer(

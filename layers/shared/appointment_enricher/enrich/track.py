@@ -193,11 +193,17 @@ class Tracker:
     def read(self, appointment_ids: Sequence[str], dedupe_ids: Sequence[str]) -> BatchRead:
         return self.ledger.read(appointment_ids, dedupe_ids) if appointment_ids else BatchRead()
 
+    def remember(self, location_ids: Sequence[str]) -> None:
+        """The batch's locations, for the reconciler (``EnricherService`` starts it beside the
+        ledger read, so a new location's write overlaps the read and the fetch)."""
+        self.ledger.remember_locations(location_ids)
+
     def save(self, track: Track) -> None:
-        """Write a track this batch moved (``LedgerConflict`` when someone else moved it first)."""
+        """Write a track this batch moved (``LedgerConflict`` when someone else moved it first).
+        Its location is known to the ledger first (a no-op once ``remember`` has written it)."""
         entry = track.to_write()
         if entry is not None:
-            self.ledger.remember_location(track.location_id)
+            self.ledger.remember_locations([track.location_id])
             self.ledger.save(entry)
             track.written = replace(entry, revision=entry.revision + 1)
 
@@ -218,6 +224,9 @@ class NoTracking:
 
     def read(self, appointment_ids: Sequence[str], dedupe_ids: Sequence[str]) -> BatchRead:
         return BatchRead()
+
+    def remember(self, location_ids: Sequence[str]) -> None:
+        return None
 
     def save(self, track: Track) -> None:
         return None

@@ -20,6 +20,7 @@ from ..config import EnricherSettings
 from ..config.intake import Tenancy
 from ..ledger.dynamodb import DynamoLedger
 from ..powerleads.client import PowerLeadsClient, RetryPolicy, pooled_session
+from ..powerleads.tokens import SecretTokens
 from ..powerleads.wiring import build_token_source
 from .handback import HandBack
 from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
@@ -118,6 +119,7 @@ def build_enricher(
             log=log or _quiet,
         ),
         tenancy=Tenancy.from_env(os.environ),
+        warm=tokens.prefetch if isinstance(tokens, SecretTokens) else None,
     )
     return service, stats
 

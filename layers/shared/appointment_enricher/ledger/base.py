@@ -258,6 +258,7 @@ class Ledger(LedgerReader, Protocol):
         ``entry.settle`` the item had no room for: the caller writes their receipts."""
         ...
 
-    def remember_location(self, location_id: str) -> None:
-        """Add a location to the ``locations`` item (once per container per location)."""
+    def remember_locations(self, location_ids: Sequence[str]) -> None:
+        """Add locations to the ``locations`` item: one request for those this container has not
+        added yet, none when it has added them all."""
         ...

@@ -282,15 +282,18 @@ class DynamoLedger:
             raise LedgerConflict(f"ledger item of {entry.appointment_id} changed since it was read") from exc
         return left
 
-    def remember_location(self, location_id: str) -> None:
+    def remember_locations(self, location_ids: Sequence[str]) -> None:
+        """One ``ADD`` of every new location (idempotent across containers). Held under the lock:
+        a caller that arrives while the batch's write is in flight waits for it instead of
+        writing the same locations again."""
         with self._lock:
-            if location_id in self._locations_added:
+            new = sorted(set(location_ids) - self._locations_added)
+            if not new:
                 return
-        self.client.update_item(
-            TableName=self.table_name,
-            Key={"id": {"S": LOCATIONS_KEY}},
-            UpdateExpression="ADD locationIds :l",
-            ExpressionAttributeValues={":l": {"SS": [location_id]}},
-        )
-        with self._lock:
-            self._locations_added.add(location_id)
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"id": {"S": LOCATIONS_KEY}},
+                UpdateExpression="ADD locationIds :l",
+                ExpressionAttributeValues={":l": {"SS": new}},
+            )
+            self._locations_added.update(new)

@@ -12,6 +12,7 @@ sniffing and token validation live here, and ``oauth`` imports them (never the r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -115,13 +116,17 @@ class SecretTokens:
         self._fetch = fetch
         self._force = False
         self._lock = threading.Lock()
+        # One read of the secret at a time: a token lookup that arrives while ``prefetch`` (or
+        # another worker) is reading waits for that read and takes it from the cache.
+        self._reading = threading.Lock()
         self._oauth_factory = oauth_factory
         self._oauth: TokenSource | None = None
 
     def _document(self) -> Any:
-        with self._lock:
-            force, self._force = self._force, False
-        raw = self._fetch(self._secret_id, force)
+        with self._reading:
+            with self._lock:
+                force, self._force = self._force, False
+            raw = self._fetch(self._secret_id, force)
         text = raw.strip()  # a plain token saved with a trailing newline: the newline is not the token
         if text.startswith("{"):
             try:
@@ -147,6 +152,16 @@ class SecretTokens:
         if token is None or token == "":
             raise TokenUnavailable(f"no token for location {location_id} in {where}")
         return checked_token(token, where)
+
+    def prefetch(self) -> None:
+        """Read the secret now, into the fetcher's cache: the enricher starts this beside a batch's
+        ledger read, so a cold container's first fetch does not wait for Secrets Manager after it
+        (BENCHMARKS.md). A failure is left for ``token_for``, which reports it where it matters."""
+        if self._oauth is not None:
+            return  # an OAuth app: its tokens are per location, read by the fetches themselves
+        # token_for reads it again and raises with context.
+        with contextlib.suppress(Exception):
+            self._document()
 
     def invalidate(self, location_id: str) -> None:
         if self._oauth is not None:
