@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from appointment_enricher.powerleads.client import (
     UpstreamAuthError,
     UpstreamRejected,
     UpstreamUnavailable,
+    pooled_session,
     retry_after_seconds,
 )
 from appointment_enricher.powerleads.tokens import StaticTokens
@@ -319,3 +321,23 @@ def test_an_own_share_request_counts_from_when_it_was_answered(outcome: str) -> 
         assert outcome == "timed out"
     assert session.calls[0]["at"] == granted
     assert client.budget.own_share.times("loc1") == [granted + 4.0]  # stamped at the answer
+
+
+def test_the_session_never_reads_netrc_and_keeps_the_bearer_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ~/.netrc entry for the API's host would otherwise replace the token (requests consults
+    it for every request without auth of its own)."""
+    (tmp_path / ".netrc").write_text("machine services.leadconnectorhq.com login someone password pw\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    url = "https://services.leadconnectorhq.com/calendars/events/appointments/A1"
+    plain = requests.Session().prepare_request(
+        requests.Request("GET", url, headers={"Authorization": "Bearer tok"})
+    )
+    assert plain.headers["Authorization"].startswith("Basic ")  # what the fixture shows
+    prepared = pooled_session().prepare_request(
+        requests.Request("GET", url, headers={"Authorization": "Bearer tok"})
+    )
+    assert prepared.headers["Authorization"] == "Bearer tok"
