@@ -369,6 +369,9 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                 # the quiet batch again without the containers' own budget shares (no
                 # ENRICHER_MAXIMUM_CONCURRENCY): what each quiet location's lease costs
                 ("no-share", no_share, ["quiet"]),
+                # the distinct batch again with every fetch after the ledger read (the order
+                # before first receives were fetched beside it)
+                ("read-first", env, ["distinct"]),
             ):
                 pairs = events.write_batch_pairs(
                     work / f"batches-{impl}.jsonl",
@@ -382,20 +385,17 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                 batch = run_probe(
                     {
                         "kind": "batch",
-                        "impl": "enricher" if impl == "no-share" else impl,
+                        "impl": "enricher" if impl in ("no-share", "read-first") else impl,
+                        "fetch_after_read": impl == "read-first",
                         **({"shapes": shapes} if shapes else {}),
                         "sandbox_url": services.info["sandbox_url"],
                         "latency_ms": LATENCY_MS,
                         "batches": str(pairs),
                         "purge": purge,
-                        "quiet_warmup": str(
-                            events.write_jsonl(
-                                work / f"quiet-{impl}.jsonl",
-                                (
-                                    events.sqs_event([events.sqs_record(a, loc) for a, loc in quiet])
-                                    for quiet in services.info["quiet_sets"]
-                                ),
-                            )
+                        **(
+                            {"quiet_warmup": str(_quiet_warmup(work / f"quiet-{impl}.jsonl", services))}
+                            if shapes is None or "quiet" in shapes
+                            else {}
                         ),
                         "warmup": 2,
                         "pause_s": BATCH_PAUSE_S,
@@ -407,12 +407,7 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                     impl_env,
                     work,
                 )
-                if impl == "no-share":
-                    for ms, floor in zip(batch["quiet_ms"], batch["floor_ms"], strict=True):
-                        results.fig("product_quiet_no_share").add(ms, floor)
-                    results.keep("product_quiet_no_share_calls", per_unit(batch["quiet_aws"], "calls", 1))
-                else:
-                    _collect_batch(results, impl, batch)
+                _collect_variant(results, impl, batch)
 
             bench_related(services, work, args, results, log)
 
@@ -500,6 +495,30 @@ def bench_related(
                 work,
             )
             collect_related(results, mode, batch, records=len(spread))
+
+
+def _quiet_warmup(path: Path, services: Services) -> Path:
+    """Every quiet set once (the probe's untimed warm-up of the quiet batch)."""
+    return events.write_jsonl(
+        path,
+        (
+            events.sqs_event([events.sqs_record(a, loc) for a, loc in quiet])
+            for quiet in services.info["quiet_sets"]
+        ),
+    )
+
+
+def _collect_variant(results: Results, impl: str, batch: dict[str, Any]) -> None:
+    """A warm-batch probe's figures: the product and the naive in full, the variants their one shape."""
+    if impl == "read-first":
+        for ms, floor in zip(batch["distinct_ms"], batch["floor_ms"], strict=True):
+            results.fig("product_distinct_read_first").add(ms, floor)
+    elif impl == "no-share":
+        for ms, floor in zip(batch["quiet_ms"], batch["floor_ms"], strict=True):
+            results.fig("product_quiet_no_share").add(ms, floor)
+        results.keep("product_quiet_no_share_calls", per_unit(batch["quiet_aws"], "calls", 1))
+    else:
+        _collect_batch(results, impl, batch)
 
 
 def collect_related(results: Results, mode: str, batch: dict[str, Any], *, records: int) -> None:

@@ -372,6 +372,11 @@ def run_batch(spec: dict[str, Any]) -> dict[str, Any]:
     handler = _load(spec.get("impl", "enricher"))
     from appointment_enricher.wire import DEFAULT_API_VERSION  # noqa: PLC0415 - on the path once loaded
 
+    if spec.get("fetch_after_read"):  # the earlier order: every group's fetch waits for the read
+        from appointment_enricher.enrich import prepare  # noqa: PLC0415
+
+        prepare.fetch_early = lambda group: None
+
     batches = read_jsonl(spec["batches"])
     for _ in range(int(spec.get("warmup", 2))):  # cold start, token, connections: out of the way
         handler(next(batches)["distinct"], make_context("EnricherFunction", timeout_seconds=60))
@@ -615,6 +620,7 @@ def init_micro(repeats: int = 5) -> dict[str, float]:
 
     return {
         **ledger_item_units(),
+        **requests_import_ms(repeats),
         "regex_negated_ms": timed(lambda: re.compile(NEGATED_XML_CLASS)),
         "regex_positive_ms": timed(lambda: re.compile(queues._NOT_XML.pattern)),
         "reconciler_settings_eager_ms": timed(lambda: settings_class(False)),
@@ -623,6 +629,45 @@ def init_micro(repeats: int = 5) -> dict[str, float]:
         "related_models_deferred_ms": timed(lambda: entity_classes(True)),
         "sqs_client_at_init_ms": sqs_client_ms(),
         "sqs_client_lazy_ms": timed(lambda: LazyClient(lambda: None)),
+    }
+
+
+# A fresh interpreter with boto3 loaded (urllib3 with it, as in both functions), then the clock
+# around ``import requests``; ``skip`` first keeps its character-set detector out.
+REQUESTS_IMPORT = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import boto3
+if sys.argv[2] == "skip":
+    from appointment_enricher.powerleads.detection import skip_charset_detection
+    skip_charset_detection()
+t = time.perf_counter()
+import requests
+print((time.perf_counter() - t) * 1000)
+"""
+
+
+def requests_import_ms(repeats: int) -> dict[str, float]:
+    """Median ms of ``import requests`` in fresh interpreters, with and without its character-set
+    detector (``powerleads.detection``), alternating."""
+    import statistics  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    layer = str(Path(__file__).resolve().parents[1] / "layers" / "shared")
+    samples: dict[str, list[float]] = {"keep": [], "skip": []}
+    for _ in range(repeats):
+        for mode, taken in samples.items():
+            out = subprocess.run(
+                [sys.executable, "-c", REQUESTS_IMPORT, layer, mode],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            ).stdout
+            taken.append(float(out.strip()))
+    return {
+        "requests_with_detector_ms": float(statistics.median(samples["keep"])),
+        "requests_without_detector_ms": float(statistics.median(samples["skip"])),
     }
 
 

@@ -738,6 +738,14 @@ def _optimisations(r: Results) -> list[str]:
         "ms",
     )
     add(
+        "Enricher and reconciler: `import requests` without its character-set detector "
+        "(`powerleads.detection`, first thing in their `app.py`) vs with it (fresh interpreters, "
+        "boto3 loaded)",
+        g("requests_with_detector_ms").median,
+        g("requests_without_detector_ms").median,
+        "ms",
+    )
+    add(
         "`aws/queues.py`: refused characters as a positive class vs the negated XML class: compile "
         "(once per cold start, both handlers)",
         g("regex_negated_ms").median,
@@ -781,6 +789,14 @@ def _optimisations(r: Results) -> list[str]:
         float(product_units.get("dynamodb:BatchWriteItem", 0.0)),
         "units",
     )
+    if "product_distinct_read_first" in f:
+        add(
+            "Enricher: first-receive webhooks fetched beside the batch's ledger read (`fetch_early`) "
+            "vs after it: batch of 10 distinct, 100 ms upstream",
+            g("product_distinct_read_first").median,
+            g("product_distinct").median,
+            "ms",
+        )
     no_share = (r.raw.get("product_quiet_no_share_calls") or [{}])[0]
     share = (r.raw.get("product_quiet_calls") or [{}])[0]
     if no_share and share:

@@ -61,6 +61,8 @@ def test_bench_writes_every_row(tmp_path: Path) -> None:
         "| Enricher: collector off during init, then `gc.freeze()`: cold start |",
         "| `aws/queues.py`: refused characters as a positive class",
         "| Enricher: `ReconcilerSettings` with `defer_build`",
+        "| Enricher and reconciler: `import requests` without its character-set detector",
+        "| Enricher: first-receive webhooks fetched beside the batch's ledger read (`fetch_early`)",
         "| ENRICH_RELATED all four (cache warm): batch of 10 appointments in 10 locations",
         "| ENRICH_RELATED all four (no cache: 4 entity fetches per record): batch of 10",
         "| ENRICH_RELATED all four: cost per million events above the same build without",
