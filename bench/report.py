@@ -324,8 +324,10 @@ def render(r: Results, args: argparse.Namespace, meta: dict[str, Any], elapsed: 
         *_machine(),
         f"- Product and bench: {_versions()}",
         f"- Peer venv (`bench/out/peer-venv`, from `bench/requirements.txt`): {meta['peer_versions']}",
-        "- Backing services in their own process: moto server (embedded AWS over HTTP) and the sandbox "
-        "PowerLeads API (`dev/fakes/sandbox.py`, rate limiter lifted), both on 127.0.0.1.",
+        "- Backing services, each in its own process (as AWS and HighLevel are separate services: in "
+        "one process the sandbox's answers waited behind moto's work for the same batch): moto server "
+        "(embedded AWS over HTTP) and the sandbox PowerLeads API (`dev/fakes/sandbox.py`, rate "
+        "limiter lifted), both on 127.0.0.1.",
         "",
         "## Results",
         "",

@@ -1,8 +1,10 @@
-"""The bench's backing services in their own process: moto server + resources + sandbox API.
+"""The bench's backing services, out of the measured processes: moto server + resources in one
+process, the sandbox API in another (``--sandbox``, started by the first).
 
 Run as ``python -m bench.services``: prints one JSON line (the runtime-contract env, the sandbox
 URL, queue ARNs, the appointment ids it serves) and serves until stdin closes. Keeping them out of
-the measured processes means a handler never shares a GIL with the servers it talks to.
+the measured processes means a handler never shares a GIL with the servers it talks to, nor do
+the two servers with each other.
 
 The sandbox's rate limiter is lifted (the bench sends thousands of fetches for one location);
 the related-entity bench's appointments (``related_appointments``) are seeded with their own contact,
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,52 +98,85 @@ def sample_event() -> dict[str, Any]:
     return event
 
 
-def main() -> int:
+def seed(sandbox: Any) -> None:
+    """Every appointment the bench asks for (the related ones with their four entities)."""
+    base = sample_event()
+    for appointment_id in [*appointment_ids(), *local_appointment_ids()]:
+        event = copy.deepcopy(base)
+        event["id"] = appointment_id
+        sandbox.put_appointment(event)
+    for spread in [*spread_sets(), *quiet_sets(), rss_appointments()]:
+        for appointment_id, location_id in spread:
+            sandbox.put_appointment({**copy.deepcopy(base), "id": appointment_id, "locationId": location_id})
+    for event in related_appointments():
+        sandbox.put_appointment(event)  # seeds its contact, calendar, user and location too
+
+
+def serve_sandbox() -> int:
+    """``python -m bench.services --sandbox``: the seeded sandbox alone; prints its URL, serves
+    until stdin closes."""
     from dev.fakes.sandbox import SandboxServer  # noqa: PLC0415
+
+    sandbox = SandboxServer(rate_limit_burst=10**9, daily_limit=10**9).start()
+    try:
+        seed(sandbox)
+        print(json.dumps({"sandbox_url": sandbox.url}), flush=True)
+        sys.stdin.read()
+    finally:
+        sandbox.stop()
+    return 0
+
+
+def main() -> int:
+    """moto server here, the sandbox in a process of its own: PowerLeads and AWS are separate
+    services, and one process would have the sandbox's answers wait behind moto's work for the
+    same batch (one GIL), which neither real service does."""
     from dev.stack.awslocal import create_resources, start_moto_server  # noqa: PLC0415
 
     server, endpoint = start_moto_server()
-    sandbox = SandboxServer(rate_limit_burst=10**9, daily_limit=10**9).start()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.services", "--sandbox"],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        stack = create_resources(endpoint, powerleads_api_base_url=sandbox.url)
-        base = sample_event()
-        ids = appointment_ids()
-        for appointment_id in [*ids, *local_appointment_ids()]:
-            event = copy.deepcopy(base)
-            event["id"] = appointment_id
-            sandbox.put_appointment(event)
-        for spread in [*spread_sets(), *quiet_sets(), rss_appointments()]:
-            for appointment_id, location_id in spread:
-                sandbox.put_appointment(
-                    {**copy.deepcopy(base), "id": appointment_id, "locationId": location_id}
-                )
-        related = related_appointments()
-        for event in related:
-            sandbox.put_appointment(event)  # seeds its contact, calendar, user and location too
-        env = stack.env(sandbox.url)
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if not line:
+            raise SystemExit("the bench's sandbox process did not start")
+        sandbox_url = json.loads(line)["sandbox_url"]
+        stack = create_resources(endpoint, powerleads_api_base_url=sandbox_url)
+        env = stack.env(sandbox_url)
         info = {
             "env": env,
-            "sandbox_url": sandbox.url,
+            "sandbox_url": sandbox_url,
             "endpoint_url": endpoint,
             "ingest_queue_url": stack.ingest_queue_url,
             "ingest_queue_arn": stack.ingest_queue_arn,
             "purge_queue_urls": [stack.ingest_queue_url, stack.enriched_queue_url],
-            "location_id": base["locationId"],
-            "appointment_ids": ids,
+            "location_id": sample_event()["locationId"],
+            "appointment_ids": appointment_ids(),
             "local_appointment_ids": local_appointment_ids(),
             "spread_sets": spread_sets(),
             "quiet_sets": quiet_sets(),
             "rss_appointments": rss_appointments(),
             # (appointment id, location id) of the related-entity bench, one location each
-            "related_appointments": [[e["id"], e["locationId"]] for e in related],
+            "related_appointments": [[e["id"], e["locationId"]] for e in related_appointments()],
         }
         print(json.dumps(info), flush=True)
         sys.stdin.read()  # until the parent closes our stdin (or dies)
     finally:
-        sandbox.stop()
+        if child.stdin is not None:
+            child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
         server.stop()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(serve_sandbox() if sys.argv[1:] == ["--sandbox"] else main())
