@@ -138,25 +138,36 @@ class _DropEmfLines:
 
     Powertools prints the ColdStart metric through ``single_metric`` even with
     POWERTOOLS_METRICS_DISABLED=true; without ``--verbose`` the output stays readable.
+
+    Several threads print at once (the record readers, the reconcile loop, the handlers), and
+    ``print`` writes a message and its newline in two calls: each thread collects its own text
+    until it ends a line, and that goes out in one write, so two threads' text never mixes within
+    a line nor inside one record's block.
     """
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self._pending = ""
+        self._local = threading.local()
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        self._pending += text
-        while "\n" in self._pending:
-            line, self._pending = self._pending.split("\n", 1)
-            if not line.startswith('{"_aws":'):
-                self._stream.write(line + "\n")
+        pending = getattr(self._local, "pending", "") + text
+        if pending.endswith("\n"):  # a print's message and its newline: out together
+            kept = [line for line in pending[:-1].split("\n") if not line.startswith('{"_aws":')]
+            if kept:
+                with self._lock:
+                    self._stream.write("\n".join(kept) + "\n")
+            pending = ""
+        self._local.pending = pending
         return len(text)
 
     def flush(self) -> None:
-        if self._pending and not '{"_aws":'.startswith(self._pending[:8]):
-            self._stream.write(self._pending)
-            self._pending = ""
-        self._stream.flush()
+        pending = getattr(self._local, "pending", "")
+        with self._lock:
+            if pending and not '{"_aws":'.startswith(pending[:8]):
+                self._stream.write(pending)
+                self._local.pending = ""
+            self._stream.flush()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
