@@ -341,3 +341,48 @@ def test_the_session_never_reads_netrc_and_keeps_the_bearer_header(
         requests.Request("GET", url, headers={"Authorization": "Bearer tok"})
     )
     assert prepared.headers["Authorization"] == "Bearer tok"
+
+
+PROXY_VARIABLES = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+)
+API_URL = "https://services.leadconnectorhq.com/calendars/events/appointments/A1"
+
+
+@pytest.fixture
+def no_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_without_a_proxy_the_session_reads_the_environment_once_not_per_request(
+    no_proxy_environment: pytest.MonkeyPatch,
+) -> None:
+    """requests scans os.environ twice per request for proxies when it trusts the environment."""
+    no_proxy_environment.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/bundle.pem")
+    session = pooled_session()
+
+    def scanned(*_: Any, **__: Any) -> dict[str, str]:
+        raise AssertionError("the environment was read for a request")
+
+    no_proxy_environment.setattr(requests.sessions, "get_environ_proxies", scanned)
+    settings = session.merge_environment_settings(API_URL, {}, None, None, None)
+    assert settings["proxies"] == {}
+    assert settings["verify"] == "/etc/ssl/bundle.pem"  # the CA bundle still holds, read at init
+
+
+def test_with_a_proxy_requests_keeps_its_per_request_rules(no_proxy_environment: pytest.MonkeyPatch) -> None:
+    no_proxy_environment.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    no_proxy_environment.setenv("NO_PROXY", "bypassed.example")
+    session = pooled_session()
+    proxied = session.merge_environment_settings(API_URL, {}, None, None, None)
+    assert proxied["proxies"]["https"] == "http://proxy.internal:3128"
+    bypassed = session.merge_environment_settings("https://bypassed.example/x", {}, None, None, None)
+    assert "https" not in bypassed["proxies"]

@@ -15,6 +15,7 @@ from our metrics.
 from __future__ import annotations
 
 import math
+import os
 import random
 import threading
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import quote, urlencode
+from urllib.request import getproxies
 
 import requests
 
@@ -193,10 +195,28 @@ class HeadersOnly(requests.auth.AuthBase):
         return request
 
 
+def read_environment_once(session: requests.Session) -> None:
+    """Take the environment's HTTP settings once instead of on every request.
+
+    requests re-reads proxies, ``no_proxy`` and the CA bundle (``REQUESTS_CA_BUNDLE``,
+    ``CURL_CA_BUNDLE``) from ``os.environ`` on each request (``trust_env``): two scans of the whole
+    environment, 90 of a warm GET's 530 us of CPU with 35 variables (measured 2026-12-07). A
+    function's environment is fixed for its life, so with no proxy configured the CA bundle is read here
+    and the session stops consulting the environment (netrc included). With a proxy, requests
+    keeps its own per-request rules, ``no_proxy`` and all."""
+    if getproxies():
+        return
+    session.trust_env = False
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+
+
 def pooled_session(pool_size: int = 16) -> requests.Session:
     """One keep-alive pool for the container; retries are ours (see the module docstring)."""
     session = requests.Session()
     session.auth = HeadersOnly()
+    read_environment_once(session)
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
