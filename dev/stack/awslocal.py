@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 from appointment_enricher.wire import DEFAULT_API_BASE_URL
 from dev.stack.cfn import (
@@ -55,6 +54,7 @@ from dev.stack.cfn import (
     references,
     text,
 )
+from dev.stack.keepalive import KeepAliveMotoServer
 from dev.stack.sqs import drain
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -340,7 +340,7 @@ def _patch_moto_dispatch() -> None:
     DomainDispatcherApplication._dev_patched = True  # type: ignore[attr-defined]
 
 
-def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedMotoServer, str]:
+def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[KeepAliveMotoServer, str]:
     """Start moto server in a daemon thread; returns the server and its endpoint URL.
 
     ``port=0`` picks a free port. Werkzeug's per-request access log is silenced.
@@ -348,7 +348,7 @@ def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadedM
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     _patch_moto_sqs()
     _patch_moto_dispatch()
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server = KeepAliveMotoServer(ip_address=host, port=port)
     server.start()
     bound_host, bound_port = server.get_host_and_port()
     return server, f"http://{bound_host}:{bound_port}"
@@ -554,7 +554,7 @@ class LocalStack:
     parameters: dict[str, Any] = field(repr=False)
     physical: dict[str, Physical] = field(repr=False)
     token_secret_id: str
-    server: ThreadedMotoServer | None = field(default=None, repr=False)
+    server: KeepAliveMotoServer | None = field(default=None, repr=False)
     # The stack's own clients' credentials (moto accepts any, unless it enforces IAM).
     access_key: tuple[str, str] = field(default=DUMMY_KEY_PAIR, repr=False)
 
