@@ -599,6 +599,9 @@ def _collect_batch(results: Results, impl: str, batch: dict[str, Any]) -> None:
                 results.fig(f"{prefix}_{shape}").add(ms, floor)
             results.keep(f"{prefix}_{shape}_aws", per_unit(batch[f"{shape}_aws"], "chunks", 1))
             results.keep(f"{prefix}_{shape}_calls", per_unit(batch[f"{shape}_aws"], "calls", 1))
-    for name in ("session_ms", "new_conn_ms", "publish_batch_ms", "publish_single_ms"):
+    for name in (
+        *("session_ms", "new_conn_ms", "publish_batch_ms", "publish_single_ms"),
+        *("get_cpu_env_us", "get_cpu_once_us", "publish_cpu_twice_us", "publish_cpu_once_us"),
+    ):
         for value in batch.get(name, []):
             results.fig(f"micro_{name}").add(value)

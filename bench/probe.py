@@ -469,6 +469,47 @@ def _micro(
             PublishBatchRequestEntries=[{"Id": f"m{i}", "Message": b} for i, b in enumerate(bodies)],
         )
         out["publish_batch_ms"].append(ms(time.perf_counter() - t))
+    out.update(_client_cpu(spec, url, headers, topic, bodies, samples))
+    return out
+
+
+def _client_cpu(
+    spec: dict[str, Any], url: str, headers: dict[str, str], topic: str, bodies: list[str], samples: int
+) -> dict[str, list[Any]]:
+    """Thread CPU per call, the SDKs as they come vs as the product sets them up, alternating:
+    a warm GET on a session that reads the environment per request (requests' ``trust_env``) vs
+    ``read_environment_once``; a PublishBatch of ten whose body botocore encodes twice vs once
+    (``encode_form_once``). The sandbox answers at 0 ms here: CPU, not latency, is measured."""
+    import boto3  # noqa: PLC0415
+
+    from appointment_enricher.aws.sdk import PUBLISH_CONFIG, sns_client  # noqa: PLC0415
+    from appointment_enricher.powerleads.client import pooled_session  # noqa: PLC0415
+
+    per_env, once = pooled_session(), pooled_session()
+    per_env.trust_env = True  # what a plain requests.Session does
+    plain_sns, product_sns = boto3.client("sns", config=PUBLISH_CONFIG), sns_client(PUBLISH_CONFIG)
+    entries: list[Any] = [{"Id": f"m{i}", "Message": b} for i, b in enumerate(bodies)]
+    out: dict[str, list[Any]] = {k: [] for k in ("get_cpu_env_us", "get_cpu_once_us")}
+    out.update({"publish_cpu_twice_us": [], "publish_cpu_once_us": []})
+    calls = 20
+    for _ in range(samples):
+        for name, session in (("get_cpu_env_us", per_env), ("get_cpu_once_us", once)):
+            session.get(url, headers=headers, timeout=10).raise_for_status()  # warm
+            t = time.thread_time()
+            for _ in range(calls):
+                session.get(url, headers=headers, timeout=10).raise_for_status()
+            out[name].append((time.thread_time() - t) / calls * 1e6)
+        clients: tuple[tuple[str, Any], ...] = (
+            ("publish_cpu_twice_us", plain_sns),
+            ("publish_cpu_once_us", product_sns),
+        )
+        for name, sns in clients:
+            sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=entries)  # warm
+            t = time.thread_time()
+            for _ in range(max(1, calls // 4)):
+                sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=entries)
+            out[name].append((time.thread_time() - t) / max(1, calls // 4) * 1e6)
+    _sandbox(spec["sandbox_url"], "POST", "/_sandbox/reset")
     return out
 
 
