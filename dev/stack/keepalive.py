@@ -39,6 +39,12 @@ class KeepAliveRequestHandler(MotoRequestHandler):
     disable_nagle_algorithm = True
     timeout = IDLE_SECONDS
 
+    def log_error(self, format: str, *args: Any) -> None:
+        """An idle kept-alive connection timing out is routine, not an error worth a line."""
+        if format.startswith("Request timed out"):
+            return
+        super().log_error(format, *args)
+
     def run_wsgi(self) -> None:
         if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -84,3 +84,23 @@ def test_botocore_connects_once_for_many_calls(moto_server: str, caplog: pytest.
     connects = [r.getMessage() for r in caplog.records if "new HTTP connection" in r.getMessage()]
     reconnects = [r.getMessage() for r in caplog.records if "Resetting dropped connection" in r.getMessage()]
     assert len(connects) == 1 and reconnects == []
+
+
+def test_an_idle_connection_closes_quietly(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An idle kept-alive connection is closed after the handler's timeout, without a log line
+    (``make run`` would otherwise print one per idle connection of every client)."""
+    from dev.stack.keepalive import KeepAliveRequestHandler  # noqa: PLC0415
+
+    monkeypatch.setattr(KeepAliveRequestHandler, "timeout", 0.3)
+    connection = _connection(moto_server)
+    with caplog.at_level(logging.INFO, logger="werkzeug"):
+        connection.request("POST", "/", body=b"{}", headers={**LIST_TABLES, **AUTH})
+        assert connection.getresponse().read()
+        sock = connection.sock
+        assert sock is not None
+        sock.settimeout(5)
+        assert sock.recv(1) == b""  # the server closed it once idle
+    assert not [r for r in caplog.records if "timed out" in r.getMessage()]
+    connection.close()
