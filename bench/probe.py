@@ -607,7 +607,8 @@ def init_micro(repeats: int = 5) -> dict[str, float]:
     """Medians in ms: compiling the negated vs the positive character class of ``aws/queues.py``
     (``re.purge`` first: a cold start compiles it once), creating a ``ReconcilerSettings`` class
     and the four related-entity models with their validators built at once vs deferred
-    (``defer_build``), and the enricher's SQS client made at init vs a ``LazyClient``."""
+    (``defer_build``), the enricher's SQS client made at init vs a ``LazyClient``, ``import requests``
+    with and without its detector, and the three clients made from full vs cut service models."""
     import re  # noqa: PLC0415
     import statistics  # noqa: PLC0415
 
@@ -662,6 +663,7 @@ def init_micro(repeats: int = 5) -> dict[str, float]:
     return {
         **ledger_item_units(),
         **requests_import_ms(repeats),
+        **clients_made_ms(repeats),
         "regex_negated_ms": timed(lambda: re.compile(NEGATED_XML_CLASS)),
         "regex_positive_ms": timed(lambda: re.compile(queues._NOT_XML.pattern)),
         "reconciler_settings_eager_ms": timed(lambda: settings_class(False)),
@@ -688,27 +690,55 @@ print((time.perf_counter() - t) * 1000)
 """
 
 
-def requests_import_ms(repeats: int) -> dict[str, float]:
-    """Median ms of ``import requests`` in fresh interpreters, with and without its character-set
-    detector (``powerleads.detection``), alternating."""
+# A fresh interpreter, its collector off as during the functions' init, boto3 loaded; then the
+# clock around a new session making the enricher's three clients, from botocore's full service
+# models (``full``) or from the product's session and its cut models (``cut``).
+CLIENTS_MADE = """
+import gc, sys, time
+gc.disable()
+sys.path.insert(0, sys.argv[1])
+import boto3
+from appointment_enricher.aws import sdk
+t = time.perf_counter()
+session = sdk.product_session() if sys.argv[2] == "cut" else boto3.session.Session()
+for name in ("dynamodb", "sns", "secretsmanager"):
+    session.client(name, region_name="us-east-1", config=sdk.BACKEND_CONFIG)
+print((time.perf_counter() - t) * 1000)
+"""
+
+
+def clients_made_ms(repeats: int) -> dict[str, float]:
+    """Median ms of a new session making the enricher's DynamoDB, SNS and Secrets Manager
+    clients in fresh interpreters, botocore's full models vs the cut ones, alternating."""
+    return _fresh_medians(CLIENTS_MADE, ("full", "cut"), repeats, "clients")
+
+
+def _fresh_medians(script: str, modes: tuple[str, str], repeats: int, name: str) -> dict[str, float]:
     import statistics  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
 
     layer = str(Path(__file__).resolve().parents[1] / "layers" / "shared")
-    samples: dict[str, list[float]] = {"keep": [], "skip": []}
+    samples: dict[str, list[float]] = {mode: [] for mode in modes}
     for _ in range(repeats):
         for mode, taken in samples.items():
             out = subprocess.run(
-                [sys.executable, "-c", REQUESTS_IMPORT, layer, mode],
+                [sys.executable, "-c", script, layer, mode],
                 capture_output=True,
                 text=True,
                 check=True,
                 timeout=60,
             ).stdout
             taken.append(float(out.strip()))
+    return {f"{name}_{mode}_ms": float(statistics.median(taken)) for mode, taken in samples.items()}
+
+
+def requests_import_ms(repeats: int) -> dict[str, float]:
+    """Median ms of ``import requests`` in fresh interpreters, with and without its character-set
+    detector (``powerleads.detection``), alternating."""
+    medians = _fresh_medians(REQUESTS_IMPORT, ("keep", "skip"), repeats, "requests")
     return {
-        "requests_with_detector_ms": float(statistics.median(samples["keep"])),
-        "requests_without_detector_ms": float(statistics.median(samples["skip"])),
+        "requests_with_detector_ms": medians["requests_keep_ms"],
+        "requests_without_detector_ms": medians["requests_skip_ms"],
     }
 
 
