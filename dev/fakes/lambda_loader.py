@@ -122,6 +122,14 @@ def add_code_paths(repo_root: Path = REPO_ROOT) -> None:
             sys.path.insert(0, path)
 
 
+def _new_container() -> None:
+    """A cold start on Lambda is a new process: what the layer keeps per container starts over
+    (its boto3 session, which has resolved the credentials of the environment it was made in)."""
+    sdk = sys.modules.get("appointment_enricher.aws.sdk")
+    if sdk is not None:
+        sdk.product_session.cache_clear()
+
+
 def load_function_module(name: str, *, repo_root: Path = REPO_ROOT, fresh: bool = True) -> ModuleType:
     """Import ``functions/<name>/app.py`` as ``_lambda_<name>_app[_<n>]``.
 
@@ -135,6 +143,7 @@ def load_function_module(name: str, *, repo_root: Path = REPO_ROOT, fresh: bool 
     base = f"_lambda_{name.replace('-', '_')}_app"
     if not fresh and base in sys.modules:
         return sys.modules[base]
+    _new_container()
     module_name = base if base not in sys.modules else f"{base}_{next(_counter)}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:

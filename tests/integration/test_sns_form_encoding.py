@@ -24,14 +24,14 @@ def test_publish_batch_is_encoded_once_and_arrives_intact(
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_DEFAULT_REGION", local_stack.region)
-    sns = sns_client(PUBLISH_CONFIG)
-    sqs = aws_client("sqs", local_stack.endpoint_url)
-    topic = sns.create_topic(Name=f"encode-{local_stack.suffix}")["TopicArn"]
+    sns = sns_client(PUBLISH_CONFIG)  # the product's client: its cut model only publishes
+    admin, sqs = aws_client("sns", local_stack.endpoint_url), aws_client("sqs", local_stack.endpoint_url)
+    topic = admin.create_topic(Name=f"encode-{local_stack.suffix}")["TopicArn"]
     queue = sqs.create_queue(QueueName=f"encode-{local_stack.suffix}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    sns.subscribe(
+    admin.subscribe(
         TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
     )
 
