@@ -64,14 +64,22 @@ def read_jsonl(path: str | None) -> Iterator[dict[str, Any]]:
 PURGE_EVERY = 100  # moto's FIFO sends slow down with queue depth: keep queues short, untimed
 
 
+def _sqs_client() -> Any:
+    """The bench's own SQS client inside a measured process: from the product's session when its
+    layer is loaded (a second session would add its few MB to the process's peak RSS, which a
+    Lambda container without the bench does not have), else from boto3's default session."""
+    import boto3  # noqa: PLC0415 - only after the cold start
+
+    sdk = sys.modules.get("appointment_enricher.aws.sdk")
+    return sdk.product_session().client("sqs") if sdk is not None else boto3.client("sqs")
+
+
 class Purger:
     """Empties the stack's queues every ``PURGE_EVERY`` records, outside the timed sections."""
 
     def __init__(self, urls: list[str]) -> None:
-        import boto3  # noqa: PLC0415 - only after the cold start
-
         self.urls = urls
-        self.client = boto3.client("sqs")
+        self.client = _sqs_client()
         self.seen = 0
 
     def purge(self) -> None:

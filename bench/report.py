@@ -545,9 +545,10 @@ _MISS_REASONS: dict[str, str] = {
         "cookiejar and idna remain), 9 ms of Powertools Logger and Metrics, about 16 ms for the "
         "clients beyond the floor's one (DynamoDB's service model alone 6.6 ms; since then made "
         "from service models cut to the operations called, about 8-11 ms less, see the "
-        "optimisation table) and 28 ms of the first batch. On Python 3.13, the template's runtime, the same code measured 1.86x the "
-        "floor (floor 155 ms) against 1.93x on 3.11 in one side-by-side of 8 runs; this bench runs "
-        "on the Python that runs it. With `EnableTracing=true` (the template default) Lambda "
+        "optimisation table) and 28 ms of the first batch. On Python 3.13, the template's "
+        "runtime, the same code measured 1.86x the floor (floor 155 ms) against 1.93x on 3.11 "
+        "in one side-by-side of 8 runs (before the cut models); this bench runs on the Python "
+        "that runs it. With `EnableTracing=true` (the template default) Lambda "
         "also pays the X-Ray SDK import, which this bench leaves out."
     ),
     "enricher cold start vs peer": (
