@@ -702,7 +702,7 @@ def _optimisations(r: Results) -> list[str]:
         "ms",
     )
     add(
-        "Enricher: lazy imports, every AWS client made once from boto3's default session and handed "
+        "Enricher: lazy imports, every AWS client made once from one boto3 session and handed "
         "to Powertools (`appointment_enricher.enrich.wiring`) vs the naive module (eager imports; Powertools "
         "builds its own boto3 Sessions; no Powertools logger/metrics): cold start",
         g("naive_cold").median,

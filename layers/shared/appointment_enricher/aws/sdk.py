@@ -82,7 +82,8 @@ def sqs_client(config: Config = BACKEND_CONFIG, region_name: str | None = None) 
 def product_session() -> boto3.Session:
     """The one session of the enricher's and the reconciler's clients (a second session would
     set itself up again): its loader reads the cut service models in ``aws/models`` before
-    botocore's own (see there). Other sessions, boto3's default included, keep the full models."""
+    botocore's own (see ``aws/service_models.py``). Other sessions, boto3's default included,
+    keep the full models."""
     import boto3  # noqa: PLC0415
     import botocore.session  # noqa: PLC0415
 
@@ -126,7 +127,7 @@ class LazyClient:
     quarantine and hand-backs on SQS): each client made at cold start loads its service model
     (the SQS one ~5 ms). Written by hand: boto3 has no lazy client. One lock, so two threads
     never make it twice; every client a container uses at once is made at init, so no other
-    thread is making one from the same default session meanwhile."""
+    thread is making one from the same session (``product_session``) meanwhile."""
 
     def __init__(self, make: Callable[[], Any]) -> None:
         self._make = make
