@@ -157,6 +157,36 @@ def test_known_locations_are_added_once_per_container(local_stack: LocalStack) -
     assert ledger.known_locations() == ["L1", "L2", "L3", "L4"]
 
 
+def test_a_read_entry_shows_its_location_is_known_so_a_new_container_does_not_write_it(
+    local_stack: LocalStack,
+) -> None:
+    """Every item was written after its location (``Tracker.save``): a container whose read finds
+    an appointment of L1 adds only the locations it found nothing for."""
+    real = local_stack.client("dynamodb")
+    writer = _ledger(local_stack)
+    writer.remember_locations(["L1"])
+    writer.save(_entry("K1"))
+    updates: list[list[str]] = []
+
+    class Counting:
+        exceptions = real.exceptions
+
+        def update_item(self, **kwargs: Any) -> Any:
+            updates.append(kwargs["ExpressionAttributeValues"][":l"]["SS"])
+            return real.update_item(**kwargs)
+
+        def batch_get_item(self, **kwargs: Any) -> Any:
+            return real.batch_get_item(**kwargs)
+
+    fresh = _ledger(local_stack, Counting())
+    read = fresh.read(["K1", "K9"], ["d1"])
+    assert set(read.entries) == {"K1"}
+    fresh.remember_locations(["L1", "L7"])
+    fresh.remember_locations(["L1"])  # a group's save: nothing left to write
+    assert updates == [["L7"]]
+    assert _ledger(local_stack).known_locations() == ["L1", "L7"]
+
+
 def test_the_appointment_is_stored_compressed_and_read_back_whole(local_stack: LocalStack) -> None:
     appointment = {"id": "D1", "notes": "x" * 2000, "startTime": "2026-12-01T10:00:00+05:30"}
     ledger = _ledger(local_stack)

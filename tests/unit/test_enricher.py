@@ -571,6 +571,30 @@ def test_one_ledger_read_per_batch_and_each_record_carries_its_change(parts) -> 
     assert book.items["A"].revision == 2 and book.locations == {LOC}
 
 
+def test_the_batch_locations_are_written_after_the_read_and_a_failed_read_writes_none(parts) -> None:
+    """The read shows which locations the ledger holds (the adapter learns them from the entries),
+    so the batch's locations write waits for it instead of running beside it."""
+    source, sink, parked, memory = parts
+
+    class SlowRead(MemoryLedger):
+        remembered_during_read = False
+
+        def read(self, appointment_ids: Any, dedupe_ids: Any) -> BatchRead:
+            threading.Event().wait(0.2)  # a remember beside the read would be called meanwhile
+            self.remembered_during_read = bool(self.remembered)
+            return super().read(appointment_ids, dedupe_ids)
+
+    book = SlowRead()
+    _, failures, _ = run(service(source, sink, parked, memory, ledger=book), [sqs(1, "A"), sqs(2, "B")])
+    assert failures == [] and book.remembered_during_read is False
+    assert book.remembered[0] == [LOC] and book.locations == {LOC}
+
+    down = SlowRead()
+    down.broken = True
+    _, failures, _ = run(service(source, sink, parked, memory, ledger=down), [sqs(3, "C")])
+    assert len(failures) == 1 and down.remembered == []
+
+
 def test_a_ledger_conflict_retries_the_appointment_and_publishes_nothing_of_it(parts) -> None:
     source, sink, parked, memory = parts
     book = MemoryLedger()
@@ -653,38 +677,40 @@ def _at(record: dict[str, Any], location_id: str) -> dict[str, Any]:
 
 
 class GatedLedger(MemoryLedger):
-    """The batch read returns only once the locations write and the warm-up have started: a
-    service that ran either after the read would fail the read (after a 10 s wait)."""
+    """The batch read returns only once the warm-up has started (a service that warmed up after
+    the read would fail it, after a 10 s wait); it records whether any locations write came first."""
 
     def __init__(self, warmed: threading.Event, fail_remember: int = 0) -> None:
         super().__init__()
         self.warmed = warmed
-        self.remembering = threading.Event()
         self.fail_remember = fail_remember
+        self.remembered_before_read = False
 
     def read(self, appointment_ids: Any, dedupe_ids: Any) -> BatchRead:
-        if not (self.warmed.wait(10) and self.remembering.wait(10)):
-            raise AssertionError("the ledger read ran before the warm-up and the locations write")
+        if not self.warmed.wait(10):
+            raise AssertionError("the ledger read ran before the warm-up")
+        self.remembered_before_read = bool(self.remembered)
         return super().read(appointment_ids, dedupe_ids)
 
     def remember_locations(self, location_ids: Any) -> None:
-        self.remembering.set()
         if self.fail_remember:
             self.fail_remember -= 1
             raise RuntimeError("dynamodb down")
         super().remember_locations(location_ids)
 
 
-def test_the_locations_write_and_the_token_warm_up_run_beside_the_ledger_read(parts) -> None:
+def test_the_token_warm_up_runs_beside_the_ledger_read_and_the_locations_write_after_it(parts) -> None:
     source, sink, parked, memory = parts
     source.results["B"] = {"event": {**event("B"), "locationId": "loc2"}}
     warmed = threading.Event()
     book = GatedLedger(warmed)
     svc = service(source, sink, parked, memory, ledger=book, warm=warmed.set)
     _, failures, _ = run(svc, [sqs(1, "A"), _at(sqs(2, "B"), "loc2"), sqs(3, "A")])
-    assert failures == [] and len(sink.delivered) == 3
-    assert book.remembered[0] == [LOC, "loc2"]  # one write for the batch's locations, sorted
-    assert sorted(book.remembered[1:]) == [[LOC], ["loc2"]]  # each save's own check (no write then)
+    assert failures == [] and len(sink.delivered) == 3 and book.remembered_before_read is False
+    batch_write = [LOC, "loc2"]  # one write for the batch's locations, sorted
+    assert batch_write in book.remembered
+    others = sorted(call for call in book.remembered if call != batch_write)
+    assert others == [[LOC], ["loc2"]]  # each save's own check (no write then)
     assert book.locations == {LOC, "loc2"}
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..clocks import Monotonic, WallClock, utc_now
 from ..config.intake import Tenancy
@@ -36,10 +36,12 @@ from .items import Item, Outcome, ParsedItem, Stats, retry_rest
 from .parse import parse_record
 from .prepare import GroupContext, GroupPreparer
 from .publish import RecordPublisher, publish_in_rounds
-from .related import RelatedFetcher
 from .settle import QuarantineSink, Settler
 from .tenancy import refuse_foreign
 from .track import NoTracking, ReceiptClaims, Track, Tracker
+
+if TYPE_CHECKING:  # ``enrich.related`` is imported by ENRICH_RELATED builds only (``wiring``)
+    from .related import RelatedFetcher
 
 __all__ = [
     "AppointmentSource",
@@ -149,18 +151,19 @@ class EnricherService:
     def _prepare(
         self, groups: dict[str, list[ParsedItem]], remaining_ms: Callable[[], int], deadline: float
     ) -> list[Track]:
-        """The batch's one ledger read (entries and receipts) runs first on the pool; each group
-        waits for it, then claims, fetches, tracks and writes. Beside the read, on the pool too:
-        the batch's new locations for the ledger (one write, which a group's first ledger write
-        waits for) and ``warm``; neither waits for the other, nor the read for them."""
+        """The batch's one ledger read (entries and receipts) runs on the pool while each group
+        fetches its first appointment (``prepare.fetch_early``); the group then claims, tracks
+        and writes. ``warm`` starts first: the token it reads (a cold container's only) is what
+        the first fetch waits for, and the fetch is the longest step. The batch's new locations
+        for the ledger follow the read (``_remember_after``)."""
         ids = sorted({e.parsed.ref.appointment_id for group in groups.values() for e in group})
         dedupe_ids = [e.dedupe_id for group in groups.values() for e in group]
-        read: Future[BatchRead] = self._pool.submit(self.tracker.read, ids, dedupe_ids)
         if self.warm is not None:
             self._pool.submit(self.warm)
+        read: Future[BatchRead] = self._pool.submit(self.tracker.read, ids, dedupe_ids)
         locations = sorted({e.parsed.ref.location_id for group in groups.values() for e in group})
         # A failed write is not lost: each group's save writes its location again and raises there.
-        self._pool.submit(self.tracker.remember, locations)
+        self._pool.submit(_remember_after, self.tracker, locations, read)
         batch = self.related.batch(deadline) if self.related is not None else None
         context = GroupContext(remaining_ms, deadline, read.result, self.now(), batch)
         preparer = GroupPreparer(
@@ -181,3 +184,11 @@ class EnricherService:
             )
             retry_rest(group, "UnexpectedError", f"{type(exc).__name__}: {exc}")
             return []
+
+
+def _remember_after(tracker: Tracker | NoTracking, locations: list[str], read: Future[BatchRead]) -> None:
+    """The batch's new locations, once the read has shown which ones the ledger already holds
+    (the location of every entry read): a container's first batch of known appointments writes
+    nothing. A failed read leaves the writes to the groups' saves (which retry anyway)."""
+    if read.exception() is None:
+        tracker.remember(locations)

@@ -204,6 +204,12 @@ class DynamoLedger:
                 elif key.startswith(APPOINTMENT_KEY_PREFIX):
                     entry = _entry(item)
                     entries[entry.appointment_id] = entry
+        # An appointment's item is only ever written after its location was added to the
+        # ``locations`` item (``Tracker.save``): the locations of the entries read need no write.
+        known = {entry.location_id for entry in entries.values()} - self._locations_added
+        if known:
+            with self._lock:
+                self._locations_added.update(known)
         return BatchRead(entries, frozenset(receipts))
 
     def _batch_get(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
