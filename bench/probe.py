@@ -636,13 +636,13 @@ def init_micro(repeats: int = 5) -> dict[str, float]:
         return float(statistics.median(samples))
 
     def entity_classes(defer: bool) -> object:
-        from appointment_enricher import related  # noqa: PLC0415
+        from appointment_enricher import entities  # noqa: PLC0415
 
         made = []
-        for model in (related.Contact, related.Calendar, related.User, related.Location):
+        for model in (entities.Contact, entities.Calendar, entities.User, entities.Location):
             config = ConfigDict(**model.model_config)
             config["defer_build"] = defer
-            namespace = {"model_config": config, "__module__": related.__name__}
+            namespace = {"model_config": config, "__module__": entities.__name__}
             made.append(type(f"{model.__name__}Probe", (model,), namespace))
         return made
 

@@ -800,7 +800,7 @@ def _optimisations(r: Results) -> list[str]:
         "ms",
     )
     add(
-        "Enricher: the four related-entity models (`related.py`) with `defer_build` (built on first "
+        "Enricher: the four related-entity models (`entities.py`) with `defer_build` (built on first "
         "use, by `ENRICH_RELATED` builds only) vs built at class creation",
         g("related_models_eager_ms").median,
         g("related_models_deferred_ms").median,

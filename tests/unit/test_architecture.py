@@ -3,7 +3,8 @@
 * No import cycle anywhere in the repository's code: the shipped package ``appointment_enricher``
   (every sub-package), ``dev/``, ``bench/`` and ``cli/plenrich`` (lazy imports inside functions
   count: they still tie the two modules together; ``if TYPE_CHECKING:`` imports do not).
-* The domain modules (the package's top level: ``models``, ``enrichment``, ``changes``,
+* The domain modules (the package's top level: ``models``, ``enrichment``, ``related``,
+  ``entities``, ``changes``,
   ``outbound``, ``wire``, ``errors``, ``clocks``) import neither boto3/botocore nor requests,
   directly or through the package's other modules.
 * No class in the shipped code (``layers/shared``, ``functions``) is over ``MAX_CLASS_LINES``
@@ -22,7 +23,7 @@ from tests.conftest import python_files
 PACKAGE = "appointment_enricher"
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "layers" / "shared" / PACKAGE
 ROOT = PACKAGE_DIR.parents[2]
-DOMAIN = {"models", "enrichment", "related", "changes", "outbound", "wire", "errors", "clocks"}
+DOMAIN = {"models", "enrichment", "related", "entities", "changes", "outbound", "wire", "errors", "clocks"}
 FORBIDDEN_IN_DOMAIN = {"boto3", "botocore", "requests"}
 # The repository's own code trees (import name -> folder): a cycle between any two modules fails.
 CODE_TREES = {

@@ -18,6 +18,7 @@ from appointment_enricher.enrich.related import (
     classify_failure,
 )
 from appointment_enricher.enrich.service import Outcome
+from appointment_enricher.entities import read_entity
 from appointment_enricher.errors import ConfigError
 from appointment_enricher.powerleads.client import (
     AppointmentNotFound,
@@ -25,7 +26,7 @@ from appointment_enricher.powerleads.client import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from appointment_enricher.related import cut_contact, local_time, pick_timezone, read_entity
+from appointment_enricher.related import cut_contact, local_time, pick_timezone
 from tests.unit.test_enricher import Memory, Parked, Sink, Source, run, service, sqs
 
 BASE = {"QUARANTINE_QUEUE_URL": "q", "OUTPUT_QUEUE_URL": "o", "POWERLEADS_TOKEN": "t"}

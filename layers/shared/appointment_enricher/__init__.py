@@ -4,8 +4,9 @@ The domain sits at the top and imports neither boto3 nor requests:
 
 - ``models``: pydantic shapes of the webhook, Get Appointment and the enriched record.
 - ``enrichment``: pure rules, webhook + fetched appointment -> enriched record.
-- ``related``: shapes of the contact, calendar, user and location; the contact allow-list; local
-  times.
+- ``related``: which id names each related entity; the contact allow-list; local times.
+- ``entities``: shapes of the contact, calendar, user and location (``ENRICH_RELATED`` builds
+  only import them).
 - ``changes``: pure diff rules of a record's ``change``.
 - ``outbound``: a record as it goes out (body, attributes, FIFO ids, size).
 - ``wire``: what crosses a boundary and how (strict JSON, ids, dedupe ids, the ingest message).
@@ -32,6 +33,7 @@ __all__ = [
     "config",
     "enrich",
     "enrichment",
+    "entities",
     "errors",
     "intake",
     "ledger",

@@ -1,11 +1,10 @@
-"""Related entities of an appointment (contact, calendar, assigned user, location): their shapes,
-which id names each, how a contact is cut to ``CONTACT_FIELDS``, and local times. Pure domain: no
-I/O (``enrich/related.py`` fetches and caches).
+"""Related entities of an appointment (contact, calendar, assigned user, location): which id names
+each, how a contact is cut to ``CONTACT_FIELDS``, and local times. Pure domain: no I/O
+(``enrich/related.py`` fetches and caches).
 
-Shapes as HighLevel's OpenAPI specs and the official SDK 3.0.0 give them: every field optional,
-unknown fields kept. ``GET /contacts/{id}`` -> ``{"contact": {...}}``, ``GET /calendars/{id}`` ->
-``{"calendar": {...}}`` (no timezone), ``GET /users/{id}`` -> the user itself (no wrapper),
-``GET /locations/{id}`` -> ``{"location": {...}}``.
+Their shapes (pydantic models) live in ``entities``: the settings and the record builder import
+this module in every enricher, and only ``ENRICH_RELATED`` builds need the models (2 ms of a cold
+start, with ``enrich/related.py``, which the default build does not import either).
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ from datetime import datetime
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 from .wire import try_upstream_time
 
 RelatedKind = Literal["contact", "calendar", "assignedUser", "location"]
@@ -25,76 +22,6 @@ RELATED_KINDS: Final[tuple[RelatedKind, ...]] = ("contact", "calendar", "assigne
 DEFAULT_CONTACT_FIELDS: Final = ("id", "name", "firstName", "lastName", "email", "phone", "timezone", "tags")
 # Permanent reasons an entity is null (``relatedErrors``).
 Reason = Literal["NotFound", "Invalid", "Forbidden", "NoId"]
-
-
-class _Entity(BaseModel):
-    # Built on first use, not at import: only ``ENRICH_RELATED`` builds use them, and building the
-    # four validators cost every enricher cold start ~6 ms (BENCHMARKS.md).
-    model_config = ConfigDict(extra="allow", defer_build=True)
-
-    id: str | None = None
-    name: str | None = None
-
-
-class Contact(_Entity):
-    """``contact`` of Get Contact."""
-
-    locationId: str | None = None
-    firstName: str | None = None
-    lastName: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    timezone: str | None = None
-    tags: list[str] | None = None
-
-
-class Calendar(_Entity):
-    """``calendar`` of Get Calendar (``CalendarDTO``; it has no timezone)."""
-
-    locationId: str | None = None
-
-
-class User(_Entity):
-    """Get User's body (``UserSuccessfulResponseDto``)."""
-
-    firstName: str | None = None
-    lastName: str | None = None
-    email: str | None = None
-    phone: str | None = None
-
-
-class Location(_Entity):
-    """``location`` of Get Location (``GetLocationByIdSchema``)."""
-
-    timezone: str | None = None
-
-
-_MODELS: Final[dict[str, type[_Entity]]] = {
-    "contact": Contact,
-    "calendar": Calendar,
-    "assignedUser": User,
-    "location": Location,
-}
-_WRAPPERS: Final[dict[str, str | None]] = {
-    "contact": "contact",
-    "calendar": "calendar",
-    "assignedUser": None,
-    "location": "location",
-}
-
-
-def read_entity(kind: str, payload: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The entity in a 200 body, validated, as the API returned it; None when the body is not one
-    (no wrapper object, a field of the wrong type): ``Invalid``."""
-    wrapper = _WRAPPERS[kind]
-    body = payload.get(wrapper) if wrapper else payload
-    if not isinstance(body, dict):
-        return None
-    try:
-        entity = _MODELS[kind].model_validate(body)
-    except ValidationError:
-        return None
-    return entity.model_dump(mode="json", exclude_unset=True)
 
 
 def entity_ids(appointment: Any, location_id: str, kinds: Iterable[str]) -> dict[str, str | None]:
@@ -161,15 +88,10 @@ def _rfc3339_local(moment: datetime) -> str:
 __all__ = [
     "DEFAULT_CONTACT_FIELDS",
     "RELATED_KINDS",
-    "Calendar",
-    "Contact",
-    "Location",
     "RelatedKind",
     "RelatedResult",
-    "User",
     "cut_contact",
     "entity_ids",
     "local_time",
     "pick_timezone",
-    "read_entity",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -32,8 +33,10 @@ from .fetch import AppointmentSource, FetchFailure, FetchResult, NotFound, fetch
 from .idempotency import Claim, Idempotency
 from .items import Covered, Item, Outcome, ParsedItem, Ready, retry_rest
 from .parse import validation_summary
-from .related import RelatedBatch, Transient
 from .track import NoTracking, Track, Tracker
+
+if TYPE_CHECKING:  # ``enrich.related`` is imported by ENRICH_RELATED builds only (``wiring``)
+    from .related import RelatedBatch
 
 
 def claim_group(
@@ -164,7 +167,8 @@ class GroupPreparer:
                 answer = context.related.resolve(
                     appointment or entry.parsed.webhook.appointment, ref.location_id
                 )
-                if isinstance(answer, Transient):  # like the appointment's own fetch: retry, in order
+                # ``Transient``: like the appointment's own fetch, retry the rest in order.
+                if not isinstance(answer, RelatedResult):
                     retry_rest(
                         claimed[index:],
                         answer.error_type,

@@ -23,8 +23,9 @@ from typing import Any, Protocol
 
 from ..budget.base import BudgetThrottled
 from ..clocks import Monotonic
+from ..entities import read_entity
 from ..errors import classify
-from ..related import RELATED_KINDS, RelatedResult, cut_contact, entity_ids, pick_timezone, read_entity
+from ..related import RELATED_KINDS, RelatedResult, cut_contact, entity_ids, pick_timezone
 
 MAX_CACHED = 20_000  # entities per container (a few KB each at most)
 

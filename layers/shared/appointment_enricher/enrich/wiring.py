@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..aws.publisher import Destination, Publisher, SnsDestination, SqsDestination
 from ..aws.queues import Quarantine
@@ -24,8 +24,10 @@ from ..powerleads.tokens import SecretTokens
 from ..powerleads.wiring import build_token_source
 from .handback import HandBack
 from .idempotency import Idempotency, NoIdempotency, PowertoolsIdempotency
-from .related import RelatedCache, RelatedFetcher
 from .service import EnricherService, Stats
+
+if TYPE_CHECKING:
+    from .related import RelatedFetcher
 
 
 def build_enricher(
@@ -101,17 +103,7 @@ def build_enricher(
         max_workers=settings.ENRICHER_MAX_WORKERS,
         deadline_margin_seconds=settings.ENRICHER_DEADLINE_MARGIN_SECONDS,
         log=log,
-        related=(
-            RelatedFetcher(
-                client,  # the same client: token source, gate, retries and budget as the appointment
-                settings.ENRICH_RELATED,
-                settings.CONTACT_FIELDS,
-                RelatedCache(settings.RELATED_CACHE_SECONDS, settings.CONTACT_CACHE_SECONDS),
-                ThreadPoolExecutor(max_workers=connections // 2, thread_name_prefix="related"),
-            )
-            if settings.ENRICH_RELATED
-            else None
-        ),
+        related=_related(settings, client, connections) if settings.ENRICH_RELATED else None,
         handback=HandBack(
             sqs,
             settings.INGEST_QUEUE_URL,
@@ -122,6 +114,20 @@ def build_enricher(
         warm=tokens.prefetch if isinstance(tokens, SecretTokens) else None,
     )
     return service, stats
+
+
+def _related(settings: EnricherSettings, client: PowerLeadsClient, connections: int) -> RelatedFetcher:
+    """``ENRICH_RELATED``: the fetcher, on the appointment's own client (token source, gate,
+    retries and budget), with its own pool. Imported here: the default build never loads it."""
+    from .related import RelatedCache, RelatedFetcher  # noqa: PLC0415 - see the docstring
+
+    return RelatedFetcher(
+        client,
+        settings.ENRICH_RELATED,
+        settings.CONTACT_FIELDS,
+        RelatedCache(settings.RELATED_CACHE_SECONDS, settings.CONTACT_CACHE_SECONDS),
+        ThreadPoolExecutor(max_workers=connections // 2, thread_name_prefix="related"),
+    )
 
 
 def _quiet(*_args: object, **_kwargs: object) -> None:
