@@ -616,7 +616,9 @@ def init_micro(repeats: int = 5) -> dict[str, float]:
     (``re.purge`` first: a cold start compiles it once), creating a ``ReconcilerSettings`` class
     and the four related-entity models with their validators built at once vs deferred
     (``defer_build``), the enricher's SQS client made at init vs a ``LazyClient``, ``import requests``
-    with and without its detector, and the three clients made from full vs cut service models."""
+    with and without its detector, the three clients made from full vs cut service models, the
+    enricher's own modules with and without the related entities', and a list default by factory
+    vs by value."""
     import re  # noqa: PLC0415
     import statistics  # noqa: PLC0415
 
@@ -672,6 +674,8 @@ def init_micro(repeats: int = 5) -> dict[str, float]:
         **ledger_item_units(),
         **requests_import_ms(repeats),
         **clients_made_ms(repeats),
+        **enricher_imports_ms(repeats),
+        **list_default_ms(repeats),
         "regex_negated_ms": timed(lambda: re.compile(NEGATED_XML_CLASS)),
         "regex_positive_ms": timed(lambda: re.compile(queues._NOT_XML.pattern)),
         "reconciler_settings_eager_ms": timed(lambda: settings_class(False)),
@@ -713,6 +717,56 @@ for name in ("dynamodb", "sns", "secretsmanager"):
     session.client(name, region_name="us-east-1", config=sdk.BACKEND_CONFIG)
 print((time.perf_counter() - t) * 1000)
 """
+
+
+# A fresh interpreter as the enricher's init has it when its own modules load (collector off;
+# boto3, requests and pydantic loaded, pydantic's first model made), then the clock around
+# importing the default build's modules; ``related`` adds the related entities' fetcher and
+# models, which every build imported before ``entities.py`` (now ``ENRICH_RELATED`` builds only).
+ENRICHER_IMPORTS = """
+import gc, sys, time
+gc.disable()
+sys.path.insert(0, sys.argv[1])
+import boto3, requests, pydantic
+class First(pydantic.BaseModel):
+    a: int = 0
+t = time.perf_counter()
+import appointment_enricher.enrich.wiring, appointment_enricher.config.pipeline
+if sys.argv[2] == "related":
+    import appointment_enricher.enrich.related, appointment_enricher.entities
+print((time.perf_counter() - t) * 1000)
+"""
+
+# A fresh interpreter with pydantic's first model made, then the clock around a settings-like
+# model with a list field defaulting through ``default_factory=list`` (pydantic reads the
+# factory's signature: ``list``'s is parsed from its text, compiling the tokenizer's patterns) or
+# through ``default=[]`` (``config/pipeline.py``).
+LIST_DEFAULT = """
+import gc, sys, time
+gc.disable()
+import pydantic
+class First(pydantic.BaseModel):
+    a: int = 0
+t = time.perf_counter()
+if sys.argv[2] == "factory":
+    class Settings(pydantic.BaseModel):
+        names: list[str] = pydantic.Field(default_factory=list)
+else:
+    class Settings(pydantic.BaseModel):
+        names: list[str] = pydantic.Field(default=[])
+print((time.perf_counter() - t) * 1000)
+"""
+
+
+def enricher_imports_ms(repeats: int) -> dict[str, float]:
+    """Median ms of the enricher's own modules importing in fresh interpreters, with and without
+    the related entities' fetcher and models, alternating."""
+    return _fresh_medians(ENRICHER_IMPORTS, ("related", "default"), repeats, "enricher_imports")
+
+
+def list_default_ms(repeats: int) -> dict[str, float]:
+    """Median ms of making a model with a list default by factory vs by value, fresh interpreters."""
+    return _fresh_medians(LIST_DEFAULT, ("factory", "value"), repeats, "list_default")
 
 
 def clients_made_ms(repeats: int) -> dict[str, float]:

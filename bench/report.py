@@ -786,6 +786,22 @@ def _optimisations(r: Results) -> list[str]:
         "ms",
     )
     add(
+        "Enricher: the related entities' fetcher and models (`enrich/related.py`, `entities.py`) "
+        "imported by `ENRICH_RELATED` builds only vs by every build: the enricher's own modules "
+        "(fresh interpreters, boto3, requests and pydantic loaded)",
+        g("enricher_imports_related_ms").median,
+        g("enricher_imports_default_ms").median,
+        "ms",
+    )
+    add(
+        "Enricher: settings list defaults by value (`Field(default=[])`) vs `default_factory=list` "
+        "(pydantic reads a factory's signature; `list`'s is parsed from its text, compiling the "
+        "tokenizer's patterns): a model with one such field (fresh interpreters)",
+        g("list_default_factory_ms").median,
+        g("list_default_value_ms").median,
+        "ms",
+    )
+    add(
         "`aws/queues.py`: refused characters as a positive class vs the negated XML class: compile "
         "(once per cold start, both handlers)",
         g("regex_negated_ms").median,
