@@ -25,7 +25,9 @@ Item layout (a contract with the reconciler; key ``id`` (S), TTL ``expiration`` 
   the deliveries whose records went out, written by the announce write itself (the receipts of
   published deliveries, folded into the item: no write of their own). At most ``SETTLED_LIMIT``
   unexpired ones; a delivery that does not fit gets a receipt item like any other.
-* ``id = "locations"``: ``locationIds`` (SS), every location the ledger has seen.
+* ``id = "locations"``: ``locationIds`` (SS), every location the ledger has seen; a location is
+  added before the first item of any of its appointments is written, so an item read proves its
+  location is there (``DynamoLedger`` skips writing those).
 * ``id = "receipt#<dedupeId>"``: ``outcome`` (S: published, suppressed, covered or quarantined),
   ``expiration`` (N): a delivery that was settled and is not in its appointment's ``settled``
   (quarantined, covered, or its announce write failed or was full); a later delivery of it is a
