@@ -31,6 +31,16 @@ def test_the_files_are_what_the_installed_botocore_generates() -> None:
     assert on_disk == expected
 
 
+def test_the_layer_pins_the_botocore_the_models_were_cut_from() -> None:
+    """``sam build`` installs the layer from its requirements: an unpinned botocore would float to
+    the newest 1.44.x while the models (and these tests) come from the pinned one."""
+    import botocore  # noqa: PLC0415
+
+    requirements = (LAYER.parent / "requirements.txt").read_text()
+    pin = rf"^botocore=={re.escape(botocore.__version__)}$"
+    assert re.search(pin, requirements, re.MULTILINE), requirements
+
+
 @pytest.mark.parametrize("service", sorted(OPERATIONS))
 def test_the_product_clients_load_the_cut_models(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
