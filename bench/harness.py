@@ -25,6 +25,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "bench" / "out"
 PEER_VENV = OUT_DIR / "peer-venv"
 PEER_REQUIREMENTS = REPO_ROOT / "bench" / "requirements.txt"
+# The template's runtime (``Runtime: python3.13``): the cold starts again on it, side by side.
+RUNTIME_VENV = OUT_DIR / "runtime-venv"
+RUNTIME_VERSION = (3, 13)
+LAYER_REQUIREMENTS = REPO_ROOT / "layers" / "shared" / "requirements.txt"
 PROBE_TIMEOUT = 600
 LATENCY_MS = 100
 SANDBOX_TOKEN = "sandbox-token"
@@ -43,7 +47,7 @@ EAGER_RECEIVER_IMPORTS = [
 ]
 
 
-def compile_layers(repo_root: Path = REPO_ROOT) -> None:
+def compile_layers(repo_root: Path = REPO_ROOT, python: str | None = None) -> None:
     """Byte-compile the layers' packages before any probe, as the deployed layer ships them.
 
     ``sam build`` compiles the layer (layers/shared/Makefile) and Lambda cannot write bytecode to
@@ -52,12 +56,20 @@ def compile_layers(repo_root: Path = REPO_ROOT) -> None:
     (10-15 ms of the enricher's cold start, varying with what earlier runs left behind). Timestamp
     mode, not the layer's unchecked hashes: these files sit beside sources that may change.
     Function code (``functions/*/app.py``) stays uncompiled, as on Lambda (/var/task is read-only).
+    ``python``: another interpreter's bytecode (the template's runtime), compiled by it.
     """
     for layer in sorted((repo_root / "layers").iterdir()):
         for package in sorted(layer.iterdir()) if layer.is_dir() else []:
-            if (package / "__init__.py").is_file() and not compileall.compile_dir(
-                package, quiet=1, workers=0
-            ):
+            if not (package / "__init__.py").is_file():
+                continue
+            if python is not None:
+                done = (
+                    subprocess.run([python, "-m", "compileall", "-q", str(package)], check=False).returncode
+                    == 0
+                )
+            else:
+                done = bool(compileall.compile_dir(package, quiet=1, workers=0))
+            if not done:
                 raise RuntimeError(f"could not byte-compile {package}")
 
 
@@ -154,17 +166,23 @@ def child_env(services: Services, **extra: str) -> dict[str, str]:
 
 
 def run_probe(
-    spec: dict[str, Any], env: dict[str, str], workdir: Path, *, python: str | None = None
+    spec: dict[str, Any],
+    env: dict[str, str],
+    workdir: Path,
+    *,
+    peer_python: str | None = None,
+    python: str | None = None,
 ) -> dict[str, Any]:
-    """One fresh process; returns the JSON it wrote."""
+    """One fresh process; returns the JSON it wrote. ``peer_python``: the peer SDK's probe in its
+    venv; ``python``: the product's probe on another interpreter (the template's runtime)."""
     handle, spec_path = tempfile.mkstemp(suffix=".json", dir=workdir)
     os.close(handle)
     Path(spec_path).write_text(json.dumps(spec))
     result_path = Path(spec_path).with_suffix(".result.json")
-    if python is None:
-        argv = [sys.executable, "-m", "bench.probe", spec_path, str(result_path)]
+    if peer_python is not None:
+        argv = [peer_python, str(REPO_ROOT / "bench" / "peer_probe.py"), spec_path, str(result_path)]
     else:
-        argv = [python, str(REPO_ROOT / "bench" / "peer_probe.py"), spec_path, str(result_path)]
+        argv = [python or sys.executable, "-m", "bench.probe", spec_path, str(result_path)]
     proc = subprocess.run(
         argv,
         cwd=REPO_ROOT,
@@ -183,13 +201,69 @@ def run_probe(
 
 def ensure_peer_venv(log: Callable[[str], None]) -> tuple[Path | None, str]:
     """The peer SDK's venv, created once per requirements file; (python, versions or why not)."""
-    python = PEER_VENV / "bin" / "python"
-    marker = PEER_VENV / ".installed"
-    wanted = hashlib.sha256(PEER_REQUIREMENTS.read_bytes()).hexdigest()
-    if not (python.exists() and marker.exists() and marker.read_text() == wanted):
-        log(f"installing the peer SDK into {PEER_VENV.relative_to(REPO_ROOT)} ...")
+    names = ("gohighlevel-api-client", "httpx", "httpcore", "pydantic", "anyio")
+    return _ensure_venv(PEER_VENV, PEER_REQUIREMENTS, sys.executable, names, "the peer SDK", log)
+
+
+def find_runtime_python(environ: dict[str, str] | None = None) -> str | None:
+    """A Python of the template's runtime, found as ``make sam-build`` finds one: ``PYTHON313``,
+    else ``python3.13`` on the PATH, else pyenv's newest 3.13; None when none runs."""
+    env = os.environ if environ is None else environ
+    candidates = [env.get("PYTHON313", ""), "python3.13"]
+    root = (
+        subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False)
+        if _has("pyenv")
+        else None
+    )
+    if root is not None and root.returncode == 0:
+        versions = sorted(Path(root.stdout.strip(), "versions").glob("3.13*/bin/python3.13"))
+        candidates += [str(path) for path in versions[-1:]]
+    wanted = f"import sys; sys.exit(0 if sys.version_info[:2] == {RUNTIME_VERSION!r} else 1)"
+    for candidate in filter(None, candidates):
         try:
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_VENV)], check=True)
+            if (
+                subprocess.run(
+                    [candidate, "-c", wanted], capture_output=True, check=False, timeout=30
+                ).returncode
+                == 0
+            ):
+                return candidate
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return None
+
+
+def _has(command: str) -> bool:
+    import shutil  # noqa: PLC0415
+
+    return shutil.which(command) is not None
+
+
+def ensure_runtime_venv(log: Callable[[str], None]) -> tuple[Path | None, str]:
+    """The layer's requirements on the template's runtime Python; (python, versions or why not)."""
+    base = find_runtime_python()
+    if base is None:
+        return None, "not measured: no Python 3.13 (PYTHON313, python3.13 on the PATH, or pyenv)"
+    names = ("boto3", "botocore", "pydantic", "requests", "aws-lambda-powertools")
+    return _ensure_venv(RUNTIME_VENV, LAYER_REQUIREMENTS, base, names, "the layer's requirements", log)
+
+
+def _ensure_venv(
+    venv: Path,
+    requirements: Path,
+    base_python: str,
+    names: Sequence[str],
+    what: str,
+    log: Callable[[str], None],
+) -> tuple[Path | None, str]:
+    """A venv of ``requirements`` made with ``base_python``, (re)built when they change."""
+    python = venv / "bin" / "python"
+    marker = venv / ".installed"
+    wanted = hashlib.sha256(requirements.read_bytes() + base_python.encode()).hexdigest()
+    if not (python.exists() and marker.exists() and marker.read_text() == wanted):
+        log(f"installing {what} into {venv.relative_to(REPO_ROOT)} ...")
+        try:
+            subprocess.run([base_python, "-m", "venv", "--clear", str(venv)], check=True)
             subprocess.run(
                 [
                     str(python),
@@ -199,13 +273,13 @@ def ensure_peer_venv(log: Callable[[str], None]) -> tuple[Path | None, str]:
                     "--quiet",
                     "--disable-pip-version-check",
                     "-r",
-                    str(PEER_REQUIREMENTS),
+                    str(requirements),
                 ],
                 check=True,
                 timeout=600,
             )
         except (subprocess.SubprocessError, OSError) as exc:
-            return None, f"peer venv could not be built: {exc}"
+            return None, f"{venv.name} could not be built: {exc}"
         marker.write_text(wanted)
     listing = subprocess.run(
         [str(python), "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
@@ -213,9 +287,14 @@ def ensure_peer_venv(log: Callable[[str], None]) -> tuple[Path | None, str]:
         text=True,
         check=False,
     ).stdout
-    wanted_names = ("gohighlevel-api-client", "httpx", "httpcore", "pydantic", "anyio")
-    versions = ", ".join(line for line in listing.splitlines() if line.split("==")[0].lower() in wanted_names)
-    return python, versions
+    version = subprocess.run(
+        [str(python), "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    found = [line for line in listing.splitlines() if line.split("==")[0].lower() in names]
+    return python, ", ".join([f"Python {version}", *found] if venv == RUNTIME_VENV else found)
 
 
 # ---- the bench ----------------------------------------------------------------------------------
@@ -259,8 +338,14 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
         peer_python, peer_versions = ensure_peer_venv(log)
         if peer_python is None:
             results.notes.append(peer_versions)
+    runtime_python: Path | None = None
+    runtime_versions = "not measured (--no-runtime)"
+    if not args.no_runtime:
+        runtime_python, runtime_versions = ensure_runtime_venv(log)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     compile_layers()
+    if runtime_python is not None:
+        compile_layers(python=str(runtime_python))
     services = Services()
     try:
         with tempfile.TemporaryDirectory(dir=OUT_DIR) as tmp:
@@ -357,9 +442,13 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                         },
                         env,
                         work,
-                        python=str(peer_python),
+                        peer_python=str(peer_python),
                     )
                 _collect_cold(results, floor, receiver, eager, enricher, naive, peer)
+                if runtime_python is not None:
+                    _runtime_cold(
+                        results, str(runtime_python), env, work, floor_body, queue_url, purge, ids, location
+                    )
 
             log("warm batches at 100 ms upstream latency: product, naive, product without shares")
             no_share = {k: v for k, v in env.items() if k != "ENRICHER_MAXIMUM_CONCURRENCY"}
@@ -430,7 +519,54 @@ def bench(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Results
                 results.fig(name).add(value)
     finally:
         services.close()
-    return results, {"peer_versions": peer_versions}
+    return results, {"peer_versions": peer_versions, "runtime_versions": runtime_versions}
+
+
+def _runtime_cold(
+    results: Results,
+    python: str,
+    env: dict[str, str],
+    work: Path,
+    floor_body: str,
+    queue_url: str,
+    purge: list[str],
+    ids: list[str],
+    location: str,
+) -> None:
+    """The floor, the receiver's and the enricher's cold starts on the template's runtime Python,
+    right after the same run's on the bench's own (context: the goals are measured on the latter)."""
+    floor = run_probe(
+        {
+            "kind": "floor",
+            "queue_url": queue_url,
+            "body": floor_body,
+            "nonce": f"{time.time_ns()}-rt",
+            "purge": purge,
+        },
+        env,
+        work,
+        python=python,
+    )
+    receiver = run_probe(
+        {"kind": "receiver", "first": events.api_event(ids[0], location), "purge": purge},
+        env,
+        work,
+        python=python,
+    )
+    enricher = run_probe(
+        {
+            "kind": "enricher",
+            "impl": "enricher",
+            "first": events.sqs_event([events.sqs_record(ids[1], location)]),
+            "purge": purge,
+        },
+        env,
+        work,
+        python=python,
+    )
+    results.fig("runtime_floor_cold").add(floor["cold_ms"])
+    results.fig("runtime_receiver_cold").add(receiver["cold_ms"], floor["cold_ms"])
+    results.fig("runtime_enricher_cold").add(enricher["cold_ms"], floor["cold_ms"])
 
 
 # The related-entity bench's builds: the same enricher without ENRICH_RELATED, with all four

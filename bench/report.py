@@ -236,6 +236,26 @@ def _rows(r: Results) -> list[Row]:
             le(g("receiver_p99").ratio, 2.0),
         ),
     ]
+    if g("runtime_enricher_cold").values:  # the template's runtime, when a Python 3.13 was found
+        runtime_floor = f"floor on 3.13: {_fmt(g('runtime_floor_cold').median, 'ms')}"
+        rows[2:2] = [
+            Row(
+                "receiver cold start on Python 3.13, the template's runtime (each run beside the above)",
+                g("runtime_receiver_cold"),
+                "ms",
+                runtime_floor,
+                "(context)",
+                None,
+            ),
+            Row(
+                "enricher cold start on Python 3.13, the template's runtime (each run beside the above)",
+                g("runtime_enricher_cold"),
+                "ms",
+                runtime_floor,
+                "(context)",
+                None,
+            ),
+        ]
     return rows
 
 
@@ -324,6 +344,8 @@ def render(r: Results, args: argparse.Namespace, meta: dict[str, Any], elapsed: 
         *_machine(),
         f"- Product and bench: {_versions()}",
         f"- Peer venv (`bench/out/peer-venv`, from `bench/requirements.txt`): {meta['peer_versions']}",
+        "- Runtime venv (`bench/out/runtime-venv`, the layer's requirements on the template's Python "
+        f"3.13, for the cold starts' context rows): {meta.get('runtime_versions', 'not measured')}",
         "- Backing services, each in its own process (as AWS and HighLevel are separate services: in "
         "one process the sandbox's answers waited behind moto's work for the same batch): moto server "
         "(embedded AWS over HTTP) and the sandbox PowerLeads API (`dev/fakes/sandbox.py`, rate "

@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         help="rounds of the related-entity builds (without, warm cache, no cache), --batches each",
     )
     parser.add_argument("--no-peer", action="store_true", help="skip the peer SDK (no venv install)")
+    parser.add_argument(
+        "--no-runtime",
+        action="store_true",
+        help="skip the cold starts on Python 3.13, the template's runtime (no venv install)",
+    )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.records < 2:

@@ -67,8 +67,17 @@ def test_bench_writes_every_row(tmp_path: Path) -> None:
         "| ENRICH_RELATED all four (no cache: 4 entity fetches per record): batch of 10",
         "| ENRICH_RELATED all four: cost per million events above the same build without",
         "| without `ENRICH_RELATED` |",
+        "| Enricher: the related entities' fetcher and models (`enrich/related.py`, `entities.py`)",
+        "| Enricher: settings list defaults by value (`Field(default=[])`) vs `default_factory=list`",
     ):
         assert row in text, row
+    # The template's runtime: measured beside each run when a Python 3.13 is found, else said so.
+    runtime = text.split("- Runtime venv (")[1].split("\n")[0]
+    if "Python 3.13" in runtime:
+        assert "| enricher cold start on Python 3.13, the template's runtime" in text
+        assert "| receiver cold start on Python 3.13, the template's runtime" in text
+    else:
+        assert "not measured: no Python 3.13" in runtime, runtime
     # the fleet budget's lease writes are measured among the calls, not assumed on top
     assert "(assumed)" not in text and "dynamodb:UpdateItem" in text
     # measured without the shares too: a lease per quiet location, none with them
