@@ -924,6 +924,12 @@ def _method(args: argparse.Namespace) -> list[str]:
         "are on, as deployed, and go to /dev/null; X-Ray is off (`POWERTOOLS_TRACE_DISABLED`). "
         "The layers' packages are byte-compiled first (`harness.compile_layers`), as `sam build` "
         "ships the layer; the functions' `app.py` is not (Lambda compiles it at every cold start).",
+        "- **On the template's runtime** (context rows): when a Python 3.13 is found (`PYTHON313`, "
+        "`python3.13` on the PATH, or pyenv's, as `make sam-build` finds one), each run also starts "
+        "the floor, the receiver and the enricher on it, right after the same run's on the bench's "
+        "own Python, from a venv of the layer's pinned requirements (`bench/out/runtime-venv`) with "
+        "the layer byte-compiled by it. The goals stay measured on the bench's own Python, the one "
+        "`make bench` was started with.",
         '- **Floor**: a fresh process doing `import boto3` + `boto3.client("sqs")` (our '
         "definition, used for the goals). Its first `SendMessage` to the FIFO ingest queue is timed "
         "separately and shown as *floor + 1 SendMessage*, the like-for-like cost of what the "
