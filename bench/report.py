@@ -238,7 +238,7 @@ def _rows(r: Results) -> list[Row]:
     ]
     if g("runtime_enricher_cold").values:  # the template's runtime, when a Python 3.13 was found
         runtime_floor = f"floor on 3.13: {_fmt(g('runtime_floor_cold').median, 'ms')}"
-        rows[2:2] = [
+        rows[4:4] = [  # after the enricher's cold-start rows
             Row(
                 "receiver cold start on Python 3.13, the template's runtime (each run beside the above)",
                 g("runtime_receiver_cold"),
