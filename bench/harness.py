@@ -293,7 +293,7 @@ def _ensure_venv(
         text=True,
         check=False,
     ).stdout.strip()
-    found = [line for line in listing.splitlines() if line.split("==")[0].lower() in names]
+    found = [line for line in listing.splitlines() if line.split("==")[0].lower().replace("_", "-") in names]
     return python, ", ".join([f"Python {version}", *found] if venv == RUNTIME_VENV else found)
 
 
