@@ -189,6 +189,6 @@ class EnricherService:
 def _remember_after(tracker: Tracker | NoTracking, locations: list[str], read: Future[BatchRead]) -> None:
     """The batch's new locations, once the read has shown which ones the ledger already holds
     (the location of every entry read): a container's first batch of known appointments writes
-    nothing. A failed read leaves the writes to the groups' saves (which retry anyway)."""
+    nothing. After a failed read nothing is written: every group retries before its first save."""
     if read.exception() is None:
         tracker.remember(locations)
