@@ -3,31 +3,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from appointment_enricher.powerleads.detection import DETECTORS, skip_charset_detection
+from tests.fresh import FUNCTION_ENV, run_fresh
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ENV = {
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "POWERTOOLS_SERVICE_NAME": "charset-detection",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_NAMESPACE": "Test",
-    "POWERLEADS_TOKEN": "pit-" + "a" * 32,
-    "OUTPUT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:records",
-    "QUARANTINE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/quarantine",
-    "INGEST_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/ingest.fifo",
-    "LEDGER_TABLE_NAME": "ledger",
-}
+ENV = {**FUNCTION_ENV, "POWERTOOLS_SERVICE_NAME": "charset-detection"}
 
 # Loads a function's app.py in a fresh interpreter (as Lambda does), then reads a UTF-8 JSON body
 # that declares no charset through requests, as the client does, and reports what was imported.
@@ -54,17 +38,7 @@ PROBE = textwrap.dedent(
 
 @pytest.mark.parametrize("function", ["enricher", "reconciler"])
 def test_a_cold_start_imports_no_charset_detector_and_reads_utf8_json(function: str) -> None:
-    env = {"PATH": os.environ.get("PATH", ""), **ENV}
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(REPO_ROOT), function],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_fresh(PROBE, function, env=ENV)
     assert "requests" in report["loaded"]  # the probe really loaded the HTTP client
     assert {name for name in report["loaded"] if name.split(".")[0] in DETECTORS} == set()
     assert report["json"] == {"title": "Caf\u00e9 \u2615"}

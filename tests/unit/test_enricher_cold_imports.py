@@ -4,28 +4,14 @@ tokenizer's patterns, 1.4 ms); a build that names related entities loads them at
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ENV = {
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "POWERTOOLS_SERVICE_NAME": "cold-imports",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_NAMESPACE": "Test",
-    "POWERLEADS_TOKEN": "pit-" + "b" * 32,
-    "OUTPUT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:records",
-    "QUARANTINE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/quarantine",
-    "LEDGER_TABLE_NAME": "ledger",
-}
+from tests.fresh import FUNCTION_ENV, run_fresh
+
+ENV = {**FUNCTION_ENV, "POWERTOOLS_SERVICE_NAME": "cold-imports"}
 RELATED_MODULES = {"appointment_enricher.enrich.related", "appointment_enricher.entities"}
 
 # Loads the enricher's app.py in a fresh interpreter (as Lambda does) and reports what it imported
@@ -45,23 +31,13 @@ PROBE = textwrap.dedent(
 )
 
 
-def _cold_start(**env: str) -> dict[str, object]:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, str(REPO_ROOT)],
-        env={"PATH": os.environ.get("PATH", ""), **ENV, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    report: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
-    return report
+def _cold_start(**env: str) -> dict[str, Any]:
+    return run_fresh(PROBE, env={**ENV, **env})
 
 
 def test_the_default_build_loads_no_related_entities_and_parses_no_signature() -> None:
     report = _cold_start()
-    loaded = set(report["loaded"])  # type: ignore[call-overload]
+    loaded = set(report["loaded"])
     assert "appointment_enricher.enrich.service" in loaded  # the probe really built the enricher
     assert report["related"] is False
     assert loaded & RELATED_MODULES == set()
@@ -72,4 +48,4 @@ def test_the_default_build_loads_no_related_entities_and_parses_no_signature() -
 def test_a_related_build_loads_them_at_init(kinds: str) -> None:
     report = _cold_start(ENRICH_RELATED=kinds)
     assert report["related"] is True
-    assert set(report["loaded"]) >= RELATED_MODULES  # type: ignore[call-overload]
+    assert set(report["loaded"]) >= RELATED_MODULES
